@@ -1,0 +1,1 @@
+//! Scenario test support.
