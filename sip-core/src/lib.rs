@@ -1,1 +1,3 @@
 //! sip-core
+#![warn(missing_docs)]
+pub mod message;

@@ -1,0 +1,344 @@
+//! Header names (with RFC 3261 §7.3.3 compact forms) and the ordered header list.
+//!
+//! Headers keep their order and the name as the peer spelled it; values are stored
+//! unfolded. Typed views (Via, From, CSeq ...) are parsed from the stored text on demand
+//! by the accessors in [`super::values`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+macro_rules! header_kinds {
+    ($( $variant:ident => $canonical:literal $(, $compact:literal)? ;)*) => {
+        /// The headers this stack knows by name. Everything else is [`HeaderKind::Other`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum HeaderKind {
+            $(
+                #[doc = concat!("`", $canonical, "`")]
+                $variant,
+            )*
+            /// A header this stack does not interpret; kept as text.
+            Other,
+        }
+
+        impl HeaderKind {
+            /// The canonical spelling; `None` for [`HeaderKind::Other`].
+            pub fn canonical(self) -> Option<&'static str> {
+                match self {
+                    $( HeaderKind::$variant => Some($canonical), )*
+                    HeaderKind::Other => None,
+                }
+            }
+
+            /// The compact form (RFC 3261 §7.3.3 and its extensions), if it has one.
+            pub fn compact(self) -> Option<char> {
+                match self {
+                    $( $( HeaderKind::$variant => Some($compact), )? )*
+                    _ => None,
+                }
+            }
+
+            /// Looks a header name up, case-insensitively, full or compact.
+            pub fn from_name(name: &str) -> HeaderKind {
+                if name.len() == 1 {
+                    let c = name.as_bytes()[0].to_ascii_lowercase() as char;
+                    $( $( if c == $compact { return HeaderKind::$variant; } )? )*
+                    return HeaderKind::Other;
+                }
+                $( if name.len() == $canonical.len() && name.eq_ignore_ascii_case($canonical) {
+                    return HeaderKind::$variant;
+                } )*
+                HeaderKind::Other
+            }
+        }
+    };
+}
+
+header_kinds! {
+    Via => "Via", 'v';
+    From => "From", 'f';
+    To => "To", 't';
+    CallId => "Call-ID", 'i';
+    CSeq => "CSeq";
+    Contact => "Contact", 'm';
+    MaxForwards => "Max-Forwards";
+    Route => "Route";
+    RecordRoute => "Record-Route";
+    ContentLength => "Content-Length", 'l';
+    ContentType => "Content-Type", 'c';
+    ContentEncoding => "Content-Encoding", 'e';
+    Subject => "Subject", 's';
+    Supported => "Supported", 'k';
+    Event => "Event", 'o';
+    ReferTo => "Refer-To", 'r';
+    ReferredBy => "Referred-By", 'b';
+    AllowEvents => "Allow-Events", 'u';
+    SessionExpires => "Session-Expires", 'x';
+    Identity => "Identity", 'y';
+    Expires => "Expires";
+    MinExpires => "Min-Expires";
+    MinSe => "Min-SE";
+    Authorization => "Authorization";
+    ProxyAuthorization => "Proxy-Authorization";
+    WwwAuthenticate => "WWW-Authenticate";
+    ProxyAuthenticate => "Proxy-Authenticate";
+    AuthenticationInfo => "Authentication-Info";
+    Allow => "Allow";
+    Accept => "Accept";
+    Require => "Require";
+    ProxyRequire => "Proxy-Require";
+    Unsupported => "Unsupported";
+    UserAgent => "User-Agent";
+    Server => "Server";
+    Date => "Date";
+    RetryAfter => "Retry-After";
+    Warning => "Warning";
+    RSeq => "RSeq";
+    RAck => "RAck";
+    Reason => "Reason";
+    PAssertedIdentity => "P-Asserted-Identity";
+    PPreferredIdentity => "P-Preferred-Identity";
+    Privacy => "Privacy";
+    ReplyTo => "Reply-To";
+    Timestamp => "Timestamp";
+}
+
+/// A header name: what kind it is and how it was spelled.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeaderName {
+    kind: HeaderKind,
+    spelling: Cow<'static, str>,
+}
+
+impl HeaderName {
+    /// The name of a known header in its canonical spelling.
+    ///
+    /// # Panics
+    /// On [`HeaderKind::Other`], which has no canonical spelling; use [`HeaderName::parse`].
+    pub fn known(kind: HeaderKind) -> Self {
+        let canonical = kind
+            .canonical()
+            .expect("HeaderName::known takes a named kind; Other needs HeaderName::parse");
+        HeaderName {
+            kind,
+            spelling: Cow::Borrowed(canonical),
+        }
+    }
+
+    /// A header name as it appeared on the wire (already validated as a token).
+    pub fn parse(name: &str) -> Self {
+        let kind = HeaderKind::from_name(name);
+        let spelling = match kind.canonical() {
+            Some(c) if c == name => Cow::Borrowed(c),
+            _ => Cow::Owned(name.to_owned()),
+        };
+        HeaderName { kind, spelling }
+    }
+
+    /// What kind of header this is.
+    pub fn kind(&self) -> HeaderKind {
+        self.kind
+    }
+
+    /// The name as spelled.
+    pub fn as_str(&self) -> &str {
+        &self.spelling
+    }
+
+    /// True when this names the same header as `name` (compact forms and case folded).
+    pub fn is(&self, name: &str) -> bool {
+        match self.kind {
+            HeaderKind::Other => self.spelling.eq_ignore_ascii_case(name),
+            k => HeaderKind::from_name(name) == k,
+        }
+    }
+}
+
+impl fmt::Debug for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spelling)
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spelling)
+    }
+}
+
+/// One header line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Its name.
+    pub name: HeaderName,
+    /// Its value, unfolded and trimmed.
+    pub value: String,
+}
+
+/// The headers of a message, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    /// With room for `n` headers.
+    pub fn with_capacity(n: usize) -> Self {
+        Headers(Vec::with_capacity(n))
+    }
+
+    /// All headers in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.0.iter()
+    }
+
+    /// Number of header lines.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first value of a known header.
+    pub fn get(&self, kind: HeaderKind) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| h.name.kind == kind)
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every value of a known header, in order (one per header line).
+    pub fn get_all(&self, kind: HeaderKind) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |h| h.name.kind == kind)
+            .map(|h| h.value.as_str())
+    }
+
+    /// The first value of a header looked up by name (for headers without a kind).
+    pub fn get_named(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| h.name.is(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// How many header lines of this kind there are.
+    pub fn count(&self, kind: HeaderKind) -> usize {
+        self.0.iter().filter(|h| h.name.kind == kind).count()
+    }
+
+    /// Appends a header line.
+    pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.0.push(Header {
+            name,
+            value: value.into(),
+        });
+    }
+
+    /// Appends a known header in canonical spelling.
+    pub fn add(&mut self, kind: HeaderKind, value: impl Into<String>) {
+        self.push(HeaderName::known(kind), value);
+    }
+
+    /// Inserts a known header before all others of its kind (or at the top if none).
+    pub fn add_first(&mut self, kind: HeaderKind, value: impl Into<String>) {
+        let pos = self
+            .0
+            .iter()
+            .position(|h| h.name.kind == kind)
+            .unwrap_or(0);
+        self.0.insert(
+            pos,
+            Header {
+                name: HeaderName::known(kind),
+                value: value.into(),
+            },
+        );
+    }
+
+    /// Replaces every line of this kind by one line with `value`, at the place of the first.
+    pub fn set(&mut self, kind: HeaderKind, value: impl Into<String>) {
+        match self.0.iter().position(|h| h.name.kind == kind) {
+            Some(pos) => {
+                self.0[pos].value = value.into();
+                let mut i = 0;
+                self.0.retain(|h| {
+                    let keep = h.name.kind != kind || i == pos;
+                    i += 1;
+                    keep
+                });
+            }
+            None => self.add(kind, value),
+        }
+    }
+
+    /// Removes every line of this kind; returns how many were removed.
+    pub fn remove(&mut self, kind: HeaderKind) -> usize {
+        let before = self.0.len();
+        self.0.retain(|h| h.name.kind != kind);
+        before - self.0.len()
+    }
+
+    /// Mutable access to the first value of a kind.
+    pub fn get_mut(&mut self, kind: HeaderKind) -> Option<&mut String> {
+        self.0
+            .iter_mut()
+            .find(|h| h.name.kind == kind)
+            .map(|h| &mut h.value)
+    }
+
+    pub(crate) fn push_header(&mut self, h: Header) {
+        self.0.push(h);
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_odd_case_names_map_to_their_kind() {
+        for (n, k) in [
+            ("v", HeaderKind::Via),
+            ("ViA", HeaderKind::Via),
+            ("i", HeaderKind::CallId),
+            ("m", HeaderKind::Contact),
+            ("l", HeaderKind::ContentLength),
+            ("MaX-fOrWaRdS", HeaderKind::MaxForwards),
+            ("x", HeaderKind::SessionExpires),
+            ("y", HeaderKind::Identity),
+            ("k", HeaderKind::Supported),
+            ("C%6Fntact", HeaderKind::Other),
+        ] {
+            assert_eq!(HeaderKind::from_name(n), k, "{n}");
+        }
+    }
+
+    #[test]
+    fn spelling_is_kept_and_set_collapses_duplicates() {
+        let mut h = Headers::new();
+        h.push(HeaderName::parse("v"), "SIP/2.0/UDP a");
+        h.add(HeaderKind::Expires, "60");
+        h.push(HeaderName::parse("EXPIRES"), "70");
+        assert_eq!(h.iter().next().unwrap().name.as_str(), "v");
+        h.set(HeaderKind::Expires, "0");
+        assert_eq!(h.get_all(HeaderKind::Expires).collect::<Vec<_>>(), vec!["0"]);
+        h.add_first(HeaderKind::Via, "SIP/2.0/UDP b");
+        assert_eq!(h.get(HeaderKind::Via), Some("SIP/2.0/UDP b"));
+    }
+}
