@@ -1,0 +1,168 @@
+//! `dialer config check` output: every effective setting, defaults included, secrets masked.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::profile::{AgentSecret, Codec};
+use crate::Config;
+
+const NOT_SET: &str = "(not set)";
+const MASK: &str = "***";
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| NOT_SET.to_string(), |v| quoted(&v.to_string()))
+}
+
+fn codecs(list: &[Codec]) -> String {
+    let names: Vec<String> = list.iter().map(|c| quoted(c.name())).collect();
+    format!("[{}]", names.join(", "))
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+/// Lines are built with `writeln!` into a `String`, which cannot fail.
+pub(crate) fn render(c: &Config) -> String {
+    let mut o = String::new();
+    let mut line = |k: &str, v: String| {
+        writeln!(o, "{k} = {v}").expect("writing to a String cannot fail");
+    };
+    line("# effective settings of", quoted(c.name()));
+    line("# defaults filled in, secrets masked as", quoted(MASK));
+
+    let s = c.sip();
+    line("\n[sip]\nlisten", quoted(&s.listen.to_string()));
+    line("external_ip", opt(s.external_ip));
+    line("user_agent", quoted(&s.user_agent));
+    line("t1_ms", s.timers.t1.as_millis().to_string());
+    line("t2_ms", s.timers.t2.as_millis().to_string());
+    line("t4_ms", s.timers.t4.as_millis().to_string());
+
+    for t in c.trunks() {
+        line("\n[[trunk]]\nname", quoted(&t.name));
+        line("proxy", quoted(&t.proxy.to_string()));
+        line("domain", quoted(&t.domain.to_string()));
+        line("username", opt(t.username.as_ref()));
+        match &t.credentials {
+            Some(cr) => {
+                line("auth_username", quoted(&cr.auth_username));
+                line("password", format!("{MASK} ({})", cr.password_source()));
+                line(
+                    "realm",
+                    cr.realm
+                        .as_deref()
+                        .map_or("(any realm the trunk sends)".into(), quoted),
+                );
+            }
+            None => line("password", "(not set: no digest authentication)".into()),
+        }
+        line("register", t.register.to_string());
+        line("expires", secs(t.expires).to_string());
+        line("transport", quoted(t.transport.name()));
+        line("codecs", codecs(&t.codecs));
+        line("caller_id", opt(t.caller_id.as_ref()));
+        line("caller_name", opt(t.caller_name.as_ref()));
+        line("pai", t.pai.to_string());
+        line(
+            "max_channels",
+            t.max_channels
+                .map_or("(no limit)".into(), |n| n.to_string()),
+        );
+        line(
+            "max_cps",
+            t.max_cps.map_or("(no limit)".into(), |n| n.to_string()),
+        );
+        let n = &t.numbering;
+        line("strip_prefix", quoted(&n.strip_prefix));
+        line("e164", n.e164.to_string());
+        line("country_code", opt(n.country_code.as_ref()));
+        line("national_prefix", quoted(&n.national_prefix));
+        line("international_prefix", quoted(&n.international_prefix));
+        line("strip_plus", n.strip_plus.to_string());
+        line("dial_prefix", quoted(&n.dial_prefix));
+        line("keepalive", quoted(t.keepalive.name()));
+        line(
+            "keepalive_interval_s",
+            secs(t.keepalive_interval).to_string(),
+        );
+        line(
+            "register_retry_min_s",
+            secs(t.register_retry_min).to_string(),
+        );
+        line(
+            "register_retry_max_s",
+            secs(t.register_retry_max).to_string(),
+        );
+        line("dtmf", quoted(t.dtmf.name()));
+        line(
+            "session_expires_s",
+            t.session_expires
+                .map_or("0 (session timers off)".into(), |d| secs(d).to_string()),
+        );
+        line("min_se_s", secs(t.min_se).to_string());
+    }
+
+    let r = c.registrar();
+    line(
+        "\n[registrar]\ndomain",
+        opt(r.domain.as_ref()).replace(NOT_SET, "(any)"),
+    );
+    line("realm", quoted(&r.realm));
+    line("min_expires", secs(r.min_expires).to_string());
+    line("max_expires", secs(r.max_expires).to_string());
+    line("nonce_ttl_s", secs(r.nonce_ttl).to_string());
+
+    for a in c.agents() {
+        line("\n[[agent]]\nextension", quoted(&a.extension));
+        match a.secret {
+            AgentSecret::Password(_) => line("password", MASK.into()),
+            AgentSecret::A1Hash(_) => line("a1_hash", MASK.into()),
+        }
+        let nets: Vec<String> = a.allow.iter().map(|n| quoted(&n.to_string())).collect();
+        line("allow", format!("[{}]", nets.join(", ")));
+        line("codecs", codecs(&a.codecs));
+        line("dtmf", quoted(a.dtmf.name()));
+        line(
+            "contact",
+            a.contact
+                .as_ref()
+                .map_or("(not set: agent registers)".into(), |c| quoted(&c.uri)),
+        );
+        line("max_expires", secs(a.max_expires).to_string());
+    }
+
+    let m = c.media();
+    line(
+        "\n[media]\nrtp_ports",
+        format!(
+            "\"{}\" ({} RTP/RTCP pairs)",
+            m.rtp_ports,
+            m.rtp_ports.pairs()
+        ),
+    );
+    line("ringback", opt(m.ringback.as_ref().map(|p| p.display())));
+    line(
+        "media_timeout_s",
+        m.media_timeout
+            .map_or("0 (off)".into(), |d| secs(d).to_string()),
+    );
+    line(
+        "record_dir",
+        opt(m.record_dir.as_ref().map(|p| p.display())).replace(NOT_SET, "(not set: no recording)"),
+    );
+
+    let api = c.api();
+    line("\n[api]\nlisten", quoted(&api.listen.to_string()));
+    let token = match (&api.token, &api.token_env) {
+        (Some(_), Some(var)) => format!("{MASK} (from ${var})"),
+        (Some(_), None) => format!("{MASK} (inline)"),
+        _ => "(not set: loopback only)".into(),
+    };
+    line("token", token);
+    o
+}

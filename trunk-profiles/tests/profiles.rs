@@ -1,0 +1,210 @@
+//! Every shipped profile loads, and stays strict: an unknown key anywhere in it is an error
+//! that names the file, the line and the key.
+
+use std::path::{Path, PathBuf};
+
+use trunk_profiles::{Config, ConfigError, Diagnostic};
+
+fn profiles_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles")
+}
+
+/// Every `*.toml` in profiles/, so a new profile is covered without touching this test.
+fn profiles() -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(profiles_dir())
+        .expect("profiles/ exists in the crate")
+        .map(|e| e.expect("readable directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).expect("readable profile"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Any variable the profiles name resolves to a value that says where it came from.
+fn env(name: &str) -> Option<String> {
+    Some(format!("value-of-{name}-from-env"))
+}
+
+fn load(name: &str, text: &str) -> Result<Config, ConfigError> {
+    Config::from_str_in_dir(text, name, &profiles_dir(), &env)
+}
+
+fn first_error(name: &str, text: &str) -> Diagnostic {
+    match load(name, text) {
+        Ok(_) => panic!("{name} loaded, expected an error:\n{text}"),
+        Err(e) => e
+            .diagnostics()
+            .first()
+            .cloned()
+            .expect("an invalid file has a diagnostic"),
+    }
+}
+
+/// Inserts `line` so that it becomes line `at` (1-based) of the text.
+fn insert_line(text: &str, at: usize, line: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(at - 1, line);
+    lines.join("\n") + "\n"
+}
+
+/// 1-based line number of the first line satisfying `pred`.
+fn line_of(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
+    text.lines().position(|l| pred(l.trim())).map(|i| i + 1)
+}
+
+#[test]
+fn the_four_documented_profiles_are_shipped() {
+    let names: Vec<String> = profiles().into_iter().map(|(n, _)| n).collect();
+    for expected in [
+        "carrier-register.toml",
+        "ip-auth-trunk.toml",
+        "pbx-kamailio-asterisk.toml",
+        "minimal.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn every_shipped_profile_loads() {
+    for (name, text) in profiles() {
+        let config = load(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!config.trunks().is_empty(), "{name} has no trunk");
+        let listing = config.effective_settings();
+        assert!(
+            listing.contains("[[trunk]]") && listing.contains("[media]"),
+            "{name}:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn every_shipped_profile_loads_from_disk() {
+    // Config::load resolves *_env from the process environment, which tests leave alone:
+    // the profiles that name no variable load from disk as they are.
+    for (name, text) in profiles() {
+        if text.contains("_env") {
+            continue;
+        }
+        let config = Config::load(&profiles_dir().join(&name)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.name().ends_with(&name));
+    }
+}
+
+#[test]
+fn unknown_top_level_key_in_any_profile_names_file_line_and_key() {
+    for (name, text) in profiles() {
+        let bad = insert_line(&text, 1, "bogus_top = 1");
+        let d = first_error(&name, &bad);
+        assert_eq!(
+            (d.file.as_str(), d.line, d.column),
+            (name.as_str(), 1, 1),
+            "{d}"
+        );
+        assert_eq!(d.key, "bogus_top", "{d}");
+        assert!(d.message.starts_with("unknown key `bogus_top`"), "{d}");
+        assert!(
+            d.to_string()
+                .starts_with(&format!("{name}:1:1: bogus_top: unknown key")),
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_in_a_table_of_any_profile_names_file_line_and_key() {
+    for (name, text) in profiles() {
+        let header = line_of(&text, |l| l.starts_with('[') && !l.starts_with("[["));
+        let (bad, line, key) = match header {
+            Some(h) => {
+                let l = text.lines().nth(h - 1).unwrap().trim();
+                let table = &l[1..l.find(']').unwrap()];
+                (
+                    insert_line(&text, h + 1, "bogus_key = 1"),
+                    h + 1,
+                    format!("{table}.bogus_key"),
+                )
+            }
+            None => {
+                let n = text.lines().count();
+                (
+                    format!("{text}[media]\nbogus_key = 1\n"),
+                    n + 2,
+                    "media.bogus_key".to_string(),
+                )
+            }
+        };
+        let d = first_error(&name, &bad);
+        assert_eq!(
+            (d.file.as_str(), d.line, d.column),
+            (name.as_str(), line, 1),
+            "{d}"
+        );
+        assert_eq!(d.key, key, "{d}");
+        assert!(d.message.starts_with("unknown key `bogus_key`"), "{d}");
+    }
+}
+
+#[test]
+fn unknown_key_in_an_array_of_tables_entry_of_any_profile_names_index_and_line() {
+    for (name, text) in profiles() {
+        for table in ["trunk", "agent"] {
+            let header = format!("[[{table}]]");
+            let count = text.lines().filter(|l| l.trim() == header).count();
+            if count == 0 {
+                continue;
+            }
+            // The last entry, so the index in the key path is exercised beyond 0 where possible.
+            let h = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.trim() == header)
+                .map(|(i, _)| i + 1)
+                .last()
+                .unwrap();
+            let bad = insert_line(&text, h + 1, "  bogus_entry = true");
+            let d = first_error(&name, &bad);
+            assert_eq!((d.line, d.column), (h + 1, 3), "{name}: {d}");
+            assert_eq!(
+                d.key,
+                format!("{table}[{}].bogus_entry", count - 1),
+                "{name}: {d}"
+            );
+            assert!(
+                d.message
+                    .contains("unknown key `bogus_entry`, expected one of"),
+                "{d}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_key_in_every_array_of_tables_entry_is_located() {
+    // Beyond the last entry: each [[trunk]] and [[agent]] entry gets its own key path.
+    for (name, text) in profiles() {
+        for (line_index, l) in text.lines().enumerate() {
+            let table = match l.trim() {
+                "[[trunk]]" => "trunk",
+                "[[agent]]" => "agent",
+                _ => continue,
+            };
+            let index = text
+                .lines()
+                .take(line_index)
+                .filter(|x| x.trim() == format!("[[{table}]]"))
+                .count();
+            let bad = insert_line(&text, line_index + 2, "zzz = 1");
+            let d = first_error(&name, &bad);
+            assert_eq!(d.line, line_index + 2, "{name}: {d}");
+            assert_eq!(d.key, format!("{table}[{index}].zzz"), "{name}: {d}");
+        }
+    }
+}
