@@ -101,7 +101,7 @@ impl ReportBlock {
             .wrapping_sub(self.last_sr)
             .wrapping_sub(self.delay_since_last_sr);
         // A negative result (clock skew) shows as a huge value; more than a minute is not a RTT.
-        (rtt < 60 << 16).then(|| Duration::from_nanos(u64::from(rtt) * 1_000_000_000 >> 16))
+        (rtt < (60 << 16)).then(|| Duration::from_nanos((u64::from(rtt) * 1_000_000_000) >> 16))
     }
 
     fn write(&self, out: &mut [u8]) {
