@@ -28,12 +28,13 @@ fn secs(d: Duration) -> u64 {
 
 /// Lines are built with `writeln!` into a `String`, which cannot fail.
 pub(crate) fn render(c: &Config) -> String {
-    let mut o = String::new();
+    let mut o = format!(
+        "# effective settings of {:?}: defaults filled in, secrets shown as {MASK}\n",
+        c.name()
+    );
     let mut line = |k: &str, v: String| {
         writeln!(o, "{k} = {v}").expect("writing to a String cannot fail");
     };
-    line("# effective settings of", quoted(c.name()));
-    line("# defaults filled in, secrets masked as", quoted(MASK));
 
     let s = c.sip();
     line("\n[sip]\nlisten", quoted(&s.listen.to_string()));
