@@ -1,0 +1,1 @@
+//! RTP stream analysis over a [`Capture`](crate::Capture).
