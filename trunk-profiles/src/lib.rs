@@ -23,7 +23,8 @@
 //! ```
 //! There is no drive loop: [`Config::load`] (or [`Config::from_str_named`] for tests) runs
 //! parse -> validate -> typed [`Config`] in one call, and `dialer config check` prints
-//! [`Config::effective_settings`]. The reference of every key is in this crate's README.md.
+//! [`Config::effective_settings`]. Every key, its default and its bounds: [`key_reference`] (the
+//! crate's README.md).
 //!
 //! # What it does not do
 //! - No IO beyond reading the file and checking that `media.ringback` exists; no DNS (a trunk's
@@ -58,6 +59,10 @@ mod profile;
 mod raw;
 mod secret;
 mod validate;
+
+/// The key reference (this crate's README.md).
+#[doc = include_str!("../README.md")]
+pub mod key_reference {}
 
 use std::path::Path;
 
