@@ -397,3 +397,18 @@ fn registrar_realm_defaults_to_its_domain() {
     .unwrap();
     assert_eq!(c.registrar().realm, "dialer.lan");
 }
+
+#[test]
+fn unknown_key_in_an_inline_table_entry_is_located() {
+    let text = "trunk = [\n  { name = \"a\", proxy = \"p.example\", register = false },\n  { name = \"b\", proxy = \"q.example\", regster = false },\n]\n";
+    let d = first(text);
+    assert_eq!(loc(&d), (3, 38, "trunk[1].regster"));
+    assert!(d.message.starts_with("unknown key `regster`"), "{d}");
+}
+
+#[test]
+fn a_key_given_twice_is_located() {
+    let d = first(&format!("{TRUNK}name = \"again\"\n"));
+    assert_eq!((d.line, d.file.as_str()), (6, "dialer.toml"));
+    assert!(d.message.contains("duplicate key"), "{d}");
+}
