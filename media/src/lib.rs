@@ -11,3 +11,4 @@ pub mod sdp;
 pub(crate) fn test_epoch() -> std::time::Instant {
     std::time::Instant::now()
 }
+pub mod codec;
