@@ -12,3 +12,4 @@ pub(crate) fn test_epoch() -> std::time::Instant {
     std::time::Instant::now()
 }
 pub mod codec;
+pub mod playback;
