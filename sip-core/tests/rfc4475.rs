@@ -33,7 +33,11 @@ fn manifest(dir: &PathBuf) -> Vec<(String, String)> {
 fn torture_messages_follow_the_manifest_verdicts() {
     let Some(dir) = corpus() else { return };
     let entries = manifest(&dir);
-    assert!(entries.len() >= 50, "manifest lists {} files", entries.len());
+    assert!(
+        entries.len() >= 50,
+        "manifest lists {} files",
+        entries.len()
+    );
     let mut wrong = Vec::new();
     for (file, verdict) in &entries {
         let bytes = std::fs::read(dir.join(file)).expect("corpus file is readable");
@@ -48,7 +52,9 @@ fn torture_messages_follow_the_manifest_verdicts() {
                 assert!(!e.to_string().is_empty());
                 eprintln!("{file}: rejected: {e}");
             }
-            _ => wrong.push(format!("{file}: manifest says {verdict}, parser gave {result:?}")),
+            _ => wrong.push(format!(
+                "{file}: manifest says {verdict}, parser gave {result:?}"
+            )),
         }
     }
     assert!(wrong.is_empty(), "verdicts differ:\n{}", wrong.join("\n"));

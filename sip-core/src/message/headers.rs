@@ -249,11 +249,7 @@ impl Headers {
 
     /// Inserts a known header before all others of its kind (or at the top if none).
     pub fn add_first(&mut self, kind: HeaderKind, value: impl Into<String>) {
-        let pos = self
-            .0
-            .iter()
-            .position(|h| h.name.kind == kind)
-            .unwrap_or(0);
+        let pos = self.0.iter().position(|h| h.name.kind == kind).unwrap_or(0);
         self.0.insert(
             pos,
             Header {
@@ -337,7 +333,10 @@ mod tests {
         h.push(HeaderName::parse("EXPIRES"), "70");
         assert_eq!(h.iter().next().unwrap().name.as_str(), "v");
         h.set(HeaderKind::Expires, "0");
-        assert_eq!(h.get_all(HeaderKind::Expires).collect::<Vec<_>>(), vec!["0"]);
+        assert_eq!(
+            h.get_all(HeaderKind::Expires).collect::<Vec<_>>(),
+            vec!["0"]
+        );
         h.add_first(HeaderKind::Via, "SIP/2.0/UDP b");
         assert_eq!(h.get(HeaderKind::Via), Some("SIP/2.0/UDP b"));
     }

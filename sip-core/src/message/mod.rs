@@ -178,7 +178,11 @@ fn name_addr(h: &Headers, kind: HeaderKind, name: &'static str) -> Result<NameAd
     Ok(NameAddr::parse(name, v)?)
 }
 
-fn addr_list(h: &Headers, kind: HeaderKind, name: &'static str) -> Result<Vec<NameAddr>, MissingHeader> {
+fn addr_list(
+    h: &Headers,
+    kind: HeaderKind,
+    name: &'static str,
+) -> Result<Vec<NameAddr>, MissingHeader> {
     let mut out = Vec::new();
     for v in h.get_all(kind) {
         out.extend(NameAddr::parse_list(name, v)?);

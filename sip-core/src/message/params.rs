@@ -150,9 +150,11 @@ impl Params {
 
     /// The value of a parameter, with quotes removed; `None` when absent or a flag.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.get(name)
-            .flatten()
-            .map(|v| v.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(v))
+        self.get(name).flatten().map(|v| {
+            v.strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .unwrap_or(v)
+        })
     }
 
     /// True when the parameter is present, with or without a value.
@@ -265,8 +267,11 @@ mod tests {
 
     #[test]
     fn header_params_allow_white_space_around_separators() {
-        let p = Params::parse(" ; newparam = newvalue ; secondparam ; q = 0.33", ParamSyntax::Header)
-            .unwrap();
+        let p = Params::parse(
+            " ; newparam = newvalue ; secondparam ; q = 0.33",
+            ParamSyntax::Header,
+        )
+        .unwrap();
         assert_eq!(p.value("newparam"), Some("newvalue"));
         assert_eq!(p.get("secondparam"), Some(None));
         assert_eq!(p.value("q"), Some("0.33"));

@@ -142,7 +142,11 @@ pub fn parse_datagram(bytes: &[u8], limits: &ParseLimits) -> Result<Message, Par
     match parse_inner(bytes, limits, false)? {
         Some((m, _)) => Ok(m),
         // Unreachable for datagrams: parse_inner only reports "incomplete" on streams.
-        None => perr(ParseErrorKind::ContentLength("larger than the datagram"), 1, 1),
+        None => perr(
+            ParseErrorKind::ContentLength("larger than the datagram"),
+            1,
+            1,
+        ),
     }
 }
 
@@ -210,12 +214,11 @@ enum Start {
 
 fn parse_start_line(line: &[u8]) -> Result<Start, ParseError> {
     let sl = ParseErrorKind::StartLine;
-    let s = std::str::from_utf8(line)
-        .map_err(|e| ParseError {
-            kind: sl("UTF-8 text"),
-            line: 1,
-            column: e.valid_up_to() + 1,
-        })?;
+    let s = std::str::from_utf8(line).map_err(|e| ParseError {
+        kind: sl("UTF-8 text"),
+        line: 1,
+        column: e.valid_up_to() + 1,
+    })?;
     if s.len() >= 4 && s[..4].eq_ignore_ascii_case("SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let (version, rest) = s.split_once(' ').unwrap_or((s, ""));
@@ -238,7 +241,8 @@ fn parse_start_line(line: &[u8]) -> Result<Start, ParseError> {
     // Request-Line = Method SP Request-URI SP SIP-Version CRLF, single spaces only
     // (RFC 3261 §7.1, RFC 4475 §3.1.2.9 and §3.1.2.10).
     let mut parts = s.split(' ');
-    let (Some(m), Some(u), Some(v), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(m), Some(u), Some(v), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         let col = s.find("  ").map_or(s.len(), |p| p + 2);
         return perr(
@@ -330,7 +334,11 @@ fn parse_inner(
         if stream {
             return Ok(None);
         }
-        return perr(ParseErrorKind::StartLine("a line end after the start line"), 1, 1);
+        return perr(
+            ParseErrorKind::StartLine("a line end after the start line"),
+            1,
+            1,
+        );
     };
     let start = parse_start_line(start_line)?;
     let mut headers = Headers::with_capacity(16);
@@ -374,7 +382,11 @@ fn parse_inner(
             // RFC 3261 §7.3.1: a line starting with white space continues the previous
             // header; the fold is replaced by a single space.
             let Some((_, value, _, _)) = current.as_mut() else {
-                return perr(ParseErrorKind::HeaderLine("a header name, not white space"), line_no, 1);
+                return perr(
+                    ParseErrorKind::HeaderLine("a header name, not white space"),
+                    line_no,
+                    1,
+                );
             };
             let cont = trim_wsp(line);
             if !cont.is_empty() {
@@ -403,12 +415,20 @@ fn parse_inner(
             &mut cseq_method,
         )?;
         let Some(colon) = memchr::memchr(b':', line) else {
-            return perr(ParseErrorKind::HeaderLine("':' after the header name"), line_no, line.len() + 1);
+            return perr(
+                ParseErrorKind::HeaderLine("':' after the header name"),
+                line_no,
+                line.len() + 1,
+            );
         };
         let name_bytes = trim_wsp_end(&line[..colon]);
         let name = std::str::from_utf8(name_bytes).unwrap_or("");
         if !is_token(name) {
-            return perr(ParseErrorKind::HeaderLine("a header name token"), line_no, 1);
+            return perr(
+                ParseErrorKind::HeaderLine("a header name token"),
+                line_no,
+                1,
+            );
         }
         let raw_value = &line[colon + 1..];
         let lead_ws = raw_value.iter().take_while(|&&c| is_wsp(c)).count();
@@ -468,7 +488,9 @@ fn parse_inner(
         }
         None if stream => {
             return perr(
-                ParseErrorKind::ContentLength("is missing; it is mandatory on a stream (RFC 3261 §18.3)"),
+                ParseErrorKind::ContentLength(
+                    "is missing; it is mandatory on a stream (RFC 3261 §18.3)",
+                ),
                 line_no,
                 1,
             );

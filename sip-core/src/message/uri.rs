@@ -139,7 +139,9 @@ impl SipUri {
 
     /// The `transport` parameter, lower-cased, if any.
     pub fn transport(&self) -> Option<String> {
-        self.params.value("transport").map(|t| t.to_ascii_lowercase())
+        self.params
+            .value("transport")
+            .map(|t| t.to_ascii_lowercase())
     }
 
     /// True when the URI carries `lr` (a loose router, RFC 3261 §16.12.1).
@@ -180,7 +182,8 @@ impl SipUri {
                     .or_else(|i| err(base + i, "'%' followed by two hex digits"))?;
                 if let Some(p) = p {
                     for (i, c) in p.bytes().enumerate() {
-                        if !(is_unreserved(c) || matches!(c, b'%' | b'&' | b'=' | b'+' | b'$' | b','))
+                        if !(is_unreserved(c)
+                            || matches!(c, b'%' | b'&' | b'=' | b'+' | b'$' | b','))
                         {
                             return err(base + u.len() + 1 + i, "a password character");
                         }
@@ -227,18 +230,20 @@ impl SipUri {
         if i < params_end && b[i] != b';' {
             return err(base + i, "';', '?' or the end of the URI");
         }
-        let params = Params::parse(&s[i..params_end], ParamSyntax::Uri).map_err(|(o, e)| {
-            UriError {
+        let params =
+            Params::parse(&s[i..params_end], ParamSyntax::Uri).map_err(|(o, e)| UriError {
                 offset: base + i + o,
                 expected: e,
-            }
-        })?;
+            })?;
         let headers = if params_end < s.len() {
             let h = &s[params_end + 1..];
             for (k, c) in h.bytes().enumerate() {
                 // hname/hvalue = hnv-unreserved / unreserved / escaped, joined by '=' and '&'
                 if !(is_unreserved(c)
-                    || matches!(c, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'))
+                    || matches!(
+                        c,
+                        b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+                    ))
                 {
                     return err(base + params_end + 1 + k, "a URI header character");
                 }
@@ -350,17 +355,17 @@ impl Uri {
                 return err(colon + 1, "a telephone number");
             }
             for (i, c) in number.bytes().enumerate() {
-                if !(c.is_ascii_hexdigit() || matches!(c, b'+' | b'*' | b'#' | b'-' | b'.' | b'(' | b')'))
+                if !(c.is_ascii_hexdigit()
+                    || matches!(c, b'+' | b'*' | b'#' | b'-' | b'.' | b'(' | b')'))
                 {
                     return err(colon + 1 + i, "a telephone number character");
                 }
             }
-            let params = Params::parse(&rest[end..], ParamSyntax::Uri).map_err(|(o, e)| {
-                UriError {
+            let params =
+                Params::parse(&rest[end..], ParamSyntax::Uri).map_err(|(o, e)| UriError {
                     offset: colon + 1 + end + o,
                     expected: e,
-                }
-            })?;
+                })?;
             return Ok(Uri::Tel(TelUri {
                 number: number.to_owned(),
                 params,
@@ -429,8 +434,14 @@ mod tests {
     #[test]
     fn user_part_may_hold_reserved_characters_up_to_the_at_sign() {
         let u = sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
-        assert_eq!(u.user.as_deref(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
-        assert_eq!(u.password.as_deref(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+        assert_eq!(
+            u.user.as_deref(),
+            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+        );
+        assert_eq!(
+            u.password.as_deref(),
+            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+        );
         assert_eq!(u.host, Host::Domain("example.com".into()));
     }
 
@@ -446,7 +457,8 @@ mod tests {
 
     #[test]
     fn escapes_and_headers_are_kept_as_written() {
-        let u = sip("sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31?Route=%3Csip:x%3E");
+        let u =
+            sip("sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31?Route=%3Csip:x%3E");
         assert_eq!(u.user.as_deref(), Some("cal%6Cer"));
         assert_eq!(u.headers.as_deref(), Some("Route=%3Csip:x%3E"));
         assert_eq!(
@@ -464,15 +476,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(Uri::parse("isbn:2983792873"), Ok(Uri::Absolute(_))));
-        assert!(matches!(Uri::parse("soap.beep://192.0.2.103:3002"), Ok(Uri::Absolute(_))));
+        assert!(matches!(
+            Uri::parse("isbn:2983792873"),
+            Ok(Uri::Absolute(_))
+        ));
+        assert!(matches!(
+            Uri::parse("soap.beep://192.0.2.103:3002"),
+            Ok(Uri::Absolute(_))
+        ));
     }
 
     #[test]
     fn malformed_uris_are_rejected_with_position() {
         assert!(Uri::parse("<sip:user@example.com>").is_err());
         assert!(Uri::parse("sip:user@exa mple.com").is_err());
-        assert_eq!(Uri::parse("sip:u@h:99999").unwrap_err().expected, "a port number up to 65535");
+        assert_eq!(
+            Uri::parse("sip:u@h:99999").unwrap_err().expected,
+            "a port number up to 65535"
+        );
         assert!(Uri::parse("sip:@example.com").is_err());
         assert!(Uri::parse("sip:u@[::1").is_err());
         assert!(Uri::parse("sip:u%4@h").is_err());

@@ -17,7 +17,11 @@ pub struct HeaderError {
     pub expected: &'static str,
 }
 
-pub(crate) fn herr<T>(header: &'static str, offset: usize, expected: &'static str) -> Result<T, HeaderError> {
+pub(crate) fn herr<T>(
+    header: &'static str,
+    offset: usize,
+    expected: &'static str,
+) -> Result<T, HeaderError> {
     Err(HeaderError {
         header,
         offset,
@@ -160,12 +164,11 @@ impl NameAddr {
         let mut display_end = i;
         let angle_open;
         if i < b.len() && b[i] == b'"' {
-            let end = quoted_string_end(b, i)
-                .ok_or(HeaderError {
-                    header,
-                    offset: i,
-                    expected: "a closing '\"' for the display name",
-                })?;
+            let end = quoted_string_end(b, i).ok_or(HeaderError {
+                header,
+                offset: i,
+                expected: "a closing '\"' for the display name",
+            })?;
             display_end = end;
             i = end;
             while i < b.len() && is_wsp(b[i]) {
@@ -193,14 +196,11 @@ impl NameAddr {
         }
         let (uri, after) = match angle_open {
             Some(lt) => {
-                let close = s[lt..]
-                    .find('>')
-                    .map(|c| lt + c)
-                    .ok_or(HeaderError {
-                        header,
-                        offset: lt,
-                        expected: "'>' closing the URI",
-                    })?;
+                let close = s[lt..].find('>').map(|c| lt + c).ok_or(HeaderError {
+                    header,
+                    offset: lt,
+                    expected: "'>' closing the URI",
+                })?;
                 let inner = &s[lt + 1..close];
                 // LAQUOT addr-spec RAQUOT: no white space inside the brackets (§25.1).
                 if inner.starts_with([' ', '\t']) || inner.ends_with([' ', '\t']) {
@@ -223,7 +223,11 @@ impl NameAddr {
                     .map_or(s.len(), |e| host_search + e);
                 let text = &s[start..end];
                 if let Some(q) = text.find('?') {
-                    return herr(header, start + q, "angle brackets around a URI with headers");
+                    return herr(
+                        header,
+                        start + q,
+                        "angle brackets around a URI with headers",
+                    );
                 }
                 let uri = Uri::parse(text).map_err(|e| HeaderError {
                     header,
@@ -233,13 +237,12 @@ impl NameAddr {
                 (uri, end)
             }
         };
-        let params = Params::parse(&s[after..], ParamSyntax::Header).map_err(|(o, e)| {
-            HeaderError {
+        let params =
+            Params::parse(&s[after..], ParamSyntax::Header).map_err(|(o, e)| HeaderError {
                 header,
                 offset: after + o,
                 expected: e,
-            }
-        })?;
+            })?;
         let display = s[display_start..display_end].trim_end();
         Ok(NameAddr {
             display: (!display.is_empty()).then(|| display.to_owned()),
@@ -343,7 +346,9 @@ impl Via {
 
     /// The `rport` parameter: `Some(None)` when present without a value (RFC 3581).
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
     }
 
     /// Parses one Via element.
@@ -405,7 +410,11 @@ impl Via {
             while j < b.len() && b[j].is_ascii_digit() {
                 j += 1;
             }
-            port = Some(s[ps..j].parse::<u16>().or_else(|_| herr(H, ps, "a port number"))?);
+            port = Some(
+                s[ps..j]
+                    .parse::<u16>()
+                    .or_else(|_| herr(H, ps, "a port number"))?,
+            );
             i = j;
         }
         let params = Params::parse(&s[i..], ParamSyntax::Header).map_err(|(o, e)| HeaderError {
@@ -469,11 +478,18 @@ impl CSeq {
         let (seq, rest) = leading_u32("CSeq", s)?;
         let rest_trim = rest.trim_start_matches([' ', '\t']);
         if rest_trim.len() == rest.len() {
-            return herr("CSeq", s.len() - rest.len(), "white space between number and method");
+            return herr(
+                "CSeq",
+                s.len() - rest.len(),
+                "white space between number and method",
+            );
         }
         let m = rest_trim.trim_end();
-        let method =
-            Method::parse(m).ok_or(HeaderError { header: "CSeq", offset: s.len() - rest_trim.len(), expected: "a method token" })?;
+        let method = Method::parse(m).ok_or(HeaderError {
+            header: "CSeq",
+            offset: s.len() - rest_trim.len(),
+            expected: "a method token",
+        })?;
         Ok(CSeq { seq, method })
     }
 }
@@ -499,7 +515,10 @@ impl RAck {
     /// Parses `response-num LWS CSeq-num LWS Method`.
     pub fn parse(s: &str) -> Result<RAck, HeaderError> {
         let (rseq, rest) = leading_u32("RAck", s.trim_start())?;
-        let c = CSeq::parse(rest.trim_start()).map_err(|e| HeaderError { header: "RAck", ..e })?;
+        let c = CSeq::parse(rest.trim_start()).map_err(|e| HeaderError {
+            header: "RAck",
+            ..e
+        })?;
         Ok(RAck {
             rseq,
             cseq: c.seq,
@@ -517,7 +536,10 @@ impl fmt::Display for RAck {
 /// Leading `1*DIGIT` as a u32; values beyond u32 are rejected (RFC 4475 §3.1.2.4).
 fn leading_u32<'a>(header: &'static str, s: &'a str) -> Result<(u32, &'a str), HeaderError> {
     let s = s.trim_start_matches([' ', '\t']);
-    let end = s.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(s.len());
+    let end = s
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
     if end == 0 {
         return herr(header, 0, "a number");
     }
@@ -547,7 +569,10 @@ pub fn parse_max_forwards(s: &str) -> Result<u8, HeaderError> {
 }
 
 /// Session-Expires / Min-SE: `delta-seconds *(;param)` (RFC 4028 §4, §5).
-pub fn parse_delta_with_params(header: &'static str, s: &str) -> Result<(u32, Params), HeaderError> {
+pub fn parse_delta_with_params(
+    header: &'static str,
+    s: &str,
+) -> Result<(u32, Params), HeaderError> {
     let (n, rest) = leading_u32(header, s.trim_start())?;
     let params = Params::parse(rest, ParamSyntax::Header).map_err(|(o, e)| HeaderError {
         header,
@@ -585,7 +610,11 @@ pub fn validate_date(s: &str) -> Result<(), HeaderError> {
     ];
     let digits = |x: &str, n: usize| x.len() == n && x.bytes().all(|b| b.is_ascii_digit());
     if f.len() != 6 || !wk.contains(&f[0]) {
-        return herr(H, 0, "an RFC 1123 date such as 'Sat, 13 Nov 2010 23:29:00 GMT'");
+        return herr(
+            H,
+            0,
+            "an RFC 1123 date such as 'Sat, 13 Nov 2010 23:29:00 GMT'",
+        );
     }
     if !digits(f[1], 2) || !months.contains(&f[2]) || !digits(f[3], 4) {
         return herr(H, f[0].len() + 1, "day month year");
@@ -637,7 +666,10 @@ mod tests {
 
     #[test]
     fn via_rport_and_received() {
-        let v = Via::parse("SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bKx;rport=40000;received=203.0.113.5").unwrap();
+        let v = Via::parse(
+            "SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bKx;rport=40000;received=203.0.113.5",
+        )
+        .unwrap();
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.rport(), Some(Some(40000)));
         assert_eq!(v.received(), Some("203.0.113.5"));
@@ -646,7 +678,11 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let a = NameAddr::parse("To", r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#).unwrap();
+        let a = NameAddr::parse(
+            "To",
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#,
+        )
+        .unwrap();
         assert_eq!(a.display_name().as_deref(), Some(r#"J Rosenberg \""#));
         assert_eq!(a.tag(), Some("98asjd8"));
         let b = NameAddr::parse("From", "caller<sip:caller@example.com>;tag=323").unwrap();
@@ -655,7 +691,10 @@ mod tests {
         assert_eq!(c.tag(), Some("134161461246"));
         assert_eq!(c.uri.to_string(), "sip:caller@example.net");
         let d = NameAddr::parse("Contact", r#"<sip:1000@10.0.0.2:5060;ob>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>";expires=3600"#).unwrap();
-        assert_eq!(d.params.value("+sip.instance"), Some("<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>"));
+        assert_eq!(
+            d.params.value("+sip.instance"),
+            Some("<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>")
+        );
         assert_eq!(d.params.value("expires"), Some("3600"));
     }
 
@@ -664,7 +703,11 @@ mod tests {
         assert!(NameAddr::parse("To", r#""Mr. J. User <sip:j.user@example.com>"#).is_err());
         assert!(NameAddr::parse("To", "Watson, Thomas <sip:t.watson@example.org>").is_err());
         assert!(NameAddr::parse("To", r#""Watson" < sip:t.watson@example.org >"#).is_err());
-        assert!(NameAddr::parse("Contact", "sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_err());
+        assert!(NameAddr::parse(
+            "Contact",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E"
+        )
+        .is_err());
         assert!(NameAddr::parse("Contact", r#""Joe" <sip:joe@example.org>;;;;"#).is_err());
     }
 
