@@ -13,3 +13,4 @@ pub(crate) fn test_epoch() -> std::time::Instant {
 }
 pub mod codec;
 pub mod playback;
+pub mod relay;

@@ -1,0 +1,763 @@
+//! The per-call RTP relay: two legs, in-place header rewrite, transcoding when the legs' codecs
+//! differ, ringback, symmetric-RTP latching, RTCP reports and media timeout — all in virtual time.
+//!
+//! Drive loop (the runtime owns the sockets and the clock):
+//! 1. For each datagram received on a leg's port: [`Relay::forward`]`(now, side, from, buf, len)`.
+//!    It rewrites the packet in `buf` and says where to send it, or why it was dropped.
+//! 2. Then, and whenever [`Relay::next_deadline`] passes: [`Relay::poll_transmit`]`(now, buf)`
+//!    until it returns `None` — ringback frames that are due, concealment packets, RTCP reports.
+//! 3. [`Relay::poll_event`] for media timeouts and latching changes.
+//!
+//! Per packet on the pass-through path the relay reads 12 header bytes, does a few integer
+//! operations and writes 11 bytes back: no allocation, no copy, no channel. Transcoding decodes
+//! and encodes into buffers allocated when the relay is built.
+//!
+//! Sequence numbers and timestamps of each outgoing stream are ours (RFC 3550 §5.1: one SSRC per
+//! sender, picked at random): every source (the ringback player, then the other leg's SSRC, or a
+//! new SSRC after a re-INVITE) is mapped onto them with an offset chosen at the switch so that
+//! the stream runs on with the next sequence number and a timestamp advanced by the time that
+//! passed, rounded to whole packets, with the marker bit set on the first packet (RFC 3551 §4.1).
+//! Loss and reordering in the source stay visible to the receiver because the offset is fixed
+//! for as long as the source lasts.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use crate::codec::{Codec, CodecError, Transcoder};
+use crate::playback::{Player, FRAME_MS};
+use crate::rtcp::{self, NtpTimestamp, ReceiverStats, ReportBlock, ReportSchedule, SenderStats};
+use crate::rtp::{self, OutgoingHeader, PacketKind, PayloadType, RtpHeader, Ssrc};
+use crate::sdp::Negotiated;
+
+/// Which leg of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The customer, reached through the trunk.
+    Customer,
+    /// The agent's softphone.
+    Agent,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::Customer => 0,
+            Side::Agent => 1,
+        }
+    }
+
+    /// The other leg.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Customer => Side::Agent,
+            Side::Agent => Side::Customer,
+        }
+    }
+}
+
+/// Relay settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Consecutive packets from a new address, with an expected payload type, before we send
+    /// there instead (symmetric RTP, RFC 4961): one stray packet never moves a stream.
+    pub latch_after: u32,
+    /// No RTP from a leg for this long raises [`RelayEvent::MediaTimeout`].
+    pub media_timeout: Duration,
+    /// Interval between RTCP sender reports per stream (RFC 3550 §6.2).
+    pub report_interval: Duration,
+    /// Lost packets concealed on the transcoding path before the gap is left silent.
+    pub max_concealed: u16,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            latch_after: 3,
+            media_timeout: Duration::from_secs(30),
+            report_interval: ReportSchedule::DEFAULT_INTERVAL,
+            max_concealed: 3,
+        }
+    }
+}
+
+/// What happened to a datagram given to [`Relay::forward`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Send `buf[..len]` to `to`.
+    Send {
+        /// Destination.
+        to: SocketAddr,
+        /// Length of the packet in the buffer.
+        len: usize,
+    },
+    /// Nothing to send.
+    Dropped(DropReason),
+}
+
+/// Why a datagram was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Not RTP or RTCP, or a malformed RTP packet.
+    Malformed,
+    /// RTCP: read for statistics, not forwarded (each leg has its own reports).
+    Rtcp,
+    /// From an address that is not the leg's peer (counted towards latching if its payload type
+    /// is one the leg expects).
+    UnexpectedSource,
+    /// A payload type the leg did not negotiate (comfort noise, a stray codec).
+    UnexpectedPayloadType,
+    /// The other leg is hearing ringback; audio from this leg is not passed on yet.
+    RingbackPlaying,
+    /// The other leg has nowhere to send (on hold with `c=0.0.0.0`, or not set up yet).
+    NoDestination,
+    /// Telephone-event arrived but the other leg did not negotiate it.
+    NoTelephoneEvent,
+    /// The payload could not be transcoded.
+    Codec,
+    /// The buffer cannot hold the transcoded packet.
+    BufferTooSmall,
+}
+
+/// Something the call logic should know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// No RTP from `side` for the configured time.
+    MediaTimeout {
+        /// The silent leg.
+        side: Side,
+    },
+    /// `side`'s media now goes to `to`, where its packets come from (symmetric RTP).
+    Latched {
+        /// The leg.
+        side: Side,
+        /// The new destination.
+        to: SocketAddr,
+    },
+}
+
+/// Which source feeds an outgoing stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Ringback,
+    Relayed(Ssrc),
+}
+
+/// One stream we send, with our SSRC and numbering.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    ssrc: Ssrc,
+    clock_rate: u32,
+    samples_per_packet: u32,
+    ptime: Duration,
+    started: bool,
+    next_seq: u16,
+    next_ts: u32,
+    last_seq: u16,
+    last_ts: u32,
+    last_sent: Option<Instant>,
+    source: Option<Source>,
+    src_seq_base: u16,
+    src_ts_base: u32,
+    out_seq_base: u16,
+    out_ts_base: u32,
+    stats: SenderStats,
+    schedule: ReportSchedule,
+}
+
+impl Outgoing {
+    /// Sequence number and timestamp for a source packet; `(num, den)` rescales the source's
+    /// timestamp clock to ours. Returns whether this packet starts a new source (marker).
+    fn map(
+        &mut self,
+        now: Instant,
+        source: Source,
+        src_seq: u16,
+        src_ts: u32,
+        (num, den): (u32, u32),
+    ) -> (bool, u16, u32) {
+        let switched = self.source != Some(source);
+        if switched {
+            let (seq, ts) = if self.started {
+                // Advance by the packets' worth of time that passed since the last one sent,
+                // at least one packet: no jump, no overlap.
+                let elapsed = self
+                    .last_sent
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                let packets =
+                    ((elapsed.as_secs_f64() / self.ptime.as_secs_f64()).round() as u32).max(1);
+                (
+                    self.last_seq.wrapping_add(1),
+                    self.last_ts.wrapping_add(packets * self.samples_per_packet),
+                )
+            } else {
+                (self.next_seq, self.next_ts)
+            };
+            self.source = Some(source);
+            self.src_seq_base = src_seq;
+            self.src_ts_base = src_ts;
+            self.out_seq_base = seq;
+            self.out_ts_base = ts;
+        }
+        let seq = self
+            .out_seq_base
+            .wrapping_add(src_seq.wrapping_sub(self.src_seq_base));
+        let delta = i64::from(src_ts.wrapping_sub(self.src_ts_base) as i32);
+        let ts = self
+            .out_ts_base
+            .wrapping_add((delta * i64::from(num) / i64::from(den)) as u32);
+        // Keep the highest number sent, so a reordered packet does not pull the base back.
+        if !self.started || switched || (seq.wrapping_sub(self.last_seq) as i16) > 0 {
+            self.last_seq = seq;
+            self.last_ts = ts;
+        }
+        self.started = true;
+        self.last_sent = Some(now);
+        (switched, seq, ts)
+    }
+}
+
+/// One leg: where its peer is, what it expects, what we hear from it.
+#[derive(Debug)]
+struct Leg {
+    negotiated: Negotiated,
+    remote: Option<SocketAddr>,
+    candidate: Option<(SocketAddr, u32)>,
+    out: Outgoing,
+    incoming: Option<ReceiverStats>,
+    incoming_ssrc: Option<Ssrc>,
+    last_incoming_seq: Option<u16>,
+    last_rx: Instant,
+    timeout_reported: bool,
+    ringback: Option<Player>,
+    ringback_seq: u16,
+    ringback_ts: u32,
+    ringback_due: Option<Instant>,
+    /// Transcoder from the other leg's codec to this one's, when they differ.
+    transcoder: Option<Transcoder>,
+    /// Concealment packets waiting to be sent, with their lengths.
+    pending: VecDeque<(usize, usize)>,
+    pending_buf: Vec<u8>,
+    last_peer_report: Option<ReportBlock>,
+}
+
+impl Leg {
+    fn expects(&self, pt: PayloadType) -> bool {
+        let n = &self.negotiated;
+        pt == n.receive_payload_type
+            || pt == n.send_payload_type
+            || n.telephone_event
+                .is_some_and(|t| pt == t.receive_payload_type || pt == t.send_payload_type)
+    }
+
+    fn is_telephone_event(&self, pt: PayloadType) -> bool {
+        self.negotiated
+            .telephone_event
+            .is_some_and(|t| pt == t.receive_payload_type || pt == t.send_payload_type)
+    }
+}
+
+const SLOT: usize = 1500;
+
+/// The relay for one call.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    legs: [Leg; 2],
+    events: VecDeque<RelayEvent>,
+    ntp_anchor: (Instant, NtpTimestamp),
+    cname: String,
+}
+
+impl Relay {
+    /// A relay between the customer's and the agent's negotiated streams. `now` starts the media
+    /// timeout clocks; `wallclock` is the NTP time at `now`, for sender reports; `rng` picks our
+    /// SSRCs and initial sequence numbers and timestamps (RFC 3550 §5.1).
+    pub fn new(
+        config: RelayConfig,
+        customer: Negotiated,
+        agent: Negotiated,
+        now: Instant,
+        wallclock: NtpTimestamp,
+        rng: &mut dyn RngCore,
+    ) -> Result<Relay, CodecError> {
+        let make = |negotiated: Negotiated, other: &Negotiated, rng: &mut dyn RngCore| {
+            let transcoder = if negotiated.codec == other.codec {
+                None
+            } else {
+                Some(Transcoder::new(other.codec, negotiated.codec)?)
+            };
+            let pending_buf = if transcoder.is_some() {
+                vec![0u8; SLOT * (usize::from(config.max_concealed) + 1)]
+            } else {
+                Vec::new()
+            };
+            let out = Outgoing {
+                ssrc: Ssrc(rng.next_u32()),
+                clock_rate: negotiated.codec.clock_rate(),
+                samples_per_packet: negotiated.codec.samples_per_ms() * FRAME_MS,
+                ptime: Duration::from_millis(u64::from(FRAME_MS)),
+                started: false,
+                next_seq: rng.next_u32() as u16,
+                next_ts: rng.next_u32(),
+                last_seq: 0,
+                last_ts: 0,
+                last_sent: None,
+                source: None,
+                src_seq_base: 0,
+                src_ts_base: 0,
+                out_seq_base: 0,
+                out_ts_base: 0,
+                stats: SenderStats::default(),
+                schedule: ReportSchedule::new(config.report_interval),
+            };
+            Ok::<Leg, CodecError>(Leg {
+                remote: negotiated.remote_rtp,
+                negotiated,
+                candidate: None,
+                out,
+                incoming: None,
+                incoming_ssrc: None,
+                last_incoming_seq: None,
+                last_rx: now,
+                timeout_reported: false,
+                ringback: None,
+                ringback_seq: 0,
+                ringback_ts: 0,
+                ringback_due: None,
+                transcoder,
+                pending: VecDeque::with_capacity(usize::from(config.max_concealed) + 1),
+                pending_buf,
+                last_peer_report: None,
+            })
+        };
+        let customer_leg = make(customer.clone(), &agent, rng)?;
+        let agent_leg = make(agent, &customer, rng)?;
+        Ok(Relay {
+            config,
+            legs: [customer_leg, agent_leg],
+            events: VecDeque::with_capacity(8),
+            ntp_anchor: (now, wallclock),
+            cname: format!("dialer-{:08x}", rng.next_u32()),
+        })
+    }
+
+    /// Our SSRC towards `side`.
+    pub fn ssrc(&self, side: Side) -> Ssrc {
+        self.legs[side.index()].out.ssrc
+    }
+
+    /// Where media for `side` goes now.
+    pub fn destination(&self, side: Side) -> Option<SocketAddr> {
+        self.legs[side.index()].remote
+    }
+
+    /// Whether packets to `side` are transcoded.
+    pub fn is_transcoding(&self, side: Side) -> bool {
+        self.legs[side.index()].transcoder.is_some()
+    }
+
+    /// Statistics of what `side` sends us.
+    pub fn receive_stats(&self, side: Side) -> Option<&ReceiverStats> {
+        self.legs[side.index()].incoming.as_ref()
+    }
+
+    /// The latest report block `side`'s peer sent about our stream (loss, jitter).
+    pub fn peer_report(&self, side: Side) -> Option<&ReportBlock> {
+        self.legs[side.index()].last_peer_report.as_ref()
+    }
+
+    /// Starts playing ringback to `side`; the first frame is due at `now`.
+    pub fn start_ringback(&mut self, side: Side, player: Player, now: Instant) {
+        let leg = &mut self.legs[side.index()];
+        leg.ringback = Some(player);
+        leg.ringback_due = Some(now);
+    }
+
+    /// Stops ringback to `side`; the other leg's audio flows from its next packet.
+    pub fn stop_ringback(&mut self, side: Side) {
+        let leg = &mut self.legs[side.index()];
+        leg.ringback = None;
+        leg.ringback_due = None;
+    }
+
+    /// The earliest time [`Relay::poll_transmit`] or [`Relay::poll_event`] has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.legs
+            .iter()
+            .flat_map(|leg| {
+                let timeout =
+                    (!leg.timeout_reported).then(|| leg.last_rx + self.config.media_timeout);
+                [timeout, leg.ringback_due, leg.out.schedule.next_due()]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// The next event, if any; checks media timeouts at `now`.
+    pub fn poll_event(&mut self, now: Instant) -> Option<RelayEvent> {
+        for (i, leg) in self.legs.iter_mut().enumerate() {
+            if !leg.timeout_reported && now >= leg.last_rx + self.config.media_timeout {
+                leg.timeout_reported = true;
+                let side = if i == 0 { Side::Customer } else { Side::Agent };
+                self.events.push_back(RelayEvent::MediaTimeout { side });
+            }
+        }
+        self.events.pop_front()
+    }
+
+    fn ntp_at(&self, now: Instant) -> NtpTimestamp {
+        let (at, ntp) = self.ntp_anchor;
+        let elapsed = now.saturating_duration_since(at);
+        let fraction = ((elapsed.subsec_nanos() as u64) << 32) / 1_000_000_000;
+        NtpTimestamp(ntp.0.wrapping_add((elapsed.as_secs() << 32) + fraction))
+    }
+
+    /// A packet that is due at `now`: a concealment packet, a ringback frame or an RTCP report.
+    /// Call until `None` after each [`Relay::forward`] and at each deadline.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        for i in 0..2 {
+            let leg = &mut self.legs[i];
+            if let Some((start, len)) = leg.pending.pop_front() {
+                let Some(to) = leg.remote else { continue };
+                if buf.len() < len {
+                    continue;
+                }
+                buf[..len].copy_from_slice(&leg.pending_buf[start..start + len]);
+                return Some((to, len));
+            }
+        }
+        for i in 0..2 {
+            if let Some(sent) = self.ringback_frame(i, now, buf) {
+                return Some(sent);
+            }
+        }
+        for i in 0..2 {
+            if self.legs[i].out.started && self.legs[i].out.schedule.poll(now) {
+                if let Some(sent) = self.sender_report(i, now, buf) {
+                    return Some(sent);
+                }
+            }
+        }
+        None
+    }
+
+    fn ringback_frame(
+        &mut self,
+        i: usize,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
+        let leg = &mut self.legs[i];
+        let due = leg.ringback_due?;
+        if now < due {
+            return None;
+        }
+        let to = leg.remote?;
+        let player = leg.ringback.as_mut()?;
+        let samples = player.clip().samples_per_frame();
+        let (marker, seq, ts) = leg.out.map(
+            now,
+            Source::Ringback,
+            leg.ringback_seq,
+            leg.ringback_ts,
+            (1, 1),
+        );
+        leg.ringback_seq = leg.ringback_seq.wrapping_add(1);
+        leg.ringback_ts = leg.ringback_ts.wrapping_add(samples);
+        leg.ringback_due = Some(due + Duration::from_millis(u64::from(FRAME_MS)));
+        let header = OutgoingHeader {
+            marker,
+            payload_type: leg.negotiated.send_payload_type,
+            sequence: seq,
+            timestamp: ts,
+            ssrc: leg.out.ssrc,
+        };
+        let frame = player.next_frame();
+        let len = rtp::write_packet(buf, &header, frame).ok()?;
+        leg.out.stats.on_sent(frame.len());
+        Some((to, len))
+    }
+
+    fn sender_report(
+        &mut self,
+        i: usize,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
+        let ntp = self.ntp_at(now);
+        let leg = &mut self.legs[i];
+        let to = match (
+            leg.remote,
+            leg.negotiated.remote_rtcp,
+            leg.negotiated.remote_rtp,
+        ) {
+            // Latched elsewhere: RTCP follows to the latched host (RFC 3550 §11 port + 1).
+            (Some(remote), _, Some(sdp)) if remote != sdp => {
+                let port = if leg.negotiated.remote_rtcp == leg.negotiated.remote_rtp {
+                    remote.port()
+                } else {
+                    remote.port().wrapping_add(1)
+                };
+                SocketAddr::new(remote.ip(), port)
+            }
+            (_, Some(rtcp), _) => rtcp,
+            (Some(remote), None, _) => SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
+            (None, None, _) => return None,
+        };
+        let elapsed = leg
+            .out
+            .last_sent
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let rtp_timestamp = leg
+            .out
+            .last_ts
+            .wrapping_add((elapsed.as_secs_f64() * f64::from(leg.out.clock_rate)) as u32);
+        let info = rtcp::SenderInfo {
+            ntp,
+            rtp_timestamp,
+            packet_count: leg.out.stats.packets,
+            octet_count: leg.out.stats.octets,
+        };
+        let block = leg.incoming.as_mut().map(|s| s.report_block(now));
+        let blocks: &[ReportBlock] = match &block {
+            Some(b) => std::slice::from_ref(b),
+            None => &[],
+        };
+        let len = rtcp::write_report(buf, leg.out.ssrc, Some(&info), blocks, &self.cname).ok()?;
+        Some((to, len))
+    }
+
+    /// Handles one datagram received on `side`'s port from `from`, `buf[..len]`; rewrites it in
+    /// place for the other leg and says where it goes.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        side: Side,
+        from: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Forward {
+        let len = len.min(buf.len());
+        match rtp::classify(&buf[..len]) {
+            PacketKind::Rtp => {}
+            PacketKind::Rtcp => {
+                self.read_rtcp(now, side, &buf[..len]);
+                return Forward::Dropped(DropReason::Rtcp);
+            }
+            PacketKind::Other => return Forward::Dropped(DropReason::Malformed),
+        }
+        let Ok(header) = RtpHeader::parse(&buf[..len]) else {
+            return Forward::Dropped(DropReason::Malformed);
+        };
+        let latch_after = self.config.latch_after;
+        let max_concealed = self.config.max_concealed;
+        let (ingress, _) = self.pair(side);
+        if !ingress.expects(header.payload_type) {
+            return Forward::Dropped(DropReason::UnexpectedPayloadType);
+        }
+        if ingress.remote != Some(from) {
+            let count = match ingress.candidate {
+                Some((addr, n)) if addr == from => n + 1,
+                _ => 1,
+            };
+            if count < latch_after {
+                ingress.candidate = Some((from, count));
+                return Forward::Dropped(DropReason::UnexpectedSource);
+            }
+            ingress.candidate = None;
+            ingress.remote = Some(from);
+            self.events
+                .push_back(RelayEvent::Latched { side, to: from });
+        } else {
+            ingress.candidate = None;
+        }
+        let (ingress, egress) = self.pair(side);
+        ingress.last_rx = now;
+        ingress.timeout_reported = false;
+        if ingress.incoming_ssrc != Some(header.ssrc) {
+            ingress.incoming_ssrc = Some(header.ssrc);
+            ingress.incoming = Some(ReceiverStats::new(
+                header.ssrc,
+                ingress.negotiated.codec.clock_rate(),
+            ));
+            ingress.last_incoming_seq = None;
+        }
+        let is_event = ingress.is_telephone_event(header.payload_type);
+        let gap = match ingress.last_incoming_seq {
+            Some(last) => header.sequence.wrapping_sub(last).wrapping_sub(1),
+            None => 0,
+        };
+        if !is_event && (ingress.last_incoming_seq.is_none() || (gap as i16) >= 0) {
+            ingress.last_incoming_seq = Some(header.sequence);
+        }
+        if let Some(stats) = ingress.incoming.as_mut() {
+            stats.on_packet(now, header.sequence, header.timestamp);
+        }
+        if egress.ringback.is_some() {
+            return Forward::Dropped(DropReason::RingbackPlaying);
+        }
+        let Some(to) = egress.remote else {
+            return Forward::Dropped(DropReason::NoDestination);
+        };
+        let in_codec = ingress.negotiated.codec;
+        let in_event = ingress.negotiated.telephone_event;
+        let source = Source::Relayed(header.ssrc);
+
+        if is_event {
+            // RFC 4733: events are passed on, never transcoded; only the number changes, and
+            // the timestamp clock when the legs' event clocks differ.
+            let (Some(out_event), Some(in_event)) = (egress.negotiated.telephone_event, in_event)
+            else {
+                return Forward::Dropped(DropReason::NoTelephoneEvent);
+            };
+            let ratio = (out_event.clock_rate, in_event.clock_rate);
+            let (switched, seq, ts) =
+                egress
+                    .out
+                    .map(now, source, header.sequence, header.timestamp, ratio);
+            rtp::rewrite_header(
+                &mut buf[..len],
+                header.marker || switched,
+                out_event.send_payload_type,
+                seq,
+                ts,
+                egress.out.ssrc,
+            );
+            egress.out.stats.on_sent(header.payload_len);
+            return Forward::Send { to, len };
+        }
+
+        let ratio = (egress.negotiated.codec.clock_rate(), in_codec.clock_rate());
+        let Some(transcoder) = egress.transcoder.as_mut() else {
+            let (switched, seq, ts) =
+                egress
+                    .out
+                    .map(now, source, header.sequence, header.timestamp, ratio);
+            rtp::rewrite_header(
+                &mut buf[..len],
+                header.marker || switched,
+                egress.negotiated.send_payload_type,
+                seq,
+                ts,
+                egress.out.ssrc,
+            );
+            egress.out.stats.on_sent(header.payload_len);
+            return Forward::Send { to, len };
+        };
+
+        // Transcoding: conceal a short gap first (RFC 3550 sequence gap = lost packets), then
+        // the packet itself; all are queued in order and the first is returned in `buf`.
+        let lost = if (gap as i16) > 0 {
+            gap.min(max_concealed)
+        } else {
+            0
+        };
+        // A lost packet is taken to be as long as this one: G.711 carries one sample per byte;
+        // for Opus the 20 ms our offers and answers ask for.
+        let source_samples = match in_codec {
+            Codec::Pcmu | Codec::Pcma => header.payload_len as u32,
+            Codec::Opus => in_codec.samples_per_ms() * FRAME_MS,
+        };
+        egress.pending.clear();
+        let payload_type = egress.negotiated.send_payload_type;
+        let ssrc = egress.out.ssrc;
+        let mut slot = 0;
+        for k in (1..=lost).rev() {
+            let seq_lost = header.sequence.wrapping_sub(k);
+            let ts_lost = header.timestamp.wrapping_sub(u32::from(k) * source_samples);
+            let region = &mut egress.pending_buf[slot * SLOT..(slot + 1) * SLOT];
+            let Ok((plen, _)) =
+                transcoder.conceal(source_samples as usize, &mut region[rtp::HEADER_LEN..])
+            else {
+                continue;
+            };
+            let (switched, seq, ts) = egress.out.map(now, source, seq_lost, ts_lost, ratio);
+            let h = OutgoingHeader {
+                marker: switched,
+                payload_type,
+                sequence: seq,
+                timestamp: ts,
+                ssrc,
+            };
+            write_header_only(region, &h);
+            egress.out.stats.on_sent(plen);
+            egress
+                .pending
+                .push_back((slot * SLOT, rtp::HEADER_LEN + plen));
+            slot += 1;
+        }
+        let region = &mut egress.pending_buf[slot * SLOT..(slot + 1) * SLOT];
+        let payload = header.payload(&buf[..len]);
+        let Ok((plen, _)) = transcoder.transcode(payload, &mut region[rtp::HEADER_LEN..]) else {
+            egress.pending.clear();
+            return Forward::Dropped(DropReason::Codec);
+        };
+        let (switched, seq, ts) =
+            egress
+                .out
+                .map(now, source, header.sequence, header.timestamp, ratio);
+        let h = OutgoingHeader {
+            marker: header.marker || switched,
+            payload_type,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+        };
+        write_header_only(region, &h);
+        egress.out.stats.on_sent(plen);
+        egress
+            .pending
+            .push_back((slot * SLOT, rtp::HEADER_LEN + plen));
+        // Hand the first queued packet back in `buf`.
+        let (start, first_len) = egress
+            .pending
+            .pop_front()
+            .expect("one packet was just queued");
+        if buf.len() < first_len {
+            egress.pending.clear();
+            return Forward::Dropped(DropReason::BufferTooSmall);
+        }
+        buf[..first_len].copy_from_slice(&egress.pending_buf[start..start + first_len]);
+        Forward::Send { to, len: first_len }
+    }
+
+    fn pair(&mut self, side: Side) -> (&mut Leg, &mut Leg) {
+        let [customer, agent] = &mut self.legs;
+        match side {
+            Side::Customer => (customer, agent),
+            Side::Agent => (agent, customer),
+        }
+    }
+
+    fn read_rtcp(&mut self, now: Instant, side: Side, packet: &[u8]) {
+        let Ok(reports) = rtcp::parse_compound(packet) else {
+            return;
+        };
+        let leg = &mut self.legs[side.index()];
+        let ours = leg.out.ssrc;
+        for report in reports {
+            if let (Some(info), Some(stats)) = (&report.sender_info, leg.incoming.as_mut()) {
+                stats.on_sender_report(now, info);
+            }
+            if let Some(block) = report.blocks.iter().find(|b| b.ssrc == ours) {
+                leg.last_peer_report = Some(*block);
+            }
+        }
+    }
+}
+
+fn write_header_only(region: &mut [u8], header: &OutgoingHeader) {
+    region[0] = 0x80;
+    rtp::rewrite_header(
+        region,
+        header.marker,
+        header.payload_type,
+        header.sequence,
+        header.timestamp,
+        header.ssrc,
+    );
+}
