@@ -1200,14 +1200,16 @@ fn lenient_error_response(bytes: &[u8], e: &ParseError) -> Option<Response> {
             continue;
         };
         let kind = HeaderKind::from_name(name.trim());
-        if matches!(
+        let wanted = matches!(
             kind,
             HeaderKind::Via
                 | HeaderKind::From
                 | HeaderKind::To
                 | HeaderKind::CallId
                 | HeaderKind::CSeq
-        ) {
+        );
+        // Only values that are themselves well-formed are echoed, so the 400 parses.
+        if wanted && crate::message::parse::validate_value(kind, value.trim()).is_ok() {
             r.headers.add(kind, value.trim());
             found += 1;
         }

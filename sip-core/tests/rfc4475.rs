@@ -16,7 +16,7 @@ fn corpus() -> Option<PathBuf> {
     None
 }
 
-fn manifest(dir: &PathBuf) -> Vec<(String, String)> {
+fn manifest(dir: &std::path::Path) -> Vec<(String, String)> {
     std::fs::read_to_string(dir.join("MANIFEST.tsv"))
         .expect("MANIFEST.tsv is readable")
         .lines()

@@ -71,7 +71,7 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 /// Decodes hex (either case); `None` when the length is odd or a digit is not hex.
 pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| -> Option<u8> {

@@ -9,7 +9,7 @@
 
 mod headers;
 mod params;
-mod parse;
+pub(crate) mod parse;
 pub mod scan;
 mod uri;
 mod values;
@@ -106,6 +106,8 @@ pub trait SipMessage {
     }
 
     /// The From header.
+    // Named after the header it reads, not a `From`-style conversion.
+    #[allow(clippy::wrong_self_convention)]
     fn from_header(&self) -> Result<NameAddr, MissingHeader> {
         name_addr(self.headers(), HeaderKind::From, "From")
     }
