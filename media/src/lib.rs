@@ -13,4 +13,5 @@ pub(crate) fn test_epoch() -> std::time::Instant {
 }
 pub mod codec;
 pub mod playback;
+pub mod record;
 pub mod relay;
