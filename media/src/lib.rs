@@ -12,6 +12,7 @@ pub(crate) fn test_epoch() -> std::time::Instant {
     std::time::Instant::now()
 }
 pub mod codec;
+pub mod dtmf;
 pub mod playback;
 pub mod record;
 pub mod relay;
