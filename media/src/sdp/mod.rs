@@ -1,7 +1,7 @@
 //! SDP (RFC 4566) read through webrtc-sdp into our own typed model, and written back as text.
 //!
 //! Reading goes in three steps:
-//! 1. [`prefilter`] takes out the lines webrtc-sdp refuses although they are valid SDP or common in
+//! 1. A pre-filter takes out the lines webrtc-sdp refuses although they are valid SDP or common in
 //!    the field (`e=`, `p=`, `u=`, `z=`, `k=`, `r=`, session-level `a=ptime`/`a=maxptime`/`a=rtpmap`/
 //!    `a=fmtp`/`a=rtcp`, `m=` sections with a transport it does not know such as `udptl` for T.38),
 //!    remembering what they said where it matters (a session-level ptime is a fallback for every
