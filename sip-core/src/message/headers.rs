@@ -40,6 +40,9 @@ macro_rules! header_kinds {
 
             /// Looks a header name up, case-insensitively, full or compact.
             pub fn from_name(name: &str) -> HeaderKind {
+                if name.is_empty() {
+                    return HeaderKind::Other;
+                }
                 if name.len() == 1 {
                     let c = name.as_bytes()[0].to_ascii_lowercase() as char;
                     $( $( if c == $compact { return HeaderKind::$variant; } )? )*

@@ -5,7 +5,7 @@
 //! that text on demand. The lists are short (a handful of entries), so a scan per lookup is
 //! cheaper than building a map for every header of every message.
 
-use super::scan::{is_token_char, is_unreserved, is_wsp, quoted_string_end};
+use super::scan::{class, is, is_token_char, is_wsp, quoted_string_end};
 use std::fmt;
 
 /// A parameter list, stored as its text: empty, or starting with `;`.
@@ -45,6 +45,21 @@ impl Params {
     /// in header syntax) and keeps it as written. The error is the byte offset of the fault
     /// and what was expected there.
     pub(crate) fn parse(raw: &str, syntax: ParamSyntax) -> Result<Self, (usize, &'static str)> {
+        Self::check(raw, syntax)?;
+        Ok(Self {
+            raw: raw.to_owned(),
+        })
+    }
+
+    /// Wraps text already validated by [`Params::check`].
+    pub(crate) fn from_validated(raw: &str) -> Self {
+        Self {
+            raw: raw.to_owned(),
+        }
+    }
+
+    /// Validates `raw` as [`Params::parse`] does, without keeping it.
+    pub(crate) fn check(raw: &str, syntax: ParamSyntax) -> Result<(), (usize, &'static str)> {
         let b = raw.as_bytes();
         let mut i = 0;
         let lws = syntax == ParamSyntax::Header;
@@ -111,9 +126,7 @@ impl Params {
                 }
             }
         }
-        Ok(Self {
-            raw: raw.to_owned(),
-        })
+        Ok(())
     }
 
     /// The list as text (empty, or starting with `;`).
@@ -206,12 +219,11 @@ fn push_param(out: &mut String, name: &str, value: Option<&str>) {
     }
 }
 
+#[inline]
 fn param_char(b: u8, syntax: ParamSyntax, name: bool) -> bool {
     match syntax {
         // paramchar = param-unreserved / unreserved / escaped (RFC 3261 §25.1)
-        ParamSyntax::Uri => {
-            is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'%')
-        }
+        ParamSyntax::Uri => is(b, class::URI_PARAM),
         // generic-param: token, or host for values (IPv6 references handled by the caller).
         ParamSyntax::Header => is_token_char(b) || (!name && b == b':'),
     }

@@ -3,7 +3,7 @@
 use super::headers::{Header, HeaderKind, HeaderName, Headers};
 use super::scan::{is_token, is_wsp};
 use super::uri::Uri;
-use super::values::{self, CSeq, Contact, HeaderError, Method, NameAddr, RAck, Via};
+use super::values::{self, CSeq, HeaderError, Method, NameAddr, RAck, Via};
 use super::{Message, Request, Response};
 use std::fmt;
 
@@ -291,12 +291,13 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 /// relies on.
 pub(crate) fn validate_value(kind: HeaderKind, v: &str) -> Result<(), HeaderError> {
     match kind {
-        HeaderKind::Via => Via::parse_list(v).map(drop),
-        HeaderKind::From => NameAddr::parse("From", v).map(drop),
-        HeaderKind::To => NameAddr::parse("To", v).map(drop),
-        HeaderKind::Contact => Contact::parse_list(v).map(drop),
-        HeaderKind::Route => NameAddr::parse_list("Route", v).map(drop),
-        HeaderKind::RecordRoute => NameAddr::parse_list("Record-Route", v).map(drop),
+        HeaderKind::Via => Via::check_list(v),
+        HeaderKind::From => NameAddr::check("From", v),
+        HeaderKind::To => NameAddr::check("To", v),
+        HeaderKind::Contact if v.trim() == "*" => Ok(()),
+        HeaderKind::Contact => NameAddr::check_list("Contact", v),
+        HeaderKind::Route => NameAddr::check_list("Route", v),
+        HeaderKind::RecordRoute => NameAddr::check_list("Record-Route", v),
         HeaderKind::CallId => values::validate_call_id(v),
         HeaderKind::CSeq => CSeq::parse(v).map(drop),
         HeaderKind::MaxForwards => values::parse_max_forwards(v).map(drop),

@@ -4,45 +4,106 @@
 //! `CRLF 1*WSP` fold by a single space, RFC 3261 §7.3.1), so linear white space is just
 //! spaces and tabs.
 
+/// Character classes of RFC 3261 §25.1 as bit flags in one 256-entry table, so that
+/// each test on the hot parsing path is a single load.
+pub(crate) mod class {
+    pub const TOKEN: u8 = 1;
+    pub const UNRESERVED: u8 = 2;
+    pub const WORD: u8 = 4;
+    /// `paramchar` of a URI parameter, `%` included (escapes are checked separately).
+    pub const URI_PARAM: u8 = 8;
+    /// `user` characters, `%` included; `#` is accepted because equipment sends it
+    /// unescaped in dialled digits.
+    pub const USER: u8 = 16;
+}
+
+const fn build_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        let mark = matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        );
+        let mut v = 0u8;
+        if alnum
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            v |= class::TOKEN;
+        }
+        if alnum || mark {
+            v |= class::UNRESERVED;
+        }
+        if v & class::TOKEN != 0
+            || matches!(
+                c,
+                b'(' | b')'
+                    | b'<'
+                    | b'>'
+                    | b':'
+                    | b'\\'
+                    | b'"'
+                    | b'/'
+                    | b'['
+                    | b']'
+                    | b'?'
+                    | b'{'
+                    | b'}'
+            )
+        {
+            v |= class::WORD;
+        }
+        if alnum || mark || matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'%') {
+            v |= class::URI_PARAM;
+        }
+        if alnum
+            || mark
+            || matches!(
+                c,
+                b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' | b'#'
+            )
+        {
+            v |= class::USER;
+        }
+        t[b] = v;
+        b += 1;
+    }
+    t
+}
+
+static CLASSES: [u8; 256] = build_classes();
+
+/// True when `b` is in every class of `mask`.
+#[inline]
+pub(crate) fn is(b: u8, mask: u8) -> bool {
+    CLASSES[b as usize] & mask != 0
+}
+
 /// `token` characters (RFC 3261 §25.1): alphanum and `-.!%*_+`'~`.
+#[inline]
 pub(crate) fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    is(b, class::TOKEN)
 }
 
 /// `unreserved` = alphanum / mark (RFC 3261 §25.1).
+#[inline]
 pub(crate) fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+    is(b, class::UNRESERVED)
 }
 
 /// `word` characters used by Call-ID (RFC 3261 §25.1).
+#[inline]
 pub(crate) fn is_word_char(b: u8) -> bool {
-    is_token_char(b)
-        || matches!(
-            b,
-            b'(' | b')'
-                | b'<'
-                | b'>'
-                | b':'
-                | b'\\'
-                | b'"'
-                | b'/'
-                | b'['
-                | b']'
-                | b'?'
-                | b'{'
-                | b'}'
-        )
+    is(b, class::WORD)
 }
 
 /// Space or horizontal tab.
+#[inline]
 pub(crate) fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -127,6 +188,12 @@ impl<'a> Iterator for ListIter<'a> {
             return None;
         }
         let b = self.rest.as_bytes();
+        if memchr::memchr(b',', b).is_none() {
+            // The common single-value case: no separator at all.
+            let item = self.rest.trim_matches(|c| c == ' ' || c == '\t');
+            self.rest = "";
+            return Some(item);
+        }
         let mut i = 0;
         let mut in_angle = false;
         while i < b.len() {

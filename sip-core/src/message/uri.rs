@@ -5,7 +5,7 @@
 //! (RFC 3261 §12.1.2: the remote target is used exactly as received).
 
 use super::params::{ParamSyntax, Params};
-use super::scan::{check_escapes, is_unreserved};
+use super::scan::{check_escapes, class, is, is_unreserved};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -57,22 +57,25 @@ impl Host {
 
     /// Parses `hostname / IPv4address / IPv6reference` (the whole string).
     pub fn parse(s: &str) -> Result<Host, UriError> {
+        Ok(Self::scan(s)?.unwrap_or_else(|| Host::Domain(s.to_owned())))
+    }
+
+    /// Validates a host; an address literal is returned, a valid host name is `None`.
+    pub(crate) fn scan(s: &str) -> Result<Option<Host>, UriError> {
         if let Some(inner) = s.strip_prefix('[') {
             let Some(inner) = inner.strip_suffix(']') else {
                 return err(s.len(), "']' closing the IPv6 reference");
             };
             return inner
                 .parse::<Ipv6Addr>()
-                .map(Host::Ipv6)
+                .map(|a| Some(Host::Ipv6(a)))
                 .or_else(|_| err(1, "an IPv6 address"));
         }
         if s.is_empty() {
             return err(0, "a host");
         }
-        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            if let Ok(a) = s.parse::<Ipv4Addr>() {
-                return Ok(Host::Ipv4(a));
-            }
+        if let Some(a) = parse_ipv4(s.as_bytes()) {
+            return Ok(Some(Host::Ipv4(a)));
         }
         // hostname = *( domainlabel "." ) toplabel [ "." ]; '_' is accepted because
         // SRV-style and some vendors' host names carry it.
@@ -81,8 +84,40 @@ impl Host {
                 return err(i, "a host name character");
             }
         }
-        Ok(Host::Domain(s.to_owned()))
+        Ok(None)
     }
+}
+
+/// Dotted-quad IPv4 (RFC 3261 §25.1 IPv4address), without the generic address parser's
+/// cost on every Via and URI host.
+fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut n = 0;
+    let mut value: u16 = 0;
+    let mut digits = 0;
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                value = value * 10 + u16::from(c - b'0');
+                digits += 1;
+                if digits > 3 || value > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && n < 3 => {
+                octets[n] = value as u8;
+                n += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 impl From<IpAddr> for Host {
@@ -154,7 +189,8 @@ impl SipUri {
         self.port.unwrap_or(if self.secure { 5061 } else { 5060 })
     }
 
-    fn parse_after_scheme(secure: bool, s: &str, base: usize) -> Result<SipUri, UriError> {
+    /// Validates the part after `sip:`; the pieces borrow from `s`.
+    fn scan_after_scheme(s: &str, base: usize) -> Result<SipParts<'_>, UriError> {
         let b = s.as_bytes();
         let (user, password, host_start) = match s.find('@') {
             Some(at) => {
@@ -166,17 +202,9 @@ impl SipUri {
                 if u.is_empty() {
                     return err(base, "a user before '@'");
                 }
-                for (i, c) in u.bytes().enumerate() {
-                    // user = 1*( unreserved / escaped / user-unreserved ); '#' is accepted
-                    // because equipment sends it unescaped in dialled digits.
-                    if !(is_unreserved(c)
-                        || matches!(
-                            c,
-                            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' | b'#'
-                        ))
-                    {
-                        return err(base + i, "a user-part character");
-                    }
+                // user = 1*( unreserved / escaped / user-unreserved )
+                if let Some(i) = u.bytes().position(|c| !is(c, class::USER)) {
+                    return err(base + i, "a user-part character");
                 }
                 check_escapes(u.as_bytes())
                     .or_else(|i| err(base + i, "'%' followed by two hex digits"))?;
@@ -189,7 +217,7 @@ impl SipUri {
                         }
                     }
                 }
-                (Some(u.to_owned()), p.map(str::to_owned), at + 1)
+                (Some(u), p, at + 1)
             }
             None => (None, None, 0),
         };
@@ -205,7 +233,8 @@ impl SipUri {
             }
             i
         };
-        let host = Host::parse(&s[host_start..host_end]).map_err(|e| UriError {
+        let host_text = &s[host_start..host_end];
+        let host = Host::scan(host_text).map_err(|e| UriError {
             offset: base + host_start + e.offset,
             expected: e.expected,
         })?;
@@ -230,11 +259,11 @@ impl SipUri {
         if i < params_end && b[i] != b';' {
             return err(base + i, "';', '?' or the end of the URI");
         }
-        let params =
-            Params::parse(&s[i..params_end], ParamSyntax::Uri).map_err(|(o, e)| UriError {
-                offset: base + i + o,
-                expected: e,
-            })?;
+        let params = &s[i..params_end];
+        Params::check(params, ParamSyntax::Uri).map_err(|(o, e)| UriError {
+            offset: base + i + o,
+            expected: e,
+        })?;
         let headers = if params_end < s.len() {
             let h = &s[params_end + 1..];
             for (k, c) in h.bytes().enumerate() {
@@ -248,20 +277,32 @@ impl SipUri {
                     return err(base + params_end + 1 + k, "a URI header character");
                 }
             }
-            Some(h.to_owned())
+            Some(h)
         } else {
             None
         };
-        Ok(SipUri {
-            secure,
+        Ok(SipParts {
             user,
             password,
             host,
+            host_text,
             port,
             params,
             headers,
         })
     }
+}
+
+/// A validated SIP URI whose text pieces borrow from the input.
+struct SipParts<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    /// The host when it is an address literal; `None` for a host name (`host_text`).
+    host: Option<Host>,
+    host_text: &'a str,
+    port: Option<u16>,
+    params: &'a str,
+    headers: Option<&'a str>,
 }
 
 impl fmt::Display for SipUri {
@@ -326,9 +367,44 @@ impl fmt::Display for AbsoluteUri {
     }
 }
 
+enum UriParts<'a> {
+    Sip(bool, SipParts<'a>),
+    Tel(&'a str, &'a str),
+    Absolute(&'a str, &'a str),
+}
+
 impl Uri {
     /// Parses a whole URI.
     pub fn parse(s: &str) -> Result<Uri, UriError> {
+        Ok(match Self::scan(s)? {
+            UriParts::Sip(secure, p) => Uri::Sip(SipUri {
+                secure,
+                user: p.user.map(str::to_owned),
+                password: p.password.map(str::to_owned),
+                host: p
+                    .host
+                    .unwrap_or_else(|| Host::Domain(p.host_text.to_owned())),
+                port: p.port,
+                params: Params::from_validated(p.params),
+                headers: p.headers.map(str::to_owned),
+            }),
+            UriParts::Tel(number, params) => Uri::Tel(TelUri {
+                number: number.to_owned(),
+                params: Params::from_validated(params),
+            }),
+            UriParts::Absolute(scheme, rest) => Uri::Absolute(AbsoluteUri {
+                scheme: scheme.to_owned(),
+                rest: rest.to_owned(),
+            }),
+        })
+    }
+
+    /// Validates a whole URI without building it.
+    pub(crate) fn check(s: &str) -> Result<(), UriError> {
+        Self::scan(s).map(drop)
+    }
+
+    fn scan(s: &str) -> Result<UriParts<'_>, UriError> {
         let Some(colon) = s.find(':') else {
             return err(0, "a URI scheme followed by ':'");
         };
@@ -346,7 +422,7 @@ impl Uri {
         let rest = &s[colon + 1..];
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             let secure = scheme.len() == 4;
-            return SipUri::parse_after_scheme(secure, rest, colon + 1).map(Uri::Sip);
+            return SipUri::scan_after_scheme(rest, colon + 1).map(|p| UriParts::Sip(secure, p));
         }
         if scheme.eq_ignore_ascii_case("tel") {
             let end = rest.find(';').unwrap_or(rest.len());
@@ -361,15 +437,11 @@ impl Uri {
                     return err(colon + 1 + i, "a telephone number character");
                 }
             }
-            let params =
-                Params::parse(&rest[end..], ParamSyntax::Uri).map_err(|(o, e)| UriError {
-                    offset: colon + 1 + end + o,
-                    expected: e,
-                })?;
-            return Ok(Uri::Tel(TelUri {
-                number: number.to_owned(),
-                params,
-            }));
+            Params::check(&rest[end..], ParamSyntax::Uri).map_err(|(o, e)| UriError {
+                offset: colon + 1 + end + o,
+                expected: e,
+            })?;
+            return Ok(UriParts::Tel(number, &rest[end..]));
         }
         if rest.is_empty() {
             return err(colon + 1, "the rest of the URI after the scheme");
@@ -379,10 +451,7 @@ impl Uri {
                 return err(colon + 1 + i, "a URI character");
             }
         }
-        Ok(Uri::Absolute(AbsoluteUri {
-            scheme: scheme.to_owned(),
-            rest: rest.to_owned(),
-        }))
+        Ok(UriParts::Absolute(scheme, rest))
     }
 
     /// The SIP URI, if this is one.
@@ -443,6 +512,32 @@ mod tests {
             Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
         );
         assert_eq!(u.host, Host::Domain("example.com".into()));
+    }
+
+    #[test]
+    fn dotted_quads_are_addresses_and_other_digit_strings_are_names() {
+        assert_eq!(
+            Host::parse("192.0.2.1").unwrap(),
+            Host::Ipv4([192, 0, 2, 1].into())
+        );
+        assert_eq!(
+            Host::parse("255.255.255.255")
+                .unwrap()
+                .ip()
+                .unwrap()
+                .to_string(),
+            "255.255.255.255"
+        );
+        for name in [
+            "192.0.2",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1..2.3",
+            "1.2.3.",
+            "0192.0.2.1",
+        ] {
+            assert!(matches!(Host::parse(name), Ok(Host::Domain(_))), "{name}");
+        }
     }
 
     #[test]

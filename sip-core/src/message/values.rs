@@ -155,6 +155,30 @@ impl NameAddr {
 
     /// Parses one element of the header (after a list split).
     pub fn parse(header: &'static str, s: &str) -> Result<NameAddr, HeaderError> {
+        let (display, uri_text, uri_offset, params) = Self::scan(header, s)?;
+        let uri = Uri::parse(uri_text).map_err(|e| HeaderError {
+            header,
+            offset: uri_offset + e.offset,
+            expected: e.expected,
+        })?;
+        Ok(NameAddr {
+            display: display.map(str::to_owned),
+            uri,
+            params: Params::from_validated(params),
+        })
+    }
+
+    /// Validates one element without building it.
+    pub(crate) fn check(header: &'static str, s: &str) -> Result<(), HeaderError> {
+        Self::scan(header, s).map(drop)
+    }
+
+    /// Validates one element; returns the display name, the URI text and its offset, and
+    /// the parameter text, borrowed from `s`.
+    fn scan<'a>(
+        header: &'static str,
+        s: &'a str,
+    ) -> Result<(Option<&'a str>, &'a str, usize, &'a str), HeaderError> {
         let b = s.as_bytes();
         let mut i = 0;
         while i < b.len() && is_wsp(b[i]) {
@@ -179,7 +203,10 @@ impl NameAddr {
             }
             angle_open = Some(i);
         } else {
-            angle_open = s.find('<');
+            // A token display name ends at '<'; a ';' or '"' before any '<' means an
+            // addr-spec whose parameters may quote a '<' (`+sip.instance="<urn:...>"`).
+            let limit = memchr::memchr2(b';', b'"', b).unwrap_or(b.len());
+            angle_open = memchr::memchr(b'<', &b[..limit]);
             if let Some(lt) = angle_open {
                 // display-name = *(token LWS) (RFC 3261 §25.1)
                 for (k, &c) in b[display_start..lt].iter().enumerate() {
@@ -206,12 +233,12 @@ impl NameAddr {
                 if inner.starts_with([' ', '\t']) || inner.ends_with([' ', '\t']) {
                     return herr(header, lt + 1, "no white space inside '<' '>'");
                 }
-                let uri = Uri::parse(inner).map_err(|e| HeaderError {
+                Uri::check(inner).map_err(|e| HeaderError {
                     header,
                     offset: lt + 1 + e.offset,
                     expected: e.expected,
                 })?;
-                (uri, close + 1)
+                ((inner, lt + 1), close + 1)
             }
             None => {
                 // addr-spec: the URI ends at the first ';' after the host, at white space or
@@ -229,26 +256,44 @@ impl NameAddr {
                         "angle brackets around a URI with headers",
                     );
                 }
-                let uri = Uri::parse(text).map_err(|e| HeaderError {
+                Uri::check(text).map_err(|e| HeaderError {
                     header,
                     offset: start + e.offset,
                     expected: e.expected,
                 })?;
-                (uri, end)
+                ((text, start), end)
             }
         };
-        let params =
-            Params::parse(&s[after..], ParamSyntax::Header).map_err(|(o, e)| HeaderError {
-                header,
-                offset: after + o,
-                expected: e,
-            })?;
+        let params = &s[after..];
+        Params::check(params, ParamSyntax::Header).map_err(|(o, e)| HeaderError {
+            header,
+            offset: after + o,
+            expected: e,
+        })?;
         let display = s[display_start..display_end].trim_end();
-        Ok(NameAddr {
-            display: (!display.is_empty()).then(|| display.to_owned()),
-            uri,
+        let (uri_text, uri_offset) = uri;
+        Ok((
+            (!display.is_empty()).then_some(display),
+            uri_text,
+            uri_offset,
             params,
-        })
+        ))
+    }
+
+    /// Validates every element of a comma-separated header value.
+    pub(crate) fn check_list(header: &'static str, value: &str) -> Result<(), HeaderError> {
+        let mut n = 0;
+        for item in super::scan::split_list(value) {
+            if item.is_empty() {
+                return herr(header, 0, "a URI, not an empty list element");
+            }
+            Self::check(header, item)?;
+            n += 1;
+        }
+        if n == 0 {
+            return herr(header, 0, "a URI");
+        }
+        Ok(())
     }
 
     /// Parses every element of a comma-separated header value.
@@ -353,6 +398,35 @@ impl Via {
 
     /// Parses one Via element.
     pub fn parse(s: &str) -> Result<Via, HeaderError> {
+        let (transport, host, host_text, port, params) = Self::scan(s)?;
+        Ok(Via {
+            transport: transport.to_owned(),
+            host: host.unwrap_or_else(|| Host::Domain(host_text.to_owned())),
+            port,
+            params: Params::from_validated(params),
+        })
+    }
+
+    /// Validates every element of a Via header value without building them.
+    pub(crate) fn check_list(value: &str) -> Result<(), HeaderError> {
+        let mut n = 0;
+        for item in super::scan::split_list(value) {
+            if item.is_empty() {
+                return herr("Via", 0, "a Via value, not an empty list element");
+            }
+            Self::scan(item)?;
+            n += 1;
+        }
+        if n == 0 {
+            return herr("Via", 0, "a Via value");
+        }
+        Ok(())
+    }
+
+    /// Validates one element; returns transport, host (address literal or `None` for a
+    /// name), host text, port and parameter text, borrowed from `s`.
+    #[allow(clippy::type_complexity)]
+    fn scan(s: &str) -> Result<(&str, Option<Host>, &str, Option<u16>, &str), HeaderError> {
         const H: &str = "Via";
         let b = s.as_bytes();
         let mut i = 0;
@@ -397,7 +471,8 @@ impl Via {
                 i += 1;
             }
         }
-        let host = Host::parse(&s[host_start..i]).map_err(|e| HeaderError {
+        let host_text = &s[host_start..i];
+        let host = Host::scan(host_text).map_err(|e| HeaderError {
             header: H,
             offset: host_start + e.offset,
             expected: e.expected,
@@ -417,17 +492,12 @@ impl Via {
             );
             i = j;
         }
-        let params = Params::parse(&s[i..], ParamSyntax::Header).map_err(|(o, e)| HeaderError {
+        Params::check(&s[i..], ParamSyntax::Header).map_err(|(o, e)| HeaderError {
             header: H,
             offset: i + o,
             expected: e,
         })?;
-        Ok(Via {
-            transport: parts[2].to_owned(),
-            host,
-            port,
-            params,
-        })
+        Ok((parts[2], host, host_text, port, &s[i..]))
     }
 
     /// Parses every element of a Via header value.
