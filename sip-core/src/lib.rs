@@ -48,5 +48,6 @@ pub mod dialog;
 pub mod endpoint;
 pub mod framing;
 pub mod message;
+pub mod registration;
 pub mod time;
 pub mod transaction;
