@@ -1,0 +1,257 @@
+//! RTP streams of a capture with codec names: from the SDP in the capture's SIP messages when
+//! there is one for the stream, else from the static payload types of RFC 3551 §6.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use capture::rtp::{streams, RtpOptions, RtpStream};
+use capture::Capture;
+use media::sdp::SessionDescription;
+use serde::Serialize;
+
+use super::sip;
+
+/// A payload format announced in SDP (`a=rtpmap`, or a static type listed on `m=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Format {
+    /// Encoding name as written (`PCMU`, `opus`, `telephone-event`).
+    pub encoding: String,
+    /// RTP clock rate in Hz.
+    pub clock_rate: u32,
+}
+
+/// Payload-type maps learnt from the SDP bodies of a capture.
+#[derive(Debug, Clone, Default)]
+pub struct SdpMaps {
+    /// Per receiving address (`c=` address and `m=` port): payload type -> format. The SDP
+    /// writer receives there with these numbers (RFC 3264 §5.1).
+    pub by_address: HashMap<SocketAddr, BTreeMap<u8, Format>>,
+    /// The first format seen for each payload type anywhere in the capture.
+    pub any: BTreeMap<u8, Format>,
+}
+
+impl SdpMaps {
+    /// Reads every SDP body of the capture's SIP messages. Bodies the SDP parser refuses are
+    /// skipped: they only cost the codec names of their streams.
+    pub fn from_capture(capture: &Capture) -> SdpMaps {
+        let mut maps = SdpMaps::default();
+        for p in sip::messages(capture) {
+            let Ok(m) = &p.message else { continue };
+            let body = sip_core::message::SipMessage::body(m);
+            if body.is_empty() {
+                continue;
+            }
+            let Ok(sdp) = SessionDescription::parse_bytes(body) else {
+                continue;
+            };
+            for (i, media) in sdp.media.iter().enumerate() {
+                let mut map = BTreeMap::new();
+                for f in &media.formats {
+                    let format = Format {
+                        encoding: f.encoding.clone(),
+                        clock_rate: f.clock_rate,
+                    };
+                    maps.any
+                        .entry(f.payload_type.0)
+                        .or_insert_with(|| format.clone());
+                    map.insert(f.payload_type.0, format);
+                }
+                if let Some(ip) = sdp.connection_for(i).and_then(|c| c.ip()) {
+                    maps.by_address
+                        .entry(SocketAddr::new(ip, media.port))
+                        .or_default()
+                        .extend(map);
+                }
+            }
+        }
+        maps
+    }
+
+    /// The format of `pt` on a stream from `src` to `dst`: the receiver's SDP, else the
+    /// sender's (offer and answer usually share numbers), else any SDP, else RFC 3551.
+    pub fn format(&self, pt: u8, src: SocketAddr, dst: SocketAddr) -> Option<Format> {
+        [dst, src]
+            .iter()
+            .find_map(|a| self.by_address.get(a).and_then(|m| m.get(&pt)))
+            .or_else(|| (pt >= 96).then(|| self.any.get(&pt)).flatten())
+            .cloned()
+            .or_else(|| static_format(pt))
+            // Wireshark's `rtpevent` preference: PT 101 is telephone-event without SDP.
+            .or_else(|| {
+                (pt == 101).then(|| Format {
+                    encoding: "telephone-event".to_string(),
+                    clock_rate: 8000,
+                })
+            })
+    }
+
+    /// Options for [`capture::rtp::streams`]: dynamic clock rates and telephone-event types
+    /// from the SDP, plus Wireshark's default telephone-event type 101.
+    pub fn rtp_options(&self) -> RtpOptions {
+        let mut options = RtpOptions::default();
+        let all = self.by_address.values().flat_map(|m| m.iter());
+        for (&pt, f) in self.any.iter().chain(all) {
+            if f.encoding.eq_ignore_ascii_case("telephone-event") {
+                options.telephone_event_types.insert(pt);
+            }
+            if pt >= 96 {
+                options.clock_rates.entry(pt).or_insert(f.clock_rate);
+            }
+        }
+        options
+    }
+}
+
+/// RFC 3551 §6 Table 4 static audio payload types (and the common video ones).
+pub fn static_format(pt: u8) -> Option<Format> {
+    let (name, rate) = match pt {
+        0 => ("PCMU", 8000),
+        3 => ("GSM", 8000),
+        4 => ("G723", 8000),
+        5 => ("DVI4", 8000),
+        6 => ("DVI4", 16000),
+        7 => ("LPC", 8000),
+        8 => ("PCMA", 8000),
+        9 => ("G722", 8000),
+        10 | 11 => ("L16", 44100),
+        12 => ("QCELP", 8000),
+        13 => ("CN", 8000),
+        14 => ("MPA", 90000),
+        15 => ("G728", 8000),
+        16 => ("DVI4", 11025),
+        17 => ("DVI4", 22050),
+        18 => ("G729", 8000),
+        26 => ("JPEG", 90000),
+        31 => ("H261", 90000),
+        32 => ("MPV", 90000),
+        34 => ("H263", 90000),
+        _ => return None,
+    };
+    Some(Format {
+        encoding: name.to_string(),
+        clock_rate: rate,
+    })
+}
+
+/// One stream as `dialer pcap rtp` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// SSRC.
+    pub ssrc: u32,
+    /// SSRC as tshark prints it (`0xDEE0EE8F`).
+    pub ssrc_hex: String,
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// Payload types in order of first appearance.
+    pub payload_types: Vec<u8>,
+    /// Their codec names (`PT <n>` when unknown).
+    pub codecs: Vec<String>,
+    /// Seconds from the first packet of the capture to the stream's first packet.
+    pub start: f64,
+    /// Seconds from the first packet of the capture to the stream's last packet.
+    pub end: f64,
+    /// Packets received.
+    pub packets: u64,
+    /// Packets expected from the sequence numbers.
+    pub expected: i64,
+    /// Lost (negative with duplicates, as tshark).
+    pub lost: i64,
+    /// Lost as a percentage of expected.
+    pub lost_percent: f64,
+    /// Sequence errors.
+    pub sequence_errors: u64,
+    /// Largest arrival-time delta, ms.
+    pub max_delta_ms: f64,
+    /// Largest RFC 3550 jitter, ms.
+    pub max_jitter_ms: f64,
+    /// Mean jitter, ms.
+    pub mean_jitter_ms: f64,
+    /// RFC 4733 digits in order (`*`, `#`, `A`-`D` included).
+    pub digits: String,
+    /// The RFC 4733 events.
+    pub events: Vec<EventReport>,
+}
+
+/// One RFC 4733 event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventReport {
+    /// Frame of its first packet.
+    pub packet: usize,
+    /// Seconds since the first packet of the capture.
+    pub time: f64,
+    /// Event code.
+    pub event: u8,
+    /// Digit, for codes 0-15.
+    pub digit: Option<char>,
+    /// Duration in timestamp units.
+    pub duration: u16,
+    /// Whether its end packet arrived.
+    pub end: bool,
+}
+
+/// The streams of `capture`, with codec names.
+pub fn report(capture: &Capture) -> Vec<StreamReport> {
+    let maps = SdpMaps::from_capture(capture);
+    let origin = capture.packets.first().map_or(Duration::ZERO, |p| p.time);
+    let rel = |t: Duration| t.saturating_sub(origin).as_secs_f64();
+    streams(capture, &maps.rtp_options())
+        .into_iter()
+        .map(|s: RtpStream| StreamReport {
+            ssrc: s.ssrc,
+            ssrc_hex: format!("0x{:08X}", s.ssrc),
+            src: s.src,
+            dst: s.dst,
+            codecs: s
+                .payload_types
+                .iter()
+                .map(|&pt| {
+                    maps.format(pt, s.src, s.dst)
+                        .map_or_else(|| format!("PT {pt}"), |f| f.encoding)
+                })
+                .collect(),
+            payload_types: s.payload_types.clone(),
+            start: rel(s.start),
+            end: rel(s.end),
+            packets: s.packets,
+            expected: s.expected,
+            lost: s.lost,
+            lost_percent: if s.expected > 0 {
+                s.lost as f64 * 100.0 / s.expected as f64
+            } else {
+                0.0
+            },
+            sequence_errors: s.sequence_errors,
+            max_delta_ms: s.max_delta_ms,
+            max_jitter_ms: s.max_jitter_ms,
+            mean_jitter_ms: s.mean_jitter_ms,
+            digits: s.events.iter().filter_map(|e| e.digit).collect(),
+            events: s
+                .events
+                .iter()
+                .map(|e| EventReport {
+                    packet: e.index,
+                    time: rel(e.time),
+                    event: e.event,
+                    digit: e.digit,
+                    duration: e.duration,
+                    end: e.end,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Telephone-event payload types a stream uses, by the same lookup as codec names.
+pub fn telephone_event_types(maps: &SdpMaps, s: &RtpStream) -> BTreeSet<u8> {
+    s.payload_types
+        .iter()
+        .copied()
+        .filter(|&pt| {
+            maps.format(pt, s.src, s.dst)
+                .is_some_and(|f| f.encoding.eq_ignore_ascii_case("telephone-event"))
+        })
+        .collect()
+}
