@@ -960,3 +960,17 @@ fn options_keepalive_timeout_triggers_a_re_register() {
     assert_eq!(timeouts.len(), 1);
     assert_eq!(after[0], timeouts[0] + LATENCY);
 }
+
+#[test]
+fn configured_refresh_fraction_sets_the_refresh_time() {
+    let mut c = config();
+    c.expires = 60;
+    c.refresh_fraction = 0.25;
+    let mut sim = Sim::new(c, Registrar::new(server(vec![Algorithm::Md5])));
+    sim.start();
+    sim.run_until(at(40));
+    let regs = sim.registers();
+    // 0.25 of 60 s: refreshes 15 s apart.
+    let times: Vec<Duration> = regs[1..].windows(2).map(|w| w[1].0.since(w[0].0)).collect();
+    assert_eq!(times, vec![secs(15), secs(15)]);
+}

@@ -242,7 +242,8 @@ pub enum RegistrationState {
         /// The Contact registered.
         contact: ContactAddress,
     },
-    /// Waiting to retry.
+    /// Waiting to retry. A refresh that failed lands here too, although the binding may
+    /// still hold until the `expires_at` it last had.
     Backoff {
         /// When the next REGISTER goes out.
         until: Time,
