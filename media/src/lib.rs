@@ -18,7 +18,9 @@
 //! - [`dtmf`]: RFC 4733 payloads and digits.
 //!
 //! # Drive loop
-//! The runtime owns sockets and the clock and passes `now: Instant` into every call:
+//! The runtime owns sockets and the clock and passes `now: Instant` into every call. A call's
+//! relay starts with the customer's leg alone ([`relay::Relay::new_one_sided`]) and gets the
+//! agent's, and any re-INVITE's, through [`relay::Relay::update_leg`]. Then:
 //! 1. datagram on a leg's port -> [`relay::Relay::forward`]`(now, side, from, buf, len)`, which
 //!    rewrites `buf` in place and returns where to send it;
 //! 2. then, and at [`relay::Relay::next_deadline`], drain [`relay::Relay::poll_transmit`]

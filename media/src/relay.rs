@@ -1,6 +1,10 @@
 //! The per-call RTP relay: two legs, in-place header rewrite, transcoding when the legs' codecs
 //! differ, ringback, symmetric-RTP latching, RTCP reports and media timeout — all in virtual time.
 //!
+//! Life of a relay: [`Relay::new_one_sided`] when the customer answers (ringback plays to it
+//! while the agent is called), [`Relay::update_leg`] for the agent when it answers and for
+//! either leg after a re-INVITE; [`Relay::new`] when both legs are known at once.
+//!
 //! Drive loop (the runtime owns the sockets and the clock):
 //! 1. For each datagram received on a leg's port: [`Relay::forward`]`(now, side, from, buf, len)`.
 //!    It rewrites the packet in `buf` and says where to send it, or why it was dropped.
@@ -223,7 +227,10 @@ impl Outgoing {
 /// One leg: where its peer is, what it expects, what we hear from it.
 #[derive(Debug)]
 struct Leg {
-    negotiated: Negotiated,
+    /// `None` while the leg is not set up yet (the agent has not answered).
+    negotiated: Option<Negotiated>,
+    /// Whether the negotiated direction lets us send to this leg (RFC 3264 §5.1).
+    sending: bool,
     remote: Option<SocketAddr>,
     candidate: Option<(SocketAddr, u32)>,
     out: Outgoing,
@@ -245,22 +252,66 @@ struct Leg {
 }
 
 impl Leg {
+    fn new(out: Outgoing, config: &RelayConfig, now: Instant) -> Leg {
+        Leg {
+            negotiated: None,
+            sending: false,
+            remote: None,
+            candidate: None,
+            out,
+            incoming: None,
+            incoming_ssrc: None,
+            last_incoming_seq: None,
+            last_rx: now,
+            timeout_reported: true,
+            ringback: None,
+            ringback_seq: 0,
+            ringback_ts: 0,
+            ringback_due: None,
+            transcoder: None,
+            pending: VecDeque::with_capacity(usize::from(config.max_concealed) + 1),
+            pending_buf: Vec::new(),
+            last_peer_report: None,
+        }
+    }
+
     fn expects(&self, pt: PayloadType) -> bool {
-        let n = &self.negotiated;
-        pt == n.receive_payload_type
-            || pt == n.send_payload_type
-            || n.telephone_event
-                .is_some_and(|t| pt == t.receive_payload_type || pt == t.send_payload_type)
+        self.negotiated.as_ref().is_some_and(|n| {
+            pt == n.receive_payload_type
+                || pt == n.send_payload_type
+                || n.telephone_event
+                    .is_some_and(|t| pt == t.receive_payload_type || pt == t.send_payload_type)
+        })
     }
 
     fn is_telephone_event(&self, pt: PayloadType) -> bool {
+        self.negotiated.as_ref().is_some_and(|n| {
+            n.telephone_event
+                .is_some_and(|t| pt == t.receive_payload_type || pt == t.send_payload_type)
+        })
+    }
+
+    fn codec(&self) -> Option<Codec> {
+        self.negotiated.as_ref().map(|n| n.codec)
+    }
+
+    /// Whether the peer is expected to send us RTP, so that its silence is a media timeout:
+    /// not while it holds the call with `a=sendonly`/`inactive` from its side or `c=0.0.0.0`
+    /// (RFC 3264 §8.4).
+    fn expects_media(&self) -> bool {
         self.negotiated
-            .telephone_event
-            .is_some_and(|t| pt == t.receive_payload_type || pt == t.send_payload_type)
+            .as_ref()
+            .is_some_and(|n| n.direction.receives() && n.remote_rtp.is_some())
     }
 }
 
 const SLOT: usize = 1500;
+
+/// What [`Relay::update_leg`] does to a leg's transcoder.
+enum Rebuild {
+    Keep,
+    Set(Option<Transcoder>),
+}
 
 /// The relay for one call.
 #[derive(Debug)]
@@ -284,65 +335,170 @@ impl Relay {
         wallclock: NtpTimestamp,
         rng: &mut dyn RngCore,
     ) -> Result<Relay, CodecError> {
-        let make = |negotiated: Negotiated, other: &Negotiated, rng: &mut dyn RngCore| {
-            let transcoder = if negotiated.codec == other.codec {
-                None
-            } else {
-                Some(Transcoder::new(other.codec, negotiated.codec)?)
-            };
-            let pending_buf = if transcoder.is_some() {
-                vec![0u8; SLOT * (usize::from(config.max_concealed) + 1)]
-            } else {
-                Vec::new()
-            };
-            let out = Outgoing {
-                ssrc: Ssrc(rng.next_u32()),
-                clock_rate: negotiated.codec.clock_rate(),
-                samples_per_packet: negotiated.codec.samples_per_ms() * FRAME_MS,
-                ptime: Duration::from_millis(u64::from(FRAME_MS)),
-                started: false,
-                next_seq: rng.next_u32() as u16,
-                next_ts: rng.next_u32(),
-                last_seq: 0,
-                last_ts: 0,
-                last_sent: None,
-                source: None,
-                src_seq_base: 0,
-                src_ts_base: 0,
-                out_seq_base: 0,
-                out_ts_base: 0,
-                stats: SenderStats::default(),
-                schedule: ReportSchedule::new(config.report_interval),
-            };
-            Ok::<Leg, CodecError>(Leg {
-                remote: negotiated.remote_rtp,
-                negotiated,
-                candidate: None,
-                out,
-                incoming: None,
-                incoming_ssrc: None,
-                last_incoming_seq: None,
-                last_rx: now,
-                timeout_reported: false,
-                ringback: None,
-                ringback_seq: 0,
-                ringback_ts: 0,
-                ringback_due: None,
-                transcoder,
-                pending: VecDeque::with_capacity(usize::from(config.max_concealed) + 1),
-                pending_buf,
-                last_peer_report: None,
-            })
+        let mut relay =
+            Relay::new_one_sided(config, Side::Customer, customer, now, wallclock, rng)?;
+        relay.update_leg(Side::Agent, agent, now)?;
+        Ok(relay)
+    }
+
+    /// A relay with only `side` set up: the customer has answered and the agent is still being
+    /// called. Packets towards the missing leg are dropped as [`DropReason::NoDestination`] and
+    /// packets from it as [`DropReason::UnexpectedPayloadType`] until [`Relay::update_leg`]
+    /// sets it. Both outgoing streams get their SSRC and numbering here, so the agent's stream
+    /// is the same whenever it starts.
+    pub fn new_one_sided(
+        config: RelayConfig,
+        side: Side,
+        negotiated: Negotiated,
+        now: Instant,
+        wallclock: NtpTimestamp,
+        rng: &mut dyn RngCore,
+    ) -> Result<Relay, CodecError> {
+        let mut outgoing = || Outgoing {
+            ssrc: Ssrc(rng.next_u32()),
+            clock_rate: 8000,
+            samples_per_packet: 8 * FRAME_MS,
+            ptime: Duration::from_millis(u64::from(FRAME_MS)),
+            started: false,
+            next_seq: rng.next_u32() as u16,
+            next_ts: rng.next_u32(),
+            last_seq: 0,
+            last_ts: 0,
+            last_sent: None,
+            source: None,
+            src_seq_base: 0,
+            src_ts_base: 0,
+            out_seq_base: 0,
+            out_ts_base: 0,
+            stats: SenderStats::default(),
+            schedule: ReportSchedule::new(config.report_interval),
         };
-        let customer_leg = make(customer.clone(), &agent, rng)?;
-        let agent_leg = make(agent, &customer, rng)?;
-        Ok(Relay {
+        let customer = Leg::new(outgoing(), &config, now);
+        let agent = Leg::new(outgoing(), &config, now);
+        let mut relay = Relay {
             config,
-            legs: [customer_leg, agent_leg],
+            legs: [customer, agent],
             events: VecDeque::with_capacity(8),
             ntp_anchor: (now, wallclock),
             cname: format!("dialer-{:08x}", rng.next_u32()),
-        })
+        };
+        relay.update_leg(side, negotiated, now)?;
+        Ok(relay)
+    }
+
+    /// Sets `side`'s negotiation: the first time for a leg created absent, or again after a
+    /// re-INVITE (RFC 3264 §8: new address, new codec, hold). Our stream to `side` keeps its
+    /// SSRC, and its sequence numbers and timestamps run on with the marker bit on the next
+    /// packet; the transcoders between the legs are rebuilt when a codec changed. A new remote
+    /// address replaces a latched one; the same address as before keeps the latch (the NAT
+    /// binding is still the one packets come from). A `c=0.0.0.0` or `sendonly`/`inactive`
+    /// hold stops what we send to `side` and its media timeout until the next update. Ringback
+    /// playing to `side` stops when its codec changes: the caller restarts it with the clip
+    /// for the new codec.
+    ///
+    /// On error (libopus refused to build a transcoder) the relay is unchanged.
+    pub fn update_leg(
+        &mut self,
+        side: Side,
+        negotiated: Negotiated,
+        now: Instant,
+    ) -> Result<(), CodecError> {
+        let i = side.index();
+        let other = side.other().index();
+        let new_codec = negotiated.codec;
+        let other_codec = self.legs[other].codec();
+        // Build what can fail first, so an error leaves the relay as it was.
+        let (into_this, into_other) = match other_codec {
+            Some(other_codec) => (
+                self.transcoder_for(i, other_codec, new_codec)?,
+                self.transcoder_for(other, new_codec, other_codec)?,
+            ),
+            None => (Rebuild::Keep, Rebuild::Keep),
+        };
+        let slots = SLOT * (usize::from(self.config.max_concealed) + 1);
+        for (index, rebuild) in [(i, into_this), (other, into_other)] {
+            let leg = &mut self.legs[index];
+            match rebuild {
+                Rebuild::Keep => {}
+                Rebuild::Set(transcoder) => {
+                    leg.transcoder = transcoder;
+                    leg.pending.clear();
+                    if leg.transcoder.is_some() && leg.pending_buf.len() < slots {
+                        leg.pending_buf = vec![0u8; slots];
+                    }
+                }
+            }
+        }
+        let leg = &mut self.legs[i];
+        let previous = leg.negotiated.take();
+        let codec_changed = previous.as_ref().map(|p| p.codec) != Some(new_codec);
+        let address_changed = previous.as_ref().and_then(|p| p.remote_rtp) != negotiated.remote_rtp;
+        if previous.is_none() || address_changed {
+            leg.remote = negotiated.remote_rtp;
+            leg.candidate = None;
+        }
+        if negotiated.remote_rtp.is_none() {
+            leg.remote = None;
+        }
+        leg.sending = negotiated.direction.sends();
+        if codec_changed {
+            leg.out.clock_rate = new_codec.clock_rate();
+            leg.out.samples_per_packet = new_codec.samples_per_ms() * FRAME_MS;
+            // Receive statistics count in the codec's clock: start them afresh.
+            leg.incoming = None;
+            leg.incoming_ssrc = None;
+            leg.last_incoming_seq = None;
+            if leg
+                .ringback
+                .as_ref()
+                .is_some_and(|p| p.clip().codec() != new_codec)
+            {
+                leg.ringback = None;
+                leg.ringback_due = None;
+            }
+        }
+        // The next packet to `side` starts a new stretch of the stream (marker, RFC 3551 §4.1)
+        // whatever its source was.
+        leg.out.source = None;
+        leg.negotiated = Some(negotiated);
+        if codec_changed {
+            // The other leg's stream is rescaled from this leg's clock: re-base it too.
+            self.legs[other].out.source = None;
+        }
+        let leg = &mut self.legs[i];
+        leg.last_rx = now;
+        leg.timeout_reported = !leg.expects_media();
+        Ok(())
+    }
+
+    /// The transcoder leg `index` needs to receive `from` and send `to`, or `Keep` when the one
+    /// it has already does that.
+    fn transcoder_for(&self, index: usize, from: Codec, to: Codec) -> Result<Rebuild, CodecError> {
+        let current = self.legs[index]
+            .transcoder
+            .as_ref()
+            .map(|t| (t.from(), t.to()));
+        if from == to {
+            return Ok(if current.is_none() {
+                Rebuild::Keep
+            } else {
+                Rebuild::Set(None)
+            });
+        }
+        if current == Some((from, to)) {
+            return Ok(Rebuild::Keep);
+        }
+        Ok(Rebuild::Set(Some(Transcoder::new(from, to)?)))
+    }
+
+    /// The codec negotiated with `side`, if it is set up.
+    pub fn codec(&self, side: Side) -> Option<Codec> {
+        self.legs[side.index()].codec()
+    }
+
+    /// Whether `side` is set up (see [`Relay::new_one_sided`]).
+    pub fn has_leg(&self, side: Side) -> bool {
+        self.legs[side.index()].negotiated.is_some()
     }
 
     /// Our SSRC towards `side`.
@@ -456,7 +612,11 @@ impl Relay {
         if now < due {
             return None;
         }
+        if !leg.sending {
+            return None;
+        }
         let to = leg.remote?;
+        let payload_type = leg.negotiated.as_ref()?.send_payload_type;
         let player = leg.ringback.as_mut()?;
         let samples = player.clip().samples_per_frame();
         let (marker, seq, ts) = leg.out.map(
@@ -471,7 +631,7 @@ impl Relay {
         leg.ringback_due = Some(due + Duration::from_millis(u64::from(FRAME_MS)));
         let header = OutgoingHeader {
             marker,
-            payload_type: leg.negotiated.send_payload_type,
+            payload_type,
             sequence: seq,
             timestamp: ts,
             ssrc: leg.out.ssrc,
@@ -490,14 +650,11 @@ impl Relay {
     ) -> Option<(SocketAddr, usize)> {
         let ntp = self.ntp_at(now);
         let leg = &mut self.legs[i];
-        let to = match (
-            leg.remote,
-            leg.negotiated.remote_rtcp,
-            leg.negotiated.remote_rtp,
-        ) {
+        let negotiated = leg.negotiated.as_ref()?;
+        let to = match (leg.remote, negotiated.remote_rtcp, negotiated.remote_rtp) {
             // Latched elsewhere: RTCP follows to the latched host (RFC 3550 §11 port + 1).
             (Some(remote), _, Some(sdp)) if remote != sdp => {
-                let port = if leg.negotiated.remote_rtcp == leg.negotiated.remote_rtp {
+                let port = if negotiated.remote_rtcp == negotiated.remote_rtp {
                     remote.port()
                 } else {
                     remote.port().wrapping_add(1)
@@ -556,6 +713,12 @@ impl Relay {
         let latch_after = self.config.latch_after;
         let max_concealed = self.config.max_concealed;
         let (ingress, _) = self.pair(side);
+        // An absent leg expects nothing, so its packets stop here.
+        let Some(in_negotiated) = ingress.negotiated.as_ref() else {
+            return Forward::Dropped(DropReason::UnexpectedPayloadType);
+        };
+        let in_codec = in_negotiated.codec;
+        let in_event = in_negotiated.telephone_event;
         if !ingress.expects(header.payload_type) {
             return Forward::Dropped(DropReason::UnexpectedPayloadType);
         }
@@ -580,10 +743,7 @@ impl Relay {
         ingress.timeout_reported = false;
         if ingress.incoming_ssrc != Some(header.ssrc) {
             ingress.incoming_ssrc = Some(header.ssrc);
-            ingress.incoming = Some(ReceiverStats::new(
-                header.ssrc,
-                ingress.negotiated.codec.clock_rate(),
-            ));
+            ingress.incoming = Some(ReceiverStats::new(header.ssrc, in_codec.clock_rate()));
             ingress.last_incoming_seq = None;
         }
         let is_event = ingress.is_telephone_event(header.payload_type);
@@ -600,18 +760,20 @@ impl Relay {
         if egress.ringback.is_some() {
             return Forward::Dropped(DropReason::RingbackPlaying);
         }
-        let Some(to) = egress.remote else {
+        let (Some(to), Some(out_negotiated), true) =
+            (egress.remote, egress.negotiated.as_ref(), egress.sending)
+        else {
             return Forward::Dropped(DropReason::NoDestination);
         };
-        let in_codec = ingress.negotiated.codec;
-        let in_event = ingress.negotiated.telephone_event;
+        let out_codec = out_negotiated.codec;
+        let out_payload_type = out_negotiated.send_payload_type;
+        let out_event = out_negotiated.telephone_event;
         let source = Source::Relayed(header.ssrc);
 
         if is_event {
             // RFC 4733: events are passed on, never transcoded; only the number changes, and
             // the timestamp clock when the legs' event clocks differ.
-            let (Some(out_event), Some(in_event)) = (egress.negotiated.telephone_event, in_event)
-            else {
+            let (Some(out_event), Some(in_event)) = (out_event, in_event) else {
                 return Forward::Dropped(DropReason::NoTelephoneEvent);
             };
             let ratio = (out_event.clock_rate, in_event.clock_rate);
@@ -631,7 +793,7 @@ impl Relay {
             return Forward::Send { to, len };
         }
 
-        let ratio = (egress.negotiated.codec.clock_rate(), in_codec.clock_rate());
+        let ratio = (out_codec.clock_rate(), in_codec.clock_rate());
         let Some(transcoder) = egress.transcoder.as_mut() else {
             let (switched, seq, ts) =
                 egress
@@ -640,7 +802,7 @@ impl Relay {
             rtp::rewrite_header(
                 &mut buf[..len],
                 header.marker || switched,
-                egress.negotiated.send_payload_type,
+                out_payload_type,
                 seq,
                 ts,
                 egress.out.ssrc,
@@ -663,7 +825,7 @@ impl Relay {
             Codec::Opus => in_codec.samples_per_ms() * FRAME_MS,
         };
         egress.pending.clear();
-        let payload_type = egress.negotiated.send_payload_type;
+        let payload_type = out_payload_type;
         let ssrc = egress.out.ssrc;
         let mut slot = 0;
         for k in (1..=lost).rev() {

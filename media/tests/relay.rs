@@ -492,3 +492,241 @@ fn a_pass_through_call_is_small() {
         std::mem::size_of::<Relay>()
     );
 }
+
+#[test]
+fn ringback_with_the_agent_absent_then_the_agent_leg_is_set_and_its_audio_runs_on() {
+    let t0 = epoch();
+    let (customer, agent) = pcmu_legs();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let wallclock = NtpTimestamp::from_unix(Duration::from_secs(1_700_000_000));
+    let mut relay = Relay::new_one_sided(
+        RelayConfig::default(),
+        Side::Customer,
+        customer,
+        t0,
+        wallclock,
+        &mut rng,
+    )
+    .expect("relay builds");
+    assert!(!relay.has_leg(Side::Agent));
+    relay.start_ringback(
+        Side::Customer,
+        ringback().player(Codec::Pcmu).expect("clip"),
+        t0,
+    );
+    let mut sent = Vec::new();
+    let mut buf = [0u8; 1500];
+    for i in 0..5u32 {
+        let now = t0 + Duration::from_millis(u64::from(i) * 20);
+        let (to, len) = relay.poll_transmit(now, &mut buf).expect("ringback due");
+        assert_eq!(to, addr(CUSTOMER));
+        sent.push(RtpHeader::parse(&buf[..len]).expect("valid RTP"));
+        // The customer talks while ringback plays: there is no agent to hear it yet.
+        let pkt = packet(0, i as u16, i * 160, 0xc0c0, false, &[0xff; 160]);
+        let (result, _) = forward(&mut relay, now, Side::Customer, CUSTOMER, &pkt);
+        assert_eq!(result, Forward::Dropped(DropReason::NoDestination));
+        // A packet on the agent's port before the agent leg exists is not ours to relay.
+        let stray = packet(0, i as u16, i * 160, 0xa6e7, false, &[0xd5; 160]);
+        let (result, _) = forward(&mut relay, now, Side::Agent, AGENT, &stray);
+        assert_eq!(result, Forward::Dropped(DropReason::UnexpectedPayloadType));
+    }
+    assert_eq!(
+        relay.poll_event(t0 + Duration::from_secs(3600)),
+        Some(RelayEvent::MediaTimeout {
+            side: Side::Customer
+        }),
+        "no timeout is raised for the absent agent leg, only for the silent customer"
+    );
+    assert_eq!(relay.poll_event(t0 + Duration::from_secs(3600)), None);
+
+    // The agent answers at 100 ms.
+    let answered = t0 + Duration::from_millis(100);
+    relay
+        .update_leg(Side::Agent, agent, answered)
+        .expect("same codec, nothing to build");
+    relay.stop_ringback(Side::Customer);
+    for i in 0..3u32 {
+        let now = answered + Duration::from_millis(u64::from(i) * 20);
+        let pkt = packet(
+            0,
+            300 + i as u16,
+            9000 + i * 160,
+            0xa6e7,
+            false,
+            &[0x55; 160],
+        );
+        let (result, out) = forward(&mut relay, now, Side::Agent, AGENT, &pkt);
+        assert!(
+            matches!(result, Forward::Send { to, .. } if to == addr(CUSTOMER)),
+            "{result:?}"
+        );
+        sent.push(RtpHeader::parse(&out).expect("valid RTP"));
+        // And the customer is heard by the agent.
+        let pkt = packet(0, 5 + i as u16, (5 + i) * 160, 0xc0c0, false, &[0xff; 160]);
+        let (result, _) = forward(&mut relay, now, Side::Customer, CUSTOMER, &pkt);
+        assert!(
+            matches!(result, Forward::Send { to, .. } if to == addr(AGENT)),
+            "{result:?}"
+        );
+    }
+    for (i, pair) in sent.windows(2).enumerate() {
+        assert_eq!(pair[1].ssrc, relay.ssrc(Side::Customer));
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence.wrapping_add(1),
+            "seq at {i}"
+        );
+        assert_eq!(
+            pair[1].timestamp,
+            pair[0].timestamp.wrapping_add(160),
+            "ts at {i}"
+        );
+        assert_eq!(
+            pair[1].marker,
+            i + 1 == 5,
+            "marker only at the switch ({})",
+            i + 1
+        );
+    }
+}
+
+/// The customer's re-INVITE offer: a new address and PCMA only.
+fn customer_moved_to_pcma() -> Negotiated {
+    let body =
+        "v=0\r\no=trunk 1 2 IN IP4 198.51.100.99\r\ns=-\r\nc=IN IP4 198.51.100.99\r\nt=0 0\r\n\
+                m=audio 4100 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let offer = SessionDescription::parse(body).expect("offer parses");
+    answer_offer(&offer, &MediaConfig::default(), &local(30000))
+        .expect("acceptable")
+        .1
+}
+
+#[test]
+fn reinvite_moves_the_customers_address_and_codec_and_the_stream_runs_on() {
+    let t0 = epoch();
+    let (customer, agent) = pcmu_legs();
+    let mut relay = relay(RelayConfig::default(), customer, agent, t0);
+    let mut to_customer = Vec::new();
+    for i in 0..3u32 {
+        let now = t0 + Duration::from_millis(u64::from(i) * 20);
+        let pkt = packet(0, i as u16, i * 160, 0xa6e7, false, &[0xd5; 160]);
+        let (result, out) = forward(&mut relay, now, Side::Agent, AGENT, &pkt);
+        assert!(matches!(result, Forward::Send { to, .. } if to == addr(CUSTOMER)));
+        to_customer.push(RtpHeader::parse(&out).expect("valid"));
+    }
+    assert!(!relay.is_transcoding(Side::Customer));
+
+    let moved = t0 + Duration::from_millis(60);
+    relay
+        .update_leg(Side::Customer, customer_moved_to_pcma(), moved)
+        .expect("G.711 transcoders build");
+    assert_eq!(relay.codec(Side::Customer), Some(Codec::Pcma));
+    assert!(relay.is_transcoding(Side::Customer) && relay.is_transcoding(Side::Agent));
+    assert_eq!(
+        relay.destination(Side::Customer),
+        Some(addr("198.51.100.99:4100"))
+    );
+
+    // The agent's PCMU now reaches the customer's new address as PCMA, numbering unbroken.
+    let silence_mu = [0xffu8; 160];
+    for i in 3..6u32 {
+        let now = t0 + Duration::from_millis(u64::from(i) * 20);
+        let pkt = packet(0, i as u16, i * 160, 0xa6e7, false, &silence_mu);
+        let (result, out) = forward(&mut relay, now, Side::Agent, AGENT, &pkt);
+        assert!(
+            matches!(result, Forward::Send { to, .. } if to == addr("198.51.100.99:4100")),
+            "{result:?}"
+        );
+        let header = RtpHeader::parse(&out).expect("valid");
+        assert_eq!(header.payload_type, PayloadType(8));
+        assert!(
+            header.payload(&out).iter().all(|&c| c == 0xd5 || c == 0x55),
+            "µ-law silence becomes A-law silence"
+        );
+        to_customer.push(header);
+    }
+    for (i, pair) in to_customer.windows(2).enumerate() {
+        assert_eq!(pair[1].ssrc, pair[0].ssrc);
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence.wrapping_add(1),
+            "seq at {i}"
+        );
+        assert_eq!(
+            pair[1].timestamp,
+            pair[0].timestamp.wrapping_add(160),
+            "ts at {i}"
+        );
+        assert_eq!(
+            pair[1].marker,
+            i + 1 == 3,
+            "marker at the re-INVITE ({})",
+            i + 1
+        );
+    }
+    // The customer's PCMA from its new address is decoded and sent to the agent as PCMU; the
+    // old address no longer counts.
+    let pkt = packet(8, 50, 8000, 0xc1c1, false, &[0xd5; 160]);
+    let (result, out) = forward(
+        &mut relay,
+        moved,
+        Side::Customer,
+        "198.51.100.99:4100",
+        &pkt,
+    );
+    assert!(
+        matches!(result, Forward::Send { to, .. } if to == addr(AGENT)),
+        "{result:?}"
+    );
+    let header = RtpHeader::parse(&out).expect("valid");
+    assert_eq!(header.payload_type, PayloadType(0));
+    let (result, _) = forward(&mut relay, moved, Side::Customer, CUSTOMER, &pkt);
+    assert_eq!(result, Forward::Dropped(DropReason::UnexpectedSource));
+}
+
+#[test]
+fn hold_with_a_zero_address_stops_sending_and_the_media_timeout_until_resumed() {
+    let t0 = epoch();
+    let (customer, agent) = pcmu_legs();
+    let config = RelayConfig {
+        media_timeout: Duration::from_secs(5),
+        ..RelayConfig::default()
+    };
+    let mut relay = relay(config, customer.clone(), agent, t0);
+    let hold = Negotiated {
+        remote_rtp: None,
+        remote_rtcp: None,
+        ..customer.clone()
+    };
+    relay
+        .update_leg(Side::Customer, hold, t0)
+        .expect("same codec");
+    let pkt = packet(0, 1, 160, 0xa6e7, false, &[0xd5; 160]);
+    let (result, _) = forward(&mut relay, t0, Side::Agent, AGENT, &pkt);
+    assert_eq!(result, Forward::Dropped(DropReason::NoDestination));
+    // The held customer sends nothing for a minute: that is no media timeout; the agent,
+    // still expected to send, times out.
+    let later = t0 + Duration::from_secs(60);
+    assert_eq!(
+        relay.poll_event(later),
+        Some(RelayEvent::MediaTimeout { side: Side::Agent })
+    );
+    assert_eq!(relay.poll_event(later), None);
+    // Resumed: media flows to the customer again, and its silence counts again.
+    relay
+        .update_leg(Side::Customer, customer, later)
+        .expect("same codec");
+    let pkt = packet(0, 2, 320, 0xa6e7, false, &[0xd5; 160]);
+    let (result, out) = forward(&mut relay, later, Side::Agent, AGENT, &pkt);
+    assert!(matches!(result, Forward::Send { to, .. } if to == addr(CUSTOMER)));
+    assert!(
+        RtpHeader::parse(&out).expect("valid").marker,
+        "marker after the hold"
+    );
+    assert_eq!(
+        relay.poll_event(later + Duration::from_secs(5)),
+        Some(RelayEvent::MediaTimeout {
+            side: Side::Customer
+        })
+    );
+}
