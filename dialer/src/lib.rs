@@ -43,5 +43,7 @@
 //!   counts are compared against, and no crate implements it.
 #![warn(missing_docs)]
 
+pub mod b2bua;
 pub mod cli;
+pub mod control;
 pub mod pcap;

@@ -1,0 +1,406 @@
+//! Requests from the peers inside the calls' dialogs, and the ending of calls: BYE and
+//! CANCEL towards the other leg, media close, and the CDR.
+
+use super::*;
+
+impl Core {
+    pub(super) fn on_request(
+        &mut self,
+        now: Time,
+        tx: TransactionId,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let to_tag = request
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
+        let Some(to_tag) = to_tag else {
+            match request.method {
+                Method::Invite => {
+                    // This dialer places calls; it does not take them.
+                    let tag = self.endpoint.new_tag();
+                    let mut r = make_response(&request, 480, Some(&tag));
+                    r.reason = "Temporarily Unavailable - no inbound calls".into();
+                    let _ = self.endpoint.respond(now, tx, r);
+                }
+                _ => self.others.push_back(Event::Request {
+                    transaction: tx,
+                    request,
+                    source,
+                    transport,
+                }),
+            }
+            return;
+        };
+        let leg_ref = request
+            .call_id()
+            .ok()
+            .and_then(|id| self.by_sip_call_id.get(id).copied())
+            .filter(|r| {
+                self.calls
+                    .get(&r.call)
+                    .and_then(|c| match r.side {
+                        Side::Customer => Some(&c.customer),
+                        Side::Agent => c.agent.as_ref(),
+                    })
+                    .is_some_and(|l| l.local_tag == to_tag)
+            });
+        let Some(r) = leg_ref else {
+            // RFC 3261 §12.2.2: a request for a dialog we do not have.
+            if request.method != Method::Ack {
+                let _ = self
+                    .endpoint
+                    .respond(now, tx, make_response(&request, 481, None));
+            }
+            return;
+        };
+        if request.method == Method::Ack {
+            return;
+        }
+        let c = self.calls.get_mut(&r.call).expect("found above");
+        let leg = leg_of(c, r.side).expect("found above");
+        if let Some(d) = leg.dialog.as_mut() {
+            if d.on_remote_request(&request).is_err() {
+                // RFC 3261 §12.2.2: CSeq lower than the last one: 500.
+                let _ = self
+                    .endpoint
+                    .respond(now, tx, make_response(&request, 500, None));
+                return;
+            }
+        }
+        match request.method {
+            Method::Bye => {
+                let _ = self
+                    .endpoint
+                    .respond(now, tx, make_response(&request, 200, None));
+                leg.state = LegState::Done;
+                let bridged = c.bridged.is_some();
+                let answered = c.answered.is_some();
+                let outcome = match (r.side, bridged, answered) {
+                    (_, true, _) => "bridged",
+                    (Side::Customer, false, true) => "abandoned",
+                    (Side::Agent, false, _) => "agent_failed",
+                    _ => "failed",
+                };
+                let by = match r.side {
+                    Side::Customer => HungUpBy::Customer,
+                    Side::Agent => HungUpBy::Agent,
+                };
+                self.end_call(
+                    now,
+                    r.call,
+                    Ending {
+                        outcome,
+                        status: 200,
+                        cause: q850::NORMAL_CLEARING,
+                        by,
+                    },
+                );
+            }
+            Method::Invite | Method::Update => self.on_offer(now, tx, r, request),
+            Method::Options | Method::Info => {
+                let _ = self
+                    .endpoint
+                    .respond(now, tx, make_response(&request, 200, None));
+            }
+            _ => {
+                let mut resp = make_response(&request, 501, None);
+                resp.headers.add(
+                    HeaderKind::Allow,
+                    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
+                );
+                let _ = self.endpoint.respond(now, tx, resp);
+            }
+        }
+    }
+
+    /// A re-INVITE or UPDATE inside a leg's dialog: answer its offer (or, without one,
+    /// offer our current session), and give the relay the new negotiation.
+    fn on_offer(&mut self, now: Time, tx: TransactionId, r: LegRef, request: Request) {
+        let media_ip = self.config.media_ip;
+        let contact = NameAddr::new(Uri::Sip(SipUri::new(
+            Some("dialer"),
+            self.config.contact_host.clone(),
+            Some(self.config.contact_port),
+        )))
+        .to_string();
+        let c = self.calls.get_mut(&r.call).expect("caller checked");
+        let leg = leg_of(c, r.side).expect("caller checked");
+        let codecs: Vec<Codec> = leg
+            .offer
+            .as_ref()
+            .and_then(|o| o.media.first())
+            .map(|m| m.formats.iter().filter_map(Codec::of_format).collect())
+            .unwrap_or_default();
+        let version = leg
+            .offer
+            .as_ref()
+            .map(|o| o.origin.session_version + 1)
+            .unwrap_or(2);
+        let local = LocalEndpoint {
+            address: media_ip,
+            rtp_port: leg.rtp_port,
+            session_id: leg.session_id,
+            session_version: version,
+        };
+        let mut resp = make_response(&request, 200, None);
+        resp.headers.add(HeaderKind::Contact, contact);
+        if request.body.is_empty() {
+            // RFC 3261 §14.2: no offer in the re-INVITE: the 2xx carries ours.
+            if let Some(offer) = leg.offer.as_mut() {
+                offer.origin.session_version = version;
+                resp.set_body("application/sdp", offer.to_sdp_string().into_bytes());
+            }
+            let _ = self.endpoint.respond(now, tx, resp);
+            return;
+        }
+        let parsed = SessionDescription::parse_bytes(&request.body);
+        let answered = parsed.ok().and_then(|offer| {
+            media::sdp::answer_offer(&offer, &Self::media_config_for(&codecs), &local).ok()
+        });
+        match answered {
+            Some((answer, negotiated)) => {
+                let mut ours = answer;
+                ours.origin.session_version = version;
+                resp.set_body("application/sdp", ours.to_sdp_string().into_bytes());
+                leg.negotiated = Some(negotiated.clone());
+                let _ = self.endpoint.respond(now, tx, resp);
+                self.actions.push_back(Action::Media {
+                    call: r.call,
+                    op: MediaOp::SetLeg {
+                        side: r.side,
+                        negotiated,
+                    },
+                });
+            }
+            None => {
+                // RFC 3261 §14.2 / RFC 3264 §6: an offer we cannot accept: 488, the session
+                // stays as it was.
+                let _ = self
+                    .endpoint
+                    .respond(now, tx, make_response(&request, 488, None));
+            }
+        }
+    }
+
+    pub(super) fn media_config_for(codecs: &[Codec]) -> MediaConfig {
+        MediaConfig {
+            codecs: codecs.to_vec(),
+            ..MediaConfig::default()
+        }
+    }
+
+    /// A leg ended in failure (a final non-2xx, a timeout): the call ends with its outcome.
+    pub(super) fn leg_failed(
+        &mut self,
+        now: Time,
+        call: CallId,
+        side: Side,
+        status: u16,
+        outcome: &'static str,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(leg) = leg_of(c, side) {
+            leg.state = LegState::Done;
+        }
+        if c.ending.is_some() {
+            self.maybe_finish(now, call);
+            return;
+        }
+        let (outcome, by) = match side {
+            Side::Customer => (outcome, HungUpBy::Customer),
+            Side::Agent => (
+                match outcome {
+                    "busy" => "agent_busy",
+                    "no_answer" => "agent_no_answer",
+                    "rejected" => "agent_rejected",
+                    _ => "agent_failed",
+                },
+                HungUpBy::Agent,
+            ),
+        };
+        self.end_call(
+            now,
+            call,
+            Ending {
+                outcome,
+                status,
+                cause: q850::cause_for_status(status),
+                by,
+            },
+        );
+    }
+
+    /// A leg finished as part of ending the call (487 after our CANCEL).
+    pub(super) fn leg_done(&mut self, now: Time, call: CallId, side: Side) {
+        if let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) {
+            leg.state = LegState::Done;
+        }
+        self.maybe_finish(now, call);
+    }
+
+    pub(super) fn on_bye_done(&mut self, now: Time, r: LegRef) {
+        self.leg_done(now, r.call, r.side);
+    }
+
+    pub(super) fn send_bye(&mut self, now: Time, call: CallId, side: Side) {
+        let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) else {
+            return;
+        };
+        let Some(dialog) = leg.dialog.as_mut() else {
+            leg.state = LegState::Done;
+            return;
+        };
+        let bye = dialog.request(Method::Bye);
+        leg.state = LegState::Terminating;
+        let target = leg.target;
+        match self.endpoint.send_request(now, bye, target) {
+            Ok(tx) => {
+                self.by_tx.insert(tx, LegRef { call, side });
+            }
+            Err(_) => {
+                if let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) {
+                    leg.state = LegState::Done;
+                }
+            }
+        }
+    }
+
+    /// Ends a call: each leg still up gets BYE, each leg still being invited gets CANCEL.
+    pub(super) fn end_call(&mut self, now: Time, call: CallId, ending: Ending) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.ending.is_some() {
+            self.maybe_finish(now, call);
+            return;
+        }
+        c.ending = Some(ending);
+        c.state = CallState::Ending;
+        c.deadline = None;
+        for side in [Side::Customer, Side::Agent] {
+            let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) else {
+                continue;
+            };
+            match leg.state {
+                LegState::Inviting => {
+                    leg.state = LegState::Cancelling;
+                    if let Some(tx) = leg.invite_tx {
+                        match self.endpoint.cancel(now, tx) {
+                            Ok(Some(cancel_tx)) => {
+                                self.by_tx.insert(cancel_tx, LegRef { call, side });
+                            }
+                            Ok(None) => {}
+                            Err(_) => {
+                                if let Some(leg) =
+                                    self.calls.get_mut(&call).and_then(|c| leg_of(c, side))
+                                {
+                                    leg.state = LegState::Done;
+                                }
+                            }
+                        }
+                    }
+                }
+                LegState::Confirmed => self.send_bye(now, call, side),
+                LegState::Idle => leg.state = LegState::Done,
+                _ => {}
+            }
+        }
+        self.maybe_finish(now, call);
+    }
+
+    /// When every leg is over: close the media, then write the CDR and forget the call.
+    pub(super) fn maybe_finish(&mut self, now: Time, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.ending.is_none() {
+            return;
+        }
+        let legs_done = matches!(c.customer.state, LegState::Done | LegState::Idle)
+            && c.agent
+                .as_ref()
+                .is_none_or(|a| matches!(a.state, LegState::Done | LegState::Idle));
+        if !legs_done {
+            return;
+        }
+        if c.ports.is_some() && c.totals.is_none() {
+            if !c.media_closing {
+                c.media_closing = true;
+                self.actions.push_back(Action::CloseMedia { call });
+            }
+            return;
+        }
+        let c = self.calls.remove(&call).expect("looked up above");
+        self.by_sip_call_id.remove(&c.customer.call_id);
+        if let Some(a) = &c.agent {
+            self.by_sip_call_id.remove(&a.call_id);
+        }
+        self.by_tx.retain(|_, r| r.call != call);
+        let ending = c.ending.clone().expect("checked above");
+        let totals = c.totals.clone().unwrap_or_default();
+        let cdr = Cdr {
+            id: c.id,
+            customer_call_id: c.customer.call_id.clone(),
+            agent_call_id: c.agent.as_ref().map(|a| a.call_id.clone()),
+            number: c.number.clone(),
+            dialled: c.dialled.clone(),
+            agent: c.agent_ext.clone(),
+            trunk: self.config.trunks[c.trunk].name.clone(),
+            created: self.unix(c.created),
+            progress: c.progress.map(|t| self.unix(t)),
+            answered: c.answered.map(|t| self.unix(t)),
+            bridged: c.bridged.map(|t| self.unix(t)),
+            ended: self.unix(now),
+            outcome: ending.outcome.to_owned(),
+            sip_status: ending.status,
+            q850_cause: ending.cause,
+            hung_up_by: ending.by,
+            customer_codec: c
+                .customer
+                .negotiated
+                .as_ref()
+                .map(|n| n.codec.encoding_name().to_owned()),
+            agent_codec: c
+                .agent
+                .as_ref()
+                .and_then(|a| a.negotiated.as_ref())
+                .map(|n| n.codec.encoding_name().to_owned()),
+            packets_to_agent: totals.packets_to_agent,
+            packets_to_customer: totals.packets_to_customer,
+            lost_from_customer: totals.lost_from_customer,
+            lost_from_agent: totals.lost_from_agent,
+        };
+        self.emit(ApiEvent::Hangup {
+            call,
+            cdr: Box::new(cdr),
+        });
+    }
+
+    /// The originate or agent ring timer of a call ran out.
+    pub(super) fn call_timer(&mut self, now: Time, call: CallId) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let ending = match c.state {
+            CallState::Dialing | CallState::Progress => Ending {
+                outcome: "no_answer",
+                status: 487,
+                cause: q850::NO_ANSWER,
+                by: HungUpBy::Dialer,
+            },
+            CallState::CustomerAnswered | CallState::AgentRinging => Ending {
+                outcome: "agent_no_answer",
+                status: 480,
+                cause: q850::NO_ANSWER,
+                by: HungUpBy::Dialer,
+            },
+            _ => return,
+        };
+        self.end_call(now, call, ending);
+    }
+}

@@ -1,0 +1,568 @@
+//! The per-leg SIP logic of the core: INVITE, challenges, redirects, answers, BYE, CANCEL.
+
+use super::*;
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+impl Core {
+    fn media_config(codecs: &[Codec]) -> MediaConfig {
+        MediaConfig {
+            codecs: codecs.to_vec(),
+            ..MediaConfig::default()
+        }
+    }
+
+    /// Builds and sends the INVITE of a leg to `uri` (a new one, an authenticated retry, or
+    /// a redirect), with our offer.
+    pub(super) fn send_invite(
+        &mut self,
+        now: Time,
+        call: CallId,
+        side: Side,
+        uri: Uri,
+        auth_headers: Option<Vec<(String, String)>>,
+    ) {
+        let contact_host = self.config.contact_host.clone();
+        let contact_port = self.config.contact_port;
+        let media_ip = self.config.media_ip;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let trunk = self.config.trunks[c.trunk].clone();
+        let (codecs, from, to, contact_user) = match side {
+            Side::Customer => {
+                let mut from = NameAddr::new(Uri::Sip(SipUri::new(
+                    Some(&trunk.caller_id),
+                    Host::Domain(trunk.domain.clone()),
+                    None,
+                )));
+                from.display = trunk
+                    .caller_name
+                    .as_deref()
+                    .map(sip_core::message::scan::quote);
+                let to = NameAddr::new(Uri::Sip(SipUri::new(
+                    Some(&c.dialled),
+                    Host::Domain(trunk.domain.clone()),
+                    None,
+                )));
+                (trunk.codecs.clone(), from, to, trunk.caller_id.clone())
+            }
+            Side::Agent => {
+                let target = c.agent_target.clone();
+                let codecs = target
+                    .as_ref()
+                    .map(|t| t.codecs.clone())
+                    .unwrap_or_default();
+                // The agent sees the customer's number as the caller (RFC 3261 §8.1.1.3).
+                let mut from = NameAddr::new(Uri::Sip(SipUri::new(
+                    Some(&c.number),
+                    contact_host.clone(),
+                    Some(contact_port),
+                )));
+                from.display = Some(sip_core::message::scan::quote(&c.number));
+                let to = NameAddr::new(Uri::Sip(SipUri::new(
+                    Some(&c.agent_ext),
+                    contact_host.clone(),
+                    Some(contact_port),
+                )));
+                (codecs, from, to, "dialer".to_owned())
+            }
+        };
+        let Some(leg) = leg_of(c, side) else {
+            return;
+        };
+        leg.cseq += 1;
+        let mut from = from;
+        from.params.set("tag", Some(&leg.local_tag));
+        let mut r = Request::new(Method::Invite, uri);
+        r.headers.add(HeaderKind::From, from.to_string());
+        r.headers.add(HeaderKind::To, to.to_string());
+        r.headers.add(HeaderKind::CallId, leg.call_id.clone());
+        r.headers
+            .add(HeaderKind::CSeq, format!("{} INVITE", leg.cseq));
+        let contact = NameAddr::new(Uri::Sip(SipUri::new(
+            Some(&contact_user),
+            contact_host,
+            Some(contact_port),
+        )));
+        r.headers.add(HeaderKind::Contact, contact.to_string());
+        r.headers.add(HeaderKind::Allow, ALLOW);
+        if side == Side::Customer && trunk.pai {
+            let pai = NameAddr::new(Uri::Sip(SipUri::new(
+                Some(&trunk.caller_id),
+                Host::Domain(trunk.domain.clone()),
+                None,
+            )));
+            r.headers
+                .add(HeaderKind::PAssertedIdentity, pai.to_string());
+        }
+        for (name, value) in auth_headers.unwrap_or_default() {
+            r.headers.push(HeaderName::parse(&name), value);
+        }
+        // A new offer only for a new INVITE; retries resend the same session version.
+        let offer = match &leg.offer {
+            Some(o) => o.clone(),
+            None => {
+                let local = LocalEndpoint {
+                    address: media_ip,
+                    rtp_port: leg.rtp_port,
+                    session_id: leg.session_id,
+                    session_version: 1,
+                };
+                build_offer(&Self::media_config(&codecs), &local)
+            }
+        };
+        r.set_body("application/sdp", offer.to_sdp_string().into_bytes());
+        leg.offer = Some(offer);
+        leg.invite = Some(r.clone());
+        leg.state = LegState::Inviting;
+        let target = leg.target;
+        match self.endpoint.send_request(now, r, target) {
+            Ok(tx) => {
+                let leg = leg_of(self.calls.get_mut(&call).expect("looked up above"), side)
+                    .expect("the leg exists: it was just used");
+                leg.invite_tx = Some(tx);
+                self.by_tx.insert(tx, LegRef { call, side });
+            }
+            Err(_) => self.leg_failed(now, call, side, 500, "failed"),
+        }
+    }
+
+    /// Endpoint events: responses to our requests, requests from peers, timeouts.
+    pub(super) fn on_event(&mut self, e: Event) {
+        let now = self.now;
+        match e {
+            Event::Response {
+                transaction,
+                response,
+            } => match self.by_tx.get(&transaction).copied() {
+                Some(r) => self.on_response(now, r, transaction, response),
+                None => self.others.push_back(Event::Response {
+                    transaction,
+                    response,
+                }),
+            },
+            Event::Timeout {
+                transaction,
+                timer,
+                method,
+            } => match self.by_tx.remove(&transaction) {
+                Some(r) if method == Method::Invite => {
+                    self.leg_failed(now, r.call, r.side, 408, "failed")
+                }
+                Some(r) => self.on_bye_done(now, r),
+                None => self.others.push_back(Event::Timeout {
+                    transaction,
+                    timer,
+                    method,
+                }),
+            },
+            Event::Request {
+                transaction,
+                request,
+                source,
+                transport,
+            } => self.on_request(now, transaction, request, source, transport),
+            Event::StrayResponse { response, source } => {
+                self.on_stray(now, &response);
+                self.others
+                    .push_back(Event::StrayResponse { response, source });
+            }
+            other => self.others.push_back(other),
+        }
+    }
+
+    fn on_stray(&mut self, _now: Time, response: &Response) {
+        // A 2xx retransmitted after the INVITE transaction ended: ACK it again
+        // (RFC 3261 §13.2.2.4), or the peer keeps retransmitting and then hangs up.
+        let (Ok(cseq), Ok(call_id)) = (response.cseq(), response.call_id()) else {
+            return;
+        };
+        if cseq.method != Method::Invite || !response.is_success() {
+            return;
+        }
+        let Some(r) = self.by_sip_call_id.get(call_id).copied() else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&r.call) else {
+            return;
+        };
+        let Some(leg) = leg_of(c, r.side) else {
+            return;
+        };
+        if let Some(d) = &leg.dialog {
+            let ack = d.ack(cseq.seq);
+            let target = leg.target;
+            self.endpoint.send_stateless(ack, target);
+        }
+    }
+
+    fn on_response(&mut self, now: Time, r: LegRef, tx: TransactionId, response: Response) {
+        let Ok(cseq) = response.cseq() else {
+            return;
+        };
+        match cseq.method {
+            Method::Invite => self.on_invite_response(now, r, tx, response),
+            Method::Bye if response.status >= 200 => {
+                self.by_tx.remove(&tx);
+                self.on_bye_done(now, r);
+            }
+            _ => {
+                if response.status >= 200 {
+                    self.by_tx.remove(&tx);
+                }
+            }
+        }
+    }
+
+    fn on_invite_response(&mut self, now: Time, r: LegRef, tx: TransactionId, response: Response) {
+        let status = response.status;
+        if status >= 200 && !(200..300).contains(&status) {
+            self.by_tx.remove(&tx);
+        }
+        let Some(c) = self.calls.get_mut(&r.call) else {
+            return;
+        };
+        let Some(leg) = leg_of(c, r.side) else {
+            return;
+        };
+        if leg.invite_tx != Some(tx) {
+            // A response to an INVITE this leg already replaced (auth retry): ignore.
+            return;
+        }
+        match status {
+            100 => {}
+            101..=199 => self.on_provisional(now, r, &response),
+            200..=299 => self.on_answer(now, r, response),
+            300..=399 => self.on_redirect(now, r, &response),
+            401 | 407 => self.on_challenge(now, r, &response),
+            _ => {
+                let cancelled = leg.state == LegState::Cancelling;
+                leg.state = LegState::Done;
+                if cancelled && status == 487 {
+                    self.leg_done(now, r.call, r.side);
+                } else {
+                    let outcome = match status {
+                        486 | 600 => "busy",
+                        408 | 480 => "no_answer",
+                        487 => "cancelled",
+                        403 | 603 => "rejected",
+                        _ => "failed",
+                    };
+                    self.leg_failed(now, r.call, r.side, status, outcome);
+                }
+            }
+        }
+    }
+
+    fn on_provisional(&mut self, now: Time, r: LegRef, response: &Response) {
+        let Some(c) = self.calls.get_mut(&r.call) else {
+            return;
+        };
+        match r.side {
+            Side::Customer => {
+                if c.progress.is_none() {
+                    c.progress = Some(now);
+                }
+                if c.state == CallState::Dialing {
+                    c.state = CallState::Progress;
+                }
+                let early = !response.body.is_empty()
+                    && response
+                        .content_type()
+                        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"));
+                let id = c.id;
+                // Early media is received but nobody hears it yet: the relay learns the
+                // carrier's address, the agent leg does not exist.
+                if early {
+                    if let Some(n) = Self::negotiate(&c.customer, response) {
+                        c.customer.negotiated = Some(n.clone());
+                        self.actions.push_back(Action::Media {
+                            call: id,
+                            op: MediaOp::SetLeg {
+                                side: Side::Customer,
+                                negotiated: n,
+                            },
+                        });
+                    }
+                }
+                self.emit(ApiEvent::Progress {
+                    call: id,
+                    status: response.status,
+                });
+                if early {
+                    self.emit(ApiEvent::EarlyMedia { call: id });
+                }
+            }
+            Side::Agent => {
+                if response.status == 180 || response.status == 183 {
+                    let (id, agent) = (c.id, c.agent_ext.clone());
+                    if c.state != CallState::AgentRinging {
+                        c.state = CallState::AgentRinging;
+                        self.emit(ApiEvent::AgentRinging { call: id, agent });
+                    }
+                }
+            }
+        }
+    }
+
+    fn negotiate(leg: &Leg, response: &Response) -> Option<Negotiated> {
+        let offer = leg.offer.as_ref()?;
+        let answer = SessionDescription::parse_bytes(&response.body).ok()?;
+        let codecs: Vec<Codec> = offer
+            .media
+            .first()
+            .map(|m| {
+                m.formats
+                    .iter()
+                    .filter_map(Codec::of_format)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        process_answer(offer, &answer, &Self::media_config(&codecs)).ok()
+    }
+
+    fn on_answer(&mut self, now: Time, r: LegRef, response: Response) {
+        let Some(c) = self.calls.get_mut(&r.call) else {
+            return;
+        };
+        let id = c.id;
+        let Some(leg) = leg_of(c, r.side) else {
+            return;
+        };
+        let Some(invite) = leg.invite.clone() else {
+            return;
+        };
+        let cseq = response.cseq().map(|c| c.seq).unwrap_or(leg.cseq);
+        let dialog = match Dialog::uac(&invite, &response) {
+            Ok(d) => d,
+            Err(_) => {
+                // A 2xx we cannot make a dialog of (no To tag, no Contact): ACK what we can
+                // is impossible; end the leg.
+                leg.state = LegState::Done;
+                self.leg_failed(now, id, r.side, 502, "failed");
+                return;
+            }
+        };
+        // RFC 3261 §13.2.2.4: the ACK goes to the 2xx's Contact through the route set.
+        let ack = dialog.ack(cseq);
+        let ack_target = match r.side {
+            // The agent is always reached through the address it registered from.
+            Side::Agent => leg.target,
+            Side::Customer => Target {
+                addr: hop_address(dialog.next_hop()).unwrap_or(leg.target.addr),
+                transport: leg.target.transport,
+            },
+        };
+        let was_cancelling = leg.state == LegState::Cancelling;
+        let negotiated = Self::negotiate(leg, &response);
+        leg.dialog = Some(dialog);
+        leg.state = LegState::Confirmed;
+        // In-dialog requests to the customer follow the route set; to the agent, its NAT
+        // binding.
+        if r.side == Side::Customer {
+            leg.target = ack_target;
+        }
+        self.endpoint.send_stateless(ack, ack_target);
+        if was_cancelling || c_is_ending(self.calls.get(&id)) {
+            // A 2xx crossed our CANCEL (RFC 3261 §9.1): ACK it, then end it with BYE.
+            self.send_bye(now, id, r.side);
+            return;
+        }
+        let Some(negotiated) = negotiated else {
+            // RFC 3264 §6: an answer we cannot use; end both legs (488 semantics).
+            self.end_call(
+                now,
+                id,
+                Ending {
+                    outcome: "failed",
+                    status: 488,
+                    cause: q850::cause_for_status(488),
+                    by: HungUpBy::Dialer,
+                },
+            );
+            return;
+        };
+        let codec = negotiated.codec.encoding_name().to_owned();
+        let c = self.calls.get_mut(&id).expect("checked above");
+        leg_of(c, r.side).expect("checked above").negotiated = Some(negotiated.clone());
+        self.actions.push_back(Action::Media {
+            call: id,
+            op: MediaOp::SetLeg {
+                side: r.side,
+                negotiated,
+            },
+        });
+        match r.side {
+            Side::Customer => {
+                c.answered = Some(now);
+                c.state = CallState::CustomerAnswered;
+                c.deadline = None;
+                let ringback = c.ringback.clone();
+                self.emit(ApiEvent::Answered { call: id, codec });
+                self.actions.push_back(Action::Media {
+                    call: id,
+                    op: MediaOp::StartRingback {
+                        side: Side::Customer,
+                        path: ringback,
+                    },
+                });
+                self.emit(ApiEvent::RingbackStarted { call: id });
+                self.call_agent(now, id);
+            }
+            Side::Agent => {
+                c.bridged = Some(now);
+                c.state = CallState::Bridged;
+                c.deadline = None;
+                let transcoding = c
+                    .customer
+                    .negotiated
+                    .as_ref()
+                    .is_some_and(|n| n.codec.encoding_name() != codec);
+                self.actions.push_back(Action::Media {
+                    call: id,
+                    op: MediaOp::StopRingback {
+                        side: Side::Customer,
+                    },
+                });
+                self.emit(ApiEvent::Bridged {
+                    call: id,
+                    agent_codec: codec,
+                    transcoding,
+                });
+            }
+        }
+    }
+
+    fn call_agent(&mut self, now: Time, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(target) = c.agent_target.clone() else {
+            return;
+        };
+        let sip_call_id = self.endpoint.new_call_id();
+        let tag = self.endpoint.new_tag();
+        let session_id = u64::from(self.rng.next_u32());
+        let mut leg = Leg::new(
+            sip_call_id.clone(),
+            tag,
+            Target {
+                addr: target.destination,
+                transport: target.transport,
+            },
+            session_id,
+        );
+        leg.rtp_port = c.ports.map(|p| p.1).unwrap_or(0);
+        c.agent = Some(leg);
+        c.deadline = Some(now + self.config.agent_ring_timeout);
+        self.by_sip_call_id.insert(
+            sip_call_id,
+            LegRef {
+                call,
+                side: Side::Agent,
+            },
+        );
+        self.send_invite(now, call, Side::Agent, target.uri, None);
+    }
+
+    fn on_redirect(&mut self, now: Time, r: LegRef, response: &Response) {
+        let max = self.config.max_redirects;
+        let Some(c) = self.calls.get_mut(&r.call) else {
+            return;
+        };
+        let Some(leg) = leg_of(c, r.side) else {
+            return;
+        };
+        let next = response.contacts().ok().and_then(|cs| {
+            cs.into_iter()
+                .find_map(|c| c.address().map(|a| a.uri.clone()))
+        });
+        match next {
+            Some(uri) if leg.redirects < max => {
+                leg.redirects += 1;
+                // RFC 3261 §8.1.3.4: a new request to the new target; a target with an IP
+                // address is sent there directly, a name goes through the proxy.
+                if let Some(addr) = hop_address(&uri) {
+                    leg.target.addr = addr;
+                }
+                self.send_invite(now, r.call, r.side, uri, None);
+            }
+            _ => {
+                leg.state = LegState::Done;
+                self.leg_failed(now, r.call, r.side, response.status, "failed");
+            }
+        }
+    }
+
+    fn on_challenge(&mut self, now: Time, r: LegRef, response: &Response) {
+        let Some(c) = self.calls.get_mut(&r.call) else {
+            return;
+        };
+        let trunk_creds = self.config.trunks[c.trunk].credentials.clone();
+        let Some(leg) = leg_of(c, r.side) else {
+            return;
+        };
+        let (Some(creds), Some(invite)) = (
+            trunk_creds.filter(|_| r.side == Side::Customer),
+            leg.invite.clone(),
+        ) else {
+            leg.state = LegState::Done;
+            self.leg_failed(now, r.call, r.side, response.status, "rejected");
+            return;
+        };
+        let kind = if response.status == 407 {
+            HeaderKind::ProxyAuthenticate
+        } else {
+            HeaderKind::WwwAuthenticate
+        };
+        let sent_kind = if response.status == 407 {
+            HeaderKind::ProxyAuthorization
+        } else {
+            HeaderKind::Authorization
+        };
+        let challenges: Vec<&str> = response.headers.get_all(kind).collect();
+        let sent: Vec<&str> = invite.headers.get_all(sent_kind).collect();
+        let uri = invite.uri.to_string();
+        let outcome = leg.auth.handle_challenge(
+            &ChallengedResponse {
+                status: response.status,
+                challenges: &challenges,
+                sent: &sent,
+            },
+            &creds,
+            &DigestRequest {
+                method: "INVITE",
+                uri: &uri,
+                body: &invite.body,
+            },
+            self.endpoint.rng(),
+        );
+        match outcome {
+            Ok(AuthOutcome::Retry { headers }) => {
+                // RFC 3261 §22.2: same Call-ID and From tag, CSeq + 1, the credentials added.
+                let headers = headers
+                    .into_iter()
+                    .map(|h| (h.name.as_str().to_owned(), h.value))
+                    .collect();
+                self.send_invite(now, r.call, r.side, invite.uri, Some(headers));
+            }
+            _ => {
+                leg.state = LegState::Done;
+                self.leg_failed(now, r.call, r.side, response.status, "rejected");
+            }
+        }
+    }
+}
+
+fn c_is_ending(c: Option<&Call>) -> bool {
+    c.is_some_and(|c| c.ending.is_some())
+}
+
+/// The socket address of a URI whose host is an IP literal (the runtime resolves names
+/// before the core sees them; a name falls back to the trunk's proxy).
+pub(super) fn hop_address(uri: &Uri) -> Option<SocketAddr> {
+    let u = uri.as_sip()?;
+    let ip = u.host.ip()?;
+    Some(SocketAddr::new(ip, u.port_or_default()))
+}

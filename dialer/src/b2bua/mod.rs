@@ -1,0 +1,640 @@
+//! The B2BUA core: two independent SIP dialogs and two media legs per call, with no IO.
+//!
+//! Drive loop (the runtime owns sockets, clocks and media tasks):
+//! 1. every SIP datagram goes to [`Core::handle_datagram`], timers to [`Core::handle_timeout`]
+//!    when [`Core::next_timeout`] is reached, control requests to [`Core::originate`] and
+//!    [`Core::hangup`], media outcomes to [`Core::media_opened`] and [`Core::media_event`];
+//! 2. the runtime drains [`Core::poll_transmit`] (SIP to send) and [`Core::poll_action`]
+//!    (media commands and events for followers).
+//!
+//! A call: INVITE to the trunk with our offer; 401/407 answered once per challenge; 3xx
+//! followed a bounded number of times; on the 2xx the ACK goes to the 2xx's Contact through
+//! the Record-Route route set (RFC 3261 §13.2.2.4), ringback starts into the customer's RTP
+//! and the agent is called at the address its REGISTER came from, with the Contact it
+//! registered as Request-URI. When the agent answers, ringback stops and the legs are
+//! bridged. A BYE on either side is answered and passed on as a BYE (or a CANCEL while the
+//! agent still rings) on the other; a 200 crossing that CANCEL is ACKed and then ended with
+//! a BYE.
+
+mod ending;
+mod legs;
+pub mod q850;
+
+use crate::control::{ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, HungUpBy};
+use media::relay::Side;
+use media::sdp::{
+    build_offer, process_answer, Codec, LocalEndpoint, MediaConfig, Negotiated, SessionDescription,
+};
+use rand::RngCore;
+use sip_core::auth::{
+    AuthOutcome, ChallengedResponse, ClientAuthState, Credentials, DigestRequest,
+};
+use sip_core::dialog::Dialog;
+use sip_core::endpoint::{make_response, Endpoint, Event, Output, Target, Transmit};
+use sip_core::message::{
+    HeaderKind, HeaderName, Host, Method, NameAddr, Request, Response, SipMessage, SipUri, Uri,
+};
+use sip_core::time::Time;
+use sip_core::transaction::{TransactionId, Transport};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A trunk as the core uses it (the runtime resolves the proxy's address).
+#[derive(Clone, Debug)]
+pub struct TrunkSettings {
+    /// Name, for CDRs and the API.
+    pub name: String,
+    /// Where requests go.
+    pub proxy: SocketAddr,
+    /// Transport to the proxy.
+    pub transport: Transport,
+    /// Host of From/To/Request-URI.
+    pub domain: String,
+    /// Credentials for 401/407, if the trunk challenges.
+    pub credentials: Option<Credentials>,
+    /// Codecs in preference order.
+    pub codecs: Vec<Codec>,
+    /// From user (and P-Asserted-Identity).
+    pub caller_id: String,
+    /// From display name.
+    pub caller_name: Option<String>,
+    /// Send P-Asserted-Identity (RFC 3325).
+    pub pai: bool,
+    /// Most concurrent calls.
+    pub max_channels: Option<u32>,
+}
+
+/// Where and how to call an agent right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentTarget {
+    /// The Request-URI: the Contact exactly as registered.
+    pub uri: Uri,
+    /// Where to send: the registration's real source (through the agent's NAT binding).
+    pub destination: SocketAddr,
+    /// Transport of the registration.
+    pub transport: Transport,
+    /// Codecs to offer, in order.
+    pub codecs: Vec<Codec>,
+}
+
+/// Core settings.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Host and port we advertise in Contact (external_ip when behind NAT).
+    pub contact_host: Host,
+    /// Port we advertise.
+    pub contact_port: u16,
+    /// Address written in our SDP.
+    pub media_ip: IpAddr,
+    /// Trunks, the first being the default.
+    pub trunks: Vec<TrunkSettings>,
+    /// Cancel the customer INVITE when nobody answered by then.
+    pub originate_timeout: Duration,
+    /// Cancel the agent INVITE when it did not answer by then.
+    pub agent_ring_timeout: Duration,
+    /// How many 3xx redirections to follow.
+    pub max_redirects: u8,
+}
+
+/// Commands for a call's media session, executed by the runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaOp {
+    /// The negotiated stream of one leg (again after a change).
+    SetLeg {
+        /// Which leg.
+        side: Side,
+        /// What was negotiated.
+        negotiated: Negotiated,
+    },
+    /// Play the call's ringback to a leg.
+    StartRingback {
+        /// Which leg.
+        side: Side,
+        /// The WAV (None: the configured default).
+        path: Option<PathBuf>,
+    },
+    /// Stop the ringback.
+    StopRingback {
+        /// Which leg.
+        side: Side,
+    },
+    /// Record both legs to a stereo WAV.
+    Record {
+        /// Where.
+        path: PathBuf,
+    },
+}
+
+/// What the runtime must do besides sending SIP.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Open the call's media session (two RTP ports), then call [`Core::media_opened`].
+    OpenMedia {
+        /// The call.
+        call: CallId,
+    },
+    /// A command for the call's media session.
+    Media {
+        /// The call.
+        call: CallId,
+        /// What to do.
+        op: MediaOp,
+    },
+    /// Close the call's media session; its statistics come back with
+    /// [`Core::media_closed`] (or are left out when the runtime has none).
+    CloseMedia {
+        /// The call.
+        call: CallId,
+    },
+    /// Tell the followers.
+    Event(ApiEvent),
+}
+
+/// Media outcomes the runtime reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaReport {
+    /// No RTP from a leg for the configured time.
+    Timeout(Side),
+    /// The session could not be opened or failed.
+    Failed(String),
+}
+
+/// Final media statistics for the CDR.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MediaTotals {
+    /// Customer -> agent.
+    pub packets_to_agent: u64,
+    /// Agent -> customer.
+    pub packets_to_customer: u64,
+    /// Lost from the customer.
+    pub lost_from_customer: u64,
+    /// Lost from the agent.
+    pub lost_from_agent: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LegState {
+    /// Not called yet.
+    Idle,
+    /// INVITE sent, no final response.
+    Inviting,
+    /// CANCEL asked for; waiting for the INVITE's final response.
+    Cancelling,
+    /// 2xx received and ACKed.
+    Confirmed,
+    /// BYE sent, waiting for its response.
+    Terminating,
+    /// Over.
+    Done,
+}
+
+#[derive(Debug)]
+struct Leg {
+    state: LegState,
+    call_id: String,
+    local_tag: String,
+    cseq: u32,
+    /// The INVITE as last sent (without Via), for auth retries and redirects.
+    invite: Option<Request>,
+    invite_tx: Option<TransactionId>,
+    target: Target,
+    dialog: Option<Dialog>,
+    offer: Option<SessionDescription>,
+    negotiated: Option<Negotiated>,
+    auth: ClientAuthState,
+    redirects: u8,
+    rtp_port: u16,
+    session_id: u64,
+}
+
+impl Leg {
+    fn new(call_id: String, local_tag: String, target: Target, session_id: u64) -> Leg {
+        Leg {
+            state: LegState::Idle,
+            call_id,
+            local_tag,
+            cseq: 0,
+            invite: None,
+            invite_tx: None,
+            target,
+            dialog: None,
+            offer: None,
+            negotiated: None,
+            auth: ClientAuthState::new(),
+            redirects: 0,
+            rtp_port: 0,
+            session_id,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Call {
+    id: CallId,
+    number: String,
+    dialled: String,
+    agent_ext: String,
+    trunk: usize,
+    ringback: Option<PathBuf>,
+    record: Option<PathBuf>,
+    state: CallState,
+    customer: Leg,
+    agent: Option<Leg>,
+    agent_target: Option<AgentTarget>,
+    ports: Option<(u16, u16)>,
+    created: Time,
+    progress: Option<Time>,
+    answered: Option<Time>,
+    bridged: Option<Time>,
+    deadline: Option<Time>,
+    ending: Option<Ending>,
+    totals: Option<MediaTotals>,
+    /// CloseMedia was asked for; the CDR waits for the statistics.
+    media_closing: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Ending {
+    outcome: &'static str,
+    status: u16,
+    cause: u8,
+    by: HungUpBy,
+}
+
+/// Which call and leg a SIP transaction or dialog belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LegRef {
+    call: CallId,
+    side: Side,
+}
+
+/// The B2BUA.
+pub struct Core {
+    config: CoreConfig,
+    endpoint: Endpoint,
+    rng: Box<dyn RngCore + Send>,
+    calls: HashMap<CallId, Call>,
+    by_tx: HashMap<TransactionId, LegRef>,
+    by_sip_call_id: HashMap<String, LegRef>,
+    next_call: u64,
+    actions: VecDeque<Action>,
+    transmits: VecDeque<Transmit>,
+    /// Wall-clock seconds since the Unix epoch at `Time::ZERO`, for CDR timestamps.
+    epoch_unix: f64,
+    /// Requests the call logic does not handle, for the registrar and trunk registrations.
+    others: VecDeque<Event>,
+    /// The latest time the runtime gave; events drained from the endpoint happen then.
+    now: Time,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("calls", &self.calls.len())
+            .finish()
+    }
+}
+
+fn leg_of(call: &mut Call, side: Side) -> Option<&mut Leg> {
+    match side {
+        Side::Customer => Some(&mut call.customer),
+        Side::Agent => call.agent.as_mut(),
+    }
+}
+
+impl Core {
+    /// A core around an endpoint; `epoch_unix` is the wall clock at `Time::ZERO`.
+    pub fn new(
+        config: CoreConfig,
+        endpoint: Endpoint,
+        rng: Box<dyn RngCore + Send>,
+        epoch_unix: f64,
+    ) -> Core {
+        Core {
+            config,
+            endpoint,
+            rng,
+            calls: HashMap::new(),
+            by_tx: HashMap::new(),
+            by_sip_call_id: HashMap::new(),
+            next_call: 1,
+            actions: VecDeque::new(),
+            transmits: VecDeque::new(),
+            epoch_unix,
+            others: VecDeque::new(),
+            now: Time::ZERO,
+        }
+    }
+
+    /// The SIP endpoint (for the registrar and trunk registrations, which share it).
+    pub fn endpoint(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
+
+    /// Next SIP bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.pump();
+        self.transmits.pop_front()
+    }
+
+    /// Next action for the runtime.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.pump();
+        self.actions.pop_front()
+    }
+
+    /// Next endpoint event the call logic did not take (REGISTER, OPTIONS out of dialog,
+    /// responses to registrations): for the registrar and the trunk registrations.
+    pub fn poll_other(&mut self) -> Option<Event> {
+        self.others.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] is due.
+    pub fn next_timeout(&mut self) -> Option<Time> {
+        let calls = self.calls.values().filter_map(|c| c.deadline).min();
+        match (self.endpoint.next_timeout(), calls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The dialer's call for a SIP Call-ID (for labelling the ladder).
+    pub fn call_for_sip_call_id(&self, call_id: &str) -> Option<CallId> {
+        self.by_sip_call_id.get(call_id).map(|r| r.call)
+    }
+
+    /// Live calls.
+    pub fn calls(&self, now: Time) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self
+            .calls
+            .values()
+            .map(|c| CallInfo {
+                id: c.id,
+                number: c.number.clone(),
+                agent: c.agent_ext.clone(),
+                trunk: self.config.trunks[c.trunk].name.clone(),
+                state: c.state,
+                age_s: now.since(c.created).as_secs_f64(),
+            })
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// True when the agent is on a live call.
+    pub fn agent_busy(&self, extension: &str) -> bool {
+        self.calls.values().any(|c| c.agent_ext == extension)
+    }
+
+    /// Live calls on a trunk.
+    fn trunk_load(&self, trunk: usize) -> usize {
+        self.calls.values().filter(|c| c.trunk == trunk).count()
+    }
+
+    fn pump(&mut self) {
+        while let Some(o) = self.endpoint.poll_output() {
+            match o {
+                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Event(e) => self.on_event(e),
+            }
+        }
+    }
+
+    fn emit(&mut self, e: ApiEvent) {
+        self.actions.push_back(Action::Event(e));
+    }
+
+    fn unix(&self, t: Time) -> f64 {
+        self.epoch_unix + t.0.as_secs_f64()
+    }
+
+    /// Starts a call: the runtime opens its media, then [`Core::media_opened`] sends the
+    /// INVITE. `dialled` is the number after the trunk's rewriting.
+    #[allow(clippy::too_many_arguments)]
+    pub fn originate(
+        &mut self,
+        now: Time,
+        number: &str,
+        dialled: &str,
+        trunk: Option<&str>,
+        agent_ext: &str,
+        agent: AgentTarget,
+        ringback: Option<PathBuf>,
+        record: Option<PathBuf>,
+    ) -> Result<CallInfo, ControlError> {
+        let trunk_index = match trunk {
+            None => 0,
+            Some(name) => self
+                .config
+                .trunks
+                .iter()
+                .position(|t| t.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| ControlError::NoSuchTrunk(name.to_owned()))?,
+        };
+        let t = self
+            .config
+            .trunks
+            .get(trunk_index)
+            .ok_or_else(|| ControlError::NoSuchTrunk("(none configured)".into()))?;
+        if let Some(max) = t.max_channels {
+            if self.trunk_load(trunk_index) >= max as usize {
+                return Err(ControlError::TrunkBusy(t.name.clone()));
+            }
+        }
+        if self.agent_busy(agent_ext) {
+            return Err(ControlError::AgentBusy(agent_ext.to_owned()));
+        }
+        let target = Target {
+            addr: t.proxy,
+            transport: t.transport,
+        };
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        let sip_call_id = self.endpoint.new_call_id();
+        let tag = self.endpoint.new_tag();
+        let session_id = u64::from(self.rng.next_u32());
+        let customer = Leg::new(sip_call_id.clone(), tag, target, session_id);
+        self.by_sip_call_id.insert(
+            sip_call_id,
+            LegRef {
+                call: id,
+                side: Side::Customer,
+            },
+        );
+        let trunk_name = t.name.clone();
+        let call = Call {
+            id,
+            number: number.to_owned(),
+            dialled: dialled.to_owned(),
+            agent_ext: agent_ext.to_owned(),
+            trunk: trunk_index,
+            ringback,
+            record,
+            state: CallState::Dialing,
+            customer,
+            agent: None,
+            agent_target: Some(agent),
+            ports: None,
+            created: now,
+            progress: None,
+            answered: None,
+            bridged: None,
+            deadline: None,
+            ending: None,
+            totals: None,
+            media_closing: false,
+        };
+        self.calls.insert(id, call);
+        self.emit(ApiEvent::CallCreated {
+            call: id,
+            number: number.to_owned(),
+            agent: agent_ext.to_owned(),
+            trunk: trunk_name.clone(),
+        });
+        self.actions.push_back(Action::OpenMedia { call: id });
+        Ok(CallInfo {
+            id,
+            number: number.to_owned(),
+            agent: agent_ext.to_owned(),
+            trunk: trunk_name,
+            state: CallState::Dialing,
+            age_s: 0.0,
+        })
+    }
+
+    /// The media session is open with these local RTP ports: send the customer INVITE.
+    pub fn media_opened(&mut self, now: Time, call: CallId, customer_port: u16, agent_port: u16) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            // The call ended while its media was being opened.
+            self.actions.push_back(Action::CloseMedia { call });
+            return;
+        };
+        if c.ending.is_some() {
+            c.ports = Some((customer_port, agent_port));
+            self.maybe_finish(now, call);
+            return;
+        }
+        c.ports = Some((customer_port, agent_port));
+        c.customer.rtp_port = customer_port;
+        if let Some(path) = c.record.clone() {
+            self.actions.push_back(Action::Media {
+                call,
+                op: MediaOp::Record { path },
+            });
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let trunk = self.config.trunks[c.trunk].clone();
+        let uri = Uri::Sip(SipUri::new(
+            Some(&c.dialled),
+            Host::Domain(trunk.domain.clone()),
+            None,
+        ));
+        c.deadline = Some(now + self.config.originate_timeout);
+        self.send_invite(now, call, Side::Customer, uri, None);
+    }
+
+    /// Media could not be opened or failed mid-call.
+    pub fn media_event(&mut self, now: Time, call: CallId, report: MediaReport) {
+        match report {
+            MediaReport::Timeout(side) => self.end_call(
+                now,
+                call,
+                Ending {
+                    outcome: "media_timeout",
+                    status: 200,
+                    cause: q850::TEMPORARY_FAILURE,
+                    by: match side {
+                        Side::Customer => HungUpBy::Customer,
+                        Side::Agent => HungUpBy::Agent,
+                    },
+                },
+            ),
+            MediaReport::Failed(_) => self.end_call(
+                now,
+                call,
+                Ending {
+                    outcome: "failed",
+                    status: 500,
+                    cause: q850::TEMPORARY_FAILURE,
+                    by: HungUpBy::Dialer,
+                },
+            ),
+        }
+    }
+
+    /// The media session's final statistics; completes the CDR of an ended call.
+    pub fn media_closed(&mut self, now: Time, call: CallId, totals: MediaTotals) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.totals = Some(totals);
+        }
+        self.maybe_finish(now, call);
+    }
+
+    /// Hangs a call up from the API.
+    pub fn hangup(&mut self, now: Time, call: CallId) -> Result<(), ControlError> {
+        if !self.calls.contains_key(&call) {
+            return Err(ControlError::NoSuchCall(call.0));
+        }
+        self.end_call(
+            now,
+            call,
+            Ending {
+                outcome: "hangup",
+                status: 200,
+                cause: q850::NORMAL_CLEARING,
+                by: HungUpBy::Dialer,
+            },
+        );
+        Ok(())
+    }
+
+    /// Ends every call (shutdown): BYE or CANCEL for each leg the dialer owns.
+    pub fn hangup_all(&mut self, now: Time) {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            let _ = self.hangup(now, id);
+        }
+    }
+
+    /// Number of live calls.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// A received SIP datagram.
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        transport: Transport,
+        source: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.endpoint.handle_datagram(now, transport, source, bytes);
+        self.now = now;
+        self.pump();
+    }
+
+    /// Timers.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.now = now;
+        self.endpoint.handle_timeout(now);
+        self.pump();
+        let due: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.deadline.is_some_and(|d| d <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in due {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.deadline = None;
+            }
+            self.call_timer(now, id);
+        }
+        self.pump();
+    }
+}

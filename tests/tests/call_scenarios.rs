@@ -1,0 +1,683 @@
+//! The B2BUA core between a simulated carrier and a simulated agent behind NAT, in virtual
+//! time: the whole call, failures, and the races between hang-ups and answers.
+
+use dialer::b2bua::{Action, AgentTarget, Core, CoreConfig, MediaOp, MediaTotals, TrunkSettings};
+use dialer::control::{ApiEvent, Cdr, HungUpBy};
+use media::relay::Side;
+use media::sdp::{answer_offer, Codec, LocalEndpoint, MediaConfig, SessionDescription};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sip_core::auth::{
+    Credentials, DigestRequest, DigestServer, Secret, ServerConfig, Verification,
+};
+use sip_core::endpoint::{make_response, Endpoint, EndpointConfig, Event, Output, Transmit};
+use sip_core::message::{HeaderKind, Host, Message, Method, Request, SipMessage, Uri};
+use sip_core::time::Time;
+use sip_core::transaction::{TransactionId, Transport};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const DIALER: &str = "192.0.2.10:5060";
+const CARRIER: &str = "192.0.2.50:5060";
+/// The carrier's media gateway: where its 200's Contact points, behind its proxy.
+const CARRIER_GW: &str = "192.0.2.51:5060";
+/// The agent's private address and the public NAT binding its REGISTER came from.
+const AGENT_PRIVATE: &str = "10.0.0.5:5060";
+const AGENT_PUBLIC: &str = "203.0.113.7:40000";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn rng(seed: u64) -> Box<ChaCha8Rng> {
+    Box::new(ChaCha8Rng::seed_from_u64(seed))
+}
+
+struct Peer {
+    endpoint: Endpoint,
+    /// The address its packets appear to come from.
+    seen_as: SocketAddr,
+    events: Vec<Event>,
+    received: Vec<(SocketAddr, Message)>,
+}
+
+impl Peer {
+    fn new(local: &str, seen_as: &str, seed: u64) -> Peer {
+        Peer {
+            endpoint: Endpoint::new(EndpointConfig::new(addr(local)), rng(seed)),
+            seen_as: addr(seen_as),
+            events: vec![],
+            received: vec![],
+        }
+    }
+
+    fn take_request(&mut self, method: Method) -> Option<(TransactionId, Request)> {
+        let pos = self.events.iter().position(
+            |e| matches!(e, Event::Request { request, .. } if request.method == method),
+        )?;
+        match self.events.remove(pos) {
+            Event::Request {
+                transaction,
+                request,
+                ..
+            } => Some((transaction, request)),
+            _ => unreachable!("matched above"),
+        }
+    }
+}
+
+struct Net {
+    now: Time,
+    core: Core,
+    carrier: Peer,
+    agent: Peer,
+    actions: Vec<Action>,
+    /// Every SIP message the dialer sent: destination and message.
+    sent: Vec<(SocketAddr, Message)>,
+}
+
+fn trunk(credentials: bool) -> TrunkSettings {
+    TrunkSettings {
+        name: "carrier".into(),
+        proxy: addr(CARRIER),
+        transport: Transport::Udp,
+        domain: "carrier.example.net".into(),
+        credentials: credentials.then(|| Credentials::with_password("dialer", "s3cret")),
+        codecs: vec![Codec::Pcma, Codec::Pcmu],
+        caller_id: "+15550100".into(),
+        caller_name: Some("Outbound".into()),
+        pai: true,
+        max_channels: Some(2),
+    }
+}
+
+impl Net {
+    fn new(credentials: bool) -> Net {
+        let config = CoreConfig {
+            contact_host: Host::Ipv4("192.0.2.10".parse().unwrap()),
+            contact_port: 5060,
+            media_ip: "192.0.2.10".parse().unwrap(),
+            trunks: vec![trunk(credentials)],
+            originate_timeout: Duration::from_secs(60),
+            agent_ring_timeout: Duration::from_secs(20),
+            max_redirects: 3,
+        };
+        let endpoint = Endpoint::new(EndpointConfig::new(addr(DIALER)), rng(1));
+        Net {
+            now: Time::ZERO,
+            core: Core::new(config, endpoint, rng(2), 1.7e9),
+            carrier: Peer::new(CARRIER, CARRIER, 3),
+            agent: Peer::new(AGENT_PRIVATE, AGENT_PUBLIC, 4),
+            actions: vec![],
+            sent: vec![],
+        }
+    }
+
+    fn agent_target() -> AgentTarget {
+        AgentTarget {
+            uri: Uri::parse("sip:1000@10.0.0.5:5060;ob").unwrap(),
+            destination: addr(AGENT_PUBLIC),
+            transport: Transport::Udp,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+        }
+    }
+
+    /// Moves every queued packet until the network is quiet; answers OpenMedia.
+    fn settle(&mut self) {
+        for _ in 0..50 {
+            let mut moved = false;
+            while let Some(a) = self.core.poll_action() {
+                moved = true;
+                if let Action::OpenMedia { call } = a {
+                    self.core.media_opened(self.now, call, 20000, 20002);
+                }
+                if let Action::CloseMedia { call } = a {
+                    self.core.media_closed(
+                        self.now,
+                        call,
+                        MediaTotals {
+                            packets_to_agent: 250,
+                            packets_to_customer: 240,
+                            ..MediaTotals::default()
+                        },
+                    );
+                }
+                self.actions.push(a);
+            }
+            while let Some(t) = self.core.poll_transmit() {
+                moved = true;
+                self.deliver_from_dialer(t);
+            }
+            for peer in [&mut self.carrier, &mut self.agent] {
+                while let Some(o) = peer.endpoint.poll_output() {
+                    moved = true;
+                    match o {
+                        Output::Transmit(t) => {
+                            assert_eq!(t.to, addr(DIALER), "peers only talk to the dialer");
+                            self.core.handle_datagram(
+                                self.now,
+                                t.transport,
+                                peer.seen_as,
+                                &t.bytes,
+                            );
+                        }
+                        Output::Event(e) => peer.events.push(e),
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network never settled");
+    }
+
+    fn deliver_from_dialer(&mut self, t: Transmit) {
+        let msg = Message::parse(&t.bytes).expect("the dialer sends parseable SIP");
+        self.sent.push((t.to, msg.clone()));
+        let peer = if t.to == addr(CARRIER) || t.to == addr(CARRIER_GW) {
+            &mut self.carrier
+        } else if t.to == addr(AGENT_PUBLIC) {
+            &mut self.agent
+        } else {
+            panic!(
+                "the dialer sent to {} which nobody listens on: {msg:?}",
+                t.to
+            );
+        };
+        peer.received.push((t.to, msg));
+        peer.endpoint
+            .handle_datagram(self.now, t.transport, addr(DIALER), &t.bytes);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        loop {
+            let next = [
+                self.core.next_timeout(),
+                self.carrier.endpoint.next_timeout(),
+                self.agent.endpoint.next_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t <= end)
+            .min();
+            let Some(at) = next else { break };
+            self.now = at.max(self.now);
+            self.core.handle_timeout(self.now);
+            self.carrier.endpoint.handle_timeout(self.now);
+            self.agent.endpoint.handle_timeout(self.now);
+            self.settle();
+        }
+        self.now = end;
+    }
+
+    fn originate(&mut self) {
+        self.core
+            .originate(
+                self.now,
+                "5551234567",
+                "+15551234567",
+                None,
+                "1000",
+                Self::agent_target(),
+                None,
+                None,
+            )
+            .expect("originate");
+        self.settle();
+    }
+
+    fn events(&self) -> Vec<&ApiEvent> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cdr(&self) -> Cdr {
+        self.events()
+            .into_iter()
+            .find_map(|e| match e {
+                ApiEvent::Hangup { cdr, .. } => Some((**cdr).clone()),
+                _ => None,
+            })
+            .expect("the call has ended with a CDR")
+    }
+
+    fn media_ops(&self) -> Vec<&MediaOp> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Media { op, .. } => Some(op),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent_requests(&self, method: Method) -> Vec<(SocketAddr, Request)> {
+        self.sent
+            .iter()
+            .filter_map(|(to, m)| match m {
+                Message::Request(r) if r.method == method => Some((*to, r.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The SDP answer a peer gives to the dialer's offer.
+fn answer(offer: &Request, codecs: Vec<Codec>, ip: &str, port: u16) -> Vec<u8> {
+    let offer = SessionDescription::parse_bytes(&offer.body).expect("the dialer's offer parses");
+    let config = MediaConfig {
+        codecs,
+        ..MediaConfig::default()
+    };
+    let local = LocalEndpoint {
+        address: ip.parse().unwrap(),
+        rtp_port: port,
+        session_id: 7,
+        session_version: 1,
+    };
+    let (sdp, _) = answer_offer(&offer, &config, &local).expect("a common codec");
+    sdp.to_sdp_string().into_bytes()
+}
+
+/// The carrier challenges with 407, then answers 180 and a 200 whose Contact is its
+/// gateway, behind a record-routing proxy.
+fn carrier_answers(net: &mut Net, server: &mut DigestServer) {
+    let (tx, invite) = net
+        .carrier
+        .take_request(Method::Invite)
+        .expect("INVITE reached the carrier");
+    assert!(invite.headers.get(HeaderKind::ProxyAuthorization).is_none());
+    let mut challenge = make_response(&invite, 407, Some("c1"));
+    for c in server.challenges(net.now.0, false) {
+        challenge.headers.add(HeaderKind::ProxyAuthenticate, c);
+    }
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, challenge)
+        .unwrap();
+    net.settle();
+    let (tx, invite) = net
+        .carrier
+        .take_request(Method::Invite)
+        .expect("INVITE retried with credentials");
+    let auth = invite
+        .headers
+        .get(HeaderKind::ProxyAuthorization)
+        .expect("Proxy-Authorization");
+    let verdict = server.verify(
+        net.now.0,
+        &DigestRequest {
+            method: "INVITE",
+            uri: &invite.uri.to_string(),
+            body: &invite.body,
+        },
+        auth,
+        |u| (u == "dialer").then(|| Secret::Password("s3cret".into())),
+    );
+    assert!(
+        matches!(verdict, Verification::Authenticated { .. }),
+        "{verdict:?}"
+    );
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 180, Some("c2")))
+        .unwrap();
+    let mut ok = make_response(&invite, 200, Some("c2"));
+    ok.headers
+        .add(HeaderKind::RecordRoute, "<sip:192.0.2.50:5060;lr>");
+    ok.headers
+        .add(HeaderKind::Contact, "<sip:gw@192.0.2.51:5060>");
+    ok.set_body(
+        "application/sdp",
+        answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000),
+    );
+    net.carrier.endpoint.respond(net.now, tx, ok).unwrap();
+    net.settle();
+}
+
+fn agent_answers(net: &mut Net) {
+    let (tx, invite) = net
+        .agent
+        .take_request(Method::Invite)
+        .expect("INVITE reached the agent");
+    net.agent
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 180, Some("a1")))
+        .unwrap();
+    let mut ok = make_response(&invite, 200, Some("a1"));
+    ok.headers
+        .add(HeaderKind::Contact, "<sip:1000@10.0.0.5:5060;ob>");
+    ok.set_body(
+        "application/sdp",
+        answer(&invite, vec![Codec::Pcmu], "10.0.0.5", 4000),
+    );
+    net.agent.endpoint.respond(net.now, tx, ok).unwrap();
+    net.settle();
+}
+
+#[test]
+fn customer_answer_plays_ringback_then_agent_answer_bridges_and_agent_bye_ends_both() {
+    let mut net = Net::new(true);
+    let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
+    net.originate();
+    carrier_answers(&mut net, &mut server);
+
+    // The ACK for the 2xx went to the proxy (first route, loose) with the Contact as
+    // Request-URI (RFC 3261 §13.2.2.4).
+    let acks = net.sent_requests(Method::Ack);
+    let (to, ack) = acks
+        .iter()
+        .find(|(_, a)| a.to_header().unwrap().tag() == Some("c2"))
+        .unwrap();
+    assert_eq!(*to, addr(CARRIER));
+    assert_eq!(ack.uri.to_string(), "sip:gw@192.0.2.51:5060");
+    assert_eq!(
+        ack.routes().unwrap()[0].uri.to_string(),
+        "sip:192.0.2.50:5060;lr"
+    );
+
+    // Ringback to the customer, and the agent called at its NAT binding with its Contact.
+    let ops = net.media_ops();
+    assert!(
+        matches!(ops[0], MediaOp::SetLeg { side: Side::Customer, negotiated } if negotiated.codec == Codec::Pcma)
+    );
+    assert!(matches!(
+        ops[1],
+        MediaOp::StartRingback {
+            side: Side::Customer,
+            ..
+        }
+    ));
+    let agent_invites = net.sent_requests(Method::Invite);
+    let (to, inv) = agent_invites.last().unwrap();
+    assert_eq!(*to, addr(AGENT_PUBLIC));
+    assert_eq!(inv.uri.to_string(), "sip:1000@10.0.0.5:5060;ob");
+
+    agent_answers(&mut net);
+    let ops = net.media_ops();
+    assert!(ops.iter().any(|o| matches!(o, MediaOp::SetLeg { side: Side::Agent, negotiated } if negotiated.codec == Codec::Pcmu)));
+    assert!(matches!(
+        ops.last().unwrap(),
+        MediaOp::StopRingback {
+            side: Side::Customer
+        }
+    ));
+    assert!(net.events().iter().any(|e| matches!(
+        e,
+        ApiEvent::Bridged {
+            transcoding: true,
+            ..
+        }
+    )));
+    // The agent's ACK also went through its NAT binding.
+    assert!(net
+        .sent_requests(Method::Ack)
+        .iter()
+        .any(|(to, _)| *to == addr(AGENT_PUBLIC)));
+
+    net.advance(Duration::from_secs(30));
+    // The agent hangs up: its BYE is answered, and the carrier gets a BYE by the route set.
+    let agent_dialog_bye = {
+        let (_, inv) = net
+            .agent
+            .received
+            .iter()
+            .rev()
+            .find_map(|(t, m)| match m {
+                Message::Request(r) if r.method == Method::Invite => Some((*t, r.clone())),
+                _ => None,
+            })
+            .unwrap();
+        let ok = net
+            .agent
+            .received
+            .iter()
+            .find_map(|(_, m)| match m {
+                Message::Request(r) if r.method == Method::Ack => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let mut bye = Request::new(
+            Method::Bye,
+            Uri::parse("sip:dialer@192.0.2.10:5060").unwrap(),
+        );
+        bye.headers
+            .add(HeaderKind::From, ok.to_header().unwrap().to_string());
+        bye.headers
+            .add(HeaderKind::To, inv.from_header().unwrap().to_string());
+        bye.headers.add(HeaderKind::CallId, inv.call_id().unwrap());
+        bye.headers.add(HeaderKind::CSeq, "1 BYE");
+        bye
+    };
+    net.agent
+        .endpoint
+        .send_request(
+            net.now,
+            agent_dialog_bye,
+            sip_core::endpoint::Target {
+                addr: addr(DIALER),
+                transport: Transport::Udp,
+            },
+        )
+        .unwrap();
+    net.settle();
+    let byes = net.sent_requests(Method::Bye);
+    let (to, bye) = byes.last().expect("BYE to the carrier");
+    assert_eq!(*to, addr(CARRIER));
+    assert_eq!(bye.uri.to_string(), "sip:gw@192.0.2.51:5060");
+    let (tx, bye) = net.carrier.take_request(Method::Bye).unwrap();
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&bye, 200, None))
+        .unwrap();
+    net.settle();
+    let cdr = net.cdr();
+    assert_eq!(cdr.outcome, "bridged");
+    assert_eq!(cdr.hung_up_by, HungUpBy::Agent);
+    assert_eq!(cdr.q850_cause, 16);
+    assert_eq!(cdr.customer_codec.as_deref(), Some("PCMA"));
+    assert_eq!(cdr.agent_codec.as_deref(), Some("PCMU"));
+    assert_eq!(cdr.packets_to_agent, 250);
+    assert!(cdr.bridged.is_some() && cdr.answered.is_some());
+    assert_eq!(net.core.call_count(), 0);
+}
+
+#[test]
+fn busy_carrier_ends_the_call_with_cause_17() {
+    let mut net = Net::new(false);
+    net.originate();
+    let (tx, invite) = net.carrier.take_request(Method::Invite).unwrap();
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 486, Some("b")))
+        .unwrap();
+    net.settle();
+    let cdr = net.cdr();
+    assert_eq!(cdr.outcome, "busy");
+    assert_eq!(cdr.sip_status, 486);
+    assert_eq!(cdr.q850_cause, 17);
+    assert!(net.agent.received.is_empty(), "the agent was never called");
+}
+
+#[test]
+fn no_answer_within_the_originate_timeout_cancels_the_invite() {
+    let mut net = Net::new(false);
+    net.originate();
+    let (tx, invite) = net.carrier.take_request(Method::Invite).unwrap();
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 180, Some("r")))
+        .unwrap();
+    net.settle();
+    net.advance(Duration::from_secs(61));
+    assert_eq!(net.sent_requests(Method::Cancel).len(), 1);
+    // The carrier's endpoint answered the CANCEL with 200 and reports it; it ends the
+    // INVITE with 487.
+    assert!(net
+        .carrier
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Cancelled { .. })));
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 487, Some("r")))
+        .unwrap();
+    net.settle();
+    let cdr = net.cdr();
+    assert_eq!(cdr.outcome, "no_answer");
+    assert_eq!(cdr.q850_cause, 19);
+    assert_eq!(cdr.hung_up_by, HungUpBy::Dialer);
+}
+
+#[test]
+fn carrier_bye_while_the_agent_rings_cancels_the_agent() {
+    let mut net = Net::new(true);
+    let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
+    net.originate();
+    carrier_answers(&mut net, &mut server);
+    let (atx, ainv) = net.agent.take_request(Method::Invite).unwrap();
+    net.agent
+        .endpoint
+        .respond(net.now, atx, make_response(&ainv, 180, Some("a1")))
+        .unwrap();
+    net.settle();
+    // The customer hangs up during the ringback.
+    let ack = net
+        .carrier
+        .received
+        .iter()
+        .rev()
+        .find_map(|(_, m)| match m {
+            Message::Request(r) if r.method == Method::Ack => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let mut bye = Request::new(
+        Method::Bye,
+        Uri::parse("sip:+15550100@192.0.2.10:5060").unwrap(),
+    );
+    bye.headers
+        .add(HeaderKind::From, ack.to_header().unwrap().to_string());
+    bye.headers
+        .add(HeaderKind::To, ack.from_header().unwrap().to_string());
+    bye.headers.add(HeaderKind::CallId, ack.call_id().unwrap());
+    bye.headers.add(HeaderKind::CSeq, "1 BYE");
+    net.carrier
+        .endpoint
+        .send_request(
+            net.now,
+            bye,
+            sip_core::endpoint::Target {
+                addr: addr(DIALER),
+                transport: Transport::Udp,
+            },
+        )
+        .unwrap();
+    net.settle();
+    let cancels = net.sent_requests(Method::Cancel);
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].0, addr(AGENT_PUBLIC));
+    net.agent
+        .endpoint
+        .respond(net.now, atx, make_response(&ainv, 487, Some("a1")))
+        .unwrap();
+    net.settle();
+    let cdr = net.cdr();
+    assert_eq!(cdr.outcome, "abandoned");
+    assert_eq!(cdr.hung_up_by, HungUpBy::Customer);
+}
+
+#[test]
+fn agent_200_crossing_the_cancel_is_acked_then_ended_with_bye() {
+    let mut net = Net::new(true);
+    let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
+    net.originate();
+    carrier_answers(&mut net, &mut server);
+    let (atx, ainv) = net.agent.take_request(Method::Invite).unwrap();
+    net.agent
+        .endpoint
+        .respond(net.now, atx, make_response(&ainv, 180, Some("a1")))
+        .unwrap();
+    net.settle();
+    // The API hangs the call up while the agent's 200 is already on the wire.
+    let mut ok = make_response(&ainv, 200, Some("a1"));
+    ok.headers
+        .add(HeaderKind::Contact, "<sip:1000@10.0.0.5:5060>");
+    ok.set_body(
+        "application/sdp",
+        answer(&ainv, vec![Codec::Pcmu], "10.0.0.5", 4000),
+    );
+    net.agent.endpoint.respond(net.now, atx, ok).unwrap();
+    let call = net.core.calls(net.now)[0].id;
+    net.core.hangup(net.now, call).unwrap();
+    net.settle();
+    let to_agent: Vec<String> = net
+        .sent
+        .iter()
+        .filter(|(to, _)| *to == addr(AGENT_PUBLIC))
+        .filter_map(|(_, m)| m.as_request().map(|r| r.method.to_string()))
+        .collect();
+    assert_eq!(to_agent, vec!["INVITE", "CANCEL", "ACK", "BYE"]);
+}
+
+#[test]
+fn agent_busy_ends_the_answered_customer_with_bye() {
+    let mut net = Net::new(true);
+    let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
+    net.originate();
+    carrier_answers(&mut net, &mut server);
+    let (atx, ainv) = net.agent.take_request(Method::Invite).unwrap();
+    net.agent
+        .endpoint
+        .respond(net.now, atx, make_response(&ainv, 486, Some("a1")))
+        .unwrap();
+    net.settle();
+    let byes = net.sent_requests(Method::Bye);
+    assert_eq!(byes.len(), 1);
+    assert_eq!(byes[0].0, addr(CARRIER));
+    let (tx, bye) = net.carrier.take_request(Method::Bye).unwrap();
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&bye, 200, None))
+        .unwrap();
+    net.settle();
+    let cdr = net.cdr();
+    assert_eq!(cdr.outcome, "agent_busy");
+    assert_eq!(cdr.q850_cause, 17);
+    assert_eq!(cdr.hung_up_by, HungUpBy::Agent);
+}
+
+#[test]
+fn wrong_trunk_password_ends_the_call_as_rejected_without_looping() {
+    let mut net = Net::new(true);
+    let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
+    net.originate();
+    for _ in 0..3 {
+        let Some((tx, invite)) = net.carrier.take_request(Method::Invite) else {
+            break;
+        };
+        let mut challenge = make_response(&invite, 407, Some("c1"));
+        for c in server.challenges(net.now.0, false) {
+            challenge.headers.add(HeaderKind::ProxyAuthenticate, c);
+        }
+        net.carrier
+            .endpoint
+            .respond(net.now, tx, challenge)
+            .unwrap();
+        net.settle();
+    }
+    assert_eq!(
+        net.sent_requests(Method::Invite).len(),
+        2,
+        "one retry with credentials, no more"
+    );
+    assert_eq!(net.cdr().outcome, "rejected");
+    let _ = &mut server;
+}
