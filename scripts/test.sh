@@ -29,6 +29,11 @@ trap 'rm -rf "$log"' EXIT
 start_all=$SECONDS
 timings=()
 
+joined() {
+    local IFS=,
+    echo "${timings[*]:-none}" | sed 's/,/, /g'
+}
+
 # step NAME COMMAND...: runs COMMAND, records its duration, stops the script if it fails.
 # COMMAND runs in an `if`, where bash ignores `set -e`: the functions below chain with && or
 # `|| return` so that their first failure is their status.
@@ -44,7 +49,7 @@ step() {
         local rc=$?
         echo
         echo "test.sh: FAILED at step '$name' (exit $rc) after $((SECONDS - start))s;" \
-            "passed before it: ${timings[*]:-none}"
+            "passed before it: $(joined)"
         exit "$rc"
     fi
 }
@@ -125,8 +130,12 @@ fuzz_run() {
     grep -E '^(#[0-9]+ +(INITED|DONE)|Done [0-9]+ runs|stat::(number_of_executed_units|peak_rss_mb))' \
         "$log/fuzz-$target.txt" || true
     if ((rc != 0)); then
-        tail -n 60 "$log/fuzz-$target.txt"
-        echo "fuzz target $target failed; the input is in fuzz/artifacts/$target/" >&2
+        # The panic or sanitizer report, then cargo-fuzz's note on the input and how to replay it.
+        grep -m1 -A24 -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer" \
+            "$log/fuzz-$target.txt" | grep -vE '^ +([0-9]+:|at |#[0-9]+ )' || true
+        sed -n '/^Failing input:/,/^Minimize/p' "$log/fuzz-$target.txt"
+        echo "fuzz target $target failed; the input is in fuzz/artifacts/$target/; replay it with" >&2
+        echo "  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer $FUZZ_SANITIZER -a $target fuzz/artifacts/$target/FILE" >&2
         return "$rc"
     fi
 }
@@ -153,5 +162,5 @@ read -r passed failed ignored < <(awk '/^test result:/ {
         }
     } END { print p + 0, f + 0, g + 0 }' "$log/test.txt")
 echo
-echo "test.sh: all steps passed in $((SECONDS - start_all))s: $(IFS=,; echo "${timings[*]}" | sed 's/,/, /g')"
+echo "test.sh: all steps passed in $((SECONDS - start_all))s: $(joined)"
 echo "cargo test: $passed passed, $failed failed, $ignored skipped"
