@@ -43,7 +43,9 @@
 //!   counts are compared against, and no crate implements it.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod b2bua;
 pub mod cli;
+pub mod client;
 pub mod control;
 pub mod pcap;

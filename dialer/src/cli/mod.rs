@@ -5,6 +5,7 @@
 //! streams. Tests call [`run_with`] with buffers or run the real binary.
 
 mod config;
+pub mod control;
 mod pcap;
 pub mod sip;
 
@@ -44,6 +45,14 @@ pub enum Command {
         #[command(subcommand)]
         command: PcapCommand,
     },
+    /// Place a call through the running dialer and follow it to the end; exit 0 when bridged.
+    Call(control::CallArgs),
+    /// List the running dialer's live calls.
+    Calls(control::ListArgs),
+    /// List the agents registered to the running dialer.
+    Agents(control::ListArgs),
+    /// Hang up one of the running dialer's calls.
+    Hangup(control::HangupArgs),
 }
 
 /// `dialer sip ...`
@@ -175,6 +184,10 @@ pub fn run_with(cli: Cli, streams: &mut Streams<'_>) -> Exit {
                 pcap::audio_command(&file, ssrc, &output, streams)
             }
         },
+        Command::Call(args) => control::call_command(&args, streams),
+        Command::Calls(args) => control::calls_command(&args, streams),
+        Command::Agents(args) => control::agents_command(&args, streams),
+        Command::Hangup(args) => control::hangup_command(&args, streams),
     };
     match result {
         Ok(exit) => exit,

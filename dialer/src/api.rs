@@ -1,0 +1,616 @@
+//! The control API of a running dialer: HTTP/1.1 and JSON on a loopback port, what ESL and ARI
+//! give FreeSWITCH and Asterisk users.
+//!
+//! # Routes
+//! | route | answer |
+//! | --- | --- |
+//! | `POST /calls` | body: an [`OriginateRequest`]; `201 Created` with the [`CallInfo`] and a `Location` |
+//! | `GET /calls` | `200` with the live calls, `[CallInfo]` |
+//! | `DELETE /calls/{id}` | `204` when the call is being hung up, `404` when there is no such call |
+//! | `GET /agents` | `200` with the registrations, `[AgentInfo]` (source address and NAT flag) |
+//! | `GET /events[?call=ID]` | `200`, `application/x-ndjson`, chunked: one [`ApiEvent`] per line, forever |
+//! | `GET /health` | `200 {"status":"ok"}`, or `503 {"status":"dialer_stopped"}` |
+//!
+//! Every error has a JSON body `{"error": NAME, "detail": ...}`. A [`ControlError`] is that
+//! error itself (`{"error":"agent_busy","detail":"1001"}`) with the status of [`status_for`];
+//! the API's own errors are `bad_request` (400: malformed JSON, naming the field), `unauthorized`
+//! (401), `not_found` (404), `payload_too_large` (413), `unavailable` (503: the dialer task is
+//! gone) and `timeout` (504: the dialer did not answer within [`REPLY_TIMEOUT`]).
+//!
+//! # Security
+//! With a token set, every route (unknown ones too, so routes are not probed) wants
+//! `Authorization: Bearer TOKEN` (RFC 6750 §2.1); a missing or wrong one gets `401` with
+//! `WWW-Authenticate: Bearer` (RFC 6750 §3). The comparison is of the SHA-256 digests of the two
+//! tokens with [`subtle`], so its time depends on neither the token's content nor its length.
+//! Without a token the API only serves a loopback address: [`bind`] refuses anything else,
+//! because whoever reaches the port can place calls on the trunk's account.
+//!
+//! # The event stream
+//! Each `GET /events` subscribes to [`ControlHandle::events`] before the response headers are
+//! sent, so a client that has read the headers receives every event published afterwards, in
+//! publication order (`dialer call` opens the stream first, then originates, for that reason).
+//! A follower that falls more than the broadcast channel's capacity behind gets
+//! `{"event":"lagged","missed":N}` ([`FeedLine::Lagged`]) in place of the events it missed, N
+//! counting all events, before the filter. The stream ends when the API shuts down or the dialer
+//! drops its event sender; a follower that disconnects is noticed at the next event written.
+//!
+//! # Drive loop
+//! [`serve`] (or [`bind`] then [`Api::run`]) runs on the caller's tokio runtime until the
+//! `shutdown` future completes: then it stops accepting, ends every event stream and waits for the
+//! requests in flight. Each request becomes one [`ControlRequest`] on
+//! [`ControlHandle::requests`]; the dialer answers on the request's oneshot channel.
+//!
+//! # What it deliberately does not do
+//! No TLS (reach a remote dialer through an SSH tunnel or a TLS-terminating proxy), no
+//! WebSocket or SSE framing (NDJSON reads with `curl -N` and any line reader), no replay of
+//! past events, no state of its own: every answer comes from the dialer.
+//!
+//! # Errors and panics
+//! Bad input from a client is answered with a 4xx and a message, never a panic and never a
+//! dropped connection. Serialising an event or a reply cannot fail (plain structs, no maps with
+//! non-string keys), which is the one `expect`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, oneshot, watch};
+
+use crate::control::{
+    AgentInfo, ApiEvent, CallId, CallInfo, ControlError, ControlHandle, ControlRequest,
+    OriginateRequest,
+};
+
+/// Where `dialer run` serves the API unless configured otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8021);
+
+/// How long a request waits for the dialer's answer before `504`.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest request body accepted (an originate request is a few hundred bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Why the API could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// A non-loopback listen address without a token.
+    #[error(
+        "refusing to serve the control API on {0} without a token: anyone who reaches a \
+         non-loopback address could place calls; set a token or listen on 127.0.0.1"
+    )]
+    InsecureListen(SocketAddr),
+    /// The token is empty, which would make `Authorization: Bearer ` a valid credential.
+    #[error("the control API token is empty")]
+    EmptyToken,
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr} for the control API: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// Accepting connections failed.
+    #[error("the control API stopped: {0}")]
+    Serve(#[source] io::Error),
+}
+
+/// The body of every error answer: `{"error": NAME, "detail": ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A snake_case name (`bad_request`, `unauthorized`, a [`ControlError`] variant ...).
+    pub error: String,
+    /// What exactly: a message, or the variant's value.
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// One line of `GET /events`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeedLine {
+    /// An event from the dialer.
+    Event(ApiEvent),
+    /// The follower fell behind and `missed` events were dropped for it.
+    Lagged {
+        /// How many events were dropped (all calls, before the `?call` filter).
+        missed: u64,
+    },
+    /// An event this build does not know (a newer dialer), kept as JSON.
+    Other(serde_json::Value),
+}
+
+impl FeedLine {
+    /// The line as sent: compact JSON and `\n`.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = match self {
+            FeedLine::Event(event) => serde_json::to_vec(event),
+            FeedLine::Lagged { missed } => {
+                serde_json::to_vec(&serde_json::json!({"event": "lagged", "missed": missed}))
+            }
+            FeedLine::Other(value) => serde_json::to_vec(value),
+        }
+        .expect("events serialise: plain structs with string keys only");
+        line.push(b'\n');
+        line
+    }
+
+    /// Reads one line of the stream (without its `\n`).
+    pub fn parse(line: &str) -> Result<FeedLine, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        match value.get("event").and_then(|e| e.as_str()) {
+            Some("lagged") => {
+                let missed = value.get("missed").and_then(|m| m.as_u64()).unwrap_or(0);
+                Ok(FeedLine::Lagged { missed })
+            }
+            _ => match serde_json::from_value::<ApiEvent>(value.clone()) {
+                Ok(event) => Ok(FeedLine::Event(event)),
+                // An object with an `event` name this build lacks: a newer dialer.
+                Err(_) if value.get("event").is_some_and(|e| e.is_string()) => {
+                    Ok(FeedLine::Other(value))
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+/// The HTTP status for a refused control request.
+pub fn status_for(error: &ControlError) -> StatusCode {
+    match error {
+        ControlError::NoSuchCall(_) => StatusCode::NOT_FOUND,
+        // The request is fine; the agent's state forbids it now.
+        ControlError::AgentUnavailable(_) | ControlError::AgentBusy(_) => StatusCode::CONFLICT,
+        // RFC 6585 §4: a limit of calls per second or channels.
+        ControlError::TrunkBusy(_) => StatusCode::TOO_MANY_REQUESTS,
+        // Well-formed, but names something that cannot be used.
+        ControlError::NoSuchTrunk(_) | ControlError::BadNumber(_) | ControlError::Other(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    }
+}
+
+/// A bound, not yet serving, control API.
+#[derive(Debug)]
+pub struct Api {
+    listener: TcpListener,
+    token: Option<String>,
+}
+
+/// Checks the address against the token rule and binds it.
+pub async fn bind(listen: SocketAddr, token: Option<String>) -> Result<Api, ApiError> {
+    match &token {
+        Some(t) if t.is_empty() => return Err(ApiError::EmptyToken),
+        None if !listen.ip().to_canonical().is_loopback() => {
+            return Err(ApiError::InsecureListen(listen))
+        }
+        _ => {}
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ApiError::Bind {
+            addr: listen,
+            source,
+        })?;
+    Ok(Api { listener, token })
+}
+
+/// Binds `listen` and serves the API until `shutdown` completes.
+pub async fn serve(
+    listen: SocketAddr,
+    token: Option<String>,
+    handle: ControlHandle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    bind(listen, token).await?.run(handle, shutdown).await
+}
+
+impl Api {
+    /// The address actually bound (the port, when asked for port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, ApiError> {
+        self.listener.local_addr().map_err(ApiError::Serve)
+    }
+
+    /// Serves until `shutdown` completes, then ends the event streams and drains.
+    pub async fn run(
+        self,
+        handle: ControlHandle,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ApiError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = AppState {
+            handle,
+            token_digest: self.token.as_deref().map(|t| Arc::new(digest(t))),
+            stop: stop_rx,
+        };
+        axum::serve(self.listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Event streams never end by themselves; graceful shutdown waits for them.
+                let _ = stop_tx.send(true);
+            })
+            .await
+            .map_err(ApiError::Serve)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    handle: ControlHandle,
+    token_digest: Option<Arc<[u8; 32]>>,
+    stop: watch::Receiver<bool>,
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/calls", post(originate).get(list_calls))
+        .route("/calls/:id", delete(hangup))
+        .route("/agents", get(list_agents))
+        .route("/events", get(events))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn error(status: StatusCode, name: &str, detail: impl Into<serde_json::Value>) -> Response {
+    let body = ErrorBody {
+        error: name.to_owned(),
+        detail: detail.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+fn bad_request(detail: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_request", detail.into())
+}
+
+fn control_error(e: ControlError) -> Response {
+    (status_for(&e), Json(e)).into_response()
+}
+
+/// The token from `Authorization: Bearer TOKEN`; the scheme is case-insensitive (RFC 7235 §2.1).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.token_digest else {
+        return next.run(request).await;
+    };
+    let (challenge, detail) = match bearer(request.headers()) {
+        Some(given) if bool::from(digest(given).ct_eq(&expected[..])) => {
+            return next.run(request).await
+        }
+        // RFC 6750 §3.1: no error code when the request had no credentials.
+        None => (r#"Bearer realm="dialer""#, "a bearer token is required"),
+        Some(_) => (
+            r#"Bearer realm="dialer", error="invalid_token""#,
+            "the bearer token is wrong",
+        ),
+    };
+    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// Sends a request to the dialer and waits for its answer.
+async fn ask<T>(
+    state: &AppState,
+    request: impl FnOnce(oneshot::Sender<T>) -> ControlRequest,
+) -> Result<T, Response> {
+    let unavailable = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the dialer is not running",
+        )
+    };
+    let (tx, rx) = oneshot::channel();
+    let exchange = async {
+        state
+            .handle
+            .requests
+            .send(request(tx))
+            .await
+            .map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())
+    };
+    match tokio::time::timeout(REPLY_TIMEOUT, exchange).await {
+        Ok(answer) => answer,
+        Err(_) => Err(error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "the dialer did not answer within {} s",
+                REPLY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    if state.handle.requests.is_closed() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "dialer_stopped"})),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+            .into_response()
+    }
+}
+
+/// Reads an [`OriginateRequest`], naming the offending field in the error.
+pub fn parse_originate(body: &[u8]) -> Result<OriginateRequest, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the body is empty: expected a JSON object with `number` and `agent`".into());
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let request: OriginateRequest =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.into_inner().to_string()
+            } else {
+                format!("`{path}`: {}", e.into_inner())
+            }
+        })?;
+    deserializer
+        .end()
+        .map_err(|e| format!("trailing characters after the JSON object: {e}"))?;
+    for (name, value) in [("number", &request.number), ("agent", &request.agent)] {
+        if value.trim().is_empty() {
+            return Err(format!("`{name}` must not be empty"));
+        }
+        // The values go into SIP URIs and headers; a control character there is an injection.
+        if value.chars().any(char::is_control) {
+            return Err(format!("`{name}` must not contain control characters"));
+        }
+    }
+    if let Some(trunk) = &request.trunk {
+        if trunk.trim().is_empty() {
+            return Err("`trunk` must not be empty when given".into());
+        }
+    }
+    Ok(request)
+}
+
+async fn originate(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                e.status(),
+                "payload_too_large",
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        }
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let request = match parse_originate(&body) {
+        Ok(request) => request,
+        Err(message) => return bad_request(message),
+    };
+    match ask(&state, |tx| ControlRequest::Originate(request, tx)).await {
+        Ok(Ok(info)) => {
+            let location = format!("/calls/{}", info.id);
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json::<CallInfo>(info),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => control_error(e),
+        Err(response) => response,
+    }
+}
+
+async fn list_calls(State(state): State<AppState>) -> Response {
+    match ask(&state, ControlRequest::ListCalls).await {
+        Ok(calls) => Json::<Vec<CallInfo>>(calls).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn list_agents(State(state): State<AppState>) -> Response {
+    match ask(&state, ControlRequest::ListAgents).await {
+        Ok(agents) => Json::<Vec<AgentInfo>>(agents).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn hangup(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let Ok(id) = id.parse::<u64>() else {
+        return bad_request(format!("call id {id:?} is not a number"));
+    };
+    match ask(&state, |tx| ControlRequest::Hangup(CallId(id), tx)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => control_error(e),
+        Err(response) => response,
+    }
+}
+
+/// `GET /events` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Only this call's events.
+    call: Option<u64>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let filter = match query {
+        Ok(Query(q)) => q.call.map(CallId),
+        Err(e) => return bad_request(e.body_text()),
+    };
+    // Subscribed before the headers go out: the client may act as soon as it has them.
+    let receiver = state.handle.events.subscribe();
+    let stream = feed(receiver, filter, state.stop.clone());
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// The lines of one follower: events (filtered), lag notices, until shutdown or the dialer goes.
+fn feed(
+    receiver: broadcast::Receiver<ApiEvent>,
+    filter: Option<CallId>,
+    stop: watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    futures_util::stream::unfold(
+        (receiver, stop),
+        move |(mut receiver, mut stop)| async move {
+            loop {
+                let received = tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stopping| *stopping) => return None,
+                    received = receiver.recv() => received,
+                };
+                let line = match received {
+                    Ok(event) if filter.is_none() || event.call() == filter => {
+                        FeedLine::Event(event)
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => FeedLine::Lagged { missed },
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                return Some((Ok(Bytes::from(line.to_line())), (receiver, stop)));
+            }
+        },
+    )
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_lines_round_trip_including_lagged_and_unknown_events() {
+        let event = FeedLine::Event(ApiEvent::EarlyMedia { call: CallId(3) });
+        let lagged = FeedLine::Lagged { missed: 7 };
+        let newer = FeedLine::Other(serde_json::json!({"event": "from_the_future", "x": 1}));
+        for line in [event, lagged, newer] {
+            let bytes = line.to_line();
+            assert_eq!(bytes.last(), Some(&b'\n'));
+            let text = std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap();
+            assert_eq!(FeedLine::parse(text).unwrap(), line);
+        }
+        assert_eq!(
+            FeedLine::Lagged { missed: 7 }.to_line(),
+            b"{\"event\":\"lagged\",\"missed\":7}\n"
+        );
+        assert!(FeedLine::parse("{\"no_event\":1}").is_err());
+    }
+
+    #[test]
+    fn originate_errors_name_the_field() {
+        let type_error = parse_originate(br#"{"number": 5, "agent": "1001"}"#).unwrap_err();
+        assert!(
+            type_error.starts_with("`number`: invalid type"),
+            "{type_error}"
+        );
+        let missing = parse_originate(br#"{"number": "5551234"}"#).unwrap_err();
+        assert!(missing.contains("missing field `agent`"), "{missing}");
+        let unknown = parse_originate(br#"{"number":"1","agent":"2","ringbak":"x"}"#).unwrap_err();
+        assert!(unknown.contains("unknown field `ringbak`"), "{unknown}");
+        let empty = parse_originate(br#"{"number":" ","agent":"2"}"#).unwrap_err();
+        assert_eq!(empty, "`number` must not be empty");
+        let injected =
+            parse_originate(b"{\"number\":\"1\\r\\nVia: x\",\"agent\":\"2\"}").unwrap_err();
+        assert_eq!(injected, "`number` must not contain control characters");
+        let trailing = parse_originate(br#"{"number":"1","agent":"2"} {}"#).unwrap_err();
+        assert!(trailing.starts_with("trailing characters"), "{trailing}");
+        assert!(parse_originate(b"  ")
+            .unwrap_err()
+            .starts_with("the body is empty"));
+    }
+
+    #[test]
+    fn control_errors_map_to_client_error_statuses() {
+        assert_eq!(
+            status_for(&ControlError::NoSuchCall(1)),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_for(&ControlError::AgentBusy("1".into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_for(&ControlError::TrunkBusy("t".into())),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status_for(&ControlError::NoSuchTrunk("t".into())),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_empty_tokens_are_none() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bEaReR  s3cret "),
+        );
+        assert_eq!(bearer(&headers), Some("s3cret"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic czNjcmV0"),
+        );
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&headers), None);
+    }
+}

@@ -1,0 +1,693 @@
+//! The commands that talk to a running dialer through its control API ([`crate::client`]):
+//! `dialer call`, `dialer calls`, `dialer agents`, `dialer hangup`.
+//!
+//! `dialer call` opens the event stream first and only then originates, so no event of the new
+//! call can be published before the follower is subscribed; it then keeps the lines of its own
+//! call (the server-side `?call=` filter cannot be used before the call's id is known). It prints
+//! each event as a line (SIP ladder lines only with `--ladder`), coloured on a terminal, and ends
+//! at the call's `hangup` with a one-line summary from its CDR. Interrupting it leaves the call
+//! running (`dialer hangup ID` ends it), as a detached ESL `originate` does.
+//!
+//! `--standalone` runs the whole dialer in this process for one call: that is the runtime's job
+//! (`StandaloneRunner`); while the crate has no runtime the command says so and exits 1.
+//!
+//! Exit codes: 0 when the call was bridged (or the listing or hang-up succeeded), 1 otherwise,
+//! 2 for usage errors (clap).
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::{Exit, Streams};
+use crate::api::FeedLine;
+use crate::client::{Client, ClientError, DEFAULT_URL};
+use crate::control::{ApiEvent, CallId, Cdr, HungUpBy, LadderLine, OriginateRequest};
+
+/// Where the API is and how to authenticate to it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The dialer's control API.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_URL)]
+    pub api: String,
+    /// The API's bearer token (visible to other local users in the process list; prefer --token-env).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_env")]
+    pub token: Option<String>,
+    /// Read the API's bearer token from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> Result<Client, String> {
+        let token = match (&self.token, &self.token_env) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(token) if !token.is_empty() => Some(token),
+                Ok(_) => return Err(format!("the environment variable {var} is empty")),
+                Err(_) => return Err(format!("the environment variable {var} is not set")),
+            },
+            (None, None) => None,
+        };
+        Client::new(&self.api, token).map_err(|e| e.to_string())
+    }
+}
+
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Colour {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `dialer call NUMBER --agent EXT ...`
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// The number to dial.
+    pub number: String,
+    /// The agent's extension.
+    #[arg(long, value_name = "EXT")]
+    pub agent: String,
+    /// The trunk; the first configured one when absent.
+    #[arg(long, value_name = "NAME")]
+    pub trunk: Option<String>,
+    /// The WAV played to the customer while the agent rings.
+    #[arg(long, value_name = "WAV")]
+    pub ringback: Option<PathBuf>,
+    /// Record the call to this stereo WAV (customer left, agent right).
+    #[arg(long, value_name = "WAV")]
+    pub record: Option<PathBuf>,
+    /// Write the call's SIP and RTP packets to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Print the SIP ladder (every message of the call) between the events.
+    #[arg(long)]
+    pub ladder: bool,
+    /// Colour the output.
+    #[arg(long, value_enum, default_value_t = Colour::Auto)]
+    pub color: Colour,
+    /// Run the dialer in this process for this one call, instead of asking a running one.
+    #[arg(long, requires = "config", conflicts_with_all = ["api", "token", "token_env"])]
+    pub standalone: bool,
+    /// The configuration for --standalone.
+    #[arg(long, value_name = "FILE", requires = "standalone")]
+    pub config: Option<PathBuf>,
+    /// With --standalone, how long to wait for the agent to register, in seconds.
+    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds, requires = "standalone")]
+    pub agent_wait: Duration,
+    /// The API to ask.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `dialer calls` and `dialer agents`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The API to ask.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `dialer hangup ID`.
+#[derive(Debug, Clone, Args)]
+pub struct HangupArgs {
+    /// The call's id (from `dialer calls`).
+    pub id: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The API to ask.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// What `--standalone` hands to the runtime.
+#[derive(Debug, Clone)]
+pub struct StandaloneCall {
+    /// The dialer configuration.
+    pub config: PathBuf,
+    /// How long to wait for the agent to register before giving up.
+    pub agent_wait: Duration,
+    /// The call to place.
+    pub request: OriginateRequest,
+}
+
+/// The runtime's one-process call: starts the dialer from `config`, waits for the agent, places
+/// the call, hands each of the call's events to the callback in order (ending with `Hangup`) and
+/// shuts down; `Err` with a message when it cannot start.
+pub type StandaloneRunner =
+    fn(&StandaloneCall, &mut dyn FnMut(&ApiEvent) -> io::Result<()>) -> Result<(), String>;
+
+/// The runner `--standalone` uses; `None` while the crate has no runtime to provide one.
+const STANDALONE_RUNNER: Option<StandaloneRunner> = None;
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds between 0 and 86400"))
+}
+
+fn fail(streams: &mut Streams<'_>, message: impl std::fmt::Display) -> io::Result<Exit> {
+    writeln!(streams.stderr, "dialer: {message}")?;
+    Ok(Exit::Rejected)
+}
+
+fn client_error(streams: &mut Streams<'_>, e: &ClientError) -> io::Result<Exit> {
+    match e {
+        ClientError::Unreachable { .. } => fail(streams, format!("{e} (is `dialer run` running?)")),
+        _ => fail(streams, e),
+    }
+}
+
+/// `dialer call`.
+pub fn call_command(args: &CallArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    let colour = match args.color {
+        Colour::Always => true,
+        Colour::Never => false,
+        Colour::Auto => std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal(),
+    };
+    let request = OriginateRequest {
+        number: args.number.clone(),
+        agent: args.agent.clone(),
+        trunk: args.trunk.clone(),
+        ringback: args.ringback.clone(),
+        record: args.record.clone(),
+        pcap: args.pcap.clone(),
+    };
+    let mut follower = Follower {
+        ladder: args.ladder,
+        colour,
+        cdr: None,
+    };
+    if args.standalone {
+        let Some(runner) = STANDALONE_RUNNER else {
+            return fail(
+                streams,
+                "standalone mode needs the runtime, which this build does not have; \
+                 start `dialer run --config F` and call without --standalone",
+            );
+        };
+        let call = StandaloneCall {
+            config: args.config.clone().unwrap_or_default(),
+            agent_wait: args.agent_wait,
+            request,
+        };
+        let stdout = &mut *streams.stdout;
+        let outcome = runner(&call, &mut |event| follower.print(event, stdout));
+        if let Err(message) = outcome {
+            return fail(streams, message);
+        }
+        return follower.finish(streams);
+    }
+
+    let client = match args.api.client() {
+        Ok(client) => client,
+        Err(message) => return fail(streams, message),
+    };
+    // Subscribed before originating: no event of the call can be missed.
+    let events = match client.events(None) {
+        Ok(events) => events,
+        Err(e) => return client_error(streams, &e),
+    };
+    let info = match client.originate(&request) {
+        Ok(info) => info,
+        Err(e) => return client_error(streams, &e),
+    };
+    writeln!(
+        streams.stdout,
+        "{}",
+        follower.paint(
+            BOLD,
+            &format!(
+                "call {}: {} via {} for agent {}",
+                info.id, info.number, info.trunk, info.agent
+            )
+        )
+    )?;
+    streams.stdout.flush()?;
+    for line in events {
+        match line {
+            Ok(FeedLine::Event(event)) => {
+                if event.call() != Some(info.id) {
+                    continue;
+                }
+                follower.print(&event, streams.stdout)?;
+                if follower.cdr.is_some() {
+                    return follower.finish(streams);
+                }
+            }
+            Ok(FeedLine::Lagged { missed }) => {
+                writeln!(
+                    streams.stderr,
+                    "dialer: warning: {missed} events were dropped because this follower fell behind"
+                )?;
+                // The hang-up may have been among them: then it will never come.
+                match client.calls() {
+                    Ok(calls) if !calls.iter().any(|c| c.id == info.id) => {
+                        return fail(
+                            streams,
+                            format!(
+                                "call {} ended while its events were dropped; no summary",
+                                info.id
+                            ),
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => return client_error(streams, &e),
+                }
+            }
+            Ok(FeedLine::Other(_)) => {}
+            Err(e) => return client_error(streams, &e),
+        }
+    }
+    fail(
+        streams,
+        format!(
+            "the dialer closed the event stream before call {} ended",
+            info.id
+        ),
+    )
+}
+
+const BOLD: &str = "1";
+const RED: &str = "31";
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const CYAN: &str = "36";
+const MAGENTA: &str = "35";
+
+/// Prints one call's events and keeps its CDR.
+struct Follower {
+    ladder: bool,
+    colour: bool,
+    cdr: Option<Cdr>,
+}
+
+impl Follower {
+    fn paint(&self, sgr: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn print(&mut self, event: &ApiEvent, out: &mut dyn Write) -> io::Result<()> {
+        let line = match event {
+            ApiEvent::Sip(line) if !self.ladder => return Ok(()),
+            ApiEvent::Sip(line) => {
+                let (text, colour) = ladder_line(line);
+                self.paint(colour, &text)
+            }
+            ApiEvent::Hangup { cdr, .. } => {
+                self.cdr = Some((**cdr).clone());
+                let colour = if cdr.bridged.is_some() { GREEN } else { RED };
+                self.paint(colour, &describe(event))
+            }
+            ApiEvent::Bridged { .. } => self.paint(GREEN, &describe(event)),
+            _ => describe(event),
+        };
+        writeln!(out, "{line}")?;
+        // Followed live: each line is shown as it happens, not when a buffer fills.
+        out.flush()
+    }
+
+    fn finish(&self, streams: &mut Streams<'_>) -> io::Result<Exit> {
+        let Some(cdr) = &self.cdr else {
+            return fail(streams, "the call ended without a call record");
+        };
+        let colour = if cdr.bridged.is_some() { GREEN } else { RED };
+        writeln!(streams.stdout, "{}", self.paint(colour, &summary(cdr)))?;
+        Ok(if cdr.bridged.is_some() {
+            Exit::Success
+        } else {
+            Exit::Rejected
+        })
+    }
+}
+
+/// One event as a line of text.
+pub fn describe(event: &ApiEvent) -> String {
+    match event {
+        ApiEvent::CallCreated {
+            call,
+            number,
+            agent,
+            trunk,
+        } => format!("[{call}] created: {number} via {trunk}, agent {agent}"),
+        ApiEvent::Progress { call, status } => format!(
+            "[{call}] progress: {status} {}",
+            sip_core::message::reason_phrase(*status)
+        ),
+        ApiEvent::EarlyMedia { call } => format!("[{call}] early media from the carrier"),
+        ApiEvent::Answered { call, codec } => format!("[{call}] customer answered ({codec})"),
+        ApiEvent::RingbackStarted { call } => format!("[{call}] ringback playing to the customer"),
+        ApiEvent::AgentRinging { call, agent } => format!("[{call}] agent {agent} ringing"),
+        ApiEvent::Bridged {
+            call,
+            agent_codec,
+            transcoding,
+        } => format!(
+            "[{call}] bridged with the agent ({agent_codec}{})",
+            if *transcoding { ", transcoding" } else { "" }
+        ),
+        ApiEvent::Hangup { call, cdr } => format!(
+            "[{call}] hung up by the {}: {}, SIP {}, Q.850 {}",
+            hung_up_by(cdr.hung_up_by),
+            cdr.outcome,
+            cdr.sip_status,
+            cdr.q850_cause
+        ),
+        ApiEvent::AgentRegistered {
+            extension,
+            contact,
+            source,
+            nat,
+        } => format!(
+            "agent {extension} registered from {source}{}: {contact}",
+            if *nat { " (behind NAT)" } else { "" }
+        ),
+        ApiEvent::AgentUnregistered { extension, reason } => {
+            format!("agent {extension} unregistered ({reason})")
+        }
+        ApiEvent::TrunkRegistration {
+            trunk,
+            state,
+            detail,
+        } => format!("trunk {trunk}: {state} ({detail})"),
+        ApiEvent::Sip(line) => ladder_line(line).0,
+    }
+}
+
+fn ladder_line(line: &LadderLine) -> (String, &'static str) {
+    let arrow = if line.dir == "in" { "<--" } else { "-->" };
+    // Responses start with their status: colour by class; requests by direction.
+    let colour = match line.what.bytes().next() {
+        Some(b'1') => YELLOW,
+        Some(b'2') => GREEN,
+        Some(b'3'..=b'6') => RED,
+        _ if line.dir == "in" => MAGENTA,
+        _ => CYAN,
+    };
+    (
+        format!(
+            "    {:>9.3} {arrow} {:<21} {}  (CSeq {})",
+            line.t, line.peer, line.what, line.cseq
+        ),
+        colour,
+    )
+}
+
+fn hung_up_by(who: HungUpBy) -> &'static str {
+    match who {
+        HungUpBy::Customer => "customer",
+        HungUpBy::Agent => "agent",
+        HungUpBy::Dialer => "dialer",
+    }
+}
+
+/// The ITU-T Q.850 name of a cause value (Table 1), for the common ones.
+pub fn q850_name(cause: u8) -> &'static str {
+    match cause {
+        1 => "unallocated number",
+        3 => "no route to destination",
+        16 => "normal call clearing",
+        17 => "user busy",
+        18 => "no user responding",
+        19 => "no answer from user",
+        20 => "subscriber absent",
+        21 => "call rejected",
+        22 => "number changed",
+        25 => "exchange routing error",
+        27 => "destination out of order",
+        28 => "invalid number format",
+        29 => "facility rejected",
+        31 => "normal, unspecified",
+        34 => "no circuit available",
+        38 => "network out of order",
+        41 => "temporary failure",
+        42 => "switching equipment congestion",
+        47 => "resource unavailable",
+        55 => "incoming calls barred",
+        57 => "bearer capability not authorized",
+        58 => "bearer capability not available",
+        63 => "service not available",
+        65 => "bearer capability not implemented",
+        79 => "service not implemented",
+        88 => "incompatible destination",
+        102 => "recovery on timer expiry",
+        111 => "protocol error",
+        127 => "interworking, unspecified",
+        _ => "cause",
+    }
+}
+
+fn seconds(from: f64, to: f64) -> String {
+    format!("{:.2} s", (to - from).max(0.0))
+}
+
+fn loss(lost: u64, received: u64) -> String {
+    let expected = lost + received;
+    if expected == 0 {
+        format!("{lost}")
+    } else {
+        format!("{lost} ({:.1}%)", lost as f64 * 100.0 / expected as f64)
+    }
+}
+
+/// The one-line summary of a finished call.
+pub fn summary(cdr: &Cdr) -> String {
+    let setup = match cdr.answered {
+        Some(answered) => format!("setup {}", seconds(cdr.created, answered)),
+        None => format!("unanswered after {}", seconds(cdr.created, cdr.ended)),
+    };
+    let talk = match (cdr.answered, cdr.bridged) {
+        (Some(answered), Some(bridged)) => format!(
+            ", agent wait {}, talk {}",
+            seconds(answered, bridged),
+            seconds(bridged, cdr.ended)
+        ),
+        (Some(answered), None) => format!(", no agent after {}", seconds(answered, cdr.ended)),
+        _ => String::new(),
+    };
+    let codec = |c: &Option<String>| c.clone().unwrap_or_else(|| "-".to_owned());
+    format!(
+        "{}: SIP {}, Q.850 {} ({}), hung up by the {}; {setup}{talk}; codecs customer {} / agent {}; \
+         relayed {} to the agent, {} to the customer; lost {} from the customer, {} from the agent",
+        cdr.outcome,
+        cdr.sip_status,
+        cdr.q850_cause,
+        q850_name(cdr.q850_cause),
+        hung_up_by(cdr.hung_up_by),
+        codec(&cdr.customer_codec),
+        codec(&cdr.agent_codec),
+        cdr.packets_to_agent,
+        cdr.packets_to_customer,
+        loss(cdr.lost_from_customer, cdr.packets_to_agent),
+        loss(cdr.lost_from_agent, cdr.packets_to_customer),
+    )
+}
+
+/// Columns padded to their widest cell.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_row: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn print_json(streams: &mut Streams<'_>, value: &impl serde::Serialize) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("API records serialise");
+    writeln!(streams.stdout, "{text}")
+}
+
+/// `dialer calls`.
+pub fn calls_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    let calls = match args.api.client().map(|c| c.calls()) {
+        Ok(Ok(calls)) => calls,
+        Ok(Err(e)) => return client_error(streams, &e),
+        Err(message) => return fail(streams, message),
+    };
+    if args.json {
+        print_json(streams, &calls)?;
+        return Ok(Exit::Success);
+    }
+    let rows: Vec<Vec<String>> = calls
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.number.clone(),
+                c.agent.clone(),
+                c.trunk.clone(),
+                serde_json::to_value(c.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                format!("{:.0}", c.age_s),
+            ]
+        })
+        .collect();
+    write!(
+        streams.stdout,
+        "{}",
+        table(&["ID", "NUMBER", "AGENT", "TRUNK", "STATE", "AGE_S"], &rows)
+    )?;
+    Ok(Exit::Success)
+}
+
+/// `dialer agents`.
+pub fn agents_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    let agents = match args.api.client().map(|c| c.agents()) {
+        Ok(Ok(agents)) => agents,
+        Ok(Err(e)) => return client_error(streams, &e),
+        Err(message) => return fail(streams, message),
+    };
+    if args.json {
+        print_json(streams, &agents)?;
+        return Ok(Exit::Success);
+    }
+    let rows: Vec<Vec<String>> = agents
+        .iter()
+        .map(|a| {
+            vec![
+                a.extension.clone(),
+                a.source.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                if a.nat { "yes" } else { "no" }.to_owned(),
+                a.expires_in_s
+                    .map_or_else(|| "static".to_owned(), |s| s.to_string()),
+                if a.busy { "busy" } else { "idle" }.to_owned(),
+                a.contact.clone(),
+                a.user_agent.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    write!(
+        streams.stdout,
+        "{}",
+        table(
+            &[
+                "EXTENSION",
+                "SOURCE",
+                "NAT",
+                "EXPIRES_S",
+                "STATE",
+                "CONTACT",
+                "USER_AGENT"
+            ],
+            &rows
+        )
+    )?;
+    Ok(Exit::Success)
+}
+
+/// `dialer hangup`.
+pub fn hangup_command(args: &HangupArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    let call = CallId(args.id);
+    match args.api.client().map(|c| c.hangup(call)) {
+        Ok(Ok(())) if args.json => {
+            print_json(streams, &serde_json::json!({"call": call, "hangup": true}))?;
+            Ok(Exit::Success)
+        }
+        Ok(Ok(())) => {
+            writeln!(streams.stdout, "call {call}: hanging up")?;
+            Ok(Exit::Success)
+        }
+        Ok(Err(e)) => client_error(streams, &e),
+        Err(message) => fail(streams, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cdr(bridged: bool) -> Cdr {
+        Cdr {
+            id: CallId(7),
+            customer_call_id: "c@x".into(),
+            agent_call_id: bridged.then(|| "a@x".into()),
+            number: "5551234".into(),
+            dialled: "+15551234".into(),
+            agent: "1001".into(),
+            trunk: "carrier".into(),
+            created: 100.0,
+            progress: Some(100.5),
+            answered: bridged.then_some(102.0),
+            bridged: bridged.then_some(103.5),
+            ended: if bridged { 133.5 } else { 101.0 },
+            outcome: if bridged { "bridged" } else { "busy" }.into(),
+            sip_status: if bridged { 200 } else { 486 },
+            q850_cause: if bridged { 16 } else { 17 },
+            hung_up_by: if bridged {
+                HungUpBy::Agent
+            } else {
+                HungUpBy::Customer
+            },
+            customer_codec: bridged.then(|| "PCMA".into()),
+            agent_codec: bridged.then(|| "opus".into()),
+            packets_to_agent: 1500,
+            packets_to_customer: 1498,
+            lost_from_customer: 0,
+            lost_from_agent: 2,
+        }
+    }
+
+    #[test]
+    fn summary_of_a_bridged_call_has_durations_codecs_packets_and_loss() {
+        assert_eq!(
+            summary(&cdr(true)),
+            "bridged: SIP 200, Q.850 16 (normal call clearing), hung up by the agent; \
+             setup 2.00 s, agent wait 1.50 s, talk 30.00 s; codecs customer PCMA / agent opus; \
+             relayed 1500 to the agent, 1498 to the customer; lost 0 (0.0%) from the customer, \
+             2 (0.1%) from the agent"
+        );
+    }
+
+    #[test]
+    fn summary_of_a_busy_call_says_unanswered() {
+        let text = summary(&cdr(false));
+        assert!(
+            text.starts_with("busy: SIP 486, Q.850 17 (user busy), hung up by the customer; unanswered after 1.00 s; codecs customer - / agent -"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tables_pad_columns_to_the_widest_cell() {
+        let rows = vec![vec!["1".to_owned(), "long-value".to_owned()]];
+        assert_eq!(table(&["ID", "X"], &rows), "ID  X\n1   long-value\n");
+    }
+
+    #[test]
+    fn agent_wait_takes_seconds_and_rejects_nonsense() {
+        assert_eq!(parse_seconds("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+}

@@ -1,0 +1,952 @@
+//! The control API over real loopback HTTP, against a fake dialer task that answers
+//! `ControlRequest`s and publishes `ApiEvent`s; and the real `dialer` binary's `call`, `calls`,
+//! `agents` and `hangup` against it.
+//!
+//! Every wait is bounded: HTTP exchanges by the client's global timeout, the binary by a
+//! channel `recv_timeout`; synchronisation is by causality (an event stream's response headers
+//! arrive after the server subscribed), never by sleeping.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dialer::api::{self, ApiError, FeedLine};
+use dialer::control::{
+    AgentInfo, ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, ControlHandle,
+    ControlRequest, HungUpBy, LadderLine, OriginateRequest,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+const TOKEN: &str = "s3cret-token";
+
+/// The call id the fake dialer gives events of a call nobody asked for.
+const OTHER_CALL: CallId = CallId(999);
+
+struct Setup {
+    token: Option<&'static str>,
+    capacity: usize,
+    dialer: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            token: None,
+            capacity: 64,
+            dialer: true,
+        }
+    }
+}
+
+/// The API on a free loopback port, on its own runtime thread, with a fake dialer.
+struct Harness {
+    base: String,
+    bursts: mpsc::UnboundedSender<Vec<ApiEvent>>,
+    originated: Arc<Mutex<Vec<OriginateRequest>>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), ApiError>>>,
+}
+
+impl Harness {
+    fn start(setup: Setup) -> Harness {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let (bursts, bursts_rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let originated = Arc::new(Mutex::new(Vec::new()));
+        let seen = originated.clone();
+        let thread = std::thread::spawn(move || {
+            // One thread: a burst published by the fake dialer runs without the event streams
+            // being polled in between, which is what makes the lag test exact.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds");
+            runtime.block_on(async move {
+                let (requests, requests_rx) = mpsc::channel(16);
+                let (events, _) = broadcast::channel(setup.capacity);
+                let handle = ControlHandle {
+                    requests,
+                    events: events.clone(),
+                };
+                let api = api::bind(
+                    "127.0.0.1:0".parse().unwrap(),
+                    setup.token.map(String::from),
+                )
+                .await?;
+                addr_tx.send(api.local_addr()?).unwrap();
+                if setup.dialer {
+                    tokio::spawn(fake_dialer(requests_rx, bursts_rx, events, seen));
+                } else {
+                    drop(requests_rx);
+                }
+                api.run(handle, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx.recv_timeout(TIMEOUT).expect("the API binds");
+        Harness {
+            base: format!("http://{addr}"),
+            bursts,
+            originated,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Has the fake dialer publish these events back to back.
+    fn publish(&self, events: Vec<ApiEvent>) {
+        self.bursts.send(events).unwrap();
+    }
+
+    /// Stops the API and returns what `run` returned.
+    fn shut_down(mut self) -> Result<(), ApiError> {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn call_info(id: CallId, number: &str, agent: &str) -> CallInfo {
+    CallInfo {
+        id,
+        number: number.into(),
+        agent: agent.into(),
+        trunk: "carrier".into(),
+        state: CallState::Dialing,
+        age_s: 0.0,
+    }
+}
+
+fn agents() -> Vec<AgentInfo> {
+    vec![
+        AgentInfo {
+            extension: "1001".into(),
+            contact: "<sip:1001@192.168.1.20:5062;ob>;+sip.instance=\"<urn:uuid:1>\"".into(),
+            source: Some("203.0.113.9:40112".parse().unwrap()),
+            nat: true,
+            expires_in_s: Some(290),
+            user_agent: Some("baresip".into()),
+            busy: false,
+        },
+        AgentInfo {
+            extension: "1002".into(),
+            contact: "sip:1002@198.51.100.4".into(),
+            source: None,
+            nat: false,
+            expires_in_s: None,
+            user_agent: None,
+            busy: true,
+        },
+    ]
+}
+
+fn sip(call: CallId, t: f64, dir: &str, what: &str, cseq: &str) -> ApiEvent {
+    ApiEvent::Sip(LadderLine {
+        t,
+        dir: dir.into(),
+        peer: "198.51.100.1:5060".parse().unwrap(),
+        what: what.into(),
+        cseq: cseq.into(),
+        call: Some(call),
+    })
+}
+
+fn cdr(call: CallId, bridged: bool) -> Box<Cdr> {
+    Box::new(Cdr {
+        id: call,
+        customer_call_id: "c1@dialer".into(),
+        agent_call_id: bridged.then(|| "a1@dialer".into()),
+        number: "5551234".into(),
+        dialled: "+15551234".into(),
+        agent: "1001".into(),
+        trunk: "carrier".into(),
+        created: 1000.0,
+        progress: Some(1000.4),
+        answered: bridged.then_some(1003.0),
+        bridged: bridged.then_some(1005.5),
+        ended: if bridged { 1065.5 } else { 1001.0 },
+        outcome: if bridged { "bridged" } else { "busy" }.into(),
+        sip_status: if bridged { 200 } else { 486 },
+        q850_cause: if bridged { 16 } else { 17 },
+        hung_up_by: if bridged {
+            HungUpBy::Agent
+        } else {
+            HungUpBy::Customer
+        },
+        customer_codec: bridged.then(|| "PCMA".into()),
+        agent_codec: bridged.then(|| "opus".into()),
+        packets_to_agent: if bridged { 3000 } else { 0 },
+        packets_to_customer: if bridged { 2997 } else { 0 },
+        lost_from_customer: 0,
+        lost_from_agent: if bridged { 3 } else { 0 },
+    })
+}
+
+/// What the fake dialer publishes after originating: number `486` is busy, others bridge.
+/// Events of another call and of agents are interleaved, as on a busy dialer.
+fn script(call: CallId, number: &str) -> Vec<ApiEvent> {
+    let created = ApiEvent::CallCreated {
+        call,
+        number: number.into(),
+        agent: "1001".into(),
+        trunk: "carrier".into(),
+    };
+    if number == "486" {
+        return vec![
+            created,
+            sip(call, 0.001, "out", "INVITE", "1 INVITE"),
+            ApiEvent::Progress { call, status: 180 },
+            ApiEvent::Progress {
+                call: OTHER_CALL,
+                status: 183,
+            },
+            sip(call, 0.9, "in", "486 Busy Here", "1 INVITE"),
+            ApiEvent::Hangup {
+                call,
+                cdr: cdr(call, false),
+            },
+        ];
+    }
+    vec![
+        created,
+        sip(call, 0.001, "out", "INVITE", "1 INVITE"),
+        sip(
+            call,
+            0.030,
+            "in",
+            "407 Proxy Authentication Required",
+            "1 INVITE",
+        ),
+        sip(call, 0.031, "out", "INVITE", "2 INVITE"),
+        ApiEvent::Progress { call, status: 183 },
+        ApiEvent::Hangup {
+            call: OTHER_CALL,
+            cdr: cdr(OTHER_CALL, false),
+        },
+        ApiEvent::EarlyMedia { call },
+        sip(call, 3.0, "in", "200 OK", "2 INVITE"),
+        ApiEvent::Answered {
+            call,
+            codec: "PCMA".into(),
+        },
+        ApiEvent::RingbackStarted { call },
+        ApiEvent::AgentRinging {
+            call,
+            agent: "1001".into(),
+        },
+        ApiEvent::AgentRegistered {
+            extension: "1003".into(),
+            contact: "sip:1003@10.0.0.3".into(),
+            source: "203.0.113.7:5060".parse().unwrap(),
+            nat: true,
+        },
+        ApiEvent::Bridged {
+            call,
+            agent_codec: "opus".into(),
+            transcoding: true,
+        },
+        sip(call, 65.5, "in", "BYE", "1 BYE"),
+        ApiEvent::Hangup {
+            call,
+            cdr: cdr(call, true),
+        },
+    ]
+}
+
+async fn fake_dialer(
+    mut requests: mpsc::Receiver<ControlRequest>,
+    mut bursts: mpsc::UnboundedReceiver<Vec<ApiEvent>>,
+    events: broadcast::Sender<ApiEvent>,
+    originated: Arc<Mutex<Vec<OriginateRequest>>>,
+) {
+    let mut next = 1;
+    loop {
+        tokio::select! {
+            Some(request) = requests.recv() => match request {
+                ControlRequest::Originate(request, reply) => {
+                    originated.lock().unwrap().push(request.clone());
+                    if request.agent == "1002" {
+                        let _ = reply.send(Err(ControlError::AgentBusy(request.agent)));
+                        continue;
+                    }
+                    if let Some(trunk) = request.trunk.filter(|t| t != "carrier") {
+                        let _ = reply.send(Err(ControlError::NoSuchTrunk(trunk)));
+                        continue;
+                    }
+                    let call = CallId(next);
+                    next += 1;
+                    let _ = reply.send(Ok(call_info(call, &request.number, &request.agent)));
+                    for event in script(call, &request.number) {
+                        let _ = events.send(event);
+                    }
+                }
+                ControlRequest::ListCalls(reply) => {
+                    let _ = reply.send(vec![
+                        call_info(CallId(1), "5551234", "1001"),
+                        call_info(CallId(2), "5559876", "1003"),
+                    ]);
+                }
+                ControlRequest::Hangup(call, reply) => {
+                    let answer = if call == CallId(1) {
+                        Ok(())
+                    } else {
+                        Err(ControlError::NoSuchCall(call.0))
+                    };
+                    let _ = reply.send(answer);
+                }
+                ControlRequest::ListAgents(reply) => {
+                    let _ = reply.send(agents());
+                }
+            },
+            Some(burst) = bursts.recv() => {
+                for event in burst {
+                    let _ = events.send(event);
+                }
+            }
+            else => break,
+        }
+    }
+}
+
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .into()
+}
+
+struct Answer {
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: not JSON: {:?}", self.body))
+    }
+}
+
+fn send(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let response = match body {
+        Some(body) => http().run(
+            request
+                .header("Content-Type", "application/json")
+                .body(body.to_owned())
+                .unwrap(),
+        ),
+        None => http().run(request.body(()).unwrap()),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.body_mut().read_to_string().unwrap(),
+    }
+}
+
+/// Opens `GET path`; returns once the headers arrived, so the server has subscribed.
+fn open_events(h: &Harness, path: &str) -> (ureq::http::HeaderMap, impl BufRead) {
+    let response = http()
+        .get(h.url(path))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(response.status().as_u16(), 200, "GET {path}");
+    let headers = response.headers().clone();
+    (headers, BufReader::new(response.into_body().into_reader()))
+}
+
+fn next_line(stream: &mut impl BufRead) -> FeedLine {
+    let mut line = String::new();
+    let read = stream
+        .read_line(&mut line)
+        .expect("a line within the timeout");
+    assert!(read > 0, "the stream ended early");
+    assert!(line.ends_with('\n'), "one event per line: {line:?}");
+    FeedLine::parse(line.trim_end()).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+#[test]
+fn health_answers_ok() {
+    let h = Harness::start(Setup::default());
+    let answer = send("GET", &h.url("/health"), None, None);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["status"], "ok");
+}
+
+#[test]
+fn health_is_503_when_the_dialer_task_is_gone_and_requests_get_unavailable() {
+    let h = Harness::start(Setup {
+        dialer: false,
+        ..Setup::default()
+    });
+    let health = send("GET", &h.url("/health"), None, None);
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["status"], "dialer_stopped");
+    let calls = send("GET", &h.url("/calls"), None, None);
+    assert_eq!(calls.status, 503);
+    assert_eq!(calls.json()["error"], "unavailable");
+}
+
+#[test]
+fn every_route_wants_the_bearer_token_when_one_is_set() {
+    let h = Harness::start(Setup {
+        token: Some(TOKEN),
+        ..Setup::default()
+    });
+    let originate = r#"{"number":"5551234","agent":"1001"}"#;
+    let routes: [(&str, &str, Option<&str>, u16); 7] = [
+        ("GET", "/health", None, 200),
+        ("GET", "/calls", None, 200),
+        ("POST", "/calls", Some(originate), 201),
+        ("DELETE", "/calls/1", None, 204),
+        ("GET", "/agents", None, 200),
+        ("GET", "/events", None, 200),
+        ("GET", "/no-such-route", None, 404),
+    ];
+    for (method, path, body, ok) in routes {
+        let missing = send(method, &h.url(path), None, body);
+        assert_eq!(missing.status, 401, "{method} {path} without a token");
+        assert_eq!(
+            missing.headers["www-authenticate"], r#"Bearer realm="dialer""#,
+            "{method} {path}"
+        );
+        assert_eq!(missing.json()["error"], "unauthorized");
+
+        let wrong = send(method, &h.url(path), Some("s3cret-tokem"), body);
+        assert_eq!(wrong.status, 401, "{method} {path} with a wrong token");
+        let challenge = wrong.headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer "), "{challenge}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+
+        let longer = send(method, &h.url(path), Some("s3cret-token-and-more"), body);
+        assert_eq!(longer.status, 401, "{method} {path} with a longer token");
+
+        if path == "/events" {
+            // A stream never ends by itself: the status and headers are the answer.
+            let response = http()
+                .get(h.url(path))
+                .header("Authorization", format!("Bearer {TOKEN}"))
+                .call()
+                .unwrap();
+            assert_eq!(response.status().as_u16(), ok);
+            continue;
+        }
+        let right = send(method, &h.url(path), Some(TOKEN), body);
+        assert_eq!(
+            right.status, ok,
+            "{method} {path} with the token: {}",
+            right.body
+        );
+    }
+}
+
+#[test]
+fn non_loopback_listen_without_a_token_is_refused() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for listen in ["0.0.0.0:8021", "[::]:8021", "192.0.2.10:8021"] {
+        let (requests, _requests_rx) = mpsc::channel(1);
+        let (events, _) = broadcast::channel(1);
+        let handle = ControlHandle { requests, events };
+        let listen: SocketAddr = listen.parse().unwrap();
+        let result = runtime.block_on(async {
+            tokio::time::timeout(
+                TIMEOUT,
+                api::serve(listen, None, handle, std::future::pending()),
+            )
+            .await
+        });
+        let error = result.expect("refused at once").unwrap_err();
+        assert!(
+            matches!(error, ApiError::InsecureListen(a) if a == listen),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("without a token"), "{error}");
+    }
+    let error = runtime
+        .block_on(api::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(String::new()),
+        ))
+        .unwrap_err();
+    assert!(matches!(error, ApiError::EmptyToken), "{error:?}");
+}
+
+#[test]
+fn originate_returns_201_with_the_call_and_hands_the_request_to_the_dialer() {
+    let h = Harness::start(Setup::default());
+    let body = r#"{"number":"5551234","agent":"1001","trunk":"carrier",
+                  "ringback":"/srv/wait.wav","record":"/tmp/call.wav"}"#;
+    let answer = send("POST", &h.url("/calls"), None, Some(body));
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(answer.headers["location"], "/calls/1");
+    let info: CallInfo = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(info, call_info(CallId(1), "5551234", "1001"));
+    assert_eq!(
+        h.originated.lock().unwrap().as_slice(),
+        &[OriginateRequest {
+            number: "5551234".into(),
+            agent: "1001".into(),
+            trunk: Some("carrier".into()),
+            ringback: Some("/srv/wait.wav".into()),
+            record: Some("/tmp/call.wav".into()),
+            pcap: None,
+        }]
+    );
+}
+
+#[test]
+fn refused_originates_are_4xx_with_the_control_error_as_body() {
+    let h = Harness::start(Setup::default());
+    let busy = send(
+        "POST",
+        &h.url("/calls"),
+        None,
+        Some(r#"{"number":"5551234","agent":"1002"}"#),
+    );
+    assert_eq!(busy.status, 409);
+    assert_eq!(
+        busy.json(),
+        serde_json::json!({"error": "agent_busy", "detail": "1002"})
+    );
+    let trunk = send(
+        "POST",
+        &h.url("/calls"),
+        None,
+        Some(r#"{"number":"5551234","agent":"1001","trunk":"elsewhere"}"#),
+    );
+    assert_eq!(trunk.status, 422);
+    assert_eq!(
+        trunk.json(),
+        serde_json::json!({"error": "no_such_trunk", "detail": "elsewhere"})
+    );
+}
+
+#[test]
+fn malformed_originate_is_400_naming_the_problem() {
+    let h = Harness::start(Setup::default());
+    let cases = [
+        (
+            r#"{"number": 5551234, "agent": "1001"}"#,
+            "`number`: invalid type",
+        ),
+        (r#"{"number": "5551234"}"#, "missing field `agent`"),
+        (
+            r#"{"number":"1","agent":"2","ringbak":"x.wav"}"#,
+            "unknown field `ringbak`",
+        ),
+        (r#"{"number":"1","agent":""}"#, "`agent` must not be empty"),
+        (
+            r#"{"number":"1","agent":"2","record":7}"#,
+            "`record`: invalid type",
+        ),
+        ("not json", "expected"),
+        ("", "the body is empty"),
+    ];
+    for (body, expected) in cases {
+        let answer = send("POST", &h.url("/calls"), None, Some(body));
+        assert_eq!(answer.status, 400, "{body}");
+        let json = answer.json();
+        assert_eq!(json["error"], "bad_request", "{body}");
+        let detail = json["detail"].as_str().unwrap();
+        assert!(detail.contains(expected), "{body}: {detail}");
+    }
+    assert!(h.originated.lock().unwrap().is_empty());
+}
+
+#[test]
+fn calls_and_agents_list_what_the_dialer_says() {
+    let h = Harness::start(Setup::default());
+    let calls = send("GET", &h.url("/calls"), None, None);
+    assert_eq!(calls.status, 200);
+    let calls: Vec<CallInfo> = serde_json::from_str(&calls.body).unwrap();
+    assert_eq!(calls.iter().map(|c| c.id.0).collect::<Vec<_>>(), [1, 2]);
+    let answer = send("GET", &h.url("/agents"), None, None);
+    assert_eq!(answer.status, 200);
+    let listed: Vec<AgentInfo> = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(listed, agents());
+    assert_eq!(answer.json()[0]["source"], "203.0.113.9:40112");
+}
+
+#[test]
+fn hangup_is_204_for_a_live_call_404_for_an_unknown_one_and_400_for_a_bad_id() {
+    let h = Harness::start(Setup::default());
+    let live = send("DELETE", &h.url("/calls/1"), None, None);
+    assert_eq!(live.status, 204);
+    assert!(live.body.is_empty());
+    let unknown = send("DELETE", &h.url("/calls/42"), None, None);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        unknown.json(),
+        serde_json::json!({"error": "no_such_call", "detail": 42})
+    );
+    let bad = send("DELETE", &h.url("/calls/forty-two"), None, None);
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["detail"].as_str().unwrap().contains("forty-two"));
+}
+
+#[test]
+fn event_stream_is_chunked_ndjson_in_publication_order_and_filters_by_call() {
+    let h = Harness::start(Setup::default());
+    let (headers, mut all) = open_events(&h, "/events");
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    let (_, mut two) = open_events(&h, "/events?call=2");
+    let burst = vec![
+        ApiEvent::CallCreated {
+            call: CallId(1),
+            number: "5551234".into(),
+            agent: "1001".into(),
+            trunk: "carrier".into(),
+        },
+        ApiEvent::Progress {
+            call: CallId(2),
+            status: 180,
+        },
+        ApiEvent::AgentUnregistered {
+            extension: "1003".into(),
+            reason: "expired".into(),
+        },
+        sip(CallId(2), 1.5, "in", "200 OK", "1 INVITE"),
+        ApiEvent::RingbackStarted { call: CallId(1) },
+        ApiEvent::Answered {
+            call: CallId(2),
+            codec: "PCMU".into(),
+        },
+    ];
+    h.publish(burst.clone());
+    for expected in &burst {
+        assert_eq!(next_line(&mut all), FeedLine::Event(expected.clone()));
+    }
+    for expected in burst.iter().filter(|e| e.call() == Some(CallId(2))) {
+        assert_eq!(next_line(&mut two), FeedLine::Event(expected.clone()));
+    }
+}
+
+#[test]
+fn a_lagging_follower_gets_a_lagged_line_then_the_newest_events() {
+    let h = Harness::start(Setup {
+        capacity: 4,
+        ..Setup::default()
+    });
+    let (_, mut stream) = open_events(&h, "/events");
+    let burst: Vec<ApiEvent> = (0..10)
+        .map(|status| ApiEvent::Progress {
+            call: CallId(5),
+            status: 180 + status,
+        })
+        .collect();
+    h.publish(burst.clone());
+    assert_eq!(next_line(&mut stream), FeedLine::Lagged { missed: 6 });
+    for expected in &burst[6..] {
+        assert_eq!(next_line(&mut stream), FeedLine::Event(expected.clone()));
+    }
+}
+
+#[test]
+fn bad_events_query_is_400() {
+    let h = Harness::start(Setup::default());
+    for query in ["/events?call=abc", "/events?cal=1"] {
+        let answer = send("GET", &h.url(query), None, None);
+        assert_eq!(answer.status, 400, "{query}");
+        assert_eq!(answer.json()["error"], "bad_request");
+    }
+}
+
+#[test]
+fn shutdown_ends_open_event_streams_and_serve_returns_ok() {
+    let h = Harness::start(Setup::default());
+    let (_, mut stream) = open_events(&h, "/events");
+    h.publish(vec![ApiEvent::EarlyMedia { call: CallId(3) }]);
+    assert_eq!(
+        next_line(&mut stream),
+        FeedLine::Event(ApiEvent::EarlyMedia { call: CallId(3) })
+    );
+    h.shut_down().expect("serve returns Ok after shutdown");
+    let mut rest = String::new();
+    assert_eq!(stream.read_line(&mut rest).expect("a clean end"), 0);
+}
+
+#[test]
+fn client_lists_calls_and_reports_control_errors() {
+    let h = Harness::start(Setup {
+        token: Some(TOKEN),
+        ..Setup::default()
+    });
+    let client = dialer::client::Client::new(&h.base, Some(TOKEN.into())).unwrap();
+    assert_eq!(client.calls().unwrap().len(), 2);
+    assert_eq!(client.agents().unwrap(), agents());
+    client.hangup(CallId(1)).unwrap();
+    match client.hangup(CallId(7)) {
+        Err(dialer::client::ClientError::Control(ControlError::NoSuchCall(7))) => {}
+        other => panic!("{other:?}"),
+    }
+    let wrong = dialer::client::Client::new(&h.base, Some("nope".into())).unwrap();
+    assert!(matches!(
+        wrong.calls(),
+        Err(dialer::client::ClientError::Unauthorized(_))
+    ));
+}
+
+/// Runs the real binary; bounded by [`TIMEOUT`].
+fn dialer_bin(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dialer"));
+    command.args(args).env_remove("NO_COLOR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(command.output()));
+    rx.recv_timeout(TIMEOUT)
+        .expect("dialer exits in time")
+        .expect("dialer runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn dialer_call_prints_the_events_and_the_summary_and_exits_0_when_bridged() {
+    let h = Harness::start(Setup::default());
+    let out = dialer_bin(
+        &["call", "5551234", "--agent", "1001", "--api", &h.base],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "call 1: 5551234 via carrier for agent 1001",
+            "[1] created: 5551234 via carrier, agent 1001",
+            "[1] progress: 183 Session Progress",
+            "[1] early media from the carrier",
+            "[1] customer answered (PCMA)",
+            "[1] ringback playing to the customer",
+            "[1] agent 1001 ringing",
+            "[1] bridged with the agent (opus, transcoding)",
+            "[1] hung up by the agent: bridged, SIP 200, Q.850 16",
+            "bridged: SIP 200, Q.850 16 (normal call clearing), hung up by the agent; \
+             setup 3.00 s, agent wait 2.50 s, talk 60.00 s; codecs customer PCMA / agent opus; \
+             relayed 3000 to the agent, 2997 to the customer; \
+             lost 0 (0.0%) from the customer, 3 (0.1%) from the agent",
+        ]
+    );
+    assert!(!stdout.contains('\x1b'), "no colour when piped");
+}
+
+#[test]
+fn dialer_call_prints_the_ladder_only_with_the_flag_and_passes_the_options_through() {
+    let h = Harness::start(Setup::default());
+    let out = dialer_bin(
+        &[
+            "call",
+            "5551234",
+            "--agent",
+            "1001",
+            "--trunk",
+            "carrier",
+            "--ringback",
+            "wait.wav",
+            "--record",
+            "call.wav",
+            "--pcap",
+            "call.pcap",
+            "--ladder",
+            "--api",
+            &h.base,
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let ladder: Vec<&str> = stdout.lines().filter(|l| l.contains("(CSeq ")).collect();
+    assert_eq!(
+        ladder,
+        [
+            "        0.001 --> 198.51.100.1:5060     INVITE  (CSeq 1 INVITE)",
+            "        0.030 <-- 198.51.100.1:5060     407 Proxy Authentication Required  (CSeq 1 INVITE)",
+            "        0.031 --> 198.51.100.1:5060     INVITE  (CSeq 2 INVITE)",
+            "        3.000 <-- 198.51.100.1:5060     200 OK  (CSeq 2 INVITE)",
+            "       65.500 <-- 198.51.100.1:5060     BYE  (CSeq 1 BYE)",
+        ]
+    );
+    assert_eq!(
+        h.originated.lock().unwrap().as_slice(),
+        &[OriginateRequest {
+            number: "5551234".into(),
+            agent: "1001".into(),
+            trunk: Some("carrier".into()),
+            ringback: Some("wait.wav".into()),
+            record: Some("call.wav".into()),
+            pcap: Some("call.pcap".into()),
+        }]
+    );
+}
+
+#[test]
+fn dialer_call_exits_1_on_a_busy_customer_with_the_cause_in_the_summary() {
+    let h = Harness::start(Setup::default());
+    let out = dialer_bin(&["call", "486", "--agent", "1001", "--api", &h.base], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap();
+    assert_eq!(
+        last,
+        "busy: SIP 486, Q.850 17 (user busy), hung up by the customer; unanswered after 1.00 s; \
+         codecs customer - / agent -; relayed 0 to the agent, 0 to the customer; \
+         lost 0 from the customer, 0 from the agent"
+    );
+    assert!(stdout.contains("[1] progress: 180 Ringing"), "{stdout}");
+    assert!(!stdout.contains("[999]"), "another call's events: {stdout}");
+}
+
+#[test]
+fn dialer_call_refused_by_the_dialer_exits_1_with_the_reason() {
+    let h = Harness::start(Setup::default());
+    let out = dialer_bin(
+        &["call", "5551234", "--agent", "1002", "--api", &h.base],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "dialer: agent 1002 is busy\n");
+}
+
+#[test]
+fn dialer_call_with_a_token_from_the_environment() {
+    let h = Harness::start(Setup {
+        token: Some(TOKEN),
+        ..Setup::default()
+    });
+    let base = h.base.clone();
+    let args = ["call", "5551234", "--agent", "1001", "--api", &base];
+    let refused = dialer_bin(&args, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("refused the token"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let mut with_env = args.to_vec();
+    with_env.extend(["--token-env", "DIALER_TEST_TOKEN"]);
+    let out = dialer_bin(&with_env, &[("DIALER_TEST_TOKEN", TOKEN)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn dialer_call_reports_an_unreachable_api() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let api = format!("http://127.0.0.1:{port}");
+    let out = dialer_bin(&["call", "5551234", "--agent", "1001", "--api", &api], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot reach the dialer API"), "{stderr}");
+    assert!(stderr.contains("is `dialer run` running?"), "{stderr}");
+}
+
+#[test]
+fn dialer_call_standalone_says_it_needs_the_runtime() {
+    let out = dialer_bin(
+        &[
+            "call",
+            "5551234",
+            "--agent",
+            "1001",
+            "--standalone",
+            "--config",
+            "dialer.toml",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("standalone mode needs the runtime"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn dialer_calls_agents_and_hangup_print_tables_json_and_errors() {
+    let h = Harness::start(Setup::default());
+    let calls = dialer_bin(&["calls", "--api", &h.base], &[]);
+    assert_eq!(calls.status.code(), Some(0));
+    assert_eq!(
+        text(&calls.stdout),
+        "ID  NUMBER   AGENT  TRUNK    STATE    AGE_S\n\
+         1   5551234  1001   carrier  dialing  0\n\
+         2   5559876  1003   carrier  dialing  0\n"
+    );
+    let agents_out = dialer_bin(&["agents", "--json", "--api", &h.base], &[]);
+    assert_eq!(agents_out.status.code(), Some(0));
+    let listed: Vec<AgentInfo> = serde_json::from_slice(&agents_out.stdout).unwrap();
+    assert_eq!(listed, agents());
+    let table = dialer_bin(&["agents", "--api", &h.base], &[]);
+    let table = text(&table.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("EXTENSION  SOURCE"), "{table}");
+    assert!(
+        rows[1].starts_with("1001       203.0.113.9:40112  yes  290"),
+        "{table}"
+    );
+    assert!(
+        rows[2].starts_with("1002       -                  no   static     busy"),
+        "{table}"
+    );
+
+    let hangup = dialer_bin(&["hangup", "1", "--api", &h.base], &[]);
+    assert_eq!(hangup.status.code(), Some(0));
+    assert_eq!(text(&hangup.stdout), "call 1: hanging up\n");
+    let unknown = dialer_bin(&["hangup", "42", "--api", &h.base], &[]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(text(&unknown.stderr), "dialer: no call 42\n");
+}
