@@ -77,6 +77,14 @@ impl Host {
         if let Some(a) = parse_ipv4(s.as_bytes()) {
             return Ok(Some(Host::Ipv4(a)));
         }
+        if s.contains(':') {
+            // An IPv6 address without the brackets RFC 3261 §25.1 asks for, as some phones
+            // send it.
+            return s
+                .parse::<Ipv6Addr>()
+                .map(|a| Some(Host::Ipv6(a)))
+                .or_else(|_| err(0, "an IPv6 address in brackets"));
+        }
         // hostname = *( domainlabel "." ) toplabel [ "." ]; '_' is accepted because
         // SRV-style and some vendors' host names carry it.
         for (i, b) in s.bytes().enumerate() {
@@ -86,6 +94,30 @@ impl Host {
         }
         Ok(None)
     }
+}
+
+/// Where a host written as a bare IPv6 address (no brackets, which RFC 3261 §25.1 requires
+/// and some phones omit) ends in `s[start..]`: the whole run of hex digits, colons and dots
+/// when it is an address, else the run without a trailing `:port`. `None` when the host is
+/// not a bare IPv6 address.
+pub(crate) fn bare_ipv6_end(s: &str, start: usize) -> Option<usize> {
+    let rest = &s[start..];
+    let run = rest
+        .bytes()
+        .position(|b| !(b.is_ascii_hexdigit() || b == b':' || b == b'.'))
+        .unwrap_or(rest.len());
+    let text = &rest[..run];
+    if text.bytes().filter(|&b| b == b':').count() < 2 {
+        return None;
+    }
+    if text.parse::<Ipv6Addr>().is_ok() {
+        return Some(start + run);
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    (host.parse::<Ipv6Addr>().is_ok()
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(start + host.len())
 }
 
 /// Dotted-quad IPv4 (RFC 3261 §25.1 IPv4address), without the generic address parser's
@@ -227,6 +259,8 @@ impl SipUri {
                 Some(close) => i + close + 1,
                 None => return err(base + s.len(), "']' closing the IPv6 reference"),
             }
+        } else if let Some(end) = bare_ipv6_end(s, i) {
+            end
         } else {
             while i < b.len() && !matches!(b[i], b':' | b';' | b'?') {
                 i += 1;
@@ -538,6 +572,24 @@ mod tests {
         ] {
             assert!(matches!(Host::parse(name), Ok(Host::Domain(_))), "{name}");
         }
+    }
+
+    #[test]
+    fn bare_ipv6_hosts_from_real_phones_parse_with_and_without_port() {
+        let u = sip("sip:4321@fec0:0:0:0:216:d3ff:fe0d:22c:5060");
+        assert_eq!(
+            u.host,
+            Host::Ipv6("fec0::216:d3ff:fe0d:22c".parse().unwrap())
+        );
+        assert_eq!(u.port, Some(5060));
+        let u = sip("sip:9876@fe80:0:0:0:21a:a0ff:fe07:32e0");
+        assert_eq!(
+            u.host,
+            Host::Ipv6("fe80::21a:a0ff:fe07:32e0".parse().unwrap())
+        );
+        assert_eq!(u.port, None);
+        // Written back with the brackets, and that form reads the same.
+        assert_eq!(Uri::parse(&u.to_string()).unwrap(), Uri::Sip(u));
     }
 
     #[test]

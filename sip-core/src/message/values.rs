@@ -466,6 +466,8 @@ impl Via {
                 offset: i,
                 expected: "']' closing the IPv6 reference",
             })?;
+        } else if let Some(end) = super::uri::bare_ipv6_end(s, i) {
+            i = end;
         } else {
             while i < b.len() && !matches!(b[i], b':' | b';' | b' ' | b'\t') {
                 i += 1;
@@ -732,6 +734,18 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].branch(), Some("z9hG4bK9ikj8"));
         assert_eq!(list[1].host, Host::Ipv4("192.168.255.111".parse().unwrap()));
+    }
+
+    #[test]
+    fn via_with_bare_ipv6_sent_by_and_port() {
+        let v =
+            Via::parse("SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKkdjuw8376")
+                .unwrap();
+        assert_eq!(
+            v.host,
+            Host::Ipv6("fe80::21a:a0ff:fe07:32e0".parse().unwrap())
+        );
+        assert_eq!(v.port, Some(5060));
     }
 
     #[test]
