@@ -149,6 +149,20 @@ impl<W: Write + Seek> Recorder<W> {
         })
     }
 
+    /// Decodes `side`'s payloads as `codec` from now on: the agent's codec once it answers, or
+    /// either leg's after a re-INVITE changed it. Samples already decoded are kept.
+    pub fn set_codec(&mut self, side: Side, codec: Codec) -> Result<(), RecordError> {
+        let channel = &mut self.channels[match side {
+            Side::Customer => 0,
+            Side::Agent => 1,
+        }];
+        if channel.decoder.codec() != codec {
+            channel.decoder = Decoder::new(codec)?;
+            channel.down = (codec.pcm_rate() == 48000).then(Downsampler::new);
+        }
+        Ok(())
+    }
+
     /// Adds one RTP payload (audio, not telephone-event) from `side`.
     pub fn push(&mut self, side: Side, payload: &[u8]) -> Result<(), RecordError> {
         let channel = &mut self.channels[match side {
@@ -261,5 +275,31 @@ mod tests {
             .map(|s| s.expect("sample"))
             .collect();
         assert!((samples[0] - 8000).abs() < 300 && (samples[1] + 4000).abs() < 200);
+    }
+
+    #[test]
+    fn a_codec_change_on_one_leg_decodes_its_later_packets_with_the_new_law() {
+        let mut recorder =
+            Recorder::new(Cursor::new(Vec::new()), Codec::Pcmu, Codec::Pcmu).expect("recorder");
+        recorder
+            .set_codec(Side::Agent, Codec::Pcma)
+            .expect("G.711 needs no resources");
+        let customer = g711::encode_sample(Law::Mu, 8000);
+        let agent = g711::encode_sample(Law::A, -4000);
+        recorder
+            .push(Side::Customer, &[customer; 160])
+            .expect("records");
+        recorder.push(Side::Agent, &[agent; 160]).expect("records");
+        let bytes = recorder.finish().expect("finishes").into_inner();
+        let mut reader = hound::WavReader::new(Cursor::new(bytes)).expect("valid WAV");
+        let samples: Vec<i16> = reader
+            .samples::<i16>()
+            .map(|s| s.expect("sample"))
+            .collect();
+        assert!(
+            (samples[1] + 4000).abs() < 200,
+            "A-law decoded: {}",
+            samples[1]
+        );
     }
 }

@@ -126,6 +126,18 @@ pub enum DropReason {
     BufferTooSmall,
 }
 
+/// A packet [`Relay::poll_transmit_leg`] produced: send `buf[..len]` to `to` from `side`'s
+/// socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// The leg the packet is for.
+    pub side: Side,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Length of the packet in the buffer.
+    pub len: usize,
+}
+
 /// Something the call logic should know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEvent {
@@ -533,6 +545,11 @@ impl Relay {
         leg.ringback_due = Some(now);
     }
 
+    /// Whether ringback is playing to `side`.
+    pub fn is_ringing(&self, side: Side) -> bool {
+        self.legs[side.index()].ringback.is_some()
+    }
+
     /// Stops ringback to `side`; the other leg's audio flows from its next packet.
     pub fn stop_ringback(&mut self, side: Side) {
         let leg = &mut self.legs[side.index()];
@@ -575,26 +592,34 @@ impl Relay {
     /// A packet that is due at `now`: a concealment packet, a ringback frame or an RTCP report.
     /// Call until `None` after each [`Relay::forward`] and at each deadline.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
-        for i in 0..2 {
-            let leg = &mut self.legs[i];
+        self.poll_transmit_leg(now, buf).map(|t| (t.to, t.len))
+    }
+
+    /// [`Relay::poll_transmit`], saying also which leg the packet is for, so that the runtime
+    /// sends it from that leg's socket (RTP, or RTCP on its own port, RFC 3550 §11).
+    pub fn poll_transmit_leg(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        const SIDES: [Side; 2] = [Side::Customer, Side::Agent];
+        for side in SIDES {
+            let leg = &mut self.legs[side.index()];
             if let Some((start, len)) = leg.pending.pop_front() {
                 let Some(to) = leg.remote else { continue };
                 if buf.len() < len {
                     continue;
                 }
                 buf[..len].copy_from_slice(&leg.pending_buf[start..start + len]);
-                return Some((to, len));
+                return Some(Transmit { side, to, len });
             }
         }
-        for i in 0..2 {
-            if let Some(sent) = self.ringback_frame(i, now, buf) {
-                return Some(sent);
+        for side in SIDES {
+            if let Some((to, len)) = self.ringback_frame(side.index(), now, buf) {
+                return Some(Transmit { side, to, len });
             }
         }
-        for i in 0..2 {
+        for side in SIDES {
+            let i = side.index();
             if self.legs[i].out.started && self.legs[i].out.schedule.poll(now) {
-                if let Some(sent) = self.sender_report(i, now, buf) {
-                    return Some(sent);
+                if let Some((to, len)) = self.sender_report(i, now, buf) {
+                    return Some(Transmit { side, to, len });
                 }
             }
         }

@@ -1,0 +1,662 @@
+//! The media task of a call: the two legs' RTP sockets and the call's [`media::relay::Relay`],
+//! driven by tokio.
+//!
+//! One task per call owns everything the call's media needs, so a packet is received, rewritten
+//! and sent without a channel hop, a lock or an allocation:
+//! - per leg an RTP socket on an even port from the [`PortPool`] and an RTCP socket on the port
+//!   above it (RFC 3550 §11; RTCP multiplexed on the RTP port, RFC 5761, is read there too);
+//! - the relay, created at the first [`MediaCommand::SetLeg`] (the customer's, on answer) with
+//!   the other leg absent, and updated by every later `SetLeg` (the agent's, a re-INVITE);
+//! - the ringback player, started and stopped by command, ticking at
+//!   [`media::relay::Relay::next_deadline`] through one tokio timer;
+//! - an optional [`media::record::Recorder`] fed with what each leg sends us, decoded, and
+//!   flushed every second so that a crash leaves a playable file.
+//!
+//! Each wake-up reads one batch with `recvmmsg` into buffers shared by the calls of the worker
+//! thread ([`udp`]), hands each datagram to [`media::relay::Relay::forward`], drains
+//! [`media::relay::Relay::poll_transmit_leg`], and sends everything with one `sendmmsg` per
+//! socket. When the batch was not full the socket is drained and its readiness is cleared
+//! without another system call.
+//!
+//! The task reports through the [`MediaEvent`] sender given to [`MediaSession::open`]; give
+//! each session its own sender (or one per call) since events carry no call id. It ends on
+//! [`MediaCommand::Close`], or when its [`MediaSession`] is dropped, sending
+//! [`MediaEvent::Closed`] either way; its ports go back to the pool then.
+
+pub mod ports;
+pub mod udp;
+
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use media::codec::Codec;
+use media::playback::Ringback;
+use media::record::Recorder;
+use media::relay::{DropReason, Forward, Relay, RelayConfig, RelayEvent, Side};
+use media::rtcp::NtpTimestamp;
+use media::rtp::{self, PacketKind, RtpHeader};
+use media::sdp::Negotiated;
+use rand::SeedableRng;
+use tokio::io::Interest;
+use tokio::sync::mpsc;
+
+use ports::PortLease;
+pub use ports::{EmptyPortRange, PortPool};
+use udp::{Buffer, Outgoing, Scratch, BATCH};
+
+/// How often a recording's WAV header is patched to cover what was written (crash safety).
+const RECORD_FLUSH: Duration = Duration::from_secs(1);
+
+/// What the call logic tells a call's media task. Sent with [`MediaSession::send`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MediaCommand {
+    /// `side`'s offer/answer outcome: first the customer's (the relay starts with the agent
+    /// absent), then the agent's when it answers, and again after a re-INVITE (new address,
+    /// codec, hold). A codec change restarts ringback playing to that side with the clip for
+    /// the new codec.
+    SetLeg {
+        /// The leg.
+        side: Side,
+        /// Its negotiation.
+        negotiated: Negotiated,
+    },
+    /// Play ringback to `side`, looping, until [`MediaCommand::StopRingback`]. The clip is the
+    /// one `ringback` holds for the leg's codec (encoded once at load time, shared by every
+    /// call); given before the leg's `SetLeg`, it starts when the leg is set.
+    StartRingback {
+        /// The leg that hears it.
+        side: Side,
+        /// The clips, per codec.
+        ringback: Arc<Ringback>,
+    },
+    /// Stop ringback to `side`: the other leg's audio follows with the stream's numbering
+    /// running on and the marker bit set.
+    StopRingback {
+        /// The leg.
+        side: Side,
+    },
+    /// Record the call into a stereo WAV at `path` (customer left, agent right), from now on.
+    Record {
+        /// Where; created or truncated.
+        path: PathBuf,
+    },
+    /// Stop: the task sends [`MediaEvent::Closed`] with the final statistics and ends.
+    Close,
+}
+
+/// What a call's media task reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// No RTP from `side` for [`RelayConfig::media_timeout`].
+    Timeout {
+        /// The silent leg.
+        side: Side,
+    },
+    /// `side`'s media now goes to `to`, where its packets come from (symmetric RTP behind NAT).
+    Latched {
+        /// The leg.
+        side: Side,
+        /// The new destination.
+        to: SocketAddr,
+    },
+    /// A command could not be carried out (no transcoder for the codecs, no ringback clip for
+    /// the leg's codec, a recording file that cannot be written); the call's media goes on
+    /// without it.
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The task ended; nothing follows.
+    Closed {
+        /// Final counts.
+        stats: MediaStats,
+    },
+}
+
+/// A call's media counts, in [`MediaEvent::Closed`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// RTP packets sent to the agent (relayed, transcoded, concealment).
+    pub packets_to_agent: u64,
+    /// RTP packets sent to the customer (ringback, relayed, transcoded, concealment).
+    pub packets_to_customer: u64,
+    /// Packets lost in the customer's stream as we received it (RFC 3550 A.3), for its last
+    /// SSRC.
+    pub lost_from_customer: u64,
+    /// Packets lost in the agent's stream as we received it.
+    pub lost_from_agent: u64,
+    /// The customer leg's codec (`PCMU`, `PCMA`, `opus`), once set.
+    pub customer_codec: Option<String>,
+    /// The agent leg's codec, once set.
+    pub agent_codec: Option<String>,
+}
+
+/// The local addresses a session bound: what to put in each leg's SDP (`c=`, `m=` port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPorts {
+    /// RTP address for the customer leg; RTCP is on the port above.
+    pub customer: SocketAddr,
+    /// RTP address for the agent leg; RTCP is on the port above.
+    pub agent: SocketAddr,
+}
+
+/// The handle of one call's media task.
+#[derive(Debug)]
+pub struct MediaSession {
+    commands: mpsc::UnboundedSender<MediaCommand>,
+    ports: MediaPorts,
+}
+
+impl MediaSession {
+    /// Binds the call's sockets on `bind_ip` (two even ports from `ports`, each with its RTCP
+    /// port) and spawns its task on the current tokio runtime. A port already taken by another
+    /// process is skipped; the error is `AddrNotAvailable` when the pool has no pair left.
+    pub async fn open(
+        bind_ip: IpAddr,
+        ports: &PortPool,
+        events: mpsc::UnboundedSender<MediaEvent>,
+        config: RelayConfig,
+    ) -> io::Result<(MediaSession, MediaPorts)> {
+        let customer = LegSockets::bind(bind_ip, ports)?;
+        let agent = LegSockets::bind(bind_ip, ports)?;
+        let local = MediaPorts {
+            customer: customer.rtp.local_addr()?,
+            agent: agent.rtp.local_addr()?,
+        };
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let task = MediaTask {
+            sockets: Sockets {
+                legs: [customer, agent],
+            },
+            state: State::new(config, events),
+            commands: receiver,
+        };
+        tokio::spawn(task.run());
+        Ok((
+            MediaSession {
+                commands,
+                ports: local,
+            },
+            local,
+        ))
+    }
+
+    /// Queues `command` for the task; never blocks. A command sent after the task ended is
+    /// dropped (the task has already reported [`MediaEvent::Closed`]).
+    pub fn send(&self, command: MediaCommand) {
+        let _ = self.commands.send(command);
+    }
+
+    /// The local addresses bound.
+    pub fn ports(&self) -> MediaPorts {
+        self.ports
+    }
+}
+
+/// A leg's RTP and RTCP sockets and the port lease they hold.
+struct LegSockets {
+    rtp: tokio::net::UdpSocket,
+    rtcp: tokio::net::UdpSocket,
+    _lease: PortLease,
+}
+
+impl LegSockets {
+    fn bind(ip: IpAddr, pool: &PortPool) -> io::Result<LegSockets> {
+        // Each pair is tried once: ports held by other processes are skipped (and go back to
+        // the pool's end, to be tried again by a later call).
+        for _ in 0..pool.free_pairs().max(1) {
+            let Some(lease) = pool.take() else { break };
+            let rtp = match std::net::UdpSocket::bind(SocketAddr::new(ip, lease.port())) {
+                Ok(socket) => socket,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            };
+            let rtcp = match std::net::UdpSocket::bind(SocketAddr::new(ip, lease.port() + 1)) {
+                Ok(socket) => socket,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            };
+            rtp.set_nonblocking(true)?;
+            rtcp.set_nonblocking(true)?;
+            return Ok(LegSockets {
+                rtp: tokio::net::UdpSocket::from_std(rtp)?,
+                rtcp: tokio::net::UdpSocket::from_std(rtcp)?,
+                _lease: lease,
+            });
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "no free RTP port pair in the configured range",
+        ))
+    }
+}
+
+/// The sockets, apart from the state, so that a readiness guard (borrowing a socket) and the
+/// state (mutated by the packets) are disjoint borrows.
+struct Sockets {
+    legs: [LegSockets; 2],
+}
+
+/// Socket index in [`Sockets::fds`] order: customer RTP, customer RTCP, agent RTP, agent RTCP.
+fn socket_index(side: Side, rtcp: bool) -> u8 {
+    (side_index(side) * 2 + usize::from(rtcp)) as u8
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Customer => 0,
+        Side::Agent => 1,
+    }
+}
+
+impl Sockets {
+    fn fds(&self) -> [RawFd; 4] {
+        let [c, a] = &self.legs;
+        [
+            c.rtp.as_raw_fd(),
+            c.rtcp.as_raw_fd(),
+            a.rtp.as_raw_fd(),
+            a.rtcp.as_raw_fd(),
+        ]
+    }
+}
+
+/// Tags for [`udp::Outgoing::tag`]: which leg an RTP packet went to (RTCP is not counted).
+const TAG_RTCP: u8 = 2;
+
+struct MediaTask {
+    sockets: Sockets,
+    state: State,
+    commands: mpsc::UnboundedReceiver<MediaCommand>,
+}
+
+/// Whether the task goes on after a command.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl MediaTask {
+    async fn run(self) {
+        let MediaTask {
+            sockets,
+            mut state,
+            mut commands,
+        } = self;
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        let fds = sockets.fds();
+        let [customer, agent] = &sockets.legs;
+        loop {
+            let deadline = state.next_deadline();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+                }
+                armed = deadline;
+            }
+            tokio::select! {
+                biased;
+                command = commands.recv() => {
+                    let flow = match command {
+                        Some(command) => state.command(command, &fds),
+                        // The session handle was dropped: end as if closed.
+                        None => Flow::Stop,
+                    };
+                    if let Flow::Stop = flow {
+                        break;
+                    }
+                }
+                Ok(()) = customer.rtp.readable() => state.readable(&customer.rtp, Side::Customer, &fds),
+                Ok(()) = agent.rtp.readable() => state.readable(&agent.rtp, Side::Agent, &fds),
+                Ok(()) = customer.rtcp.readable() => state.readable(&customer.rtcp, Side::Customer, &fds),
+                Ok(()) = agent.rtcp.readable() => state.readable(&agent.rtcp, Side::Agent, &fds),
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    state.on_deadline(&fds);
+                }
+            }
+        }
+        state.close();
+    }
+}
+
+/// Everything the task mutates.
+struct State {
+    config: RelayConfig,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    relay: Option<Relay>,
+    legs: [Option<Negotiated>; 2],
+    /// Ringback asked for each side (kept to restart it after a codec change).
+    ringback: [Option<Arc<Ringback>>; 2],
+    recorder: Option<Recorder<BufWriter<File>>>,
+    record_due: Option<Instant>,
+    /// The payload of the packet being forwarded, kept for the recorder (the relay rewrites or
+    /// replaces it in place).
+    record_payload: Vec<u8>,
+    sent: [u64; 2],
+}
+
+impl State {
+    fn new(config: RelayConfig, events: mpsc::UnboundedSender<MediaEvent>) -> State {
+        State {
+            config,
+            events,
+            relay: None,
+            legs: [None, None],
+            ringback: [None, None],
+            recorder: None,
+            record_due: None,
+            record_payload: Vec::new(),
+            sent: [0; 2],
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let relay = self.relay.as_ref().and_then(Relay::next_deadline);
+        match (relay, self.record_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn fail(&self, reason: String) {
+        let _ = self.events.send(MediaEvent::Failed { reason });
+    }
+
+    fn command(&mut self, command: MediaCommand, fds: &[RawFd; 4]) -> Flow {
+        let now = Instant::now();
+        match command {
+            MediaCommand::SetLeg { side, negotiated } => self.set_leg(side, negotiated, now),
+            MediaCommand::StartRingback { side, ringback } => {
+                self.ringback[side_index(side)] = Some(ringback);
+                self.start_ringback(side, now);
+            }
+            MediaCommand::StopRingback { side } => {
+                self.ringback[side_index(side)] = None;
+                if let Some(relay) = &mut self.relay {
+                    relay.stop_ringback(side);
+                }
+            }
+            MediaCommand::Record { path } => self.record(path, now),
+            MediaCommand::Close => return Flow::Stop,
+        }
+        // A command may make packets due at once (the first ringback frame).
+        self.transmit_due(now, fds);
+        Flow::Continue
+    }
+
+    fn set_leg(&mut self, side: Side, negotiated: Negotiated, now: Instant) {
+        let codec = negotiated.codec;
+        let result = match &mut self.relay {
+            Some(relay) => relay.update_leg(side, negotiated.clone(), now),
+            None => {
+                let since_epoch = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let mut rng = rand::rngs::StdRng::from_entropy();
+                Relay::new_one_sided(
+                    self.config,
+                    side,
+                    negotiated.clone(),
+                    now,
+                    NtpTimestamp::from_unix(since_epoch),
+                    &mut rng,
+                )
+                .map(|relay| self.relay = Some(relay))
+            }
+        };
+        if let Err(error) = result {
+            self.fail(format!("{side:?} leg with {codec:?}: {error}"));
+            return;
+        }
+        self.legs[side_index(side)] = Some(negotiated);
+        if let Some(recorder) = &mut self.recorder {
+            if let Err(error) = recorder.set_codec(side, codec) {
+                self.fail(format!("recording the {side:?} leg: {error}"));
+            }
+        }
+        self.start_ringback(side, now);
+    }
+
+    /// Starts the ringback asked for `side` if the leg is set and it is not already playing.
+    fn start_ringback(&mut self, side: Side, now: Instant) {
+        let (Some(relay), Some(ringback)) = (&mut self.relay, &self.ringback[side_index(side)])
+        else {
+            return;
+        };
+        let Some(codec) = relay.codec(side) else {
+            return;
+        };
+        if relay.is_ringing(side) {
+            return;
+        }
+        match ringback.player(codec) {
+            Some(player) => relay.start_ringback(side, player, now),
+            None => {
+                self.ringback[side_index(side)] = None;
+                self.fail(format!("no ringback clip for {codec:?}"));
+            }
+        }
+    }
+
+    fn record(&mut self, path: PathBuf, now: Instant) {
+        let customer = self.legs[0].as_ref().map_or(Codec::Pcmu, |n| n.codec);
+        let agent = self.legs[1].as_ref().map_or(customer, |n| n.codec);
+        let recorder = File::create(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| {
+                Recorder::new(BufWriter::new(file), customer, agent).map_err(|e| e.to_string())
+            });
+        match recorder {
+            Ok(recorder) => {
+                self.recorder = Some(recorder);
+                self.record_due = Some(now + RECORD_FLUSH);
+                self.record_payload = Vec::with_capacity(udp::SLOT);
+            }
+            Err(reason) => self.fail(format!("recording to {}: {reason}", path.display())),
+        }
+    }
+
+    /// Reads one batch from `socket` and forwards it. The socket's readiness is cleared (by
+    /// answering `WouldBlock` to tokio's `try_io`) when the batch was not full: the socket is
+    /// drained, and a datagram arriving later raises a new readiness event.
+    fn readable(&mut self, socket: &tokio::net::UdpSocket, side: Side, fds: &[RawFd; 4]) {
+        let fd = socket.as_raw_fd();
+        let _ = socket.try_io(Interest::READABLE, || {
+            udp::with_scratch(|scratch| {
+                // Errors other than WouldBlock (an ICMP error queued on the socket, RFC 1122
+                // §4.1.3.3) are consumed by the call that reports them: read again next time.
+                let count = scratch.receive(fd)?;
+                let now = Instant::now();
+                for i in 0..count {
+                    self.packet(now, side, i, scratch, fds);
+                }
+                self.poll_events(now);
+                scratch.flush(fds, |tag| self.count_sent(tag));
+                if count < BATCH {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
+                }
+            })
+        });
+    }
+
+    fn count_sent(&mut self, tag: u8) {
+        if let Some(n) = self.sent.get_mut(usize::from(tag)) {
+            *n += 1;
+        }
+    }
+
+    /// Forwards received datagram `i` and queues what the relay produced.
+    fn packet(
+        &mut self,
+        now: Instant,
+        side: Side,
+        i: usize,
+        scratch: &mut Scratch,
+        fds: &[RawFd; 4],
+    ) {
+        let (Some(relay), Some(from)) = (&mut self.relay, scratch.rx_from[i]) else {
+            return;
+        };
+        let len = scratch.rx_len[i];
+        let buf = &mut scratch.rx[i];
+        let recording = self.recorder.is_some()
+            && keep_audio_payload(
+                &self.legs[side_index(side)],
+                &buf[..len],
+                &mut self.record_payload,
+            );
+        let result = relay.forward(now, side, from, buf, len);
+        let accepted = match result {
+            Forward::Send { to, len } => {
+                let egress = side.other();
+                scratch.queue(Outgoing {
+                    buffer: Buffer::Rx(i as u8),
+                    len: len as u16,
+                    to,
+                    socket: socket_index(egress, false),
+                    tag: side_index(egress) as u8,
+                });
+                true
+            }
+            // From the leg's peer but with nowhere to go yet: still what the leg said.
+            Forward::Dropped(DropReason::RingbackPlaying | DropReason::NoDestination) => true,
+            Forward::Dropped(_) => false,
+        };
+        if recording && accepted {
+            if let Some(recorder) = &mut self.recorder {
+                // A payload that does not decode is left out of the recording, not fatal.
+                let _ = recorder.push(side, &self.record_payload);
+            }
+        }
+        self.queue_transmits(now, scratch, fds);
+    }
+
+    /// Queues what [`Relay::poll_transmit_leg`] has due, flushing when the buffers run out.
+    fn queue_transmits(&mut self, now: Instant, scratch: &mut Scratch, fds: &[RawFd; 4]) {
+        loop {
+            let Some(relay) = &mut self.relay else { return };
+            let Some((_, buf)) = scratch.extra_slot() else {
+                scratch.flush(fds, |tag| self.count_sent(tag));
+                continue;
+            };
+            let Some(transmit) = relay.poll_transmit_leg(now, buf) else {
+                return;
+            };
+            let is_rtcp = rtp::classify(&buf[..transmit.len]) == PacketKind::Rtcp;
+            // RTCP goes from the RTCP socket unless the peer multiplexes it on RTP's port.
+            let from_rtcp = is_rtcp && relay.destination(transmit.side) != Some(transmit.to);
+            scratch.queue_extra(Outgoing {
+                buffer: Buffer::Extra(0),
+                len: transmit.len as u16,
+                to: transmit.to,
+                socket: socket_index(transmit.side, from_rtcp),
+                tag: if is_rtcp {
+                    TAG_RTCP
+                } else {
+                    side_index(transmit.side) as u8
+                },
+            });
+        }
+    }
+
+    fn poll_events(&mut self, now: Instant) {
+        let Some(relay) = &mut self.relay else { return };
+        while let Some(event) = relay.poll_event(now) {
+            let event = match event {
+                RelayEvent::MediaTimeout { side } => MediaEvent::Timeout { side },
+                RelayEvent::Latched { side, to } => MediaEvent::Latched { side, to },
+            };
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn transmit_due(&mut self, now: Instant, fds: &[RawFd; 4]) {
+        udp::with_scratch(|scratch| {
+            self.queue_transmits(now, scratch, fds);
+            scratch.flush(fds, |tag| self.count_sent(tag));
+        });
+        self.poll_events(now);
+    }
+
+    fn on_deadline(&mut self, fds: &[RawFd; 4]) {
+        let now = Instant::now();
+        self.transmit_due(now, fds);
+        if self.record_due.is_some_and(|due| now >= due) {
+            self.record_due = Some(now + RECORD_FLUSH);
+            if let Some(Err(error)) = self.recorder.as_mut().map(Recorder::flush) {
+                self.fail(format!("recording: {error}"));
+                self.recorder = None;
+                self.record_due = None;
+            }
+        }
+    }
+
+    fn close(mut self) {
+        if let Some(recorder) = self.recorder.take() {
+            if let Err(error) = recorder.finish() {
+                self.fail(format!("recording: {error}"));
+            }
+        }
+        let lost = |side| {
+            self.relay
+                .as_ref()
+                .and_then(|r| r.receive_stats(side))
+                .map_or(0, |s| s.cumulative_lost().max(0) as u64)
+        };
+        let codec = |i: usize| {
+            self.legs[i]
+                .as_ref()
+                .map(|n| codec_name(n.codec).to_string())
+        };
+        let stats = MediaStats {
+            packets_to_customer: self.sent[0],
+            packets_to_agent: self.sent[1],
+            lost_from_customer: lost(Side::Customer),
+            lost_from_agent: lost(Side::Agent),
+            customer_codec: codec(0),
+            agent_codec: codec(1),
+        };
+        let _ = self.events.send(MediaEvent::Closed { stats });
+    }
+}
+
+/// The encoding name as SDP writes it (RFC 3551 §6, RFC 7587 §7).
+fn codec_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Pcmu => "PCMU",
+        Codec::Pcma => "PCMA",
+        Codec::Opus => "opus",
+    }
+}
+
+/// Copies the audio payload of `packet` into `out` when it carries the leg's codec (not
+/// telephone-event, not comfort noise); says whether it did.
+fn keep_audio_payload(leg: &Option<Negotiated>, packet: &[u8], out: &mut Vec<u8>) -> bool {
+    let Some(leg) = leg else { return false };
+    if rtp::classify(packet) != PacketKind::Rtp {
+        return false;
+    }
+    let Ok(header) = RtpHeader::parse(packet) else {
+        return false;
+    };
+    if header.payload_type != leg.receive_payload_type
+        && header.payload_type != leg.send_payload_type
+    {
+        return false;
+    }
+    out.clear();
+    out.extend_from_slice(header.payload(packet));
+    true
+}
