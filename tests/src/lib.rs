@@ -1,1 +1,3 @@
 //! Scenario test support.
+
+pub mod interop;

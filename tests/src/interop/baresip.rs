@@ -1,0 +1,319 @@
+//! baresip 1.0 (Debian `baresip-core`) as a headless agent softphone.
+//!
+//! Configuration that works with the installed 1.0.0 (the templates are
+//! `tests/interop/baresip/config.tmpl` and `accounts.tmpl`):
+//! - `-f DIR` reads `DIR/config`, `DIR/accounts` and `DIR/contacts`;
+//! - `audio_source aufile,FILE.wav` is the microphone; aufile 1.0 is a source only (there is no
+//!   aufile player in 1.0), so `audio_player alsa,null` (ALSA's null PCM) is the speaker;
+//! - `module sndfile.so` with `snd_path DIR` records `dump-<time>-dec.wav` (heard) and
+//!   `dump-<time>-enc.wav` (sent) per call;
+//! - the account line `<sip:EXT@REGISTRAR>;auth_pass=PW;regint=60;answermode=auto|manual;
+//!   audio_codecs=PCMA,PCMU,opus/48000/2` registers and answers;
+//! - `module_app ctrl_tcp.so` with `ctrl_tcp_listen IP:PORT` takes menu commands as netstring
+//!   JSON (`{"command":"accept"}`, `{"command":"hangup"}`), which is how a test answers a
+//!   manually-answering agent and hangs up, since 1.0 has no auto-answer delay.
+//! - `statmode_default off` stops the per-second status line being redrawn on stdout.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::process::{now, Peer};
+use super::{render_fixture, HarnessError};
+
+/// How baresip answers incoming calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// Answer at once.
+    Auto,
+    /// Ring until [`Baresip::accept`].
+    Manual,
+}
+
+/// One baresip agent's settings.
+#[derive(Debug, Clone)]
+pub struct BaresipConfig {
+    /// A name for logs.
+    pub name: String,
+    /// The extension (AOR user and digest username).
+    pub user: String,
+    /// Where it listens for SIP (UDP and TCP).
+    pub sip_listen: SocketAddr,
+    /// The registrar and password; `None` for an unregistered phone called directly.
+    pub registrar: Option<(SocketAddr, String)>,
+    /// How it answers.
+    pub answer: AnswerMode,
+    /// baresip codec names in preference order (`PCMU`, `PCMA`, `opus/48000/2`).
+    pub codecs: Vec<String>,
+    /// The WAV it plays as its microphone.
+    pub source_wav: PathBuf,
+    /// The first of the RTP ports it may use (it takes a range of 20 from here).
+    pub rtp_base: u16,
+    /// The ctrl_tcp address.
+    pub ctrl: SocketAddr,
+}
+
+/// A running baresip.
+#[derive(Debug)]
+pub struct Baresip {
+    peer: Peer,
+    config: BaresipConfig,
+    record_dir: PathBuf,
+}
+
+impl Baresip {
+    /// Writes its configuration under `dir/<name>/` and starts it; returns once it is ready.
+    pub fn start(config: BaresipConfig, dir: &Path) -> Result<Baresip, HarnessError> {
+        let home = dir.join(&config.name);
+        let record_dir = home.join("recordings");
+        std::fs::create_dir_all(&record_dir)
+            .map_err(|e| HarnessError::Setup(format!("creating {}: {e}", record_dir.display())))?;
+        let module_path = ["/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules"]
+            .into_iter()
+            .find(|p| Path::new(p).join("aufile.so").is_file())
+            .ok_or_else(|| {
+                HarnessError::Setup(
+                    "baresip modules (aufile.so) not found: install Debian package baresip-core"
+                        .into(),
+                )
+            })?;
+        let text = |p: &Path| p.to_string_lossy().into_owned();
+        render_fixture(
+            "baresip/config.tmpl",
+            &[
+                ("NAME", config.name.clone()),
+                ("SIP_LISTEN", config.sip_listen.to_string()),
+                ("SOURCE_WAV", text(&config.source_wav)),
+                (
+                    "RTP_PORTS",
+                    format!("{}-{}", config.rtp_base, config.rtp_base + 19),
+                ),
+                ("MODULE_PATH", module_path.to_owned()),
+                ("CTRL_LISTEN", config.ctrl.to_string()),
+                ("RECORD_DIR", text(&record_dir)),
+            ],
+            &home.join("config"),
+        )?;
+        let mut params = vec![
+            format!(
+                "answermode={}",
+                match config.answer {
+                    AnswerMode::Auto => "auto",
+                    AnswerMode::Manual => "manual",
+                }
+            ),
+            format!("audio_codecs={}", config.codecs.join(",")),
+        ];
+        let aor = match &config.registrar {
+            Some((registrar, password)) => {
+                params.push(format!("auth_pass={password}"));
+                params.push("regint=60".into());
+                format!("sip:{}@{registrar}", config.user)
+            }
+            None => {
+                params.push("regint=0".into());
+                format!("sip:{}@{}", config.user, config.sip_listen)
+            }
+        };
+        let params: String = params.iter().map(|p| format!(";{p}")).collect();
+        render_fixture(
+            "baresip/accounts.tmpl",
+            &[("AOR", aor), ("PARAMS", params)],
+            &home.join("accounts"),
+        )?;
+        std::fs::write(home.join("contacts"), "")
+            .map_err(|e| HarnessError::Setup(format!("writing contacts: {e}")))?;
+        let mut cmd = Command::new("baresip");
+        cmd.arg("-f").arg(&home);
+        let peer = Peer::spawn(&config.name, cmd, dir)?;
+        peer.wait_for_line(
+            &Regex::new("baresip is ready").expect("literal regex"),
+            Duration::from_secs(10),
+        )?;
+        Ok(Baresip {
+            peer,
+            config,
+            record_dir,
+        })
+    }
+
+    /// The process.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Its SIP address.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.config.sip_listen
+    }
+
+    /// Waits for its registration to succeed: baresip 1.0 prints
+    /// `1000@127.0.0.1: {0/UDP/v4} 200 OK () [1 binding]`.
+    pub fn wait_registered(&self, timeout: Duration) -> Result<String, HarnessError> {
+        self.peer.wait_for_line(
+            &Regex::new(r"\{\d+/(UDP|TCP)/v[46]\} 2\d\d ").expect("literal regex"),
+            timeout,
+        )
+    }
+
+    /// Waits for an incoming call to be announced.
+    pub fn wait_incoming(&self, timeout: Duration) -> Result<String, HarnessError> {
+        self.peer.wait_for_line(
+            &Regex::new(r"(?i)incoming call|answering call").expect("literal regex"),
+            timeout,
+        )
+    }
+
+    /// Waits for a call to be established.
+    pub fn wait_established(&self, timeout: Duration) -> Result<String, HarnessError> {
+        self.peer.wait_for_line(
+            &Regex::new("Call established").expect("literal regex"),
+            timeout,
+        )
+    }
+
+    /// Waits for a call to end.
+    pub fn wait_terminated(&self, timeout: Duration) -> Result<String, HarnessError> {
+        self.peer.wait_for_line(
+            &Regex::new("terminated|Call closed").expect("literal regex"),
+            timeout,
+        )
+    }
+
+    /// Answers the ringing call (ctrl_tcp `accept`).
+    pub fn accept(&self) -> Result<(), HarnessError> {
+        self.command("accept")
+    }
+
+    /// Hangs up the current call (ctrl_tcp `hangup`).
+    pub fn hangup(&self) -> Result<(), HarnessError> {
+        self.command("hangup")
+    }
+
+    /// Sends one menu command over ctrl_tcp and waits for its response.
+    pub fn command(&self, command: &str) -> Result<(), HarnessError> {
+        let token = format!("t{}", command.len());
+        let json = serde_json::json!({ "command": command, "params": "", "token": token });
+        let reply = ctrl_tcp_request(self.config.ctrl, &json.to_string(), &token)?;
+        if reply.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+            Ok(())
+        } else {
+            Err(HarnessError::Peer(format!(
+                "{}: ctrl_tcp `{command}` refused: {reply}",
+                self.config.name
+            )))
+        }
+    }
+
+    /// The recording of what it heard in the last call (`dump-*-dec.wav`).
+    pub fn heard(&self) -> Result<PathBuf, HarnessError> {
+        self.recording("-dec.wav")
+    }
+
+    /// The recording of what it sent in the last call (`dump-*-enc.wav`).
+    pub fn sent(&self) -> Result<PathBuf, HarnessError> {
+        self.recording("-enc.wav")
+    }
+
+    /// Bytes of audio data recorded so far in the last call's heard file (0 before one).
+    pub fn heard_bytes(&self) -> u64 {
+        self.heard()
+            .ok()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len().saturating_sub(44))
+    }
+
+    fn recording(&self, suffix: &str) -> Result<PathBuf, HarnessError> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.record_dir)
+            .map_err(|e| HarnessError::Peer(format!("reading {}: {e}", self.record_dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        found.sort();
+        found.pop().ok_or_else(|| {
+            HarnessError::Peer(format!(
+                "{}: no *{suffix} recording in {}",
+                self.config.name,
+                self.record_dir.display()
+            ))
+        })
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL to its group after 5 s).
+    pub fn stop(&self) -> Result<(), HarnessError> {
+        self.peer.stop("TERM", Duration::from_secs(5)).map(|_| ())
+    }
+}
+
+/// One ctrl_tcp request: a netstring `LEN:JSON,`; replies and events come back the same way.
+/// Returns the response carrying `token`.
+fn ctrl_tcp_request(
+    addr: SocketAddr,
+    json: &str,
+    token: &str,
+) -> Result<serde_json::Value, HarnessError> {
+    let fail =
+        |what: &str, e: std::io::Error| HarnessError::Peer(format!("ctrl_tcp {addr}: {what}: {e}"));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| fail("connect", e))?;
+    stream
+        .write_all(format!("{}:{json},", json.len()).as_bytes())
+        .map_err(|e| fail("send", e))?;
+    let deadline = now() + Duration::from_secs(5);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some((frame, used)) = netstring(&buf) {
+            let value: serde_json::Value = serde_json::from_slice(frame)
+                .map_err(|e| HarnessError::Peer(format!("ctrl_tcp {addr}: bad JSON: {e}")))?;
+            buf.drain(..used);
+            if value.get("response").is_some()
+                && value.get("token").and_then(|t| t.as_str()) == Some(token)
+            {
+                return Ok(value);
+            }
+        }
+        let left = deadline.saturating_duration_since(now());
+        if left.is_zero() {
+            return Err(HarnessError::Peer(format!(
+                "ctrl_tcp {addr}: no response to {json}"
+            )));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| fail("timeout", e))?;
+        let n = stream.read(&mut chunk).map_err(|e| fail("read", e))?;
+        if n == 0 {
+            return Err(HarnessError::Peer(format!(
+                "ctrl_tcp {addr}: closed before responding"
+            )));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The first complete netstring in `buf` and the bytes it used.
+fn netstring(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let colon = buf.iter().position(|&b| b == b':')?;
+    let len: usize = std::str::from_utf8(&buf[..colon]).ok()?.parse().ok()?;
+    let end = colon + 1 + len;
+    (buf.len() > end && buf[end] == b',').then(|| (&buf[colon + 1..end], end + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netstrings_are_split_whole_only() {
+        let buf = b"5:hello,3:ab";
+        let (frame, used) = netstring(buf).expect("first frame complete");
+        assert_eq!(frame, b"hello");
+        assert_eq!(used, 8);
+        assert_eq!(netstring(&buf[used..]), None, "second frame is incomplete");
+    }
+}

@@ -1,0 +1,238 @@
+//! A tshark tap on the loopback interface: writes a pcap in the test dir, prints one line per
+//! packet (`-P -l`) so a test can wait for "N packets seen", and decodes the RTP it caught.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::audio::{Law, Pcm};
+use super::process::Peer;
+use super::HarnessError;
+
+/// A running capture.
+#[derive(Debug)]
+pub struct Tap {
+    peer: Peer,
+    pcap: PathBuf,
+}
+
+impl Tap {
+    /// Starts `tshark -i lo -f FILTER -w DIR/NAME.pcap -P -l` and waits until it is capturing.
+    pub fn start(name: &str, filter: &str, dir: &Path) -> Result<Tap, HarnessError> {
+        let pcap = dir.join(format!("{name}.pcap"));
+        let mut cmd = Command::new("tshark");
+        cmd.args(["-i", "lo", "-n", "-f", filter, "-P", "-l", "-w"])
+            .arg(&pcap);
+        let peer = Peer::spawn(name, cmd, dir)?;
+        peer.wait_for_line(
+            &Regex::new("Capturing on").expect("literal regex"),
+            Duration::from_secs(10),
+        )?;
+        Ok(Tap { peer, pcap })
+    }
+
+    /// The pcap file it writes.
+    pub fn pcap(&self) -> &Path {
+        &self.pcap
+    }
+
+    /// Waits until it has printed `count` packet lines.
+    pub fn wait_packets(&self, count: usize, timeout: Duration) -> Result<(), HarnessError> {
+        self.peer
+            .wait_for_lines(
+                &Regex::new(r"^\s*\d+\s+\d+\.\d+\s").expect("literal regex"),
+                count,
+                timeout,
+            )
+            .map(|_| ())
+    }
+
+    /// Stops the capture (SIGINT, so the pcap is complete) and returns the file.
+    pub fn stop(&self) -> Result<PathBuf, HarnessError> {
+        self.peer.stop("INT", Duration::from_secs(5))?;
+        Ok(self.pcap.clone())
+    }
+}
+
+/// One RTP packet from a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpPacket {
+    /// Seconds since the first packet of the capture.
+    pub time: String,
+    /// Source address.
+    pub src: SocketAddr,
+    /// Destination address.
+    pub dst: SocketAddr,
+    /// Payload type.
+    pub payload_type: u8,
+    /// Sequence number.
+    pub seq: u16,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+impl RtpPacket {
+    /// [`RtpPacket::time`] as seconds.
+    pub fn seconds(&self) -> f64 {
+        self.time.parse().unwrap_or(0.0)
+    }
+}
+
+/// The RTP packets in `pcap` sent to UDP port `port` (decoded as RTP with `-d udp.port==PORT,rtp`).
+pub fn rtp_to_port(pcap: &Path, port: u16) -> Result<Vec<RtpPacket>, HarnessError> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-n", "-d", &format!("udp.port=={port},rtp")])
+        .args(["-Y", &format!("rtp && udp.dstport=={port}")])
+        .args(["-T", "fields", "-E", "separator=/t"])
+        .args([
+            "-e",
+            "frame.time_relative",
+            "-e",
+            "ip.src",
+            "-e",
+            "udp.srcport",
+        ])
+        .args([
+            "-e",
+            "ip.dst",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "rtp.p_type",
+            "-e",
+            "rtp.seq",
+        ])
+        .args(["-e", "rtp.payload"])
+        .output()
+        .map_err(|e| HarnessError::Setup(format!("running tshark -r: {e}")))?;
+    if !out.status.success() {
+        return Err(HarnessError::Peer(format!(
+            "tshark -r {}: {}",
+            pcap.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bad = |line: &str| HarnessError::Peer(format!("tshark RTP line not understood: {line:?}"));
+    let mut packets = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() < 8 {
+            return Err(bad(line));
+        }
+        let addr =
+            |ip: &str, port: &str| -> Option<SocketAddr> { format!("{ip}:{port}").parse().ok() };
+        let hex: String = f[7].chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        let payload = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| bad(line))?;
+        packets.push(RtpPacket {
+            time: f[0].to_owned(),
+            src: addr(f[1], f[2]).ok_or_else(|| bad(line))?,
+            dst: addr(f[3], f[4]).ok_or_else(|| bad(line))?,
+            payload_type: f[5].parse().map_err(|_| bad(line))?,
+            seq: f[6].parse().map_err(|_| bad(line))?,
+            payload,
+        });
+    }
+    Ok(packets)
+}
+
+/// Decodes G.711 packets onto an 8 kHz timeline by arrival time (loopback jitter is far below
+/// a 20 ms packet), so "what was heard when" survives a change of SSRC or timestamp base.
+/// Packets of other payload types (telephone-event, comfort noise) are left out.
+pub fn g711_timeline(packets: &[RtpPacket]) -> Pcm {
+    let start = packets.first().map_or(0.0, RtpPacket::seconds);
+    let mut samples: Vec<f32> = Vec::new();
+    for packet in packets {
+        let law = match packet.payload_type {
+            0 => Law::Mu,
+            8 => Law::A,
+            _ => continue,
+        };
+        let at = ((packet.seconds() - start) * 8000.0).round().max(0.0) as usize;
+        if samples.len() < at + packet.payload.len() {
+            samples.resize(at + packet.payload.len(), 0.0);
+        }
+        for (i, &code) in packet.payload.iter().enumerate() {
+            samples[at + i] = f32::from(decode_g711(law, code)) / 32768.0;
+        }
+    }
+    Pcm {
+        rate: 8000,
+        samples,
+    }
+}
+
+/// ITU-T G.711 expansion of one code, written from the standard's segment/mantissa layout so
+/// the oracle does not share code with the dialer's codec.
+fn decode_g711(law: Law, code: u8) -> i16 {
+    match law {
+        Law::A => {
+            let a = code ^ 0x55;
+            let segment = (a >> 4) & 0x07;
+            let mantissa = i32::from(a & 0x0f);
+            let magnitude = if segment == 0 {
+                (mantissa << 4) + 8
+            } else {
+                ((mantissa << 4) + 0x108) << (segment - 1)
+            };
+            let value = if a & 0x80 != 0 { magnitude } else { -magnitude };
+            value as i16
+        }
+        Law::Mu => {
+            let u = !code;
+            let segment = (u >> 4) & 0x07;
+            let mantissa = i32::from(u & 0x0f);
+            let magnitude = (((mantissa << 3) + 0x84) << segment) - 0x84;
+            let value = if u & 0x80 != 0 { -magnitude } else { magnitude };
+            value as i16
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn g711_expansion_matches_the_standard_end_points() {
+        // ITU-T G.711 Tables 1a/2a: A-law 0xD5 is +8, 0x55 is -8, 0xAA is +32256;
+        // µ-law 0xFF is 0, 0x80 is +32124, 0x00 is -32124.
+        assert_eq!(decode_g711(Law::A, 0xd5), 8);
+        assert_eq!(decode_g711(Law::A, 0x55), -8);
+        assert_eq!(decode_g711(Law::A, 0xaa), 32256);
+        assert_eq!(decode_g711(Law::Mu, 0xff), 0);
+        assert_eq!(decode_g711(Law::Mu, 0x80), 32124);
+        assert_eq!(decode_g711(Law::Mu, 0x00), -32124);
+    }
+
+    #[test]
+    fn timeline_places_packets_by_arrival() {
+        let packet = |time: &str, pt: u8, byte: u8| RtpPacket {
+            time: time.into(),
+            src: "127.0.0.1:1".parse().unwrap(),
+            dst: "127.0.0.1:2".parse().unwrap(),
+            payload_type: pt,
+            seq: 0,
+            payload: vec![byte; 160],
+        };
+        let pcm = g711_timeline(&[
+            packet("0.000", 8, 0xaa),
+            packet("0.040", 8, 0xaa),
+            packet("0.060", 101, 0x00),
+        ]);
+        assert_eq!(pcm.samples.len(), 320 + 160);
+        assert!(pcm.samples[..160].iter().all(|&s| s > 0.9));
+        assert!(
+            pcm.samples[160..320].iter().all(|&s| s == 0.0),
+            "gap stays silent"
+        );
+    }
+}
