@@ -49,3 +49,4 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod pcap;
+pub mod registrar;
