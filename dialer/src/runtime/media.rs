@@ -325,6 +325,8 @@ impl MediaTask {
                 }
             }
         }
+        // Ports go back to the pool before the task reports Closed.
+        drop(sockets);
         state.close();
     }
 }
