@@ -950,3 +950,25 @@ fn dialer_calls_agents_and_hangup_print_tables_json_and_errors() {
     assert_eq!(unknown.status.code(), Some(1));
     assert_eq!(text(&unknown.stderr), "dialer: no call 42\n");
 }
+
+#[test]
+fn dialer_call_colours_events_and_the_ladder_when_asked() {
+    let h = Harness::start(Setup::default());
+    let out = dialer_bin(
+        &[
+            "call", "5551234", "--agent", "1001", "--ladder", "--color", "always", "--api", &h.base,
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("\x1b[32m[1] bridged with the agent (opus, transcoding)\x1b[0m"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\x1b[31m        0.030 <-- 198.51.100.1:5060     407 "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\x1b[36m        0.001 --> "), "{stdout}");
+}
