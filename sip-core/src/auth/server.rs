@@ -17,8 +17,8 @@ use super::ParseError;
 /// Length of the HMAC tag kept in a nonce: 128 bits, enough that forging one by guessing is
 /// hopeless, and half the nonce length of a full SHA-256 tag.
 const TAG_LEN: usize = 16;
-/// A nonce: 8 octets of timestamp and the tag, in hex.
-const NONCE_HEX_LEN: usize = 2 * (8 + TAG_LEN);
+/// A nonce: 8 octets of timestamp, 8 of serial number and the tag, in hex.
+const NONCE_HEX_LEN: usize = 2 * (8 + 8 + TAG_LEN);
 
 /// Server configuration.
 #[derive(Clone)]
@@ -147,8 +147,10 @@ pub enum RejectReason {
 
 /// A digest server: issues challenges and verifies credentials.
 ///
-/// Nonces are `hex(timestamp) || hex(HMAC-SHA256(secret, timestamp || realm)[..16])`, so the
-/// server needs no table to know a nonce is its own and when it was issued; the only state
+/// Nonces are `hex(timestamp) || hex(serial) || hex(HMAC-SHA256(secret, timestamp || serial ||
+/// realm)[..16])`, so the server needs no table to know a nonce is its own and when it was
+/// issued. The serial makes every nonce unique, even two issued in the same second to two
+/// clients (each then has its own nonce count, RFC 7616 §3.4); the only state
 /// is the last nonce count of each nonce in use, bounded by
 /// [`ServerConfig::max_tracked_nonces`].
 #[derive(Debug)]
@@ -160,6 +162,8 @@ pub struct DigestServer {
     order: VecDeque<(String, u64)>,
     /// Every nonce dropped from `counts` to respect the bound has a timestamp at or below this.
     forgotten_up_to: Option<u64>,
+    /// Serial number of the next nonce.
+    serial: std::sync::atomic::AtomicU64,
 }
 
 fn timestamp(now: Duration) -> u64 {
@@ -174,6 +178,7 @@ impl DigestServer {
             counts: HashMap::new(),
             order: VecDeque::new(),
             forgotten_up_to: None,
+            serial: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -182,10 +187,11 @@ impl DigestServer {
         &self.config
     }
 
-    fn tag(&self, timestamp: u64) -> [u8; 32] {
+    fn tag(&self, timestamp: u64, serial: u64) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.config.secret)
             .expect("HMAC takes keys of any length");
         mac.update(&timestamp.to_be_bytes());
+        mac.update(&serial.to_be_bytes());
         mac.update(self.config.realm.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -193,8 +199,12 @@ impl DigestServer {
     /// A fresh nonce for time `now` (a duration since the epoch the caller uses throughout).
     pub fn nonce(&self, now: Duration) -> String {
         let timestamp = timestamp(now);
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut nonce = to_hex(&timestamp.to_be_bytes());
-        nonce.push_str(&to_hex(&self.tag(timestamp)[..TAG_LEN]));
+        nonce.push_str(&to_hex(&serial.to_be_bytes()));
+        nonce.push_str(&to_hex(&self.tag(timestamp, serial)[..TAG_LEN]));
         nonce
     }
 
@@ -204,10 +214,12 @@ impl DigestServer {
             return None;
         }
         let bytes = from_hex(nonce)?;
-        let (time, tag) = bytes.split_at(8);
+        let (time, rest) = bytes.split_at(8);
+        let (serial, tag) = rest.split_at(8);
         let timestamp = u64::from_be_bytes(time.try_into().ok()?);
+        let serial = u64::from_be_bytes(serial.try_into().ok()?);
         // Constant time, so that the tag cannot be found byte by byte (RFC 7616 §5.4).
-        let valid: bool = self.tag(timestamp)[..TAG_LEN].ct_eq(tag).into();
+        let valid: bool = self.tag(timestamp, serial)[..TAG_LEN].ct_eq(tag).into();
         valid.then_some(timestamp)
     }
 

@@ -328,7 +328,16 @@ fn answer(
     request: &DigestRequest<'_>,
     nc: u32,
 ) -> String {
-    let challenges = server.challenges(now, false);
+    answer_with(&server.challenges(now, false), credentials, request, nc)
+}
+
+/// Answers one given challenge (the same nonce each time) with nonce count `nc`.
+fn answer_with(
+    challenges: &[String],
+    credentials: &Credentials,
+    request: &DigestRequest<'_>,
+    nc: u32,
+) -> String {
     let challenge = select_challenge(challenges.iter().map(String::as_str)).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(u64::from(nc));
     let cnonce = generate_cnonce(&mut rng);
@@ -473,7 +482,8 @@ fn wrong_password_with_expired_nonce_is_rejected_not_stale() {
 #[test]
 fn replayed_nonce_count_is_rejected_and_increasing_counts_pass() {
     let mut server = server(Algorithm::Sha512_256, vec![Qop::Auth]);
-    let first = answer(&server, T0, &alice(), &REGISTER, 1);
+    let challenges = server.challenges(T0, false);
+    let first = answer_with(&challenges, &alice(), &REGISTER, 1);
     assert!(matches!(
         server.verify(T0, &REGISTER, &first, alice_lookup),
         Verification::Authenticated { .. }
@@ -482,17 +492,17 @@ fn replayed_nonce_count_is_rejected_and_increasing_counts_pass() {
         server.verify(T0, &REGISTER, &first, alice_lookup),
         Verification::Rejected(RejectReason::NonceCountReplay { nc: 1, last: 1 })
     );
-    let third = answer(&server, T0, &alice(), &REGISTER, 3);
+    let third = answer_with(&challenges, &alice(), &REGISTER, 3);
     assert!(matches!(
         server.verify(T0, &REGISTER, &third, alice_lookup),
         Verification::Authenticated { .. }
     ));
-    let zero = answer(&server, T0, &alice(), &REGISTER, 0);
+    let zero = answer_with(&challenges, &alice(), &REGISTER, 0);
     assert_eq!(
         server.verify(T0, &REGISTER, &zero, alice_lookup),
         Verification::Rejected(RejectReason::NonceCountReplay { nc: 0, last: 0 })
     );
-    let second = answer(&server, T0, &alice(), &REGISTER, 2);
+    let second = answer_with(&challenges, &alice(), &REGISTER, 2);
     assert_eq!(
         server.verify(T0, &REGISTER, &second, alice_lookup),
         Verification::Rejected(RejectReason::NonceCountReplay { nc: 2, last: 3 })
@@ -993,5 +1003,23 @@ fn parsers_and_verifier_never_panic_on_random_input() {
             &REGISTER,
             &mut rng.clone() as &mut dyn RngCore,
         );
+    }
+}
+
+#[test]
+fn nonces_issued_in_the_same_second_differ_and_each_verifies() {
+    let mut server = server(Algorithm::Md5, vec![Qop::Auth]);
+    let a = server.challenges(T0, false);
+    let b = server.challenges(T0, false);
+    assert_ne!(
+        a, b,
+        "two clients challenged in one second get their own nonces"
+    );
+    for challenges in [&a, &b] {
+        let value = answer_with(challenges, &alice(), &REGISTER, 1);
+        assert!(matches!(
+            server.verify(T0, &REGISTER, &value, alice_lookup),
+            Verification::Authenticated { .. }
+        ));
     }
 }
