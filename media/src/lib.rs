@@ -9,7 +9,8 @@
 //! - [`rtp`], [`rtcp`]: RTP read (rtp-rs) and build, RTCP told apart by packet type (RFC 5761
 //!   §4), SR/RR build and parse, receive statistics (RFC 3550 A.1, A.3, A.8), the 5 s schedule.
 //! - [`codec`]: G.711 by table, Opus through libopus (audiopus), 8 <-> 48 kHz polyphase FIR,
-//!   packet-loss concealment, and a [`codec::Transcoder`].
+//!   packet-loss concealment, and a [`codec::Transcoder`]; between Opus and G.711 libopus runs
+//!   at 8 kHz, so that path resamples nothing (the Opus RTP clock stays 48 kHz, RFC 7587).
 //! - [`playback`]: ringback WAVs read once (hound, and G.711 WAVs directly), encoded once per
 //!   codec into shared 20 ms frames, looped per call.
 //! - [`relay`]: two legs per call, in-place header rewrite, pass-through or transcoding,

@@ -9,7 +9,6 @@
 use std::collections::VecDeque;
 use std::io::{self, Seek, SeekFrom, Write};
 
-use crate::codec::resample::Downsampler;
 use crate::codec::{Codec, CodecError, Decoder, MAX_FRAME_SAMPLES};
 use crate::relay::Side;
 
@@ -108,7 +107,6 @@ pub enum RecordError {
 #[derive(Debug)]
 struct Channel {
     decoder: Decoder,
-    down: Option<Downsampler>,
     ready: VecDeque<i16>,
 }
 
@@ -125,7 +123,6 @@ pub struct Recorder<W: Write + Seek> {
     left: Vec<i16>,
     right: Vec<i16>,
     pcm: Vec<i16>,
-    narrow: Vec<i16>,
 }
 
 impl<W: Write + Seek> Recorder<W> {
@@ -133,8 +130,8 @@ impl<W: Write + Seek> Recorder<W> {
     pub fn new(out: W, customer: Codec, agent: Codec) -> Result<Recorder<W>, RecordError> {
         let channel = |codec: Codec| -> Result<Channel, CodecError> {
             Ok(Channel {
-                decoder: Decoder::new(codec)?,
-                down: (codec.pcm_rate() == 48000).then(Downsampler::new),
+                // Opus decodes straight to 8 kHz (libopus's own rate conversion).
+                decoder: Decoder::with_rate(codec, 8000)?,
                 ready: VecDeque::with_capacity(16000),
             })
         };
@@ -145,7 +142,6 @@ impl<W: Write + Seek> Recorder<W> {
             left: Vec::with_capacity(16000),
             right: Vec::with_capacity(16000),
             pcm: vec![0; MAX_FRAME_SAMPLES],
-            narrow: vec![0; MAX_FRAME_SAMPLES],
         })
     }
 
@@ -157,8 +153,7 @@ impl<W: Write + Seek> Recorder<W> {
             Side::Agent => 1,
         }];
         if channel.decoder.codec() != codec {
-            channel.decoder = Decoder::new(codec)?;
-            channel.down = (codec.pcm_rate() == 48000).then(Downsampler::new);
+            channel.decoder = Decoder::with_rate(codec, 8000)?;
         }
         Ok(())
     }
@@ -170,13 +165,7 @@ impl<W: Write + Seek> Recorder<W> {
             Side::Agent => 1,
         }];
         let n = channel.decoder.decode(payload, &mut self.pcm)?;
-        let samples: &[i16] = match &mut channel.down {
-            Some(down) => {
-                let m = down.process(&self.pcm[..n], &mut self.narrow);
-                &self.narrow[..m]
-            }
-            None => &self.pcm[..n],
-        };
+        let samples = &self.pcm[..n];
         channel.ready.extend(samples.iter().copied());
         self.drain(false)
     }

@@ -1,8 +1,13 @@
 //! Audio codecs on the transcoding path: G.711 (table driven), Opus (libopus through audiopus),
 //! 8 <-> 48 kHz resampling, and packet-loss concealment.
 //!
-//! Opus runs at 48 kHz mono: RFC 7587 fixes its RTP clock at 48 kHz, and decoding a stereo
-//! stream into a mono decoder downmixes it, which is what a phone call wants.
+//! Opus runs mono (decoding a stereo stream into a mono decoder downmixes it, which is what a
+//! phone call wants), at 48 kHz by default and at 8 kHz when the other side of a
+//! [`Transcoder`] is G.711: libopus encodes and decodes 8 kHz PCM directly (RFC 6716 §2: the
+//! API rates are 8, 12, 16, 24 and 48 kHz), so the G.711 <-> Opus path needs no resampler, and
+//! an 8 kHz source has nothing above 4 kHz to lose. The RTP clock of Opus stays 48 kHz whatever
+//! the PCM rate (RFC 7587 §4.1): timestamps are scaled by the caller, and [`Transcoder`]
+//! reports durations at the RTP clock.
 
 pub mod g711;
 pub mod resample;
@@ -42,7 +47,8 @@ impl From<audiopus::Error> for CodecError {
 }
 
 impl Codec {
-    /// The sample rate the codec's decoder produces and its encoder takes here.
+    /// The sample rate the codec's decoder produces and its encoder takes by default (see
+    /// [`Decoder::with_rate`] for Opus at 8 kHz).
     pub fn pcm_rate(self) -> u32 {
         self.clock_rate()
     }
@@ -56,10 +62,26 @@ impl Codec {
     }
 }
 
+fn opus_rate(rate: u32) -> Result<SampleRate, CodecError> {
+    Ok(match rate {
+        8000 => SampleRate::Hz8000,
+        12000 => SampleRate::Hz12000,
+        16000 => SampleRate::Hz16000,
+        24000 => SampleRate::Hz24000,
+        48000 => SampleRate::Hz48000,
+        _ => {
+            return Err(CodecError::Opus(format!(
+                "{rate} Hz is not an Opus API rate"
+            )))
+        }
+    })
+}
+
 /// Decodes one incoming stream and conceals its lost packets.
 #[derive(Debug)]
 pub struct Decoder {
     codec: Codec,
+    rate: u32,
     opus: Option<OpusDecoder>,
     /// The last decoded frame, repeated with a fade to conceal G.711 loss.
     last: Vec<i16>,
@@ -68,14 +90,24 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder for `codec`.
+    /// A decoder for `codec` at [`Codec::pcm_rate`].
     pub fn new(codec: Codec) -> Result<Decoder, CodecError> {
-        let opus = match codec {
-            Codec::Opus => Some(OpusDecoder::new(SampleRate::Hz48000, Channels::Mono)?),
-            Codec::Pcmu | Codec::Pcma => None,
+        Decoder::with_rate(codec, codec.pcm_rate())
+    }
+
+    /// A decoder for `codec` producing `rate` Hz: for Opus any of 8, 12, 16, 24 or 48 kHz
+    /// (libopus decodes every stream at any of them); G.711 is always 8 kHz.
+    pub fn with_rate(codec: Codec, rate: u32) -> Result<Decoder, CodecError> {
+        let (opus, rate) = match codec {
+            Codec::Opus => (
+                Some(OpusDecoder::new(opus_rate(rate)?, Channels::Mono)?),
+                rate,
+            ),
+            Codec::Pcmu | Codec::Pcma => (None, 8000),
         };
         Ok(Decoder {
             codec,
+            rate,
             opus,
             last: vec![0; MAX_FRAME_SAMPLES],
             last_len: 0,
@@ -88,7 +120,12 @@ impl Decoder {
         self.codec
     }
 
-    /// Decodes one RTP payload into `out` at [`Codec::pcm_rate`]; returns the sample count.
+    /// The PCM rate it decodes to.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Decodes one RTP payload into `out` at [`Decoder::rate`]; returns the sample count.
     pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         self.concealed = 0;
         let n = match (&mut self.opus, self.codec.law()) {
@@ -142,6 +179,7 @@ impl Decoder {
 #[derive(Debug)]
 pub struct Encoder {
     codec: Codec,
+    rate: u32,
     opus: Option<OpusEncoder>,
 }
 
@@ -149,22 +187,34 @@ impl Encoder {
     /// An encoder for `codec`. Opus is set for speech (`Application::Voip`) with in-band FEC,
     /// as our SDP advertises `useinbandfec=1`.
     pub fn new(codec: Codec) -> Result<Encoder, CodecError> {
-        let opus = match codec {
+        Encoder::with_rate(codec, codec.pcm_rate())
+    }
+
+    /// An encoder for `codec` taking `rate` Hz PCM: for Opus any of 8, 12, 16, 24 or 48 kHz
+    /// (at 8 kHz libopus codes narrowband SILK directly); G.711 is always 8 kHz.
+    pub fn with_rate(codec: Codec, rate: u32) -> Result<Encoder, CodecError> {
+        let (opus, rate) = match codec {
             Codec::Opus => {
                 let mut encoder =
-                    OpusEncoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip)?;
+                    OpusEncoder::new(opus_rate(rate)?, Channels::Mono, Application::Voip)?;
                 encoder.set_inband_fec(true)?;
                 encoder.set_packet_loss_perc(5)?;
-                // Complexity 5 and a narrowband ceiling halve the encoder's CPU (measured in
-                // benches/media.rs: 109 -> 57 us per 20 ms) and lose nothing on this path,
-                // whose audio comes from, or goes to, 8 kHz G.711 or 8 kHz prompts.
-                encoder.set_complexity(5)?;
+                // Complexity 3 and a narrowband ceiling: this encoder's input is 8 kHz G.711
+                // or an 8 kHz prompt, so there is nothing above 4 kHz to code. Measured in
+                // benches/media.rs (20 ms from PCMU): 48 kHz input at complexity 5, 58 us;
+                // 8 kHz input at 5, 38 us; at 3, 31 us, with this module's tone and level tests holding.
+                encoder.set_complexity(3)?;
                 encoder.set_max_bandwidth(audiopus::Bandwidth::Narrowband)?;
-                Some(encoder)
+                (Some(encoder), rate)
             }
-            Codec::Pcmu | Codec::Pcma => None,
+            Codec::Pcmu | Codec::Pcma => (None, 8000),
         };
-        Ok(Encoder { codec, opus })
+        Ok(Encoder { codec, rate, opus })
+    }
+
+    /// The PCM rate it takes.
+    pub fn rate(&self) -> u32 {
+        self.rate
     }
 
     /// The codec.
@@ -172,12 +222,19 @@ impl Encoder {
         self.codec
     }
 
-    /// Encodes `pcm` (at [`Codec::pcm_rate`]) into one RTP payload; returns its length.
+    /// Encodes `pcm` (at [`Encoder::rate`]) into one RTP payload; returns its length.
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
         match (&mut self.opus, self.codec.law()) {
             (Some(opus), _) => {
-                if ![120, 240, 480, 960, 1920, 2880].contains(&pcm.len()) {
-                    return Err(CodecError::FrameDuration(pcm.len()));
+                // 2.5, 5, 10, 20, 40 or 60 ms (RFC 6716 §2.1.4).
+                let per_2_5_ms = self.rate as usize / 400;
+                if ![1, 2, 4, 8, 16, 24]
+                    .iter()
+                    .any(|&k| k * per_2_5_ms == pcm.len())
+                {
+                    return Err(CodecError::FrameDuration(
+                        pcm.len() * 48000 / self.rate as usize,
+                    ));
                 }
                 Ok(opus.encode(pcm, out)?)
             }
@@ -204,16 +261,41 @@ pub struct Transcoder {
 }
 
 impl Transcoder {
-    /// A transcoder from `from` to `to`.
+    /// A transcoder from `from` to `to`. Between Opus and G.711 libopus runs at 8 kHz, so no
+    /// resampling is done (see the module docs); the resamplers serve a decoder and encoder
+    /// whose rates differ, which [`Transcoder::with_rates`] allows.
     pub fn new(from: Codec, to: Codec) -> Result<Transcoder, CodecError> {
-        let (up, down) = match (from.pcm_rate(), to.pcm_rate()) {
+        let rate = if from == Codec::Opus && to == Codec::Opus {
+            48000
+        } else {
+            8000
+        };
+        Transcoder::with_rates(from, rate, to, rate)
+    }
+
+    /// A transcoder decoding `from` at `from_rate` and encoding `to` at `to_rate`; the rates
+    /// are equal, or 8 and 48 kHz either way (the polyphase FIR of [`resample`]).
+    pub fn with_rates(
+        from: Codec,
+        from_rate: u32,
+        to: Codec,
+        to_rate: u32,
+    ) -> Result<Transcoder, CodecError> {
+        let decoder = Decoder::with_rate(from, from_rate)?;
+        let encoder = Encoder::with_rate(to, to_rate)?;
+        let (up, down) = match (decoder.rate(), encoder.rate()) {
             (8000, 48000) => (Some(Upsampler::new()), None),
             (48000, 8000) => (None, Some(Downsampler::new())),
-            _ => (None, None),
+            (a, b) if a == b => (None, None),
+            (a, b) => {
+                return Err(CodecError::Opus(format!(
+                    "no resampler from {a} Hz to {b} Hz"
+                )))
+            }
         };
         Ok(Transcoder {
-            decoder: Decoder::new(from)?,
-            encoder: Encoder::new(to)?,
+            decoder,
+            encoder,
             up,
             down,
             decoded: vec![0; MAX_FRAME_SAMPLES],
@@ -231,7 +313,8 @@ impl Transcoder {
         self.encoder.codec()
     }
 
-    /// Transcodes one payload into `out`; returns (payload length, samples at the target clock).
+    /// Transcodes one payload into `out`; returns (payload length, duration in the target's
+    /// RTP clock units).
     pub fn transcode(
         &mut self,
         payload: &[u8],
@@ -241,13 +324,16 @@ impl Transcoder {
         self.finish(n, out)
     }
 
-    /// Encodes concealment for one lost packet of `source_samples` (at the source clock).
+    /// Encodes concealment for one lost packet lasting `source_samples` of the source's RTP
+    /// clock.
     pub fn conceal(
         &mut self,
         source_samples: usize,
         out: &mut [u8],
     ) -> Result<(usize, usize), CodecError> {
-        let n = self.decoder.conceal(source_samples, &mut self.decoded)?;
+        let clock = self.decoder.codec().clock_rate() as usize;
+        let samples = source_samples * self.decoder.rate() as usize / clock;
+        let n = self.decoder.conceal(samples, &mut self.decoded)?;
         self.finish(n, out)
     }
 
@@ -265,7 +351,8 @@ impl Transcoder {
             &self.decoded[..n]
         };
         let len = self.encoder.encode(pcm, out)?;
-        Ok((len, pcm.len()))
+        let clock = self.encoder.codec().clock_rate() as usize;
+        Ok((len, pcm.len() * clock / self.encoder.rate() as usize))
     }
 }
 
@@ -382,5 +469,88 @@ mod tests {
         }
         let ratio = rms(&result[2000..]) / rms(&pcm[2000..]);
         assert!((0.7..1.3).contains(&ratio), "level ratio {ratio}");
+    }
+
+    /// Power of `x` at `hz` (Goertzel), for checking a tone survives.
+    fn power_at(x: &[i16], hz: f64, rate: f64) -> f64 {
+        let w = 2.0 * std::f64::consts::PI * hz / rate;
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in x {
+            let s0 = f64::from(v) + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+    }
+
+    fn tone(hz: f64, len: usize, rate: f64) -> Vec<i16> {
+        (0..len)
+            .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * hz * n as f64 / rate).sin()) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn g711_to_opus_runs_libopus_at_8_khz_and_a_48_khz_receiver_hears_the_tone() {
+        let mut to_opus = Transcoder::new(Codec::Pcmu, Codec::Opus).expect("transcoder");
+        assert_eq!(
+            (to_opus.decoder.rate(), to_opus.encoder.rate()),
+            (8000, 8000)
+        );
+        assert!(
+            to_opus.up.is_none() && to_opus.down.is_none(),
+            "no resampler"
+        );
+        // The softphone decodes at 48 kHz, as most do.
+        let mut far_end = Decoder::new(Codec::Opus).expect("decoder");
+        let pcm = tone(1000.0, 8000, 8000.0);
+        let mut packet = [0u8; 1500];
+        let mut out = vec![0i16; MAX_FRAME_SAMPLES];
+        let mut heard = Vec::new();
+        for frame in pcm.chunks(160) {
+            let ulaw: Vec<u8> = frame
+                .iter()
+                .map(|&s| g711::encode_sample(Law::Mu, s))
+                .collect();
+            let (len, duration) = to_opus.transcode(&ulaw, &mut packet).expect("encodes");
+            assert_eq!(
+                duration, 960,
+                "20 ms in Opus's 48 kHz RTP clock (RFC 7587 §4.1)"
+            );
+            let n = far_end.decode(&packet[..len], &mut out).expect("decodes");
+            assert_eq!(n, 960);
+            heard.extend_from_slice(&out[..n]);
+        }
+        let settled = &heard[9600..];
+        let ratio = rms(settled) / rms(&pcm[1600..]);
+        assert!((0.7..1.3).contains(&ratio), "level ratio {ratio}");
+        let at_tone = power_at(settled, 1000.0, 48000.0);
+        assert!(at_tone > 100.0 * power_at(settled, 1500.0, 48000.0));
+        assert!(at_tone > 100.0 * power_at(settled, 3000.0, 48000.0));
+    }
+
+    #[test]
+    fn opus_from_a_48_khz_sender_is_decoded_at_8_khz_to_g711_with_the_tone_intact() {
+        let mut sender = Encoder::new(Codec::Opus).expect("encoder");
+        let mut to_pcma = Transcoder::new(Codec::Opus, Codec::Pcma).expect("transcoder");
+        assert_eq!(to_pcma.decoder.rate(), 8000);
+        let pcm = tone(440.0, 48000, 48000.0);
+        let mut packet = [0u8; 1500];
+        let mut alaw = [0u8; 1500];
+        let mut heard = Vec::new();
+        for frame in pcm.chunks(960) {
+            let len = sender.encode(frame, &mut packet).expect("encodes");
+            let (n, duration) = to_pcma
+                .transcode(&packet[..len], &mut alaw)
+                .expect("decodes");
+            assert_eq!((n, duration), (160, 160));
+            heard.extend(alaw[..n].iter().map(|&c| g711::decode_sample(Law::A, c)));
+        }
+        let settled = &heard[1600..];
+        let ratio = rms(settled) / rms(&pcm[9600..]);
+        assert!((0.7..1.3).contains(&ratio), "level ratio {ratio}");
+        assert!(power_at(settled, 440.0, 8000.0) > 100.0 * power_at(settled, 1200.0, 8000.0));
+        // Concealment is asked for in the source's RTP clock: 960 is 20 ms, 160 samples here.
+        let (n, duration) = to_pcma.conceal(960, &mut alaw).expect("conceals");
+        assert_eq!((n, duration), (160, 160));
     }
 }
