@@ -50,3 +50,4 @@ pub mod client;
 pub mod control;
 pub mod pcap;
 pub mod registrar;
+pub mod runtime;

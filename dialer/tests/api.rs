@@ -894,7 +894,26 @@ fn dialer_call_reports_an_unreachable_api() {
 }
 
 #[test]
-fn dialer_call_standalone_says_it_needs_the_runtime() {
+fn dialer_call_standalone_gives_up_when_the_agent_does_not_register_in_time() {
+    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("dialer-api-standalone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("dialer.toml");
+    // No registration and no call leaves the machine: the trunk is never used.
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n\
+             [[trunk]]\nname = \"carrier\"\nproxy = \"127.0.0.1:9\"\nusername = \"dialer\"\n\
+             password = \"x\"\nregister = false\n\
+             [[agent]]\nextension = \"1001\"\npassword = \"agent-password\"\n"
+        ),
+    )
+    .unwrap();
     let out = dialer_bin(
         &[
             "call",
@@ -903,13 +922,43 @@ fn dialer_call_standalone_says_it_needs_the_runtime() {
             "1001",
             "--standalone",
             "--config",
-            "dialer.toml",
+            config.to_str().unwrap(),
+            "--agent-wait",
+            "0.3",
+        ],
+        &[],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "dialer: waiting up to 0.3 s for agent 1001 to register\n\
+         dialer: agent 1001 did not register within 0.3 s\n"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no call was placed: {}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn dialer_call_standalone_reports_an_unreadable_config() {
+    let out = dialer_bin(
+        &[
+            "call",
+            "5551234",
+            "--agent",
+            "1001",
+            "--standalone",
+            "--config",
+            "/nonexistent/dialer.toml",
         ],
         &[],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("standalone mode needs the runtime"),
+        text(&out.stderr).contains("/nonexistent/dialer.toml: cannot read"),
         "{}",
         text(&out.stderr)
     );

@@ -1,10 +1,12 @@
 //! Memory and time for 100 000 live INVITE server transactions (the figure:
 //! <= 200 MB). Run with `cargo bench -p sip-core --bench transactions`; it prints the
 //! resident set growth per transaction, read from /proc/self/status.
+// A benchmark measures wall time; the cores it drives still get time as an argument.
+#![allow(clippy::disallowed_methods)]
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sip_core::endpoint::{Endpoint, EndpointConfig, Output};
+use sip_core::endpoint::{Endpoint, EndpointConfig};
 use sip_core::time::Time;
 use sip_core::transaction::Transport;
 use std::net::SocketAddr;
@@ -38,7 +40,10 @@ fn main() {
     let messages: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             INVITE
-                .replace("z9hG4bK-524287-1---7d9f3c1a2b4e5f60", &format!("z9hG4bK-{i:016x}"))
+                .replace(
+                    "z9hG4bK-524287-1---7d9f3c1a2b4e5f60",
+                    &format!("z9hG4bK-{i:016x}"),
+                )
                 .replace("4f1a2b3c5d6e7f8091a2b3c4d5e6f708", &format!("{i:032x}"))
                 .into_bytes()
         })

@@ -700,8 +700,8 @@ fn ack_for_2xx_with_record_route_goes_to_the_proxy_with_contact_as_request_uri()
 #[test]
 fn invite_challenged_with_401_is_retried_with_credentials_same_call_id_next_cseq() {
     use sip_core::auth::{
-        AuthOutcome, ChallengedResponse, ClientAuthState, Credentials, DigestRequest,
-        DigestServer, Secret, ServerConfig, Verification,
+        AuthOutcome, ChallengedResponse, ClientAuthState, Credentials, DigestRequest, DigestServer,
+        Secret, ServerConfig, Verification,
     };
     let mut uac = endpoint(UAC, 1);
     let mut uas = endpoint(UAS, 2);
@@ -711,7 +711,8 @@ fn invite_challenged_with_401_is_retried_with_credentials_same_call_id_next_cseq
     let mut auth = ClientAuthState::new();
 
     let first = invite("192.0.2.20");
-    uac.send_request(Time::ZERO, first.clone(), udp(UAS)).unwrap();
+    uac.send_request(Time::ZERO, first.clone(), udp(UAS))
+        .unwrap();
     let (_, ev) = deliver(Time::ZERO, &mut uac, UAC, &mut uas);
     let (tx, req) = request_of(&ev);
     assert!(req.headers.get(HeaderKind::Authorization).is_none());
@@ -721,28 +722,48 @@ fn invite_challenged_with_401_is_retried_with_credentials_same_call_id_next_cseq
     }
     uas.respond(Time::ZERO, tx, challenge).unwrap();
     let (_, ev) = deliver(Time::ZERO, &mut uas, UAS, &mut uac);
-    let challenged = responses(&ev).into_iter().find(|r| r.status == 401).unwrap();
+    let challenged = responses(&ev)
+        .into_iter()
+        .find(|r| r.status == 401)
+        .unwrap();
     // The transaction ACKed the 401 by itself.
     let (acks, _) = deliver(Time::ZERO, &mut uac, UAC, &mut uas);
     assert_eq!(acks.iter().map(label).collect::<Vec<_>>(), vec!["ACK"]);
 
-    let values: Vec<&str> = challenged.headers.get_all(HeaderKind::WwwAuthenticate).collect();
+    let values: Vec<&str> = challenged
+        .headers
+        .get_all(HeaderKind::WwwAuthenticate)
+        .collect();
     let uri = first.uri.to_string();
     let outcome = auth
         .handle_challenge(
-            &ChallengedResponse { status: 401, challenges: &values, sent: &[] },
+            &ChallengedResponse {
+                status: 401,
+                challenges: &values,
+                sent: &[],
+            },
             &creds,
-            &DigestRequest { method: "INVITE", uri: &uri, body: &[] },
+            &DigestRequest {
+                method: "INVITE",
+                uri: &uri,
+                body: &[],
+            },
             &mut rng,
         )
         .unwrap();
-    let AuthOutcome::Retry { headers } = outcome else { panic!("{outcome:?}") };
+    let AuthOutcome::Retry { headers } = outcome else {
+        panic!("{outcome:?}")
+    };
     let mut retry = first.clone();
     retry.headers.set(HeaderKind::CSeq, "2 INVITE");
     for h in &headers {
-        retry.headers.push(sip_core::message::HeaderName::parse(h.name.as_str()), h.value.clone());
+        retry.headers.push(
+            sip_core::message::HeaderName::parse(h.name.as_str()),
+            h.value.clone(),
+        );
     }
-    uac.send_request(Time::from_millis(10), retry, udp(UAS)).unwrap();
+    uac.send_request(Time::from_millis(10), retry, udp(UAS))
+        .unwrap();
     let (_, ev) = deliver(Time::from_millis(10), &mut uac, UAC, &mut uas);
     let (_, req2) = request_of(&ev);
     assert_eq!(req2.call_id().unwrap(), req.call_id().unwrap());
@@ -750,9 +771,16 @@ fn invite_challenged_with_401_is_retried_with_credentials_same_call_id_next_cseq
     let value = req2.headers.get(HeaderKind::Authorization).unwrap();
     let verdict = server.verify(
         Duration::from_millis(10),
-        &DigestRequest { method: "INVITE", uri: &req2.uri.to_string(), body: &[] },
+        &DigestRequest {
+            method: "INVITE",
+            uri: &req2.uri.to_string(),
+            body: &[],
+        },
         value,
         |user| (user == "dialer").then(|| Secret::Password("s3cret".into())),
     );
-    assert!(matches!(verdict, Verification::Authenticated { .. }), "{verdict:?}");
+    assert!(
+        matches!(verdict, Verification::Authenticated { .. }),
+        "{verdict:?}"
+    );
 }

@@ -15,8 +15,17 @@ pub const NORMAL_UNSPECIFIED: u8 = 31;
 
 /// The Q.850 cause for a final SIP status (RFC 3398 §8.2.6.1); 2xx is normal clearing.
 pub fn cause_for_status(status: u16) -> u8 {
-    match status {
+    listed(status).unwrap_or(match status {
         200..=299 => NORMAL_CLEARING,
+        // RFC 3398 §8.2.6.1: codes the table does not list map as their class.
+        400..=599 => TEMPORARY_FAILURE,
+        _ => NORMAL_UNSPECIFIED,
+    })
+}
+
+/// The entries of the RFC 3398 §8.2.6.1 table.
+fn listed(status: u16) -> Option<u8> {
+    Some(match status {
         400 => 41,
         401 | 402 | 403 | 407 => 21,
         404 => 1,
@@ -33,25 +42,19 @@ pub fn cause_for_status(status: u16) -> u8 {
         485 => 1,
         486 => 17,
         // 487 has no ISUP mapping in RFC 3398; Q.850 127 (interworking) as common stacks do.
-        487 => 127,
-        488 => 127,
+        487 | 488 => 127,
         500 => 41,
         501 => 79,
         502 => 38,
         503 => 41,
         504 => 102,
-        505 => 127,
-        513 => 127,
+        505 | 513 => 127,
         600 => 17,
         603 => 21,
         604 => 1,
         606 => 58,
-        // RFC 3398 §8.2.6.1: other 4xx/5xx/6xx map as their class' x00.
-        401..=499 => 41,
-        500..=599 => 41,
-        600..=699 => 31,
-        _ => NORMAL_UNSPECIFIED,
-    }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

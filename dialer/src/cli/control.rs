@@ -8,14 +8,16 @@
 //! at the call's `hangup` with a one-line summary from its CDR. Interrupting it leaves the call
 //! running (`dialer hangup ID` ends it), as a detached ESL `originate` does.
 //!
-//! `--standalone` runs the whole dialer in this process for one call: that is the runtime's job
-//! (`StandaloneRunner`); while the crate has no runtime the command says so and exits 1.
+//! `--standalone` runs the dialer in this process for one call ([`crate::runtime::server::start`]
+//! without the HTTP API): it waits up to `--agent-wait` for the agent to register, originates on
+//! the control handle and follows the call exactly as above, then shuts the dialer down
+//! (un-registering its trunks).
 //!
 //! Exit codes: 0 when the call was bridged (or the listing or hang-up succeeded), 1 otherwise,
 //! 2 for usage errors (clap).
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -23,7 +25,12 @@ use clap::{Args, ValueEnum};
 use super::{Exit, Streams};
 use crate::api::FeedLine;
 use crate::client::{Client, ClientError, DEFAULT_URL};
-use crate::control::{ApiEvent, CallId, Cdr, HungUpBy, LadderLine, OriginateRequest};
+use crate::control::{
+    ApiEvent, CallId, CallInfo, Cdr, ControlHandle, ControlRequest, HungUpBy, LadderLine,
+    OriginateRequest,
+};
+use crate::runtime::server::{start, RunOptions};
+use tokio::sync::{broadcast, oneshot};
 
 /// Where the API is and how to authenticate to it.
 #[derive(Debug, Clone, Args)]
@@ -129,26 +136,6 @@ pub struct HangupArgs {
     pub api: ApiArgs,
 }
 
-/// What `--standalone` hands to the runtime.
-#[derive(Debug, Clone)]
-pub struct StandaloneCall {
-    /// The dialer configuration.
-    pub config: PathBuf,
-    /// How long to wait for the agent to register before giving up.
-    pub agent_wait: Duration,
-    /// The call to place.
-    pub request: OriginateRequest,
-}
-
-/// The runtime's one-process call: starts the dialer from `config`, waits for the agent, places
-/// the call, hands each of the call's events to the callback in order (ending with `Hangup`) and
-/// shuts down; `Err` with a message when it cannot start.
-pub type StandaloneRunner =
-    fn(&StandaloneCall, &mut dyn FnMut(&ApiEvent) -> io::Result<()>) -> Result<(), String>;
-
-/// The runner `--standalone` uses; `None` while the crate has no runtime to provide one.
-const STANDALONE_RUNNER: Option<StandaloneRunner> = None;
-
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
         .ok()
@@ -190,24 +177,11 @@ pub fn call_command(args: &CallArgs, streams: &mut Streams<'_>) -> io::Result<Ex
         cdr: None,
     };
     if args.standalone {
-        let Some(runner) = STANDALONE_RUNNER else {
-            return fail(
-                streams,
-                "standalone mode needs the runtime, which this build does not have; \
-                 start `dialer run --config F` and call without --standalone",
-            );
-        };
-        let call = StandaloneCall {
-            config: args.config.clone().unwrap_or_default(),
-            agent_wait: args.agent_wait,
-            request,
-        };
-        let stdout = &mut *streams.stdout;
-        let outcome = runner(&call, &mut |event| follower.print(event, stdout));
-        if let Err(message) = outcome {
-            return fail(streams, message);
-        }
-        return follower.finish(streams);
+        let config = args
+            .config
+            .as_deref()
+            .expect("clap: --standalone requires --config");
+        return standalone(config, args.agent_wait, request, &mut follower, streams);
     }
 
     let client = match args.api.client() {
@@ -223,18 +197,7 @@ pub fn call_command(args: &CallArgs, streams: &mut Streams<'_>) -> io::Result<Ex
         Ok(info) => info,
         Err(e) => return client_error(streams, &e),
     };
-    writeln!(
-        streams.stdout,
-        "{}",
-        follower.paint(
-            BOLD,
-            &format!(
-                "call {}: {} via {} for agent {}",
-                info.id, info.number, info.trunk, info.agent
-            )
-        )
-    )?;
-    streams.stdout.flush()?;
+    follower.header(&info, streams.stdout)?;
     for line in events {
         match line {
             Ok(FeedLine::Event(event)) => {
@@ -279,6 +242,129 @@ pub fn call_command(args: &CallArgs, streams: &mut Streams<'_>) -> io::Result<Ex
     )
 }
 
+/// `dialer call --standalone`: the dialer in this process, for this one call.
+fn standalone(
+    config: &Path,
+    agent_wait: Duration,
+    request: OriginateRequest,
+    follower: &mut Follower,
+    streams: &mut Streams<'_>,
+) -> io::Result<Exit> {
+    let config = match trunk_profiles::Config::load(config) {
+        Ok(config) => config,
+        Err(e) => return fail(streams, e),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let options = RunOptions {
+        ladder: false,
+        colour: follower.colour,
+        cdr_file: None,
+        no_api: true,
+    };
+    runtime.block_on(async {
+        let running = match start(config, options).await {
+            Ok(running) => running,
+            Err(e) => return fail(streams, e),
+        };
+        let exit = standalone_call(&running.control, agent_wait, request, follower, streams).await;
+        running.shutdown().await;
+        exit
+    })
+}
+
+/// Sends one request to the in-process dialer and waits for its answer; `None` once it stopped.
+async fn ask<T>(
+    control: &ControlHandle,
+    request: impl FnOnce(oneshot::Sender<T>) -> ControlRequest,
+) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    control.requests.send(request(tx)).await.ok()?;
+    rx.await.ok()
+}
+
+async fn standalone_call(
+    control: &ControlHandle,
+    agent_wait: Duration,
+    request: OriginateRequest,
+    follower: &mut Follower,
+    streams: &mut Streams<'_>,
+) -> io::Result<Exit> {
+    const STOPPED: &str = "the dialer stopped";
+    // Subscribed before anything is asked: no registration or call event can slip past.
+    let mut events = control.events.subscribe();
+    let Some(agents) = ask(control, ControlRequest::ListAgents).await else {
+        return fail(streams, STOPPED);
+    };
+    if !agents.iter().any(|a| a.extension == request.agent) {
+        writeln!(
+            streams.stderr,
+            "dialer: waiting up to {} s for agent {} to register",
+            agent_wait.as_secs_f64(),
+            request.agent
+        )?;
+        let registered = async {
+            loop {
+                match events.recv().await {
+                    Ok(ApiEvent::AgentRegistered { extension, .. })
+                        if extension == request.agent =>
+                    {
+                        return true
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        let in_time = tokio::time::timeout(agent_wait, registered).await;
+        if !in_time.unwrap_or(false) {
+            let message = format!(
+                "agent {} did not register within {} s",
+                request.agent,
+                agent_wait.as_secs_f64()
+            );
+            return fail(streams, message);
+        }
+    }
+    let info = match ask(control, |tx| ControlRequest::Originate(request, tx)).await {
+        Some(Ok(info)) => info,
+        Some(Err(e)) => return fail(streams, e),
+        None => return fail(streams, STOPPED),
+    };
+    follower.header(&info, streams.stdout)?;
+    loop {
+        match events.recv().await {
+            Ok(event) if event.call() == Some(info.id) => {
+                follower.print(&event, streams.stdout)?;
+                if follower.cdr.is_some() {
+                    return follower.finish(streams);
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                writeln!(
+                    streams.stderr,
+                    "dialer: warning: {missed} events were dropped because this follower fell behind"
+                )?;
+                match ask(control, ControlRequest::ListCalls).await {
+                    Some(calls) if calls.iter().any(|c| c.id == info.id) => {}
+                    Some(_) => {
+                        let message = format!(
+                            "call {} ended while its events were dropped; no summary",
+                            info.id
+                        );
+                        return fail(streams, message);
+                    }
+                    None => return fail(streams, STOPPED),
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return fail(streams, STOPPED),
+        }
+    }
+}
+
 const BOLD: &str = "1";
 const RED: &str = "31";
 const GREEN: &str = "32";
@@ -300,6 +386,15 @@ impl Follower {
         } else {
             text.to_owned()
         }
+    }
+
+    fn header(&self, info: &CallInfo, out: &mut dyn Write) -> io::Result<()> {
+        let text = format!(
+            "call {}: {} via {} for agent {}",
+            info.id, info.number, info.trunk, info.agent
+        );
+        writeln!(out, "{}", self.paint(BOLD, &text))?;
+        out.flush()
     }
 
     fn print(&mut self, event: &ApiEvent, out: &mut dyn Write) -> io::Result<()> {

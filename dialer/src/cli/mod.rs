@@ -7,6 +7,7 @@
 mod config;
 pub mod control;
 mod pcap;
+pub mod run;
 pub mod sip;
 
 use std::io::{self, Read, Write};
@@ -45,6 +46,13 @@ pub enum Command {
         #[command(subcommand)]
         command: PcapCommand,
     },
+    /// Run the dialer: register the trunks, serve agents and the control API, place calls.
+    Run(run::RunArgs),
+    /// Register one trunk, print the SIP ladder and the outcome.
+    Register(run::RegisterArgs),
+    /// A whole call on loopback against a simulated carrier and agent; leaves demo.wav and
+    /// demo.pcap.
+    Demo(run::DemoArgs),
     /// Place a call through the running dialer and follow it to the end; exit 0 when bridged.
     Call(control::CallArgs),
     /// List the running dialer's live calls.
@@ -147,12 +155,11 @@ impl std::fmt::Debug for Streams<'_> {
 
 /// Runs a command on the process's standard streams.
 pub fn run(cli: Cli) -> ExitCode {
-    let stdin = io::stdin();
-    let stdout = io::stdout();
-    let stderr = io::stderr();
-    let mut input = stdin.lock();
-    let mut output = io::BufWriter::new(stdout.lock());
-    let mut errors = stderr.lock();
+    // Unlocked handles: the runtime's tasks print the ladder and CDRs from other threads
+    // while a command runs, and a lock held here would block them for good.
+    let mut input = io::stdin();
+    let mut output = io::BufWriter::new(io::stdout());
+    let mut errors = io::stderr();
     let exit = run_with(
         cli,
         &mut Streams {
@@ -184,6 +191,9 @@ pub fn run_with(cli: Cli, streams: &mut Streams<'_>) -> Exit {
                 pcap::audio_command(&file, ssrc, &output, streams)
             }
         },
+        Command::Run(args) => run::run_command(&args, streams),
+        Command::Register(args) => run::register_command(&args, streams),
+        Command::Demo(args) => run::demo_command(&args, streams),
         Command::Call(args) => control::call_command(&args, streams),
         Command::Calls(args) => control::calls_command(&args, streams),
         Command::Agents(args) => control::agents_command(&args, streams),

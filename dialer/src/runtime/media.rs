@@ -27,11 +27,13 @@ pub mod ports;
 pub mod udp;
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, BufWriter};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use media::codec::Codec;
@@ -150,7 +152,7 @@ pub struct MediaPorts {
 /// The handle of one call's media task.
 #[derive(Debug)]
 pub struct MediaSession {
-    commands: mpsc::UnboundedSender<MediaCommand>,
+    commands: mpsc::UnboundedSender<Command>,
     ports: MediaPorts,
 }
 
@@ -191,7 +193,7 @@ impl MediaSession {
     /// Queues `command` for the task; never blocks. A command sent after the task ended is
     /// dropped (the task has already reported [`MediaEvent::Closed`]).
     pub fn send(&self, command: MediaCommand) {
-        let _ = self.commands.send(command);
+        let _ = self.commands.send(command.into());
     }
 
     /// The local addresses bound.
@@ -257,6 +259,12 @@ fn side_index(side: Side) -> usize {
 }
 
 impl Sockets {
+    /// The sockets in [`socket_index`] order.
+    fn all(&self) -> [&tokio::net::UdpSocket; 4] {
+        let [c, a] = &self.legs;
+        [&c.rtp, &c.rtcp, &a.rtp, &a.rtcp]
+    }
+
     fn fds(&self) -> [RawFd; 4] {
         let [c, a] = &self.legs;
         [
@@ -274,7 +282,34 @@ const TAG_RTCP: u8 = 2;
 struct MediaTask {
     sockets: Sockets,
     state: State,
-    commands: mpsc::UnboundedReceiver<MediaCommand>,
+    commands: mpsc::UnboundedReceiver<Command>,
+}
+
+/// [`MediaCommand`] as queued: its large parts boxed, so that the channel's blocks (32 slots
+/// each) stay small for a call that receives a handful of commands in its life.
+#[derive(Debug)]
+enum Command {
+    SetLeg(Side, Box<Negotiated>),
+    StartRingback(Side, Arc<Ringback>),
+    StopRingback(Side),
+    Record(Box<PathBuf>),
+    Close,
+}
+
+impl From<MediaCommand> for Command {
+    fn from(command: MediaCommand) -> Command {
+        match command {
+            MediaCommand::SetLeg { side, negotiated } => {
+                Command::SetLeg(side, Box::new(negotiated))
+            }
+            MediaCommand::StartRingback { side, ringback } => {
+                Command::StartRingback(side, ringback)
+            }
+            MediaCommand::StopRingback { side } => Command::StopRingback(side),
+            MediaCommand::Record { path } => Command::Record(Box::new(path)),
+            MediaCommand::Close => Command::Close,
+        }
+    }
 }
 
 /// Whether the task goes on after a command.
@@ -283,48 +318,81 @@ enum Flow {
     Stop,
 }
 
+/// What woke the task.
+enum Wake {
+    Command(Option<Command>),
+    Readable {
+        socket: usize,
+    },
+    Deadline,
+    /// The IO driver is gone: the runtime is shutting down.
+    Shutdown,
+}
+
 impl MediaTask {
-    async fn run(self) {
-        let MediaTask {
-            sockets,
-            mut state,
-            mut commands,
-        } = self;
+    /// The task's loop. It polls its sources itself (one `poll_fn`) rather than through
+    /// `select!` over fresh `readable()` futures: a socket's waker stays registered in its slot
+    /// between wake-ups instead of joining and leaving a waiter list on every packet. The timer
+    /// is moved only to an earlier deadline; a later one (the media timeout moves with every
+    /// packet) is picked up when the timer fires early.
+    async fn run(mut self) {
         let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
-        let fds = sockets.fds();
-        let [customer, agent] = &sockets.legs;
+        let fds = self.sockets.fds();
         loop {
-            let deadline = state.next_deadline();
-            if deadline != armed {
-                if let Some(at) = deadline {
+            if let Some(at) = self.state.next_deadline() {
+                if armed.map_or(true, |armed| at < armed) {
                     sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+                    armed = Some(at);
                 }
-                armed = deadline;
             }
-            tokio::select! {
-                biased;
-                command = commands.recv() => {
-                    let flow = match command {
-                        Some(command) => state.command(command, &fds),
-                        // The session handle was dropped: end as if closed.
-                        None => Flow::Stop,
-                    };
-                    if let Flow::Stop = flow {
+            let sockets = self.sockets.all();
+            let commands = &mut self.commands;
+            let wake = std::future::poll_fn(|cx| {
+                if let Poll::Ready(command) = commands.poll_recv(cx) {
+                    return Poll::Ready(Wake::Command(command));
+                }
+                for (socket, udp) in sockets.iter().enumerate() {
+                    match udp.poll_recv_ready(cx) {
+                        Poll::Ready(Ok(())) => return Poll::Ready(Wake::Readable { socket }),
+                        Poll::Ready(Err(_)) => return Poll::Ready(Wake::Shutdown),
+                        Poll::Pending => {}
+                    }
+                }
+                if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Deadline);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Command(Some(command)) => {
+                    if let Flow::Stop = self.state.command(command, &fds) {
                         break;
                     }
                 }
-                Ok(()) = customer.rtp.readable() => state.readable(&customer.rtp, Side::Customer, &fds),
-                Ok(()) = agent.rtp.readable() => state.readable(&agent.rtp, Side::Agent, &fds),
-                Ok(()) = customer.rtcp.readable() => state.readable(&customer.rtcp, Side::Customer, &fds),
-                Ok(()) = agent.rtcp.readable() => state.readable(&agent.rtcp, Side::Agent, &fds),
-                () = &mut sleep, if armed.is_some() => {
+                // The session handle was dropped: end as if closed.
+                Wake::Command(None) | Wake::Shutdown => break,
+                Wake::Readable { socket } => {
+                    let side = if socket < 2 {
+                        Side::Customer
+                    } else {
+                        Side::Agent
+                    };
+                    self.state.readable(sockets[socket], side, &fds);
+                }
+                Wake::Deadline => {
                     armed = None;
-                    state.on_deadline(&fds);
+                    self.state.on_deadline(&fds);
                 }
             }
         }
+        self.finish();
+    }
+
+    fn finish(self) {
+        let MediaTask { sockets, state, .. } = self;
         // Ports go back to the pool before the task reports Closed.
         drop(sockets);
         state.close();
@@ -339,7 +407,7 @@ struct State {
     legs: [Option<Negotiated>; 2],
     /// Ringback asked for each side (kept to restart it after a codec change).
     ringback: [Option<Arc<Ringback>>; 2],
-    recorder: Option<Recorder<BufWriter<File>>>,
+    recorder: Option<Box<Recorder<BufWriter<File>>>>,
     record_due: Option<Instant>,
     /// The payload of the packet being forwarded, kept for the recorder (the relay rewrites or
     /// replaces it in place).
@@ -374,22 +442,22 @@ impl State {
         let _ = self.events.send(MediaEvent::Failed { reason });
     }
 
-    fn command(&mut self, command: MediaCommand, fds: &[RawFd; 4]) -> Flow {
+    fn command(&mut self, command: Command, fds: &[RawFd; 4]) -> Flow {
         let now = Instant::now();
         match command {
-            MediaCommand::SetLeg { side, negotiated } => self.set_leg(side, negotiated, now),
-            MediaCommand::StartRingback { side, ringback } => {
+            Command::SetLeg(side, negotiated) => self.set_leg(side, *negotiated, now),
+            Command::StartRingback(side, ringback) => {
                 self.ringback[side_index(side)] = Some(ringback);
                 self.start_ringback(side, now);
             }
-            MediaCommand::StopRingback { side } => {
+            Command::StopRingback(side) => {
                 self.ringback[side_index(side)] = None;
                 if let Some(relay) = &mut self.relay {
                     relay.stop_ringback(side);
                 }
             }
-            MediaCommand::Record { path } => self.record(path, now),
-            MediaCommand::Close => return Flow::Stop,
+            Command::Record(path) => self.record(*path, now),
+            Command::Close => return Flow::Stop,
         }
         // A command may make packets due at once (the first ringback frame).
         self.transmit_due(now, fds);
@@ -460,7 +528,7 @@ impl State {
             });
         match recorder {
             Ok(recorder) => {
-                self.recorder = Some(recorder);
+                self.recorder = Some(Box::new(recorder));
                 self.record_due = Some(now + RECORD_FLUSH);
                 self.record_payload = Vec::with_capacity(udp::SLOT);
             }
@@ -597,7 +665,7 @@ impl State {
         self.transmit_due(now, fds);
         if self.record_due.is_some_and(|due| now >= due) {
             self.record_due = Some(now + RECORD_FLUSH);
-            if let Some(Err(error)) = self.recorder.as_mut().map(Recorder::flush) {
+            if let Some(Err(error)) = self.recorder.as_mut().map(|r| r.flush()) {
                 self.fail(format!("recording: {error}"));
                 self.recorder = None;
                 self.record_due = None;
@@ -607,7 +675,7 @@ impl State {
 
     fn close(mut self) {
         if let Some(recorder) = self.recorder.take() {
-            if let Err(error) = recorder.finish() {
+            if let Err(error) = (*recorder).finish() {
                 self.fail(format!("recording: {error}"));
             }
         }

@@ -1,0 +1,14 @@
+//! The runtime: sockets, clocks and tasks; the only place that does IO.
+//!
+//! The cores (`sip-core`, `media`, [`crate::b2bua`], [`crate::registrar`]) take time as an
+//! argument and return what to send. This module reads the clock ([`clock`]), owns the SIP
+//! socket and the signalling task ([`server`]), each call's media task ([`media`]), and the
+//! one-shot trunk registration of `dialer register` ([`register`]).
+#![allow(clippy::disallowed_methods)]
+pub mod clock;
+pub mod demo;
+pub mod ladder;
+pub mod media;
+pub mod register;
+pub mod server;
+pub mod settings;

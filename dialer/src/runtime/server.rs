@@ -1,0 +1,779 @@
+//! `dialer run`: the long-running dialer. One signalling task owns the SIP socket, the
+//! B2BUA core, the registrar and the trunk registrations; each call's media runs in its own
+//! task (see [`super::media`]), so RTP never crosses a channel.
+
+use super::clock::Clock;
+use super::ladder;
+use super::media::{MediaCommand, MediaEvent, MediaSession, PortPool};
+use super::settings::{self, SettingsError};
+use crate::b2bua::{Action, AgentTarget, Core, MediaOp, MediaReport, MediaTotals};
+use crate::control::{AgentInfo, ApiEvent, CallId, ControlError, ControlHandle, ControlRequest};
+use crate::registrar::{Registrar, RegistrarConfig, RegistrarEvent};
+use media::playback::Ringback;
+use media::relay::RelayConfig;
+use media::sdp::Codec;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use sip_core::endpoint::{make_response, Endpoint, EndpointConfig, Event, Target};
+use sip_core::message::{HeaderKind, Method, SipMessage};
+use sip_core::registration::{
+    Action as RegAction, Registration, RegistrationEvent, RegistrationState,
+};
+use sip_core::transaction::{TimerConfig, Transport};
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, watch};
+use trunk_profiles::Config;
+
+/// Options of `dialer run` beyond the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Print the SIP ladder on standard error.
+    pub ladder: bool,
+    /// Colour the ladder.
+    pub colour: bool,
+    /// Append each CDR as a JSON line to this file (and always print it on stdout).
+    pub cdr_file: Option<PathBuf>,
+    /// Do not serve the HTTP API (standalone use drives the control handle directly).
+    pub no_api: bool,
+}
+
+/// Why the dialer could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Binding a socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The registrar's settings are invalid.
+    #[error("registrar: {0}")]
+    Registrar(String),
+    /// The ringback file cannot be used.
+    #[error("{0}")]
+    Ringback(String),
+    /// The API could not start.
+    #[error("api: {0}")]
+    Api(String),
+}
+
+/// A started dialer.
+#[derive(Debug)]
+pub struct Running {
+    /// Requests and events.
+    pub control: ControlHandle,
+    /// The SIP socket's address.
+    pub sip_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Ends every call, un-registers, and waits (bounded) for the dialer to stop.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(8), self.task).await;
+    }
+}
+
+enum Internal {
+    MediaOpened(CallId, Result<(MediaSession, u16, u16), String>),
+    Media(CallId, MediaEvent),
+}
+
+struct CallMedia {
+    session: Option<MediaSession>,
+    ringback: Option<PathBuf>,
+}
+
+struct State {
+    clock: Clock,
+    sock: Arc<UdpSocket>,
+    core: Core,
+    registrar: Registrar,
+    registrations: Vec<(String, Registration)>,
+    events: broadcast::Sender<ApiEvent>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    media: HashMap<CallId, CallMedia>,
+    ports: Arc<PortPool>,
+    media_ip: IpAddr,
+    relay_config: RelayConfig,
+    ringbacks: HashMap<PathBuf, Arc<Ringback>>,
+    default_ringback: Option<PathBuf>,
+    agent_codecs: HashMap<String, Vec<Codec>>,
+    trunks: Vec<trunk_profiles::Trunk>,
+    options: RunOptions,
+    cdr_file: Option<std::fs::File>,
+    shutting_down: bool,
+}
+
+/// Starts the dialer: binds, registers the trunks, and runs until [`Running::shutdown`].
+pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunError> {
+    let clock = Clock::start();
+    let listen = config.sip().listen;
+    let sock = UdpSocket::bind(listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let bound = sock.local_addr().map_err(|source| RunError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let mut proxies = Vec::new();
+    for t in config.trunks() {
+        proxies.push(settings::resolve(t).await?);
+    }
+    let local_ip = settings::local_ip(bound, proxies.first().copied());
+    let advertised_ip = config.sip().external_ip.unwrap_or(local_ip);
+    let local = SocketAddr::new(local_ip, bound.port());
+    let mut ep_config = EndpointConfig::new(SocketAddr::new(advertised_ip, bound.port()));
+    ep_config.timers = TimerConfig {
+        t1: config.sip().timers.t1,
+        t2: config.sip().timers.t2,
+        t4: config.sip().timers.t4,
+    };
+    ep_config.user_agent = Some(config.sip().user_agent.clone());
+    let mut seed = StdRng::from_entropy();
+    let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
+    let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
+    let core = Core::new(
+        core_config,
+        endpoint,
+        Box::new(StdRng::seed_from_u64(seed.next_u64())),
+        clock.unix_at_start(),
+    );
+    let mut secret = [0u8; 32];
+    seed.fill_bytes(&mut secret);
+    let rconf = RegistrarConfig::from_profiles(&config, secret.to_vec(), &|hp| {
+        crate::registrar::ip_literal(hp)
+    })
+    .map_err(|e| RunError::Registrar(e.to_string()))?;
+    let registrar = Registrar::new(rconf, Box::new(StdRng::seed_from_u64(seed.next_u64())))
+        .map_err(|e| RunError::Registrar(e.to_string()))?;
+    let mut registrations = Vec::new();
+    for (t, proxy) in config.trunks().iter().zip(&proxies) {
+        if let Some(rc) = settings::registration_config(t, *proxy, local, config.sip().external_ip)
+        {
+            let reg = Registration::new(rc, Box::new(StdRng::seed_from_u64(seed.next_u64())))
+                .map_err(|e| RunError::Registrar(format!("trunk {}: {e}", t.name)))?;
+            registrations.push((t.name.clone(), reg));
+        }
+    }
+    let default_ringback = config.media().ringback.clone();
+    let mut ringbacks = HashMap::new();
+    if let Some(p) = &default_ringback {
+        ringbacks.insert(p.clone(), Arc::new(load_ringback(p)?));
+    }
+    let (events, _) = broadcast::channel(4096);
+    let (req_tx, req_rx) = mpsc::channel(256);
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let control = ControlHandle {
+        requests: req_tx,
+        events: events.clone(),
+    };
+    let relay_config = RelayConfig {
+        media_timeout: config
+            .media()
+            .media_timeout
+            .unwrap_or(Duration::from_secs(3600)),
+        ..RelayConfig::default()
+    };
+    let cdr_file = match &options.cdr_file {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| {
+                    RunError::Ringback(format!("cannot open CDR file {}: {e}", p.display()))
+                })?,
+        ),
+        None => None,
+    };
+    let agent_codecs = config
+        .agents()
+        .iter()
+        .map(|a| {
+            (
+                a.extension.clone(),
+                a.codecs.iter().copied().map(settings::codec).collect(),
+            )
+        })
+        .collect();
+    let mut state = State {
+        clock,
+        sock: Arc::new(sock),
+        core,
+        registrar,
+        registrations,
+        events: events.clone(),
+        internal_tx,
+        media: HashMap::new(),
+        ports: Arc::new(
+            PortPool::new(
+                config.media().rtp_ports.first,
+                config.media().rtp_ports.last,
+            )
+            .map_err(|e| RunError::Ringback(format!("media.rtp_ports: {e}")))?,
+        ),
+        media_ip: local_ip,
+        relay_config,
+        ringbacks,
+        default_ringback,
+        agent_codecs,
+        trunks: config.trunks().to_vec(),
+        options: options.clone(),
+        cdr_file,
+        shutting_down: false,
+    };
+    if !options.no_api {
+        let api = config.api().clone();
+        let token = api.token.as_ref().map(|t| t.expose().to_owned());
+        let handle = control.clone();
+        let mut sd = shutdown_rx.clone();
+        let server = crate::api::bind(api.listen, token)
+            .await
+            .map_err(|e| RunError::Api(e.to_string()))?;
+        if let Ok(a) = server.local_addr() {
+            eprintln!("dialer: control API on http://{a}");
+        }
+        tokio::spawn(async move {
+            let _ = server
+                .run(handle, async move {
+                    let _ = sd.changed().await;
+                })
+                .await;
+        });
+    }
+    let now = state.clock.now();
+    for (_, reg) in &mut state.registrations {
+        reg.start(now, state.core.endpoint());
+    }
+    let task = tokio::spawn(main_loop(state, req_rx, internal_rx, shutdown_rx));
+    Ok(Running {
+        control,
+        sip_addr: bound,
+        shutdown,
+        task,
+    })
+}
+
+fn load_ringback(path: &Path) -> Result<Ringback, RunError> {
+    Ringback::load(path, &[Codec::Pcmu, Codec::Pcma, Codec::Opus])
+        .map_err(|e| RunError::Ringback(e.to_string()))
+}
+
+/// `dialer run`: starts, serves until Ctrl-C or SIGTERM, then shuts down cleanly.
+pub async fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
+    let running = start(config, options).await?;
+    eprintln!("dialer: SIP on {}", running.sip_addr);
+    wait_for_signal().await;
+    eprintln!("dialer: shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler only fails outside a tokio runtime");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn main_loop(
+    mut st: State,
+    mut requests: mpsc::Receiver<ControlRequest>,
+    mut internal: mpsc::UnboundedReceiver<Internal>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65_535];
+    let mut stop_deadline = None;
+    let sock = st.sock.clone();
+    st.drain();
+    loop {
+        let wake = st.next_wake();
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    st.on_datagram(from, &buf[..n]);
+                }
+            }
+            Some(req) = requests.recv() => st.on_control(req),
+            Some(msg) = internal.recv() => st.on_internal(msg),
+            _ = sleep_until(wake) => st.on_timeout(),
+            changed = shutdown.changed(), if !st.shutting_down => {
+                let _ = changed;
+                st.begin_shutdown();
+                stop_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+            }
+            _ = sleep_until(stop_deadline), if stop_deadline.is_some() => break,
+        }
+        st.drain();
+        if st.shutting_down && st.finished() {
+            break;
+        }
+    }
+    for (_, m) in st.media.drain() {
+        if let Some(s) = m.session {
+            s.send(MediaCommand::Close);
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    fn next_wake(&mut self) -> Option<tokio::time::Instant> {
+        let mut next = self.core.next_timeout();
+        let mut consider = |t: Option<sip_core::time::Time>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        consider(self.registrar.next_expiry());
+        for (_, r) in &self.registrations {
+            consider(r.next_timeout());
+        }
+        next.map(|t| self.clock.instant_of(t).into())
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let now = self.clock.now();
+        self.ladder(false, from, bytes);
+        self.core.handle_datagram(now, Transport::Udp, from, bytes);
+    }
+
+    fn on_timeout(&mut self) {
+        let now = self.clock.now();
+        self.core.handle_timeout(now);
+        for (_, r) in &mut self.registrations {
+            if r.next_timeout().is_some_and(|t| t <= now) {
+                r.handle_timeout(now, self.core.endpoint());
+            }
+        }
+        for e in self.registrar.expire(now) {
+            self.registrar_event(e);
+        }
+    }
+
+    fn ladder(&mut self, out: bool, peer: SocketAddr, bytes: &[u8]) {
+        if self.events.receiver_count() == 0 && !self.options.ladder {
+            return;
+        }
+        let t = self.clock.now().0.as_secs_f64();
+        let Some(mut line) = ladder::line(t, out, peer, bytes) else {
+            return;
+        };
+        if let Ok(m) = sip_core::message::Message::parse(bytes) {
+            if let Ok(id) = m.call_id() {
+                line.call = self.core.call_for_sip_call_id(id);
+            }
+        }
+        if self.options.ladder {
+            eprintln!("{}", ladder::format(&line, self.options.colour));
+        }
+        let _ = self.events.send(ApiEvent::Sip(line));
+    }
+
+    fn publish(&mut self, e: ApiEvent) {
+        if let ApiEvent::Hangup { cdr, .. } = &e {
+            if let Ok(json) = serde_json::to_string(cdr) {
+                println!("{json}");
+                if let Some(f) = self.cdr_file.as_mut() {
+                    let _ = writeln!(f, "{json}");
+                }
+            }
+        }
+        let _ = self.events.send(e);
+    }
+
+    fn on_control(&mut self, req: ControlRequest) {
+        let now = self.clock.now();
+        match req {
+            ControlRequest::Originate(o, reply) => {
+                let r = self.originate(o);
+                let _ = reply.send(r);
+            }
+            ControlRequest::ListCalls(reply) => {
+                let _ = reply.send(self.core.calls(now));
+            }
+            ControlRequest::Hangup(id, reply) => {
+                let _ = reply.send(self.core.hangup(now, id));
+            }
+            ControlRequest::ListAgents(reply) => {
+                let agents = self
+                    .registrar
+                    .bindings(now)
+                    .into_iter()
+                    .map(|b| AgentInfo {
+                        extension: b.extension.clone(),
+                        contact: b.contact.uri.to_string(),
+                        source: Some(b.source),
+                        nat: b.nat,
+                        expires_in_s: b.remaining(now).map(|d| d.as_secs()),
+                        user_agent: b.user_agent.clone(),
+                        busy: self.core.agent_busy(&b.extension),
+                    })
+                    .collect();
+                let _ = reply.send(agents);
+            }
+        }
+    }
+
+    fn originate(
+        &mut self,
+        o: crate::control::OriginateRequest,
+    ) -> Result<crate::control::CallInfo, ControlError> {
+        let now = self.clock.now();
+        if self.shutting_down {
+            return Err(ControlError::Other("the dialer is shutting down".into()));
+        }
+        let trunk = match &o.trunk {
+            Some(name) => self
+                .trunks
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| ControlError::NoSuchTrunk(name.clone()))?,
+            None => self
+                .trunks
+                .first()
+                .ok_or_else(|| ControlError::NoSuchTrunk("(none configured)".into()))?,
+        };
+        let dialled = trunk
+            .rewrite_number(&o.number)
+            .map_err(|e| ControlError::BadNumber(e.to_string()))?;
+        let binding = self
+            .registrar
+            .lookup(&o.agent, now)
+            .ok_or_else(|| ControlError::AgentUnavailable(o.agent.clone()))?;
+        let codecs = self
+            .agent_codecs
+            .get(&o.agent)
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_else(|| vec![Codec::Pcmu, Codec::Pcma, Codec::Opus]);
+        let target = AgentTarget {
+            uri: binding.request_uri().clone(),
+            destination: binding.source,
+            transport: binding.transport,
+            codecs,
+        };
+        let ringback = o.ringback.clone().or_else(|| self.default_ringback.clone());
+        if let Some(p) = &ringback {
+            if !self.ringbacks.contains_key(p) {
+                let rb = load_ringback(p).map_err(|e| ControlError::Other(e.to_string()))?;
+                self.ringbacks.insert(p.clone(), Arc::new(rb));
+            }
+        }
+        let info = self.core.originate(
+            now,
+            &o.number,
+            &dialled,
+            o.trunk.as_deref(),
+            &o.agent,
+            target,
+            ringback.clone(),
+            o.record.clone(),
+        )?;
+        self.media.insert(
+            info.id,
+            CallMedia {
+                session: None,
+                ringback,
+            },
+        );
+        Ok(info)
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        let now = self.clock.now();
+        match msg {
+            Internal::MediaOpened(call, Ok((session, cport, aport))) => {
+                match self.media.get_mut(&call) {
+                    Some(m) => {
+                        m.session = Some(session);
+                        self.core.media_opened(now, call, cport, aport);
+                    }
+                    None => session.send(MediaCommand::Close),
+                }
+            }
+            Internal::MediaOpened(call, Err(reason)) => {
+                self.core
+                    .media_event(now, call, MediaReport::Failed(reason));
+                self.core.media_closed(now, call, MediaTotals::default());
+            }
+            Internal::Media(call, ev) => match ev {
+                MediaEvent::Timeout { side } => {
+                    self.core.media_event(now, call, MediaReport::Timeout(side))
+                }
+                MediaEvent::Failed { reason } => {
+                    self.core
+                        .media_event(now, call, MediaReport::Failed(reason))
+                }
+                MediaEvent::Closed { stats } => {
+                    self.media.remove(&call);
+                    self.core.media_closed(
+                        now,
+                        call,
+                        MediaTotals {
+                            packets_to_agent: stats.packets_to_agent,
+                            packets_to_customer: stats.packets_to_customer,
+                            lost_from_customer: stats.lost_from_customer,
+                            lost_from_agent: stats.lost_from_agent,
+                        },
+                    );
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        let now = self.clock.now();
+        self.core.hangup_all(now);
+        for (_, r) in &mut self.registrations {
+            r.unregister(now, self.core.endpoint());
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.core.call_count() == 0
+            && self.registrations.iter().all(|(_, r)| {
+                matches!(
+                    r.state(),
+                    RegistrationState::Unregistered
+                        | RegistrationState::Failed(_)
+                        | RegistrationState::Idle
+                )
+            })
+    }
+
+    /// Moves everything the cores queued: SIP to the socket, media commands to the call
+    /// tasks, events to the followers, REGISTER and OPTIONS to the registrar.
+    fn drain(&mut self) {
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(t) = self.core.poll_transmit() {
+                moved = true;
+                self.ladder(true, t.to, &t.bytes);
+                let _ = self.sock.try_send_to(&t.bytes, t.to);
+            }
+            while let Some(e) = self.core.poll_other() {
+                moved = true;
+                self.on_other(e);
+            }
+            while let Some(a) = self.core.poll_action() {
+                moved = true;
+                self.on_action(a);
+            }
+            for i in 0..self.registrations.len() {
+                while let Some(a) = self.registrations[i].1.poll_action() {
+                    moved = true;
+                    if let RegAction::SendKeepaliveCrlf(Target { addr, .. }) = a {
+                        let _ = self.sock.try_send_to(b"\r\n\r\n", addr);
+                    }
+                }
+                while let Some(ev) = self.registrations[i].1.poll_event() {
+                    moved = true;
+                    let name = self.registrations[i].0.clone();
+                    self.registration_event(&name, ev);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn registration_event(&mut self, trunk: &str, ev: RegistrationEvent) {
+        let (state, detail) = match &ev {
+            RegistrationEvent::Registered { expires, contact } => (
+                "registered",
+                format!("expires in {} s, contact {contact}", expires.as_secs()),
+            ),
+            RegistrationEvent::Refreshed { expires } => (
+                "registered",
+                format!("refreshed, expires in {} s", expires.as_secs()),
+            ),
+            RegistrationEvent::Failed(f) => ("failed", f.to_string()),
+            RegistrationEvent::RetryScheduled { reason, .. } => ("retrying", format!("{reason:?}")),
+            RegistrationEvent::ContactRewritten { from, to } => (
+                "registering",
+                format!("NAT: contact {from} rewritten to {to}"),
+            ),
+            RegistrationEvent::Unregistered => ("unregistered", String::new()),
+            other => ("registering", format!("{other:?}")),
+        };
+        eprintln!("dialer: trunk {trunk}: {state} {detail}");
+        self.publish(ApiEvent::TrunkRegistration {
+            trunk: trunk.to_owned(),
+            state: state.to_owned(),
+            detail,
+        });
+    }
+
+    fn on_other(&mut self, e: Event) {
+        let now = self.clock.now();
+        for (_, r) in &mut self.registrations {
+            if r.handle_event(now, &e, self.core.endpoint()) {
+                return;
+            }
+        }
+        if let Event::Request {
+            transaction,
+            request,
+            source,
+            transport,
+        } = e
+        {
+            let response = match request.method {
+                Method::Register => {
+                    let outcome = self
+                        .registrar
+                        .handle_register(now, &request, source, transport);
+                    for ev in outcome.events {
+                        self.registrar_event(ev);
+                    }
+                    outcome.response
+                }
+                Method::Options => self.registrar.handle_options(&request),
+                _ => {
+                    let mut r = make_response(&request, 405, None);
+                    r.headers.add(
+                        HeaderKind::Allow,
+                        "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER",
+                    );
+                    r
+                }
+            };
+            let _ = self.core.endpoint().respond(now, transaction, response);
+        }
+    }
+
+    fn registrar_event(&mut self, e: RegistrarEvent) {
+        match e {
+            RegistrarEvent::AgentRegistered {
+                extension,
+                contact,
+                source,
+                nat,
+                ..
+            } => {
+                eprintln!(
+                    "dialer: agent {extension} registered from {source} (contact {}, nat {nat})",
+                    contact.uri
+                );
+                self.publish(ApiEvent::AgentRegistered {
+                    extension,
+                    contact: contact.uri.to_string(),
+                    source,
+                    nat,
+                });
+            }
+            RegistrarEvent::AgentUnregistered {
+                extension, reason, ..
+            } => self.publish(ApiEvent::AgentUnregistered {
+                extension,
+                reason: format!("{reason:?}").to_lowercase(),
+            }),
+            _ => {}
+        }
+    }
+
+    fn on_action(&mut self, a: Action) {
+        match a {
+            Action::OpenMedia { call } => {
+                let tx = self.internal_tx.clone();
+                let ports = self.ports.clone();
+                let ip = self.media_ip;
+                let config = self.relay_config;
+                tokio::spawn(async move {
+                    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+                    let opened = MediaSession::open(ip, &ports, ev_tx, config).await;
+                    let result = opened
+                        .map(|(s, p)| (s, p.customer.port(), p.agent.port()))
+                        .map_err(|e| format!("cannot open RTP ports: {e}"));
+                    let ok = result.is_ok();
+                    let _ = tx.send(Internal::MediaOpened(call, result));
+                    if ok {
+                        while let Some(ev) = ev_rx.recv().await {
+                            let closed = matches!(ev, MediaEvent::Closed { .. });
+                            if tx.send(Internal::Media(call, ev)).is_err() || closed {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+            Action::Media { call, op } => self.media_op(call, op),
+            Action::CloseMedia { call } => {
+                let session = self.media.get_mut(&call).and_then(|m| m.session.take());
+                match session {
+                    Some(s) => s.send(MediaCommand::Close),
+                    None => {
+                        self.media.remove(&call);
+                        let now = self.clock.now();
+                        self.core.media_closed(now, call, MediaTotals::default());
+                    }
+                }
+            }
+            Action::Event(e) => self.publish(e),
+        }
+    }
+
+    fn media_op(&mut self, call: CallId, op: MediaOp) {
+        let Some(m) = self.media.get_mut(&call) else {
+            return;
+        };
+        let cmd = match op {
+            MediaOp::SetLeg { side, negotiated } => MediaCommand::SetLeg { side, negotiated },
+            MediaOp::StartRingback { side, path } => {
+                let path = path.or_else(|| m.ringback.clone());
+                match path.and_then(|p| self.ringbacks.get(&p).cloned()) {
+                    Some(ringback) => MediaCommand::StartRingback { side, ringback },
+                    None => return,
+                }
+            }
+            MediaOp::StopRingback { side } => MediaCommand::StopRingback { side },
+            MediaOp::Record { path } => MediaCommand::Record { path },
+        };
+        if let Some(s) = &m.session {
+            s.send(cmd);
+        }
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,172 @@
+//! Turning a `dialer.toml` into the cores' settings: addresses resolved, secrets exposed
+//! only to the cores that hash them, codecs mapped.
+
+use crate::b2bua::{CoreConfig, TrunkSettings};
+use media::sdp::Codec;
+use sip_core::auth::{Credentials, Secret as AuthSecret};
+use sip_core::message::{Host, Uri};
+use sip_core::registration::{Keepalive, RegistrationConfig};
+use sip_core::transaction::Transport;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+use trunk_profiles::{Config, Trunk};
+
+/// Why the configuration cannot be used at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A host name did not resolve.
+    #[error("trunk {trunk}: cannot resolve proxy {host}: {reason}")]
+    Resolve {
+        /// Trunk name.
+        trunk: String,
+        /// The host as configured.
+        host: String,
+        /// What the resolver said.
+        reason: String,
+    },
+}
+
+/// Maps a configured codec to the media crate's.
+pub fn codec(c: trunk_profiles::Codec) -> Codec {
+    match c {
+        trunk_profiles::Codec::Pcmu => Codec::Pcmu,
+        trunk_profiles::Codec::Pcma => Codec::Pcma,
+        trunk_profiles::Codec::Opus => Codec::Opus,
+    }
+}
+
+/// Maps a configured transport.
+pub fn transport(t: trunk_profiles::Transport) -> Transport {
+    match t {
+        trunk_profiles::Transport::Tcp => Transport::Tcp,
+        _ => Transport::Udp,
+    }
+}
+
+/// Resolves `host:port` (DNS A/AAAA through the system resolver; SRV is not used).
+pub async fn resolve(trunk: &Trunk) -> Result<SocketAddr, SettingsError> {
+    let host = trunk.proxy.host.to_string();
+    let port = trunk.proxy.port;
+    let text = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut addrs =
+        tokio::net::lookup_host(text.clone())
+            .await
+            .map_err(|e| SettingsError::Resolve {
+                trunk: trunk.name.clone(),
+                host: text.clone(),
+                reason: e.to_string(),
+            })?;
+    let first = addrs.next();
+    first.ok_or_else(|| SettingsError::Resolve {
+        trunk: trunk.name.clone(),
+        host: text,
+        reason: "no address".into(),
+    })
+}
+
+/// The address of ours a peer sees: the configured listen IP, or, when listening on every
+/// interface, the source address the routing table picks towards `towards` (a connected UDP
+/// socket sends nothing).
+pub fn local_ip(listen: SocketAddr, towards: Option<SocketAddr>) -> IpAddr {
+    if !listen.ip().is_unspecified() {
+        return listen.ip();
+    }
+    towards
+        .and_then(|t| {
+            let bind: SocketAddr = if t.is_ipv4() {
+                (Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let s = UdpSocket::bind(bind).ok()?;
+            s.connect(t).ok()?;
+            s.local_addr().ok().map(|a| a.ip())
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+fn credentials(trunk: &Trunk) -> Option<Credentials> {
+    trunk.credentials.as_ref().map(|c| Credentials {
+        username: c.auth_username.clone(),
+        secret: AuthSecret::Password(c.password.expose().to_owned()),
+    })
+}
+
+/// The B2BUA core's settings.
+pub fn core_config(
+    config: &Config,
+    proxies: &[SocketAddr],
+    advertised: (IpAddr, u16),
+) -> CoreConfig {
+    let trunks = config
+        .trunks()
+        .iter()
+        .zip(proxies)
+        .map(|(t, proxy)| TrunkSettings {
+            name: t.name.clone(),
+            proxy: *proxy,
+            transport: transport(t.transport),
+            domain: t.domain.to_string(),
+            credentials: credentials(t),
+            codecs: t.codecs.iter().copied().map(codec).collect(),
+            caller_id: t
+                .caller_id
+                .clone()
+                .or_else(|| t.username.clone())
+                .unwrap_or_else(|| "dialer".into()),
+            caller_name: t.caller_name.clone(),
+            pai: t.pai,
+            max_channels: t.max_channels.map(|n| n.get()),
+        })
+        .collect();
+    CoreConfig {
+        contact_host: Host::from(advertised.0),
+        contact_port: advertised.1,
+        media_ip: advertised.0,
+        trunks,
+        originate_timeout: Duration::from_secs(60),
+        agent_ring_timeout: Duration::from_secs(30),
+        max_redirects: 3,
+    }
+}
+
+/// The registration of a trunk with `register = true`.
+pub fn registration_config(
+    trunk: &Trunk,
+    proxy: SocketAddr,
+    local: SocketAddr,
+    external: Option<IpAddr>,
+) -> Option<RegistrationConfig> {
+    if !trunk.register {
+        return None;
+    }
+    let creds = credentials(trunk)?;
+    let domain = trunk.domain.to_string();
+    let user = trunk
+        .username
+        .clone()
+        .unwrap_or_else(|| creds.username.clone());
+    let registrar_uri = Uri::parse(&format!("sip:{domain}")).ok()?;
+    let aor = Uri::parse(&format!("sip:{user}@{domain}")).ok()?;
+    let mut rc = RegistrationConfig::new(registrar_uri, aor, proxy, local, creds);
+    rc.transport = transport(trunk.transport);
+    rc.expires = u32::try_from(trunk.expires.as_secs()).unwrap_or(600);
+    rc.external_address = external.map(|ip| (Host::from(ip), local.port()));
+    rc.realm = trunk.credentials.as_ref().and_then(|c| c.realm.clone());
+    rc.retry_min = trunk.register_retry_min;
+    rc.retry_max = trunk.register_retry_max;
+    rc.keepalive = match trunk.keepalive {
+        trunk_profiles::Keepalive::Options => Keepalive::Options {
+            interval: trunk.keepalive_interval,
+        },
+        trunk_profiles::Keepalive::Crlf => Keepalive::Crlf {
+            interval: trunk.keepalive_interval,
+        },
+        _ => Keepalive::None,
+    };
+    Some(rc)
+}
