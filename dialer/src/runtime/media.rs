@@ -342,7 +342,7 @@ impl MediaTask {
         let fds = self.sockets.fds();
         loop {
             if let Some(at) = self.state.next_deadline() {
-                if armed.map_or(true, |armed| at < armed) {
+                if !matches!(armed, Some(armed) if at >= armed) {
                     sleep.as_mut().reset(tokio::time::Instant::from_std(at));
                     armed = Some(at);
                 }
