@@ -1,33 +1,41 @@
 //! The dialer: a SIP/RTP outbound dialer (B2BUA) and its command-line tools.
 //!
 //! # What it does
-//! This crate holds the `dialer` binary's logic as a library, so that every command is testable
-//! without a process: `main.rs` only parses arguments with clap and calls [`cli::run`].
-//! - [`cli`]: the subcommands, their output (text or JSON) and exit codes:
-//!   - `dialer sip parse [FILE|-]` prints one SIP message's structure as JSON (RFC 3261 §7),
-//!     or the parser's error with line and column;
-//!   - `dialer config check [--config F]` validates a `dialer.toml` and prints its effective
-//!     settings, or every diagnostic as `file:line:col: key: message`;
-//!   - `dialer pcap ladder|rtp|audio FILE` read a capture the way sngrep and Wireshark's VoIP
-//!     tools do.
-//! - [`pcap`]: the capture analyses behind those commands, as functions over a
-//!   [`capture::Capture`]: SIP messages out of UDP, reassembled TCP (deframed with
-//!   [`sip_core::message::parse_stream`] per direction) and WebSocket payloads ([`pcap::sip`]);
-//!   the per-call SIP ladder with the problems engineers hunt for ([`pcap::ladder`]); RTP
-//!   streams named with the codecs the capture's SDP gives them ([`pcap::rtp`]); one stream
-//!   decoded to a WAV file ([`pcap::audio`]).
+//! The outbound dialer: it registers to SIP trunks, dials customers through them, plays a
+//! ringback WAV into the customer's RTP once they answer, rings an agent softphone registered
+//! to it, and relays RTP customer <-> agent (transcoding when the legs' codecs differ, RFC 4733
+//! DTMF passed with its payload type rewritten) until either side hangs up.
+//! - [`b2bua`]: the back-to-back user agent with no IO: two dialogs and two media legs per
+//!   call, digest answers to the trunk, the ACK for a 2xx through the route set, BYE and
+//!   CANCEL races, the CDR.
+//! - [`registrar`]: agents' REGISTER with digest, `allow` networks and NAT source binding.
+//! - [`runtime`]: the only IO: the clock, the SIP socket and signalling task, each call's media
+//!   task (batched RTP sockets), `dialer register`, and the loopback demo.
+//! - [`control`], [`api`], [`client`]: the control interface (`POST /calls`, `GET /events` ...)
+//!   the running dialer serves and the CLI uses.
+//! - [`cli`]: the subcommands (`main.rs` only parses arguments with clap and calls
+//!   [`cli::run()`]): `run`, `register`, `demo`, `call`, `calls`, `agents`, `hangup`,
+//!   `sip parse`, `config check`, `pcap ladder|rtp|audio`.
+//! - [`pcap`]: the capture analyses behind `dialer pcap`: SIP messages out of UDP, reassembled
+//!   TCP (deframed with [`sip_core::message::parse_stream`] per direction) and WebSocket
+//!   payloads ([`pcap::sip`]); the per-call SIP ladder with the problems engineers hunt for
+//!   ([`pcap::ladder`]); RTP streams named with the codecs the capture's SDP gives them
+//!   ([`pcap::rtp`]); one stream decoded to a WAV file ([`pcap::audio`]).
 //!
 //! # Drive loop
-//! The commands are one-shot: read the input, analyse it, print, exit. The analyses are pure
-//! functions of the capture; only [`cli`] touches files, standard streams and the exit code.
+//! `dialer run` starts [`runtime::server::start`]: one signalling task feeds every SIP
+//! datagram and timer to the [`b2bua::Core`] (which owns the sans-IO `sip-core` endpoint),
+//! hands REGISTER and OPTIONS to the [`registrar::Registrar`] and responses to the trunk
+//! registrations, and moves what they queue: SIP to the socket, media commands to the call's
+//! media task, events to the API's followers. RTP never reaches the signalling task.
+//! The `pcap` and `sip` commands are one-shot: read, analyse, print, exit.
 //!
 //! # What it deliberately does not do
-//! - No live capture and no capture writing; reading containers and link layers is the
-//!   `capture` crate's job, parsing SIP is `sip-core`'s, decoding audio is `media`'s.
+//! - No inbound calls (an INVITE from outside a dialog gets 480), no TLS or SRTP, no DNS SRV
+//!   (trunk proxies resolve through A/AAAA).
 //! - The ladder does not re-run transactions: it reports what the capture shows (messages,
 //!   retransmissions, missing or misrouted ACKs, NAT traces, outcome), not what a stack would do.
-//! - No SRTP, no TLS: encrypted payloads are not SIP or RTP to this crate.
-//!
+
 //! # Errors and panics
 //! Bad input (an unparsable message, a broken configuration, a truncated capture, an unknown link
 //! type, garbage in a payload) is reported with what is wrong and where (file, packet number,

@@ -1,7 +1,7 @@
 //! The `dialer` subcommands: argument definitions (clap derive), dispatch and exit codes.
 //!
 //! Every command writes its result to the given output stream and human-readable problems to
-//! the error stream, and returns an [`Exit`]; [`run`] binds them to the process's standard
+//! the error stream, and returns an [`Exit`]; [`run()`] binds them to the process's standard
 //! streams. Tests call [`run_with`] with buffers or run the real binary.
 
 mod config;

@@ -47,6 +47,11 @@ pub struct RegistrarConfig {
     pub allow: Vec<Method>,
     /// Option tags listed in `Supported` of OPTIONS answers (may be empty: §20.37 allows it).
     pub supported: Vec<String>,
+    /// The digest algorithms challenged with, one WWW-Authenticate each, in this order.
+    /// MD5 alone by default: softphones built on libre (baresip) fail the whole
+    /// registration when any challenge names an algorithm they lack, and most deployed
+    /// phones know only MD5. Add SHA-256 where every agent supports RFC 7616.
+    pub algorithms: Vec<sip_core::auth::Algorithm>,
     /// The agents.
     pub agents: Vec<AgentEntry>,
 }
@@ -66,6 +71,7 @@ impl fmt::Debug for RegistrarConfig {
             .field("server", &self.server)
             .field("allow", &self.allow)
             .field("supported", &self.supported)
+            .field("algorithms", &self.algorithms)
             .field("agents", &self.agents)
             .finish()
     }
@@ -192,6 +198,7 @@ impl RegistrarConfig {
                 Method::Register,
             ],
             supported: Vec::new(),
+            algorithms: vec![sip_core::auth::Algorithm::Md5],
             agents: Vec::new(),
         }
     }

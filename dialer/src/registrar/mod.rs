@@ -253,6 +253,7 @@ impl Registrar {
             key.extend_from_slice(entry.extension.as_bytes());
             let mut server = ServerConfig::new(config.realm.clone(), key);
             server.nonce_lifetime = config.nonce_ttl;
+            server.algorithms = config.algorithms.clone();
             let static_binding = entry.static_contact.as_ref().map(|s| Binding {
                 extension: entry.extension.clone(),
                 contact: s.contact.clone(),

@@ -218,26 +218,46 @@ fn baresip() -> Phone {
     Phone::new("1000", "pw-1000", BARESIP_CONTACT, "192.168.1.20:5060")
 }
 
+fn challenges_of(response: &Response) -> Vec<sip_core::auth::DigestChallenge> {
+    response
+        .headers
+        .get_all(HeaderKind::WwwAuthenticate)
+        .map(|v| parse_challenge(v).unwrap())
+        .collect()
+}
+
 #[test]
-fn unauthenticated_register_gets_401_with_sha256_and_md5_challenges_and_a_to_tag() {
+fn unauthenticated_register_gets_401_with_one_md5_challenge_and_a_to_tag() {
     let mut registrar = registrar();
     let mut phone = baresip();
     let request = phone.request();
     let outcome = registrar.handle_register(Time::ZERO, &request, phone.source, Transport::Udp);
     assert_eq!(outcome.response.status, 401);
     assert!(outcome.events.is_empty());
-    let challenges: Vec<_> = outcome
-        .response
-        .headers
-        .get_all(HeaderKind::WwwAuthenticate)
-        .map(|v| parse_challenge(v).unwrap())
-        .collect();
+    let challenges = challenges_of(&outcome.response);
     let algorithms: Vec<_> = challenges.iter().map(|c| c.algorithm.as_str()).collect();
-    assert_eq!(algorithms, ["SHA-256", "MD5"]);
+    // One MD5 challenge only: libre-based phones fail on any algorithm they lack.
+    assert_eq!(algorithms, ["MD5"]);
     assert!(challenges.iter().all(|c| c.realm == REALM && !c.stale));
-    assert_eq!(challenges[0].nonce, challenges[1].nonce);
     assert!(outcome.response.to_header().unwrap().tag().is_some());
     assert!(registrar.lookup("1000", Time::ZERO).is_none());
+}
+
+#[test]
+fn configured_algorithms_are_each_challenged_with_one_nonce_in_order() {
+    let mut config = config();
+    config.algorithms = vec![
+        sip_core::auth::Algorithm::Sha256,
+        sip_core::auth::Algorithm::Md5,
+    ];
+    let mut registrar = registrar_with(config);
+    let mut phone = baresip();
+    let request = phone.request();
+    let outcome = registrar.handle_register(Time::ZERO, &request, phone.source, Transport::Udp);
+    let challenges = challenges_of(&outcome.response);
+    let algorithms: Vec<_> = challenges.iter().map(|c| c.algorithm.as_str()).collect();
+    assert_eq!(algorithms, ["SHA-256", "MD5"]);
+    assert_eq!(challenges[0].nonce, challenges[1].nonce);
 }
 
 #[test]

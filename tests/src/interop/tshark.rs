@@ -144,19 +144,37 @@ pub fn rtp_to_port(pcap: &Path, port: u16) -> Result<Vec<RtpPacket>, HarnessErro
     Ok(packets)
 }
 
-/// Decodes G.711 packets onto an 8 kHz timeline by arrival time (loopback jitter is far below
-/// a 20 ms packet), so "what was heard when" survives a change of SSRC or timestamp base.
+/// Decodes G.711 packets onto an 8 kHz timeline in sequence-number order, so "what was heard
+/// when" survives a change of SSRC or timestamp base at the switch from ringback to the agent.
 /// Packets of other payload types (telephone-event, comfort noise) are left out.
 pub fn g711_timeline(packets: &[RtpPacket]) -> Pcm {
-    let start = packets.first().map_or(0.0, RtpPacket::seconds);
+    // Packets are laid end to end in sequence-number order (as a receiver's playout does),
+    // not at their arrival times: arrival jitter would otherwise cut a click into the tone
+    // every packet. Lost packets leave a packet of silence; the time scale stays 8 kHz.
+    let Some(first) = packets.first() else {
+        return Pcm {
+            rate: 8000,
+            samples: Vec::new(),
+        };
+    };
     let mut samples: Vec<f32> = Vec::new();
-    for packet in packets {
+    let mut index: i64 = 0;
+    let mut last_seq = first.seq;
+    for (n, packet) in packets.iter().enumerate() {
         let law = match packet.payload_type {
             0 => Law::Mu,
             8 => Law::A,
             _ => continue,
         };
-        let at = ((packet.seconds() - start) * 8000.0).round().max(0.0) as usize;
+        if n > 0 {
+            // Sequence numbers wrap at 2^16 (RFC 3550 §5.1).
+            index += i64::from(packet.seq.wrapping_sub(last_seq) as i16);
+        }
+        last_seq = packet.seq;
+        let Ok(slot) = usize::try_from(index) else {
+            continue;
+        };
+        let at = slot * packet.payload.len();
         if samples.len() < at + packet.payload.len() {
             samples.resize(at + packet.payload.len(), 0.0);
         }
