@@ -21,6 +21,9 @@ macro_rules! header_kinds {
             Other,
         }
 
+        #[cfg(test)]
+        const ALL_KINDS: &[HeaderKind] = &[$( HeaderKind::$variant, )*];
+
         impl HeaderKind {
             /// The canonical spelling; `None` for [`HeaderKind::Other`].
             pub fn canonical(self) -> Option<&'static str> {
@@ -48,9 +51,26 @@ macro_rules! header_kinds {
                     $( $( if c == $compact { return HeaderKind::$variant; } )? )*
                     return HeaderKind::Other;
                 }
-                $( if name.len() == $canonical.len() && name.eq_ignore_ascii_case($canonical) {
-                    return HeaderKind::$variant;
-                } )*
+                // One bucket of candidates per name length: a header line costs a few
+                // comparisons instead of one per known name.
+                static BY_LENGTH: std::sync::LazyLock<Vec<Vec<(&'static str, HeaderKind)>>> =
+                    std::sync::LazyLock::new(|| {
+                        let mut buckets: Vec<Vec<(&'static str, HeaderKind)>> = Vec::new();
+                        $(
+                            if buckets.len() <= $canonical.len() {
+                                buckets.resize($canonical.len() + 1, Vec::new());
+                            }
+                            buckets[$canonical.len()].push(($canonical, HeaderKind::$variant));
+                        )*
+                        buckets
+                    });
+                if let Some(bucket) = BY_LENGTH.get(name.len()) {
+                    for (canonical, kind) in bucket {
+                        if same_name(name.as_bytes(), canonical.as_bytes()) {
+                            return *kind;
+                        }
+                    }
+                }
                 HeaderKind::Other
             }
         }
@@ -104,6 +124,27 @@ header_kinds! {
     Privacy => "Privacy";
     ReplyTo => "Reply-To";
     Timestamp => "Timestamp";
+}
+
+/// Case-insensitive equality of a received name with a canonical one of the same length.
+/// Canonical names hold only letters and `-`, so folding both with `| 0x20` is exact: a
+/// letter matches either case, `-` only itself (its other preimage, CR, never occurs in a
+/// name). Eight bytes are compared at a time.
+fn same_name(received: &[u8], canonical: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let mut a = received.chunks_exact(8);
+    let mut b = canonical.chunks_exact(8);
+    for (x, y) in (&mut a).zip(&mut b) {
+        let x = u64::from_le_bytes(x.try_into().expect("chunks_exact yields 8 bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("chunks_exact yields 8 bytes"));
+        if x | FOLD != y | FOLD {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(x, y)| x | 0x20 == y | 0x20)
 }
 
 /// A header name: what kind it is and how it was spelled.
@@ -326,6 +367,29 @@ mod tests {
         ] {
             assert_eq!(HeaderKind::from_name(n), k, "{n}");
         }
+    }
+
+    #[test]
+    fn every_known_name_is_found_in_any_case() {
+        for kind in ALL_KINDS {
+            let name = kind.canonical().unwrap();
+            assert_eq!(HeaderKind::from_name(name), *kind, "{name}");
+            assert_eq!(
+                HeaderKind::from_name(&name.to_ascii_uppercase()),
+                *kind,
+                "{name}"
+            );
+            assert_eq!(
+                HeaderKind::from_name(&name.to_ascii_lowercase()),
+                *kind,
+                "{name}"
+            );
+        }
+        assert_eq!(HeaderKind::from_name("X-Unknown-Header"), HeaderKind::Other);
+        // Same length as "Via" and "To", differing only outside letters.
+        assert_eq!(HeaderKind::from_name("V_a"), HeaderKind::Other);
+        assert_eq!(HeaderKind::from_name("Call_ID"), HeaderKind::Other);
+        assert_eq!(HeaderKind::from_name(""), HeaderKind::Other);
     }
 
     #[test]

@@ -342,7 +342,7 @@ fn parse_inner(
         );
     };
     let start = parse_start_line(start_line)?;
-    let mut headers = Headers::with_capacity(16);
+    let mut headers = Headers::with_capacity(24);
     let mut current: Option<(HeaderName, String, usize, usize)> = None;
     let mut line_no = 1;
     let mut content_length: Option<usize> = None;

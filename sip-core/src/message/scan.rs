@@ -15,6 +15,8 @@ pub(crate) mod class {
     /// `user` characters, `%` included; `#` is accepted because equipment sends it
     /// unescaped in dialled digits.
     pub const USER: u8 = 16;
+    /// Host name characters: alphanumerics, `-`, `.`, and `_` (seen in SRV-style names).
+    pub const HOST: u8 = 32;
 }
 
 const fn build_classes() -> [u8; 256] {
@@ -69,6 +71,9 @@ const fn build_classes() -> [u8; 256] {
             )
         {
             v |= class::USER;
+        }
+        if alnum || matches!(c, b'-' | b'.' | b'_') {
+            v |= class::HOST;
         }
         t[b] = v;
         b += 1;

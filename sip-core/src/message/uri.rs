@@ -87,10 +87,8 @@ impl Host {
         }
         // hostname = *( domainlabel "." ) toplabel [ "." ]; '_' is accepted because
         // SRV-style and some vendors' host names carry it.
-        for (i, b) in s.bytes().enumerate() {
-            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
-                return err(i, "a host name character");
-            }
+        if let Some(i) = s.bytes().position(|b| !is(b, class::HOST)) {
+            return err(i, "a host name character");
         }
         Ok(None)
     }
@@ -102,6 +100,11 @@ impl Host {
 /// not a bare IPv6 address.
 pub(crate) fn bare_ipv6_end(s: &str, start: usize) -> Option<usize> {
     let rest = &s[start..];
+    // Every IPv6 text form has a ':' among its first five characters; host names and IPv4
+    // addresses are ruled out without scanning them.
+    if !rest.as_bytes().iter().take(5).any(|&b| b == b':') {
+        return None;
+    }
     let run = rest
         .bytes()
         .position(|b| !(b.is_ascii_hexdigit() || b == b':' || b == b'.'))
