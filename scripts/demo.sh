@@ -3,8 +3,9 @@
 # and answering party playing 440 Hz) and a simulated agent (a softphone that registers with
 # digest, rings for two seconds, answers and plays 1000 Hz) talk to the real dialer over UDP.
 # The dialer prints its SIP ladder; the call's recording is left in ./demo.wav (customer left,
-# agent right) and every datagram the peers exchanged with the dialer in ./demo.pcap
-# (open it with Wireshark or `dialer pcap ladder demo.pcap`).
+# agent right), every datagram the peers exchanged with the dialer in ./demo.pcap, and the
+# dialer's own capture of the call in ./demo-call.pcap (open them with Wireshark or
+# `dialer pcap ladder demo.pcap`).
 #
 # Environment: OUT_DIR (default: the current directory), TALK_SECONDS (default 4),
 # SKIP_APT=1 to leave Debian packages alone.

@@ -127,7 +127,7 @@ pub fn register_command(args: &RegisterArgs, streams: &mut Streams<'_>) -> io::R
 /// `dialer demo` options.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Where to leave demo.wav and demo.pcap.
+    /// Where to leave demo.wav, demo.pcap and demo-call.pcap.
     #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
     /// Seconds the customer and the agent talk before the customer hangs up.
@@ -159,7 +159,16 @@ pub fn demo_command(args: &DemoArgs, streams: &mut Streams<'_>) -> io::Result<Ex
                 c.packets_to_customer
             )?;
             writeln!(streams.stdout, "recording: {}", r.recording.display())?;
-            writeln!(streams.stdout, "capture:   {}", r.pcap.display())?;
+            writeln!(
+                streams.stdout,
+                "capture:   {} (the peers' side)",
+                r.pcap.display()
+            )?;
+            writeln!(
+                streams.stdout,
+                "           {} (the dialer's own, as --pcap writes it)",
+                r.call_pcap.display()
+            )?;
             Ok(if c.outcome == "bridged" {
                 Exit::Success
             } else {

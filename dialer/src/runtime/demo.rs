@@ -1,8 +1,10 @@
 //! `dialer demo`: a whole call on loopback with no outside trunk. A simulated carrier (a
 //! registrar and a UAS playing a 440 Hz tone) and a simulated agent (a softphone that
 //! registers with digest, auto-answers and plays 1000 Hz) talk to the real dialer runtime
-//! over UDP. The dialer prints its SIP ladder; the demo leaves the call's recording and a
-//! capture of every datagram the peers exchanged with the dialer.
+//! over UDP. The dialer prints its SIP ladder; the demo leaves the call's recording
+//! (`demo.wav`), a capture of every datagram the peers exchanged with the dialer
+//! (`demo.pcap`, registrations included) and the dialer's own capture of the call
+//! (`demo-call.pcap`, what `dialer call --pcap` writes).
 //!
 //! The peers are built from the same sans-IO cores as the dialer (`sip-core` endpoints,
 //! digest client and server, `media` codecs), driven by a small loop here.
@@ -43,6 +45,8 @@ pub struct DemoReport {
     pub recording: PathBuf,
     /// The capture of the peers' side.
     pub pcap: PathBuf,
+    /// The dialer's own capture of the call.
+    pub call_pcap: PathBuf,
 }
 
 /// One captured datagram: when, from, to, payload.
@@ -530,6 +534,7 @@ pub async fn demo(out_dir: &Path, talk: Duration) -> Result<DemoReport, String> 
     write_ringback(&ringback)?;
     let recording = out_dir.join("demo.wav");
     let pcap = out_dir.join("demo.pcap");
+    let call_pcap = out_dir.join("demo-call.pcap");
 
     let tap = Tap::default();
     let carrier = Peer::bind(11).await.map_err(|e| e.to_string())?;
@@ -679,7 +684,7 @@ listen = "127.0.0.1:{api_port}"
                 trunk: None,
                 ringback: None,
                 record: Some(recording.clone()),
-                pcap: None,
+                pcap: Some(call_pcap.clone()),
             },
             reply_tx,
         ))
@@ -713,6 +718,7 @@ listen = "127.0.0.1:{api_port}"
         cdr,
         recording,
         pcap,
+        call_pcap,
     })
 }
 

@@ -88,6 +88,12 @@ pub enum MediaCommand {
         /// Where; created or truncated.
         path: PathBuf,
     },
+    /// Write every datagram of the call's media (received and sent, RTP and RTCP) into a
+    /// pcap shared with the signalling task (`dialer call --pcap`).
+    Capture {
+        /// The tap.
+        tap: super::tap::SharedTap,
+    },
     /// Stop: the task sends [`MediaEvent::Closed`] with the final statistics and ends.
     Close,
 }
@@ -173,11 +179,18 @@ impl MediaSession {
             agent: agent.rtp.local_addr()?,
         };
         let (commands, receiver) = mpsc::unbounded_channel();
+        let mut state = State::new(config, events);
+        state.locals = [
+            customer.rtp.local_addr()?,
+            customer.rtcp.local_addr()?,
+            agent.rtp.local_addr()?,
+            agent.rtcp.local_addr()?,
+        ];
         let task = MediaTask {
             sockets: Sockets {
                 legs: [customer, agent],
             },
-            state: State::new(config, events),
+            state,
             commands: receiver,
         };
         tokio::spawn(task.run());
@@ -293,6 +306,7 @@ enum Command {
     StartRingback(Side, Arc<Ringback>),
     StopRingback(Side),
     Record(Box<PathBuf>),
+    Capture(super::tap::SharedTap),
     Close,
 }
 
@@ -307,6 +321,7 @@ impl From<MediaCommand> for Command {
             }
             MediaCommand::StopRingback { side } => Command::StopRingback(side),
             MediaCommand::Record { path } => Command::Record(Box::new(path)),
+            MediaCommand::Capture { tap } => Command::Capture(tap),
             MediaCommand::Close => Command::Close,
         }
     }
@@ -413,6 +428,10 @@ struct State {
     /// replaces it in place).
     record_payload: Vec<u8>,
     sent: [u64; 2],
+    /// The pcap the call's datagrams are copied into, when asked for.
+    tap: Option<super::tap::SharedTap>,
+    /// Local addresses in [`Sockets::fds`] order, for the tap.
+    locals: [SocketAddr; 4],
 }
 
 impl State {
@@ -427,6 +446,8 @@ impl State {
             record_due: None,
             record_payload: Vec::new(),
             sent: [0; 2],
+            tap: None,
+            locals: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
         }
     }
 
@@ -457,6 +478,7 @@ impl State {
                 }
             }
             Command::Record(path) => self.record(*path, now),
+            Command::Capture(tap) => self.tap = Some(tap),
             Command::Close => return Flow::Stop,
         }
         // A command may make packets due at once (the first ringback frame).
@@ -581,6 +603,10 @@ impl State {
         };
         let len = scratch.rx_len[i];
         let buf = &mut scratch.rx[i];
+        if let Some(tap) = &self.tap {
+            let local = self.locals[usize::from(socket_index(side, false))];
+            super::tap::write_shared(tap, from, local, &buf[..len]);
+        }
         let recording = self.recorder.is_some()
             && keep_audio_payload(
                 &self.legs[side_index(side)],
@@ -591,6 +617,10 @@ impl State {
         let accepted = match result {
             Forward::Send { to, len } => {
                 let egress = side.other();
+                if let Some(tap) = &self.tap {
+                    let local = self.locals[usize::from(socket_index(egress, false))];
+                    super::tap::write_shared(tap, local, to, &buf[..len]);
+                }
                 scratch.queue(Outgoing {
                     buffer: Buffer::Rx(i as u8),
                     len: len as u16,
@@ -627,6 +657,10 @@ impl State {
             let is_rtcp = rtp::classify(&buf[..transmit.len]) == PacketKind::Rtcp;
             // RTCP goes from the RTCP socket unless the peer multiplexes it on RTP's port.
             let from_rtcp = is_rtcp && relay.destination(transmit.side) != Some(transmit.to);
+            if let Some(tap) = &self.tap {
+                let local = self.locals[usize::from(socket_index(transmit.side, from_rtcp))];
+                super::tap::write_shared(tap, local, transmit.to, &buf[..transmit.len]);
+            }
             scratch.queue_extra(Outgoing {
                 buffer: Buffer::Extra(0),
                 len: transmit.len as u16,
@@ -674,6 +708,9 @@ impl State {
     }
 
     fn close(mut self) {
+        // The signalling task holds the other reference; the file is complete when it too
+        // lets go at the end of the call.
+        drop(self.tap.take());
         if let Some(recorder) = self.recorder.take() {
             if let Err(error) = (*recorder).finish() {
                 self.fail(format!("recording: {error}"));

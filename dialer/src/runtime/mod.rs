@@ -12,3 +12,4 @@ pub mod media;
 pub mod register;
 pub mod server;
 pub mod settings;
+pub mod tap;

@@ -95,6 +95,8 @@ enum Internal {
 struct CallMedia {
     session: Option<MediaSession>,
     ringback: Option<PathBuf>,
+    /// `--pcap`: the call's SIP and media datagrams.
+    tap: Option<super::tap::SharedTap>,
 }
 
 struct State {
@@ -116,6 +118,8 @@ struct State {
     options: RunOptions,
     cdr_file: Option<std::fs::File>,
     shutting_down: bool,
+    /// Our SIP address as peers see it, for captures.
+    sip_local: SocketAddr,
 }
 
 /// Starts the dialer: binds, registers the trunks, and runs until [`Running::shutdown`].
@@ -239,6 +243,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         options: options.clone(),
         cdr_file,
         shutting_down: false,
+        sip_local: local,
     };
     if !options.no_api {
         let api = config.api().clone();
@@ -385,7 +390,8 @@ impl State {
     }
 
     fn ladder(&mut self, out: bool, peer: SocketAddr, bytes: &[u8]) {
-        if self.events.receiver_count() == 0 && !self.options.ladder {
+        let tapping = self.media.values().any(|m| m.tap.is_some());
+        if self.events.receiver_count() == 0 && !self.options.ladder && !tapping {
             return;
         }
         let t = self.clock.now().0.as_secs_f64();
@@ -396,6 +402,15 @@ impl State {
             if let Ok(id) = m.call_id() {
                 line.call = self.core.call_for_sip_call_id(id);
             }
+        }
+        if let Some(tap) = line
+            .call
+            .and_then(|c| self.media.get(&c))
+            .and_then(|m| m.tap.as_ref())
+        {
+            let local = self.sip_local;
+            let (from, to) = if out { (local, peer) } else { (peer, local) };
+            super::tap::write_shared(tap, from, to, bytes);
         }
         if self.options.ladder {
             eprintln!("{}", ladder::format(&line, self.options.colour));
@@ -503,11 +518,16 @@ impl State {
             ringback.clone(),
             o.record.clone(),
         )?;
+        let tap = match &o.pcap {
+            Some(path) => Some(super::tap::PcapTap::shared(path).map_err(ControlError::Other)?),
+            None => None,
+        };
         self.media.insert(
             info.id,
             CallMedia {
                 session: None,
                 ringback,
+                tap,
             },
         );
         Ok(info)
@@ -519,6 +539,9 @@ impl State {
             Internal::MediaOpened(call, Ok((session, cport, aport))) => {
                 match self.media.get_mut(&call) {
                     Some(m) => {
+                        if let Some(tap) = &m.tap {
+                            session.send(MediaCommand::Capture { tap: tap.clone() });
+                        }
                         m.session = Some(session);
                         self.core.media_opened(now, call, cport, aport);
                     }

@@ -8,7 +8,6 @@ use sip_core::message::{Host, Uri};
 use sip_core::registration::{Keepalive, RegistrationConfig};
 use sip_core::transaction::Transport;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::time::Duration;
 use trunk_profiles::{Config, Trunk};
 
 /// Why the configuration cannot be used at run time.
@@ -128,8 +127,8 @@ pub fn core_config(
         contact_port: advertised.1,
         media_ip: advertised.0,
         trunks,
-        originate_timeout: Duration::from_secs(60),
-        agent_ring_timeout: Duration::from_secs(30),
+        originate_timeout: config.calls().originate_timeout,
+        agent_ring_timeout: config.calls().agent_ring_timeout,
         max_redirects: 3,
     }
 }
@@ -169,4 +168,37 @@ pub fn registration_config(
         _ => Keepalive::None,
     };
     Some(rc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[[trunk]]\nname = \"carrier\"\nproxy = \"127.0.0.1:5080\"\nregister = false\n{extra}"
+        );
+        Config::from_str_named(&text, "dialer.toml", &|_| None).expect("valid test config")
+    }
+
+    #[test]
+    fn core_timeouts_come_from_the_calls_table() {
+        let proxy: SocketAddr = "127.0.0.1:5080".parse().unwrap();
+        let c = config("[calls]\noriginate_timeout_s = 4\nagent_ring_timeout_s = 9\n");
+        let core = core_config(&c, &[proxy], (IpAddr::V4(Ipv4Addr::LOCALHOST), 5060));
+        assert_eq!(core.originate_timeout.as_secs(), 4);
+        assert_eq!(core.agent_ring_timeout.as_secs(), 9);
+    }
+
+    #[test]
+    fn core_timeouts_default_without_a_calls_table() {
+        let proxy: SocketAddr = "127.0.0.1:5080".parse().unwrap();
+        let core = core_config(
+            &config(""),
+            &[proxy],
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), 5060),
+        );
+        assert_eq!(core.originate_timeout.as_secs(), 60);
+        assert_eq!(core.agent_ring_timeout.as_secs(), 30);
+    }
 }

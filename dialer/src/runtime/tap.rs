@@ -1,0 +1,124 @@
+//! Writing what a call sends and receives into a pcap file (`dialer call --pcap FILE`): SIP
+//! from the signalling task, RTP and RTCP from the call's media task, into one file.
+//!
+//! Each datagram gets synthesised IPv4/IPv6 and UDP headers (etherparse) so that tshark,
+//! Wireshark and `dialer pcap` read the file like a capture taken on the wire.
+
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::DataLink;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A pcap file being written; buffered, and complete once the last holder drops it (the
+/// media task when the call's media closes, the signalling task when the call ends).
+pub struct PcapTap {
+    writer: PcapWriter<BufWriter<File>>,
+    /// Reused for each packet's headers and payload.
+    scratch: Vec<u8>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for PcapTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapTap")
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+/// A tap shared by the signalling task and the call's media task.
+pub type SharedTap = Arc<Mutex<PcapTap>>;
+
+impl PcapTap {
+    /// Creates (or truncates) `path`; the error names it.
+    pub fn create(path: &Path) -> Result<PcapTap, String> {
+        let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let header = PcapHeader {
+            datalink: DataLink::RAW,
+            ..PcapHeader::default()
+        };
+        let writer = PcapWriter::with_header(BufWriter::new(file), header)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(PcapTap {
+            writer,
+            scratch: Vec::with_capacity(1600),
+            failed: false,
+        })
+    }
+
+    /// A shared tap.
+    pub fn shared(path: &Path) -> Result<SharedTap, String> {
+        Ok(Arc::new(Mutex::new(PcapTap::create(path)?)))
+    }
+
+    /// Appends one datagram `from -> to`, stamped with the wall clock. A write error stops
+    /// the capture (the call goes on).
+    pub fn write(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+        if self.failed {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        self.scratch.clear();
+        let built = match (from, to) {
+            (SocketAddr::V4(f), SocketAddr::V4(t)) => {
+                etherparse::PacketBuilder::ipv4(f.ip().octets(), t.ip().octets(), 64)
+                    .udp(f.port(), t.port())
+                    .write(&mut self.scratch, payload)
+            }
+            (SocketAddr::V6(f), SocketAddr::V6(t)) => {
+                etherparse::PacketBuilder::ipv6(f.ip().octets(), t.ip().octets(), 64)
+                    .udp(f.port(), t.port())
+                    .write(&mut self.scratch, payload)
+            }
+            // Mixed families cannot be one packet; nothing the dialer sends is like that.
+            _ => return,
+        };
+        if built.is_err() {
+            return;
+        }
+        let len = u32::try_from(self.scratch.len()).unwrap_or(u32::MAX);
+        if self
+            .writer
+            .write_packet(&PcapPacket::new(now, len, &self.scratch))
+            .is_err()
+        {
+            self.failed = true;
+        }
+    }
+}
+
+/// Writes through a shared tap (a poisoned lock, from a panic elsewhere, drops the packet).
+pub fn write_shared(tap: &SharedTap, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+    if let Ok(mut t) = tap.lock() {
+        t.write(from, to, payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_datagrams_read_back_with_their_addresses_and_payloads() {
+        let dir = std::env::temp_dir().join(format!("dialer-tap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.pcap");
+        let mut tap = PcapTap::create(&path).unwrap();
+        let a: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let b: SocketAddr = "127.0.0.2:5062".parse().unwrap();
+        tap.write(a, b, b"OPTIONS sip:x SIP/2.0\r\n\r\n");
+        tap.write(b, a, b"\x80\x00\x00\x01");
+        drop(tap);
+        let cap = capture::read_file(&path).unwrap();
+        assert_eq!(cap.packets.len(), 2);
+        assert_eq!((cap.packets[0].src, cap.packets[0].dst), (a, b));
+        assert_eq!(cap.packets[1].payload, b"\x80\x00\x00\x01");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
