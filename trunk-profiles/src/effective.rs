@@ -157,6 +157,16 @@ pub(crate) fn render(c: &Config) -> String {
         opt(m.record_dir.as_ref().map(|p| p.display())).replace(NOT_SET, "(not set: no recording)"),
     );
 
+    let calls = c.calls();
+    line(
+        "\n[calls]\noriginate_timeout_s",
+        secs(calls.originate_timeout).to_string(),
+    );
+    line(
+        "agent_ring_timeout_s",
+        secs(calls.agent_ring_timeout).to_string(),
+    );
+
     let api = c.api();
     line("\n[api]\nlisten", quoted(&api.listen.to_string()));
     let token = match (&api.token, &api.token_env) {

@@ -70,7 +70,7 @@ pub use address::{Host, HostPort, PortRange, StaticContact, DEFAULT_SIP_PORT};
 pub use error::{ConfigError, Diagnostic, Diagnostics};
 pub use number::{NumberError, NumberRewrite, E164_MAX_DIGITS};
 pub use profile::{
-    Agent, AgentSecret, Api, Codec, Credentials, DtmfMode, Keepalive, Media, Registrar,
+    Agent, AgentSecret, Api, Calls, Codec, Credentials, DtmfMode, Keepalive, Media, Registrar,
     SipSettings, SipTimers, Transport, Trunk,
 };
 pub use secret::Secret;
@@ -94,6 +94,7 @@ pub struct Config {
     registrar: Registrar,
     media: Media,
     api: Api,
+    calls: Calls,
 }
 
 impl Config {
@@ -190,6 +191,11 @@ impl Config {
     /// `[api]`.
     pub fn api(&self) -> &Api {
         &self.api
+    }
+
+    /// `[calls]`.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
     }
 
     /// Every effective setting, defaults included, secrets masked, one `key = value` per line

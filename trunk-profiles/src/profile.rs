@@ -302,3 +302,31 @@ pub struct Api {
     /// The environment variable the token came from, if it came from one.
     pub token_env: Option<String>,
 }
+
+/// `[calls]`: how long each leg of a call may ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Calls {
+    /// The customer INVITE is CANCELled when it has no final response by then (RFC 3261
+    /// §9.1); the call ends as `no_answer`, Q.850 cause 19.
+    pub originate_timeout: Duration,
+    /// The agent INVITE is CANCELled when the agent has not answered by then; the customer
+    /// leg is then ended too.
+    pub agent_ring_timeout: Duration,
+}
+
+/// `calls.originate_timeout_s` when absent: a minute, about what a carrier itself lets a
+/// number ring before it answers 408/480.
+pub(crate) const DEFAULT_ORIGINATE_TIMEOUT_S: u32 = 60;
+/// `calls.agent_ring_timeout_s` when absent: the customer is already on the line, listening
+/// to ringback.
+pub(crate) const DEFAULT_AGENT_RING_TIMEOUT_S: u32 = 30;
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            originate_timeout: Duration::from_secs(u64::from(DEFAULT_ORIGINATE_TIMEOUT_S)),
+            agent_ring_timeout: Duration::from_secs(u64::from(DEFAULT_AGENT_RING_TIMEOUT_S)),
+        }
+    }
+}

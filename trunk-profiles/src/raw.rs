@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     pub(crate) media: RawMedia,
     #[serde(default)]
     pub(crate) api: RawApi,
+    #[serde(default)]
+    pub(crate) calls: RawCalls,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -111,4 +113,11 @@ pub(crate) struct RawApi {
     pub(crate) listen: Option<S<String>>,
     pub(crate) token: Option<S<Secret>>,
     pub(crate) token_env: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCalls {
+    pub(crate) originate_timeout_s: Option<S<u32>>,
+    pub(crate) agent_ring_timeout_s: Option<S<u32>>,
 }

@@ -843,6 +843,29 @@ impl<'a> Checker<'a> {
         }
     }
 
+    fn calls(&mut self, raw: &RawCalls) -> Calls {
+        // Ten minutes is beyond any carrier's own ring timeout (commonly 60-180 s); a longer
+        // bound would only hold a channel that will never be answered.
+        let originate = self.bounded(
+            &raw.originate_timeout_s,
+            "calls.originate_timeout_s",
+            DEFAULT_ORIGINATE_TIMEOUT_S,
+            (1, 600),
+            "seconds",
+        );
+        let agent_ring = self.bounded(
+            &raw.agent_ring_timeout_s,
+            "calls.agent_ring_timeout_s",
+            DEFAULT_AGENT_RING_TIMEOUT_S,
+            (1, 600),
+            "seconds",
+        );
+        Calls {
+            originate_timeout: secs(originate),
+            agent_ring_timeout: secs(agent_ring),
+        }
+    }
+
     fn api(&mut self, raw: &RawApi, env: &EnvLookup<'_>) -> Api {
         let listen = raw
             .listen
@@ -964,6 +987,7 @@ pub(crate) fn build(
             ),
         );
     }
+    let calls = c.calls(&raw.calls);
     let api = c.api(&raw.api, env);
     if api.listen.port() == sip.listen.port() && overlaps(api.listen.ip(), sip.listen.ip()) {
         let span = raw
@@ -992,6 +1016,7 @@ pub(crate) fn build(
             registrar,
             media,
             api,
+            calls,
         })
     } else {
         Err(c.errors)

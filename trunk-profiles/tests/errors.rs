@@ -412,3 +412,38 @@ fn a_key_given_twice_is_located() {
     assert_eq!((d.line, d.file.as_str()), (6, "dialer.toml"));
     assert!(d.message.contains("duplicate key"), "{d}");
 }
+
+#[test]
+fn call_timeouts_default_to_a_minute_and_half_a_minute() {
+    let c = Config::from_str_named(TRUNK, "dialer.toml", &no_env).unwrap();
+    assert_eq!(c.calls().originate_timeout.as_secs(), 60);
+    assert_eq!(c.calls().agent_ring_timeout.as_secs(), 30);
+    let listing = c.effective_settings();
+    for line in ["originate_timeout_s = 60", "agent_ring_timeout_s = 30"] {
+        assert!(
+            listing.lines().any(|l| l == line),
+            "missing {line:?} in:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn call_timeouts_are_read_from_the_calls_table() {
+    let text = format!("{TRUNK}[calls]\noriginate_timeout_s = 3\nagent_ring_timeout_s = 7\n");
+    let c = Config::from_str_named(&text, "dialer.toml", &no_env).unwrap();
+    assert_eq!(c.calls().originate_timeout.as_secs(), 3);
+    assert_eq!(c.calls().agent_ring_timeout.as_secs(), 7);
+}
+
+#[test]
+fn call_timeouts_out_of_bounds_state_the_bounds() {
+    let d = first(&format!("{TRUNK}[calls]\noriginate_timeout_s = 0\n"));
+    assert_eq!(loc(&d), (7, 23, "calls.originate_timeout_s"));
+    assert_eq!(d.message, "0 is out of range, expected 1 to 600 seconds");
+    let d = first(&format!("{TRUNK}[calls]\nagent_ring_timeout_s = 601\n"));
+    assert_eq!(loc(&d), (7, 24, "calls.agent_ring_timeout_s"));
+    assert_eq!(d.message, "601 is out of range, expected 1 to 600 seconds");
+    let d = first(&format!("{TRUNK}[calls]\nring_timeout_s = 5\n"));
+    assert_eq!(d.key, "calls.ring_timeout_s", "{d}");
+    assert!(d.message.starts_with("unknown key"), "{d}");
+}
