@@ -25,6 +25,7 @@
 pub mod audio;
 pub mod baresip;
 pub mod dialer;
+pub mod kamailio;
 pub mod ports;
 pub mod process;
 pub mod sipp;
