@@ -1,3 +1,4 @@
 //! Scenario test support.
 
 pub mod interop;
+pub mod replay;
