@@ -192,11 +192,28 @@ fn path_str(path: &Path) -> Result<&str, HarnessError> {
 
 /// A 16-bit mono WAV of a `freq` Hz sine at half scale (-6 dBFS), `secs` long.
 pub fn tone_wav(path: &Path, freq: u32, secs: u32, rate: u32) -> Result<(), HarnessError> {
-    let (f, s, r) = (freq.to_string(), secs.to_string(), rate.to_string());
+    tone_wav_channels(path, freq, secs, rate, 1)
+}
+
+/// [`tone_wav`] with `channels` identical channels (baresip's aufile source must match the
+/// codec's rate and channel count: 48 kHz stereo for `opus/48000/2`).
+pub fn tone_wav_channels(
+    path: &Path,
+    freq: u32,
+    secs: u32,
+    rate: u32,
+    channels: u16,
+) -> Result<(), HarnessError> {
+    let (f, s, r, c) = (
+        freq.to_string(),
+        secs.to_string(),
+        rate.to_string(),
+        channels.to_string(),
+    );
     let p = path_str(path)?;
     sox(
         &[
-            "-n", "-r", &r, "-c", "1", "-b", "16", p, "synth", &s, "sine", &f, "vol", "0.5",
+            "-n", "-r", &r, "-c", &c, "-b", "16", p, "synth", &s, "sine", &f, "vol", "0.5",
         ],
         path,
     )

@@ -68,6 +68,24 @@ pub struct Baresip {
 impl Baresip {
     /// Writes its configuration under `dir/<name>/` and starts it; returns once it is ready.
     pub fn start(config: BaresipConfig, dir: &Path) -> Result<Baresip, HarnessError> {
+        Self::launch(config, dir, None)
+    }
+
+    /// [`Baresip::start`] inside the network namespace `netns` (`ip netns exec NS baresip`,
+    /// which execs baresip in place, so the PID this harness signals is baresip's own).
+    pub fn start_in_netns(
+        config: BaresipConfig,
+        dir: &Path,
+        netns: &str,
+    ) -> Result<Baresip, HarnessError> {
+        Self::launch(config, dir, Some(netns))
+    }
+
+    fn launch(
+        config: BaresipConfig,
+        dir: &Path,
+        netns: Option<&str>,
+    ) -> Result<Baresip, HarnessError> {
         let home = dir.join(&config.name);
         let record_dir = home.join("recordings");
         std::fs::create_dir_all(&record_dir)
@@ -127,7 +145,14 @@ impl Baresip {
         )?;
         std::fs::write(home.join("contacts"), "")
             .map_err(|e| HarnessError::Setup(format!("writing contacts: {e}")))?;
-        let mut cmd = Command::new("baresip");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, "baresip"]);
+                cmd
+            }
+            None => Command::new("baresip"),
+        };
         cmd.arg("-f").arg(&home);
         let peer = Peer::spawn(&config.name, cmd, dir)?;
         peer.wait_for_line(
@@ -176,10 +201,11 @@ impl Baresip {
         )
     }
 
-    /// Waits for a call to end.
+    /// Waits for a call to end (baresip 1.0 prints `session closed: …` for a call that
+    /// ended before it was answered, such as a CANCELled one).
     pub fn wait_terminated(&self, timeout: Duration) -> Result<String, HarnessError> {
         self.peer.wait_for_line(
-            &Regex::new("terminated|Call closed").expect("literal regex"),
+            &Regex::new("terminated|Call closed|session closed").expect("literal regex"),
             timeout,
         )
     }
@@ -225,6 +251,16 @@ impl Baresip {
             .ok()
             .and_then(|p| std::fs::metadata(p).ok())
             .map_or(0, |m| m.len().saturating_sub(44))
+    }
+
+    /// Seconds of audio recorded so far in the last call's heard file, from the sample rate
+    /// and channel count in its WAV header (libsndfile writes the header when it opens the
+    /// file and the sizes only when it closes it, so the file length is what counts).
+    pub fn heard_seconds(&self) -> f64 {
+        let Some(bytes) = self.heard().ok().and_then(|p| std::fs::read(p).ok()) else {
+            return 0.0;
+        };
+        wav_seconds(&bytes)
     }
 
     fn recording(&self, suffix: &str) -> Result<PathBuf, HarnessError> {
@@ -296,6 +332,22 @@ fn ctrl_tcp_request(
     }
 }
 
+/// Seconds of 16-bit PCM in a canonical 44-byte-header WAV, by its length; 0 when the header
+/// is not there yet.
+fn wav_seconds(bytes: &[u8]) -> f64 {
+    let field = |at: usize, len: usize| bytes.get(at..at + len);
+    let (Some(channels), Some(rate)) = (field(22, 2), field(24, 4)) else {
+        return 0.0;
+    };
+    let channels = u16::from_le_bytes([channels[0], channels[1]]);
+    let rate = u32::from_le_bytes([rate[0], rate[1], rate[2], rate[3]]);
+    let per_second = f64::from(rate) * f64::from(channels) * 2.0;
+    if per_second <= 0.0 {
+        return 0.0;
+    }
+    bytes.len().saturating_sub(44) as f64 / per_second
+}
+
 /// The first complete netstring in `buf` and the bytes it used.
 fn netstring(buf: &[u8]) -> Option<(&[u8], usize)> {
     let colon = buf.iter().position(|&b| b == b':')?;
@@ -307,6 +359,16 @@ fn netstring(buf: &[u8]) -> Option<(&[u8], usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wav_seconds_reads_rate_and_channels_from_the_header() {
+        let mut wav = vec![0u8; 44];
+        wav[22..24].copy_from_slice(&2u16.to_le_bytes());
+        wav[24..28].copy_from_slice(&48_000u32.to_le_bytes());
+        wav.extend(std::iter::repeat_n(0u8, 48_000 * 2 * 2 / 2));
+        assert!((wav_seconds(&wav) - 0.5).abs() < 1e-9);
+        assert_eq!(wav_seconds(&wav[..20]), 0.0, "header not written yet");
+    }
 
     #[test]
     fn netstrings_are_split_whole_only() {

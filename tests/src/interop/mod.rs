@@ -24,10 +24,13 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod call;
 pub mod dialer;
 pub mod kamailio;
+pub mod netns;
 pub mod ports;
 pub mod process;
+pub mod rtp_pcap;
 pub mod sipp;
 pub mod trace;
 pub mod tshark;
@@ -78,6 +81,8 @@ fn debian_package(tool: &str) -> &'static str {
         "baresip" => "baresip-core",
         "sox" => "sox",
         "tshark" => "tshark",
+        "ip" => "iproute2",
+        "iptables" => "iptables",
         _ => "unknown",
     }
 }

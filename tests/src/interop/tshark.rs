@@ -144,6 +144,181 @@ pub fn rtp_to_port(pcap: &Path, port: u16) -> Result<Vec<RtpPacket>, HarnessErro
     Ok(packets)
 }
 
+/// Runs `tshark -r PCAP ARGS -T fields` with tab-separated `fields` and returns the lines.
+fn fields(pcap: &Path, args: &[String], fields: &[&str]) -> Result<Vec<Vec<String>>, HarnessError> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap).arg("-n").args(args);
+    cmd.args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| HarnessError::Setup(format!("running tshark -r: {e}")))?;
+    if !out.status.success() {
+        return Err(HarnessError::Peer(format!(
+            "tshark -r {}: {}",
+            pcap.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect())
+}
+
+/// One SIP message from a capture, as tshark dissects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipPacket {
+    /// Source address.
+    pub src: SocketAddr,
+    /// Destination address.
+    pub dst: SocketAddr,
+    /// The method of a request.
+    pub method: Option<String>,
+    /// The status code of a response.
+    pub status: Option<u16>,
+    /// Call-ID.
+    pub call_id: String,
+    /// The CSeq header value (`1 INVITE`).
+    pub cseq: String,
+    /// The top Via's branch.
+    pub branch: String,
+}
+
+impl SipPacket {
+    /// `INVITE` for requests, `487 INVITE` for responses.
+    pub fn label(&self) -> String {
+        match (&self.method, self.status) {
+            (Some(m), _) => m.clone(),
+            (None, Some(s)) => {
+                format!("{s} {}", self.cseq.split_whitespace().nth(1).unwrap_or("?"))
+            }
+            (None, None) => "?".into(),
+        }
+    }
+}
+
+/// The SIP messages in `pcap` to or from UDP port `port` (dissected as SIP on that port).
+pub fn sip_messages(pcap: &Path, port: u16) -> Result<Vec<SipPacket>, HarnessError> {
+    let args = [
+        "-d".to_owned(),
+        format!("udp.port=={port},sip"),
+        "-Y".to_owned(),
+        format!("sip && udp.port=={port}"),
+    ];
+    let rows = fields(
+        pcap,
+        &args,
+        &[
+            "ip.src",
+            "udp.srcport",
+            "ip.dst",
+            "udp.dstport",
+            "sip.Method",
+            "sip.Status-Code",
+            "sip.Call-ID",
+            "sip.CSeq",
+            "sip.Via.branch",
+        ],
+    )?;
+    rows.into_iter()
+        .map(|f| {
+            let bad = || HarnessError::Peer(format!("tshark SIP line not understood: {f:?}"));
+            let get = |i: usize| f.get(i).map(String::as_str).unwrap_or_default();
+            let addr = |ip: &str, port: &str| format!("{ip}:{port}").parse().map_err(|_| bad());
+            Ok(SipPacket {
+                src: addr(get(0), get(1))?,
+                dst: addr(get(2), get(3))?,
+                method: Some(get(4).to_owned()).filter(|m| !m.is_empty()),
+                status: get(5).parse().ok(),
+                call_id: get(6).to_owned(),
+                cseq: get(7).to_owned(),
+                branch: get(8).to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// One RFC 4733 telephone-event packet from a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPacket {
+    /// Destination address.
+    pub dst: SocketAddr,
+    /// Payload type it was sent with.
+    pub payload_type: u8,
+    /// RTP timestamp (the event's start, RFC 4733 §2.3.1).
+    pub timestamp: u32,
+    /// Event code (0-9 digits, 10 `*`, 11 `#`, RFC 4733 §3.2).
+    pub event: u8,
+    /// The E bit.
+    pub end: bool,
+    /// Duration in timestamp units.
+    pub duration: u32,
+}
+
+/// The RTP packets in `pcap` that tshark's RTP heuristic finds, with payload type `event_pt`
+/// dissected as telephone-event (`-d rtp.pt==PT,rtpevent`): the events, in capture order.
+pub fn rtp_events(pcap: &Path, event_pt: u8) -> Result<Vec<EventPacket>, HarnessError> {
+    let args = [
+        "--enable-heuristic".to_owned(),
+        "rtp_udp".to_owned(),
+        "-d".to_owned(),
+        format!("rtp.pt=={event_pt},rtpevent"),
+        "-Y".to_owned(),
+        "rtpevent".to_owned(),
+    ];
+    let rows = fields(
+        pcap,
+        &args,
+        &[
+            "ip.dst",
+            "udp.dstport",
+            "rtp.p_type",
+            "rtp.timestamp",
+            "rtpevent.event_id",
+            "rtpevent.end_of_event",
+            "rtpevent.duration",
+        ],
+    )?;
+    rows.into_iter()
+        .map(|f| {
+            let bad = || HarnessError::Peer(format!("tshark rtpevent line not understood: {f:?}"));
+            let get = |i: usize| f.get(i).map(String::as_str).unwrap_or_default();
+            Ok(EventPacket {
+                dst: format!("{}:{}", get(0), get(1))
+                    .parse()
+                    .map_err(|_| bad())?,
+                payload_type: get(2).parse().map_err(|_| bad())?,
+                timestamp: get(3).parse().map_err(|_| bad())?,
+                event: get(4).parse().map_err(|_| bad())?,
+                end: matches!(get(5), "1" | "True" | "true"),
+                duration: get(6).parse().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
+
+/// The payload types of every RTP packet in `pcap` sent to `dst_port` (RTP heuristic on).
+pub fn rtp_payload_types(pcap: &Path, dst_port: u16) -> Result<Vec<u8>, HarnessError> {
+    let args = [
+        "--enable-heuristic".to_owned(),
+        "rtp_udp".to_owned(),
+        "-Y".to_owned(),
+        format!("rtp && udp.dstport=={dst_port}"),
+    ];
+    fields(pcap, &args, &["rtp.p_type"])?
+        .into_iter()
+        .map(|f| {
+            f.first().and_then(|v| v.parse().ok()).ok_or_else(|| {
+                HarnessError::Peer(format!("tshark payload type not understood: {f:?}"))
+            })
+        })
+        .collect()
+}
+
 /// Decodes G.711 packets onto an 8 kHz timeline in sequence-number order, so "what was heard
 /// when" survives a change of SSRC or timestamp base at the switch from ringback to the agent.
 /// Packets of other payload types (telephone-event, comfort noise) are left out.
@@ -232,20 +407,17 @@ mod tests {
     }
 
     #[test]
-    fn timeline_places_packets_by_arrival() {
-        let packet = |time: &str, pt: u8, byte: u8| RtpPacket {
-            time: time.into(),
+    fn timeline_places_packets_by_sequence_number() {
+        let packet = |seq: u16, pt: u8, byte: u8| RtpPacket {
+            time: "0.000".into(),
             src: "127.0.0.1:1".parse().unwrap(),
             dst: "127.0.0.1:2".parse().unwrap(),
             payload_type: pt,
-            seq: 0,
+            seq,
             payload: vec![byte; 160],
         };
-        let pcm = g711_timeline(&[
-            packet("0.000", 8, 0xaa),
-            packet("0.040", 8, 0xaa),
-            packet("0.060", 101, 0x00),
-        ]);
+        // Sequence 1 was lost; the event packet (PT 101) is left out of the audio.
+        let pcm = g711_timeline(&[packet(0, 8, 0xaa), packet(2, 8, 0xaa), packet(3, 101, 0x00)]);
         assert_eq!(pcm.samples.len(), 320 + 160);
         assert!(pcm.samples[..160].iter().all(|&s| s > 0.9));
         assert!(
