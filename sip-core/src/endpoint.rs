@@ -128,6 +128,9 @@ pub enum Event {
 }
 
 /// What the endpoint hands the runtime.
+// Outputs are moved out of the queue one at a time right after they were queued; boxing the
+// event would add an allocation to every message received.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Send these bytes.
@@ -1080,7 +1083,7 @@ fn server_key(request: &Request, top: &Via, method: &Method) -> TransactionKey {
 /// asked for) and fills `rport` with the source port (RFC 3261 §18.2.1, RFC 3581 §4).
 /// Returns false when the request has no readable top Via.
 fn stamp_via(request: &mut Request, source: SocketAddr) -> bool {
-    let Some(value) = request.headers.get_mut(HeaderKind::Via) else {
+    let Some(value) = request.headers.get(HeaderKind::Via) else {
         return false;
     };
     let mut items = scan::split_list(value);
@@ -1103,7 +1106,7 @@ fn stamp_via(request: &mut Request, source: SocketAddr) -> bool {
         new.push_str(", ");
         new.push_str(r);
     }
-    *value = new;
+    request.headers.replace_first(HeaderKind::Via, &new);
     true
 }
 

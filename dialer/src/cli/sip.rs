@@ -100,7 +100,7 @@ pub fn message_json(message: &Message) -> Value {
     let headers: Vec<Value> = message
         .headers()
         .iter()
-        .map(|h| header_json(&h.name, &h.value))
+        .map(|h| header_json(h.name, h.value))
         .collect();
     out.insert("headers".into(), Value::Array(headers));
     let body = message.body();

@@ -210,140 +210,262 @@ impl fmt::Display for HeaderName {
     }
 }
 
-/// One header line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
+/// One header line, as [`Headers::iter`] yields it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
     /// Its name.
-    pub name: HeaderName,
+    pub name: &'a HeaderName,
     /// Its value, unfolded and trimmed.
-    pub value: String,
+    pub value: &'a str,
+}
+
+#[derive(Clone)]
+struct Entry {
+    name: HeaderName,
+    start: u32,
+    len: u32,
 }
 
 /// The headers of a message, in order.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Headers(Vec<Header>);
+///
+/// Every value lives in one text buffer, each line being a name and a range of it: parsing a
+/// message costs one allocation for all its header values instead of one per line. A value
+/// replaced by [`Headers::set`] is appended and the old text left unused until the message
+/// is dropped.
+#[derive(Clone, Default)]
+pub struct Headers {
+    text: String,
+    entries: Vec<Entry>,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|h| (h.name, h.value)))
+            .finish()
+    }
+}
+
+/// Iterator over [`Headers`].
+#[derive(Clone, Debug)]
+pub struct HeaderIter<'a> {
+    text: &'a str,
+    entries: std::slice::Iter<'a, Entry>,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Header<'a>;
+
+    fn next(&mut self) -> Option<Header<'a>> {
+        let e = self.entries.next()?;
+        Some(Header {
+            name: &e.name,
+            value: value_of(self.text, e),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for HeaderIter<'_> {}
+
+fn value_of<'a>(text: &'a str, e: &Entry) -> &'a str {
+    // Ranges are only ever made from `text`'s own pushes, on char boundaries.
+    &text[e.start as usize..(e.start + e.len) as usize]
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}+{}", self.name, self.start, self.len)
+    }
+}
 
 impl Headers {
     /// No headers.
     pub fn new() -> Self {
-        Headers(Vec::new())
+        Headers::default()
     }
 
     /// With room for `n` headers.
     pub fn with_capacity(n: usize) -> Self {
-        Headers(Vec::with_capacity(n))
+        Headers {
+            text: String::new(),
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    /// With room for `n` headers of `bytes` bytes of values in all.
+    pub(crate) fn with_capacities(n: usize, bytes: usize) -> Self {
+        Headers {
+            text: String::with_capacity(bytes),
+            entries: Vec::with_capacity(n),
+        }
     }
 
     /// All headers in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.0.iter()
+    pub fn iter(&self) -> HeaderIter<'_> {
+        HeaderIter {
+            text: &self.text,
+            entries: self.entries.iter(),
+        }
     }
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 
     /// The first value of a known header.
     pub fn get(&self, kind: HeaderKind) -> Option<&str> {
-        self.0
+        self.entries
             .iter()
-            .find(|h| h.name.kind == kind)
-            .map(|h| h.value.as_str())
+            .find(|e| e.name.kind == kind)
+            .map(|e| value_of(&self.text, e))
     }
 
     /// Every value of a known header, in order (one per header line).
     pub fn get_all(&self, kind: HeaderKind) -> impl Iterator<Item = &str> {
-        self.0
+        let text = &self.text;
+        self.entries
             .iter()
-            .filter(move |h| h.name.kind == kind)
-            .map(|h| h.value.as_str())
+            .filter(move |e| e.name.kind == kind)
+            .map(move |e| value_of(text, e))
     }
 
     /// The first value of a header looked up by name (for headers without a kind).
     pub fn get_named(&self, name: &str) -> Option<&str> {
-        self.0
+        self.entries
             .iter()
-            .find(|h| h.name.is(name))
-            .map(|h| h.value.as_str())
+            .find(|e| e.name.is(name))
+            .map(|e| value_of(&self.text, e))
     }
 
     /// How many header lines of this kind there are.
     pub fn count(&self, kind: HeaderKind) -> usize {
-        self.0.iter().filter(|h| h.name.kind == kind).count()
+        self.entries.iter().filter(|e| e.name.kind == kind).count()
+    }
+
+    fn store(&mut self, value: &str) -> (u32, u32) {
+        let start = self.text.len();
+        self.text.push_str(value);
+        // A message is bounded far below 4 GiB by the parser's limits and by what code builds.
+        (start as u32, value.len() as u32)
     }
 
     /// Appends a header line.
-    pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
-        self.0.push(Header {
-            name,
-            value: value.into(),
-        });
+    pub fn push(&mut self, name: HeaderName, value: impl AsRef<str>) {
+        let (start, len) = self.store(value.as_ref());
+        self.entries.push(Entry { name, start, len });
     }
 
     /// Appends a known header in canonical spelling.
-    pub fn add(&mut self, kind: HeaderKind, value: impl Into<String>) {
+    pub fn add(&mut self, kind: HeaderKind, value: impl AsRef<str>) {
         self.push(HeaderName::known(kind), value);
     }
 
     /// Inserts a known header before all others of its kind (or at the top if none).
-    pub fn add_first(&mut self, kind: HeaderKind, value: impl Into<String>) {
-        let pos = self.0.iter().position(|h| h.name.kind == kind).unwrap_or(0);
-        self.0.insert(
+    pub fn add_first(&mut self, kind: HeaderKind, value: impl AsRef<str>) {
+        let pos = self
+            .entries
+            .iter()
+            .position(|e| e.name.kind == kind)
+            .unwrap_or(0);
+        let (start, len) = self.store(value.as_ref());
+        self.entries.insert(
             pos,
-            Header {
+            Entry {
                 name: HeaderName::known(kind),
-                value: value.into(),
+                start,
+                len,
             },
         );
     }
 
     /// Replaces every line of this kind by one line with `value`, at the place of the first.
-    pub fn set(&mut self, kind: HeaderKind, value: impl Into<String>) {
-        match self.0.iter().position(|h| h.name.kind == kind) {
-            Some(pos) => {
-                self.0[pos].value = value.into();
-                let mut i = 0;
-                self.0.retain(|h| {
-                    let keep = h.name.kind != kind || i == pos;
-                    i += 1;
-                    keep
-                });
-            }
-            None => self.add(kind, value),
+    pub fn set(&mut self, kind: HeaderKind, value: impl AsRef<str>) {
+        if self.replace_first(kind, value.as_ref()) {
+            let mut seen = false;
+            self.entries.retain(|e| {
+                if e.name.kind != kind {
+                    return true;
+                }
+                let keep = !seen;
+                seen = true;
+                keep
+            });
+        } else {
+            self.add(kind, value);
         }
+    }
+
+    /// Replaces the value of the first line of this kind, keeping its name and place;
+    /// false when there is none.
+    pub fn replace_first(&mut self, kind: HeaderKind, value: &str) -> bool {
+        let Some(pos) = self.entries.iter().position(|e| e.name.kind == kind) else {
+            return false;
+        };
+        let (start, len) = self.store(value);
+        self.entries[pos].start = start;
+        self.entries[pos].len = len;
+        true
     }
 
     /// Removes every line of this kind; returns how many were removed.
     pub fn remove(&mut self, kind: HeaderKind) -> usize {
-        let before = self.0.len();
-        self.0.retain(|h| h.name.kind != kind);
-        before - self.0.len()
+        let before = self.entries.len();
+        self.entries.retain(|e| e.name.kind != kind);
+        before - self.entries.len()
     }
 
-    /// Mutable access to the first value of a kind.
-    pub fn get_mut(&mut self, kind: HeaderKind) -> Option<&mut String> {
-        self.0
-            .iter_mut()
-            .find(|h| h.name.kind == kind)
-            .map(|h| &mut h.value)
+    /// Starts a header line being parsed; its value grows with [`Headers::extend_last`].
+    pub(crate) fn push_parsed(&mut self, name: HeaderName, value: &str) {
+        self.push(name, value);
     }
 
-    pub(crate) fn push_header(&mut self, h: Header) {
-        self.0.push(h);
+    /// Appends a folded continuation to the last line: one space, then `more`
+    /// (RFC 3261 §7.3.1).
+    pub(crate) fn extend_last(&mut self, more: &str) {
+        let Some(last) = self.entries.last_mut() else {
+            return;
+        };
+        // The last line's value is the tail of the buffer while it is being parsed.
+        if last.len > 0 {
+            self.text.push(' ');
+            last.len += 1;
+        }
+        self.text.push_str(more);
+        last.len += more.len() as u32;
+    }
+
+    /// The last line, while it is being parsed.
+    pub(crate) fn last(&self) -> Option<Header<'_>> {
+        self.entries.last().map(|e| Header {
+            name: &e.name,
+            value: value_of(&self.text, e),
+        })
     }
 }
 
 impl<'a> IntoIterator for &'a Headers {
-    type Item = &'a Header;
-    type IntoIter = std::slice::Iter<'a, Header>;
+    type Item = Header<'a>;
+    type IntoIter = HeaderIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 

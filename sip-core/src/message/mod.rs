@@ -15,7 +15,7 @@ mod uri;
 mod values;
 mod write;
 
-pub use headers::{Header, HeaderKind, HeaderName, Headers};
+pub use headers::{Header, HeaderIter, HeaderKind, HeaderName, Headers};
 pub use params::Params;
 pub use parse::{
     parse_datagram, parse_stream, ParseError, ParseErrorKind, ParseLimits, StreamParse,

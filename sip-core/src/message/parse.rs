@@ -1,6 +1,6 @@
 //! The message parser: start line, folded headers, validation, body framing.
 
-use super::headers::{Header, HeaderKind, HeaderName, Headers};
+use super::headers::{HeaderKind, HeaderName, Headers};
 use super::scan::{is_token, is_wsp};
 use super::uri::Uri;
 use super::values::{self, CSeq, HeaderError, Method, NameAddr, RAck, Via};
@@ -174,6 +174,31 @@ pub fn parse_stream(buf: &[u8], limits: &ParseLimits) -> Result<StreamParse, Par
     }
 }
 
+/// The text of a header value `b` (a slice of `buf`): a slice of the pre-validated header
+/// section `head` (which starts at `buf[lead]`) when there is one, else checked on its own.
+fn value_text<'a>(
+    head: Option<&'a str>,
+    buf: &'a [u8],
+    lead: usize,
+    b: &'a [u8],
+) -> std::borrow::Cow<'a, str> {
+    if let Some(h) = head {
+        // `b` lies inside `buf`; its offset is plain address arithmetic.
+        let start = (b.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize + lead);
+        if let Some(s) = h.get(start..start + b.len()) {
+            return std::borrow::Cow::Borrowed(s);
+        }
+    }
+    utf8(b)
+}
+
+/// Offset just past the CRLF of the last header line, when an empty line follows it.
+fn header_section_end(b: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(b).map(|p| p + 2)
+}
+
 fn leading_line_ends(b: &[u8]) -> usize {
     b.iter().take_while(|&&c| c == b'\r' || c == b'\n').count()
 }
@@ -198,6 +223,15 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// The text of `b`: borrowed when it is UTF-8 (the fast validator, not the lossy decoder's
+/// byte-by-byte walk), with replacement characters otherwise.
+fn utf8(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
 fn text(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
         Ok(s) => s.to_owned(),
@@ -219,7 +253,10 @@ fn parse_start_line(line: &[u8]) -> Result<Start, ParseError> {
         line: 1,
         column: e.valid_up_to() + 1,
     })?;
-    if s.len() >= 4 && s[..4].eq_ignore_ascii_case("SIP/") {
+    if s.as_bytes()
+        .get(..4)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"SIP/"))
+    {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let (version, rest) = s.split_once(' ').unwrap_or((s, ""));
         check_version(version)?;
@@ -280,7 +317,7 @@ fn parse_start_line(line: &[u8]) -> Result<Start, ParseError> {
 fn check_version(v: &str) -> Result<(), ParseError> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         Ok(())
-    } else if v.len() > 4 && v[..4].eq_ignore_ascii_case("SIP/") {
+    } else if v.len() > 4 && v.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
         perr(ParseErrorKind::UnsupportedVersion(v.to_owned()), 1, 1)
     } else {
         perr(ParseErrorKind::StartLine("SIP/2.0"), 1, 1)
@@ -330,6 +367,10 @@ fn parse_inner(
         }
         return perr(ParseErrorKind::Empty, 1, 1);
     }
+    // The header section validated as UTF-8 once, so that each value is a slice of it; when
+    // it is not UTF-8 (or has no empty line), each value is checked on its own.
+    let head = header_section_end(&buf[lead..])
+        .and_then(|end| std::str::from_utf8(&buf[lead..lead + end]).ok());
     let mut lines = Lines { buf, pos: lead };
     let Some((start_line, _)) = lines.next_line() else {
         if stream {
@@ -342,8 +383,11 @@ fn parse_inner(
         );
     };
     let start = parse_start_line(start_line)?;
-    let mut headers = Headers::with_capacity(24);
-    let mut current: Option<(HeaderName, String, usize, usize)> = None;
+    // One buffer for every header value: the datagram's size bounds them.
+    let mut headers = Headers::with_capacities(24, buf.len().min(4096));
+    // The last header line is pushed at once and validated when the next one starts (it may
+    // continue on folded lines): its line and the column where its value starts.
+    let mut current: Option<(usize, usize)> = None;
     let mut line_no = 1;
     let mut content_length: Option<usize> = None;
     let mut cl_conflict = false;
@@ -382,21 +426,18 @@ fn parse_inner(
         if is_wsp(line[0]) {
             // RFC 3261 §7.3.1: a line starting with white space continues the previous
             // header; the fold is replaced by a single space.
-            let Some((_, value, _, _)) = current.as_mut() else {
+            if current.is_none() {
                 return perr(
                     ParseErrorKind::HeaderLine("a header name, not white space"),
                     line_no,
                     1,
                 );
-            };
+            }
             let cont = trim_wsp(line);
             if !cont.is_empty() {
-                if !value.is_empty() {
-                    value.push(' ');
-                }
-                value.push_str(&text(cont));
+                headers.extend_last(&value_text(head, buf, lead, cont));
             }
-            if value.len() > limits.max_header_bytes {
+            if headers.last().map_or(0, |h| h.value.len()) > limits.max_header_bytes {
                 return perr(
                     ParseErrorKind::HeaderTooLong {
                         limit: limits.max_header_bytes,
@@ -433,7 +474,9 @@ fn parse_inner(
         }
         let raw_value = &line[colon + 1..];
         let lead_ws = raw_value.iter().take_while(|&&c| is_wsp(c)).count();
-        let value = text(trim_wsp(raw_value));
+        // Header text is UTF-8 (RFC 3261 §25.1 TEXT-UTF8); bytes that are not are shown with
+        // the replacement character rather than losing the whole message.
+        let value = value_text(head, buf, lead, trim_wsp(raw_value));
         if value.len() > limits.max_header_bytes {
             return perr(
                 ParseErrorKind::HeaderTooLong {
@@ -452,7 +495,8 @@ fn parse_inner(
                 1,
             );
         }
-        current = Some((HeaderName::parse(name), value, line_no, colon + 2 + lead_ws));
+        headers.push_parsed(HeaderName::parse(name), &value);
+        current = Some((line_no, colon + 2 + lead_ws));
     }
 
     let available = buf.len() - body_start;
@@ -525,18 +569,21 @@ fn parse_inner(
 }
 
 fn finish(
-    current: &mut Option<(HeaderName, String, usize, usize)>,
+    current: &mut Option<(usize, usize)>,
     headers: &mut Headers,
     limits: &ParseLimits,
     content_length: &mut Option<usize>,
     cl_conflict: &mut bool,
     cseq_method: &mut Option<(Method, usize)>,
 ) -> Result<(), ParseError> {
-    let Some((name, value, line, column)) = current.take() else {
+    let Some((line, column)) = current.take() else {
         return Ok(());
     };
-    let kind = name.kind();
-    validate_value(kind, &value).map_err(|e| ParseError {
+    let Some(last) = headers.last() else {
+        return Ok(());
+    };
+    let (kind, value) = (last.name.kind(), last.value);
+    validate_value(kind, value).map_err(|e| ParseError {
         column: column + e.offset,
         kind: ParseErrorKind::HeaderValue(e),
         line,
@@ -567,13 +614,12 @@ fn finish(
         }
         HeaderKind::CSeq if cseq_method.is_none() => {
             // Validated just above, so this parse succeeds.
-            if let Ok(c) = CSeq::parse(&value) {
+            if let Ok(c) = CSeq::parse(value) {
                 *cseq_method = Some((c.method, line));
             }
         }
         _ => {}
     }
-    headers.push_header(Header { name, value });
     Ok(())
 }
 
