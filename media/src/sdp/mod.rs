@@ -712,6 +712,14 @@ fn convert(
         let attributes = section.get_attributes();
         let mut formats = Vec::new();
         if let SdpFormatList::Integers(list) = section.get_formats() {
+            // RFC 3551 §3: an RTP payload type is 7 bits; a section listing none in range
+            // has nothing to send or receive and could not be written back.
+            if !list.is_empty() && list.iter().all(|&pt| pt > 127) {
+                return Err(SdpError::Structure(format!(
+                    "m= line {} lists no payload type from 0 to 127",
+                    index + 1
+                )));
+            }
             for &pt in list {
                 let Ok(pt) = u8::try_from(pt) else { continue };
                 let Some(payload_type) = PayloadType::new(pt) else {
@@ -835,6 +843,13 @@ mod tests {
         c=IN IP4 192.168.105.110\r\nt=0 0\r\nm=audio 4376 RTP/AVP 8 0 18 96\r\na=sendrecv\r\n\
         a=ptime:30\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:18 G729/8000\r\n\
         a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n";
+
+    #[test]
+    fn media_line_with_only_out_of_range_payload_types_is_rejected() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 5094 RTP/AVP 926\r\n";
+        let err = SessionDescription::parse(sdp).unwrap_err();
+        assert!(err.to_string().contains("payload type"), "{err}");
+    }
 
     #[test]
     fn reads_formats_ptime_and_telephone_event_number() {
