@@ -42,8 +42,9 @@ pub struct NatLan {
     pub agent_ip: Ipv4Addr,
 }
 
-/// Root is needed for ip-netns(8) and iptables(8); the error says so plainly.
-pub fn require_root() -> Result<(), HarnessError> {
+/// Fails unless this process runs as root (`id -u` is 0), saying `why` root is needed: for
+/// ip-netns(8) and iptables(8), or SIPp's raw socket for `play_pcap_audio`.
+pub fn require_root(why: &str) -> Result<(), HarnessError> {
     let out = Command::new("id")
         .arg("-u")
         .output()
@@ -53,8 +54,8 @@ pub fn require_root() -> Result<(), HarnessError> {
         Ok(())
     } else {
         Err(HarnessError::Setup(format!(
-            "this test builds network namespaces (ip netns, veth, iptables MASQUERADE) and \
-             must run as root; `id -u` says {uid}. CI runs as root; locally run it with sudo"
+            "this test {why} and must run as root; `id -u` says {uid}. CI runs as root; \
+             locally run it with sudo"
         )))
     }
 }
@@ -79,7 +80,7 @@ fn run(args: &[&str]) -> Result<(), HarnessError> {
 impl NatLan {
     /// Builds the namespaces, links, addresses, routes and NAT rules.
     pub fn create() -> Result<NatLan, HarnessError> {
-        require_root()?;
+        require_root("builds network namespaces (ip netns, veth, iptables MASQUERADE)")?;
         let pid = std::process::id();
         // Interface names are limited to 15 bytes (IFNAMSIZ - 1).
         let tag = pid % 10_000_000;
