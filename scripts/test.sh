@@ -22,8 +22,9 @@ corpus="$repo/../shared/corpus"
 # Debian packages the tests and tools use: libopus-dev and pkg-config build audiopus against the
 # system libopus; tshark is the oracle for the capture tests and extracts fuzz seeds; sip-tester
 # (SIPp), baresip, sox and espeak-ng drive and check interop calls; iproute2 and iptables build
-# the NAT namespaces of the agent-behind-NAT call test; g++ builds libFuzzer.
-packages=(libopus-dev pkg-config g++ tshark sip-tester baresip sox espeak-ng iproute2 iptables)
+# the NAT namespaces of the agent-behind-NAT call test; kamailio is the registrar of the trunk
+# registration tests; g++ builds libFuzzer.
+packages=(libopus-dev pkg-config g++ tshark sip-tester baresip sox espeak-ng iproute2 iptables kamailio)
 
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
