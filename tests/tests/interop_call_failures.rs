@@ -5,7 +5,9 @@
 //! - the customer hangs up while the agent still rings: the agent's INVITE is CANCELled and
 //!   the CDR says `abandoned`, hung up by the customer;
 //! - the agent hangs up a bridged call: the carrier gets a BYE through its Record-Route route
-//!   set and the CDR says hung up by the agent, Q.850 16.
+//!   set and the CDR says hung up by the agent, Q.850 16;
+//! - the agent rings past `[calls] agent_ring_timeout_s`: its INVITE is CANCELled, the
+//!   answered customer gets a BYE, and the CDR says `agent_no_answer`.
 
 use std::time::Duration;
 
@@ -303,4 +305,52 @@ fn agent_bye_reaches_the_carrier_through_its_route_set_with_a_cdr_hung_up_by_age
         "normal clearing: {cdr}"
     );
     assert_eq!(cdr["sip_status"].as_u64(), Some(200), "CDR: {cdr}");
+}
+
+#[test]
+fn agent_ringing_past_the_agent_ring_timeout_is_cancelled_and_the_customer_gets_a_bye() {
+    let test = CallTest::new("call-agent-noanswer", &["sipp", "baresip", "sox"]).expect("setup");
+    let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
+    let carrier = carrier(&test.dir, "carrier.xml", media_port).expect("carrier");
+    let options = CallOptions {
+        agent_ring_timeout_s: 2,
+        ..CallOptions::default()
+    };
+    let config = test.config(carrier.addr(), &options).expect("config");
+    let run = test.run(&config).expect("dialer run");
+    // Manual answer, never accepted: the agent rings until the dialer gives up.
+    let agent = test.agent(AnswerMode::Manual, &["PCMA"]).expect("agent");
+
+    let call = test.call("+15551234").expect("dialer call");
+    agent
+        .wait_incoming(Duration::from_secs(15))
+        .expect("the agent rings once the customer answered");
+    agent
+        .wait_terminated(Duration::from_secs(10))
+        .expect("the dialer cancels the ringing agent");
+    let outcome = carrier
+        .expect_success(Duration::from_secs(15))
+        .expect("the answered customer gets a BYE");
+    let status = call
+        .wait_exit(Duration::from_secs(10))
+        .expect("dialer call ends");
+    let cdr = wait_cdr(&run, Duration::from_secs(5)).expect("CDR");
+    stop(&run);
+
+    assert_eq!(status.code(), Some(1), "never bridged:\n{}", call.tail());
+    let bye = in_dialog(&outcome, "BYE")
+        .unwrap_or_else(|| panic!("carrier got no BYE: {:?}", outcome.ladder()));
+    if let Err(e) = routed_to_contact_via_record_route(bye, carrier.addr()) {
+        panic!("{e}");
+    }
+    assert_eq!(text(&cdr, "outcome"), "agent_no_answer", "CDR: {cdr}");
+    assert_eq!(text(&cdr, "hung_up_by"), "dialer", "CDR: {cdr}");
+    assert_eq!(cdr["q850_cause"].as_u64(), Some(19), "no answer: {cdr}");
+    assert!(cdr["bridged"].is_null(), "never bridged: {cdr}");
+    // The timeout is the configured 2 s of ringing, not the 30 s default.
+    let rang = cdr["ended"].as_f64().unwrap_or(0.0) - cdr["answered"].as_f64().unwrap_or(0.0);
+    assert!(
+        (2.0..7.0).contains(&rang),
+        "the agent rang {rang} s after the answer; agent_ring_timeout_s is 2: {cdr}"
+    );
 }
