@@ -385,13 +385,8 @@ fn parse_inner(
     let start = parse_start_line(start_line)?;
     // One buffer for every header value: the datagram's size bounds them.
     let mut headers = Headers::with_capacities(24, buf.len().min(4096));
-    // The last header line is pushed at once and validated when the next one starts (it may
-    // continue on folded lines): its line and the column where its value starts.
-    let mut current: Option<(usize, usize)> = None;
+    let mut state = HeaderState::default();
     let mut line_no = 1;
-    let mut content_length: Option<usize> = None;
-    let mut cl_conflict = false;
-    let mut cseq_method: Option<(Method, usize)> = None;
     let body_start;
     loop {
         let Some((line, _off)) = lines.next_line() else {
@@ -399,34 +394,20 @@ fn parse_inner(
                 return Ok(None);
             }
             // A datagram whose headers end without the empty line: the body is empty.
-            finish(
-                &mut current,
-                &mut headers,
-                limits,
-                &mut content_length,
-                &mut cl_conflict,
-                &mut cseq_method,
-            )?;
+            state.finish(&mut headers, limits)?;
             body_start = buf.len();
             break;
         };
         line_no += 1;
         if line.is_empty() {
-            finish(
-                &mut current,
-                &mut headers,
-                limits,
-                &mut content_length,
-                &mut cl_conflict,
-                &mut cseq_method,
-            )?;
+            state.finish(&mut headers, limits)?;
             body_start = lines.pos;
             break;
         }
         if is_wsp(line[0]) {
             // RFC 3261 §7.3.1: a line starting with white space continues the previous
             // header; the fold is replaced by a single space.
-            if current.is_none() {
+            if state.current.is_none() {
                 return perr(
                     ParseErrorKind::HeaderLine("a header name, not white space"),
                     line_no,
@@ -448,14 +429,7 @@ fn parse_inner(
             }
             continue;
         }
-        finish(
-            &mut current,
-            &mut headers,
-            limits,
-            &mut content_length,
-            &mut cl_conflict,
-            &mut cseq_method,
-        )?;
+        state.finish(&mut headers, limits)?;
         let Some(colon) = memchr::memchr(b':', line) else {
             return perr(
                 ParseErrorKind::HeaderLine("':' after the header name"),
@@ -496,9 +470,15 @@ fn parse_inner(
             );
         }
         headers.push_parsed(HeaderName::parse(name), &value);
-        current = Some((line_no, colon + 2 + lead_ws));
+        state.current = Some((line_no, colon + 2 + lead_ws));
     }
 
+    let HeaderState {
+        content_length,
+        cl_conflict,
+        cseq_method,
+        ..
+    } = state;
     let available = buf.len() - body_start;
     let body_len = match content_length {
         Some(cl) if stream && cl_conflict => {
@@ -568,59 +548,75 @@ fn parse_inner(
     Ok(Some((msg, used)))
 }
 
-fn finish(
-    current: &mut Option<(usize, usize)>,
-    headers: &mut Headers,
-    limits: &ParseLimits,
-    content_length: &mut Option<usize>,
-    cl_conflict: &mut bool,
-    cseq_method: &mut Option<(Method, usize)>,
-) -> Result<(), ParseError> {
-    let Some((line, column)) = current.take() else {
-        return Ok(());
-    };
-    let Some(last) = headers.last() else {
-        return Ok(());
-    };
-    let (kind, value) = (last.name.kind(), last.value);
-    validate_value(kind, value).map_err(|e| ParseError {
-        column: column + e.offset,
-        kind: ParseErrorKind::HeaderValue(e),
-        line,
-    })?;
-    match kind {
-        HeaderKind::ContentLength => {
-            let n = value.trim().parse::<usize>().map_err(|_| ParseError {
-                kind: ParseErrorKind::ContentLength("is not a number"),
-                line,
-                column,
-            })?;
-            if n > limits.max_message_bytes {
-                return perr(
-                    ParseErrorKind::TooLarge {
-                        limit: limits.max_message_bytes,
-                    },
+/// What the header loop knows beyond the headers themselves.
+#[derive(Default)]
+struct HeaderState {
+    /// The last header line is pushed at once and validated when the next one starts (it
+    /// may continue on folded lines): its line and the column where its value starts.
+    current: Option<(usize, usize)>,
+    /// The first Content-Length.
+    content_length: Option<usize>,
+    /// Another Content-Length disagreed with the first.
+    cl_conflict: bool,
+    /// The CSeq method and its line, to compare with the request method.
+    cseq_method: Option<(Method, usize)>,
+}
+
+impl HeaderState {
+    /// Validates the pending header line and records what framing needs from it.
+    fn finish(&mut self, headers: &mut Headers, limits: &ParseLimits) -> Result<(), ParseError> {
+        let HeaderState {
+            current,
+            content_length,
+            cl_conflict,
+            cseq_method,
+        } = self;
+        let Some((line, column)) = current.take() else {
+            return Ok(());
+        };
+        let Some(last) = headers.last() else {
+            return Ok(());
+        };
+        let (kind, value) = (last.name.kind(), last.value);
+        validate_value(kind, value).map_err(|e| ParseError {
+            column: column + e.offset,
+            kind: ParseErrorKind::HeaderValue(e),
+            line,
+        })?;
+        match kind {
+            HeaderKind::ContentLength => {
+                let n = value.trim().parse::<usize>().map_err(|_| ParseError {
+                    kind: ParseErrorKind::ContentLength("is not a number"),
                     line,
                     column,
-                );
+                })?;
+                if n > limits.max_message_bytes {
+                    return perr(
+                        ParseErrorKind::TooLarge {
+                            limit: limits.max_message_bytes,
+                        },
+                        line,
+                        column,
+                    );
+                }
+                match *content_length {
+                    // Several Content-Length lines are accepted here (RFC 4475 §3.3.9 leaves the
+                    // 400 to the UAS); the first one frames a datagram.
+                    Some(prev) if prev != n => *cl_conflict = true,
+                    Some(_) => {}
+                    None => *content_length = Some(n),
+                }
             }
-            match *content_length {
-                // Several Content-Length lines are accepted here (RFC 4475 §3.3.9 leaves the
-                // 400 to the UAS); the first one frames a datagram.
-                Some(prev) if prev != n => *cl_conflict = true,
-                Some(_) => {}
-                None => *content_length = Some(n),
+            HeaderKind::CSeq if cseq_method.is_none() => {
+                // Validated just above, so this parse succeeds.
+                if let Ok(c) = CSeq::parse(value) {
+                    *cseq_method = Some((c.method, line));
+                }
             }
+            _ => {}
         }
-        HeaderKind::CSeq if cseq_method.is_none() => {
-            // Validated just above, so this parse succeeds.
-            if let Ok(c) = CSeq::parse(value) {
-                *cseq_method = Some((c.method, line));
-            }
-        }
-        _ => {}
+        Ok(())
     }
-    Ok(())
 }
 
 fn trim_wsp(b: &[u8]) -> &[u8] {

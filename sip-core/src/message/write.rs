@@ -1,27 +1,26 @@
 //! Writing messages: the start line, every header as stored, the empty line, the body.
 
-use super::{Message, Request, Response};
-use std::fmt::Write as _;
+use super::{Headers, Message, Request, Response};
+use std::io::Write as _;
 
-fn write_headers(h: &super::Headers, out: &mut Vec<u8>) {
-    for header in h {
+/// Headers, the empty line and the body, after a start line already in `out`.
+fn write_rest(headers: &Headers, body: &[u8], out: &mut Vec<u8>) {
+    for header in headers {
         out.extend_from_slice(header.name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(header.value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 impl Request {
     /// Appends the wire form to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut line = String::with_capacity(96);
-        // Writing to a String cannot fail.
-        let _ = write!(line, "{} {} SIP/2.0\r\n", self.method, self.uri);
-        out.extend_from_slice(line.as_bytes());
-        write_headers(&self.headers, out);
-        out.extend_from_slice(&self.body);
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{} {} SIP/2.0\r\n", self.method, self.uri);
+        write_rest(&self.headers, &self.body, out);
     }
 
     /// The wire form.
@@ -35,11 +34,8 @@ impl Request {
 impl Response {
     /// Appends the wire form to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut line = String::with_capacity(48);
-        let _ = write!(line, "SIP/2.0 {} {}\r\n", self.status, self.reason);
-        out.extend_from_slice(line.as_bytes());
-        write_headers(&self.headers, out);
-        out.extend_from_slice(&self.body);
+        let _ = write!(out, "SIP/2.0 {} {}\r\n", self.status, self.reason);
+        write_rest(&self.headers, &self.body, out);
     }
 
     /// The wire form.
