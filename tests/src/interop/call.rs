@@ -105,7 +105,12 @@ impl CallTest {
     ) -> Result<PathBuf, HarnessError> {
         let ringback = self.dir.join("ringback.wav");
         audio::ringback_wav(&ringback, 3)?;
-        let rtp = free_udp_range(self.sip.ip(), 40)?;
+        // The SIP port was found free and released, so a free range may hold it; the
+        // dialer rejects a range containing its SIP port.
+        let mut rtp = free_udp_range(self.sip.ip(), 40)?;
+        while (rtp..rtp + 40).contains(&self.sip.port()) {
+            rtp = free_udp_range(self.sip.ip(), 40)?;
+        }
         let list = |items: &[String]| {
             items
                 .iter()
