@@ -108,7 +108,10 @@ impl CallTest {
         // The SIP port was found free and released, so a free range may hold it; the
         // dialer rejects a range containing its SIP port.
         let mut rtp = free_udp_range(self.sip.ip(), 40)?;
-        while (rtp..rtp + 40).contains(&self.sip.port()) {
+        for _ in 0..20 {
+            if !(rtp..rtp + 40).contains(&self.sip.port()) {
+                break;
+            }
             rtp = free_udp_range(self.sip.ip(), 40)?;
         }
         let list = |items: &[String]| {
