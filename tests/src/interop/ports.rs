@@ -8,6 +8,23 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
 use super::HarnessError;
 
+/// Ports this test process has handed out: a later pick never returns one of them, so a
+/// dialer's RTP range cannot swallow the SIP port chosen for it a moment before.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+fn taken(port: u16) -> bool {
+    HANDED_OUT
+        .lock()
+        .map(|h| h.contains(&port))
+        .unwrap_or(false)
+}
+
+fn hand_out(ports: impl IntoIterator<Item = u16>) {
+    if let Ok(mut h) = HANDED_OUT.lock() {
+        h.extend(ports);
+    }
+}
+
 /// `127.0.0.1`.
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 
@@ -26,7 +43,8 @@ pub fn free_port(ip: IpAddr) -> Result<u16, HarnessError> {
             .local_addr()
             .map_err(|e| HarnessError::Setup(format!("UDP local address: {e}")))?
             .port();
-        if TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+        if !taken(port) && TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            hand_out([port]);
             return Ok(port);
         }
     }
@@ -51,7 +69,7 @@ pub fn free_udp_port(ip: IpAddr) -> Result<u16, HarnessError> {
 pub fn free_udp_range(ip: IpAddr, len: u16) -> Result<u16, HarnessError> {
     'search: for _ in 0..200 {
         let base = free_udp_port(ip)? & !1;
-        if base < 1024 || base.checked_add(len).is_none() {
+        if base < 1024 || base.checked_add(len).is_none() || (base..base + len).any(taken) {
             continue;
         }
         let mut held = Vec::with_capacity(usize::from(len));
@@ -61,6 +79,7 @@ pub fn free_udp_range(ip: IpAddr, len: u16) -> Result<u16, HarnessError> {
                 Err(_) => continue 'search,
             }
         }
+        hand_out(base..base + len);
         return Ok(base);
     }
     Err(HarnessError::Setup(format!(
