@@ -692,6 +692,13 @@ fn convert(
 ) -> Result<SessionDescription, SdpError> {
     let origin = session.get_origin();
     let session_direction = direction_of(&session.attribute);
+    if session.media.is_empty() {
+        // A body without any media description offers nothing to a dialer (RFC 3264 §5
+        // needs an m= line per stream), and could not be written back as a valid body.
+        return Err(SdpError::Structure(
+            "no m= line: the body describes no stream".into(),
+        ));
+    }
     let mut media = Vec::with_capacity(session.media.len());
     for (index, section) in session.media.iter().enumerate() {
         if let Some((_, kind, port, proto)) = pre.placeholders.iter().find(|p| p.0 == index) {
@@ -843,6 +850,13 @@ mod tests {
         c=IN IP4 192.168.105.110\r\nt=0 0\r\nm=audio 4376 RTP/AVP 8 0 18 96\r\na=sendrecv\r\n\
         a=ptime:30\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:18 G729/8000\r\n\
         a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n";
+
+    #[test]
+    fn body_without_media_lines_is_rejected() {
+        let sdp = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=c1\r\nt=0 0\r\naudio 5084 RTP/AVP 96\r\na=sendrecv\r\n";
+        let err = SessionDescription::parse(sdp).unwrap_err();
+        assert!(err.to_string().contains("m= line"), "{err}");
+    }
 
     #[test]
     fn media_line_with_only_out_of_range_payload_types_is_rejected() {
