@@ -119,6 +119,16 @@ impl Core {
     /// A re-INVITE or UPDATE inside a leg's dialog: answer its offer (or, without one,
     /// offer our current session), and give the relay the new negotiation.
     fn on_offer(&mut self, now: Time, tx: TransactionId, r: LegRef, request: Request) {
+        let timer = match self.requested_timer(r, &request) {
+            Ok(t) => t,
+            Err(min_se) => {
+                // RFC 4028 §9: an interval below our Min-SE is refused with 422 and ours.
+                let mut resp = make_response(&request, 422, None);
+                resp.headers.add(HeaderKind::MinSe, min_se.to_string());
+                let _ = self.endpoint.respond(now, tx, resp);
+                return;
+            }
+        };
         let media_ip = self.config.media_ip;
         let contact = NameAddr::new(Uri::Sip(SipUri::new(
             Some("dialer"),
@@ -148,11 +158,17 @@ impl Core {
         let mut resp = make_response(&request, 200, None);
         resp.headers.add(HeaderKind::Contact, contact);
         if request.body.is_empty() {
-            // RFC 3261 §14.2: no offer in the re-INVITE: the 2xx carries ours.
-            if let Some(offer) = leg.offer.as_mut() {
-                offer.origin.session_version = version;
-                resp.set_body("application/sdp", offer.to_sdp_string().into_bytes());
+            if request.method == Method::Invite {
+                // RFC 3261 §14.2: no offer in the re-INVITE: the 2xx carries ours.
+                if let Some(offer) = leg.offer.as_mut() {
+                    offer.origin.session_version = version;
+                    resp.set_body("application/sdp", offer.to_sdp_string().into_bytes());
+                    leg.local_sdp = Some(offer.clone());
+                }
             }
+            // RFC 3311 §5.2: an UPDATE without an offer (a session refresh) gets a 2xx
+            // without one.
+            self.answer_refresh(now, r, timer, &mut resp);
             let _ = self.endpoint.respond(now, tx, resp);
             return;
         }
@@ -165,7 +181,9 @@ impl Core {
                 let mut ours = answer;
                 ours.origin.session_version = version;
                 resp.set_body("application/sdp", ours.to_sdp_string().into_bytes());
+                leg.local_sdp = Some(ours);
                 leg.negotiated = Some(negotiated.clone());
+                self.answer_refresh(now, r, timer, &mut resp);
                 let _ = self.endpoint.respond(now, tx, resp);
                 self.actions.push_back(Action::Media {
                     call: r.call,

@@ -87,6 +87,22 @@ impl Core {
         )));
         r.headers.add(HeaderKind::Contact, contact.to_string());
         r.headers.add(HeaderKind::Allow, ALLOW);
+        // RFC 3262 §3 (reliable provisionals) towards the trunk, where early media and
+        // carrier-side announcements live; RFC 4028 §7.1 (session timers) on both legs.
+        r.headers.add(
+            HeaderKind::Supported,
+            if side == Side::Customer {
+                "100rel, timer"
+            } else {
+                "timer"
+            },
+        );
+        if let Some(se) = leg.session_expires {
+            // RFC 4028 §7.1: we prefer to refresh ourselves, so a silent peer is noticed.
+            r.headers
+                .add(HeaderKind::SessionExpires, format!("{se};refresher=uac"));
+            r.headers.add(HeaderKind::MinSe, leg.min_se.to_string());
+        }
         if side == Side::Customer && trunk.pai {
             let pai = NameAddr::new(Uri::Sip(SipUri::new(
                 Some(&trunk.caller_id),
@@ -113,6 +129,7 @@ impl Core {
             }
         };
         r.set_body("application/sdp", offer.to_sdp_string().into_bytes());
+        leg.local_sdp = Some(offer.clone());
         leg.offer = Some(offer);
         leg.invite = Some(r.clone());
         leg.state = LegState::Inviting;
@@ -135,6 +152,15 @@ impl Core {
             Event::Response {
                 transaction,
                 response,
+            } if self.ignored_tx.contains(&transaction) => {
+                if response.status >= 200 {
+                    self.ignored_tx.remove(&transaction);
+                }
+            }
+            Event::Timeout { transaction, .. } if self.ignored_tx.remove(&transaction) => {}
+            Event::Response {
+                transaction,
+                response,
             } => match self.by_tx.get(&transaction).copied() {
                 Some(r) => self.on_response(now, r, transaction, response),
                 None => self.others.push_back(Event::Response {
@@ -147,6 +173,13 @@ impl Core {
                 timer,
                 method,
             } => match self.by_tx.remove(&transaction) {
+                Some(r) if self.is_refresh(r, transaction) => {
+                    self.refresh_failed(now, r.call, r.side, 408)
+                }
+                Some(_) if method == Method::Prack => {
+                    // RFC 3262 §4: a lost PRACK leaves the UAS retransmitting its 1xx, which
+                    // it answers itself; the INVITE goes on.
+                }
                 Some(r) if method == Method::Invite => {
                     self.leg_failed(now, r.call, r.side, 408, "failed")
                 }
@@ -201,6 +234,10 @@ impl Core {
         let Ok(cseq) = response.cseq() else {
             return;
         };
+        if self.is_refresh(r, tx) {
+            self.on_refresh_response(now, r, tx, response);
+            return;
+        }
         match cseq.method {
             Method::Invite => self.on_invite_response(now, r, tx, response),
             Method::Bye if response.status >= 200 => {
@@ -236,26 +273,105 @@ impl Core {
             200..=299 => self.on_answer(now, r, response),
             300..=399 => self.on_redirect(now, r, &response),
             401 | 407 => self.on_challenge(now, r, &response),
-            _ => {
-                let cancelled = leg.state == LegState::Cancelling;
-                leg.state = LegState::Done;
-                if cancelled && status == 487 {
-                    self.leg_done(now, r.call, r.side);
-                } else {
-                    let outcome = match status {
-                        486 | 600 => "busy",
-                        408 | 480 => "no_answer",
-                        487 => "cancelled",
-                        403 | 603 => "rejected",
-                        _ => "failed",
-                    };
-                    self.leg_failed(now, r.call, r.side, status, outcome);
+            422 if leg.state == LegState::Inviting => {
+                if !self.retry_with_min_se(now, r, &response) {
+                    self.invite_failed(now, r, status);
                 }
             }
+            _ => self.invite_failed(now, r, status),
         }
     }
 
+    /// A final non-2xx to a leg's INVITE that ends the leg.
+    fn invite_failed(&mut self, now: Time, r: LegRef, status: u16) {
+        let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) else {
+            return;
+        };
+        let cancelled = leg.state == LegState::Cancelling;
+        leg.state = LegState::Done;
+        if cancelled && status == 487 {
+            self.leg_done(now, r.call, r.side);
+        } else {
+            let outcome = match status {
+                486 | 600 => "busy",
+                408 | 480 => "no_answer",
+                487 => "cancelled",
+                403 | 603 => "rejected",
+                _ => "failed",
+            };
+            self.leg_failed(now, r.call, r.side, status, outcome);
+        }
+    }
+
+    /// Keeps the early dialog of a 1xx with a To tag and PRACKs a reliable one
+    /// (RFC 3262 §4). Returns false when the response must not be processed further (a
+    /// retransmitted or out-of-order reliable provisional), else the answer it carries.
+    fn early_dialog(&mut self, now: Time, r: LegRef, response: &Response) -> Option<bool> {
+        let c = self.calls.get_mut(&r.call)?;
+        let leg = leg_of(c, r.side)?;
+        let invite = leg.invite.as_ref()?;
+        // RFC 3261 §12.1: a 1xx without a To tag makes no dialog; it is only progress.
+        let tag = response.to_header().ok()?.tag()?.to_owned();
+        let index = match leg.early.iter().position(|e| e.dialog.id.remote_tag == tag) {
+            Some(i) => i,
+            None => {
+                let dialog = Dialog::uac(invite, response).ok()?;
+                leg.early.push(EarlyDialog {
+                    dialog,
+                    rseq: None,
+                    negotiated: None,
+                });
+                leg.early.len() - 1
+            }
+        };
+        let reliable = response.has_option_tag(HeaderKind::Require, "100rel");
+        let rseq = response
+            .headers
+            .get(HeaderKind::RSeq)
+            .and_then(|v| sip_core::message::parse_u32("RSeq", v).ok());
+        let (true, Some(rseq)) = (reliable, rseq) else {
+            return Some(true);
+        };
+        let early = &mut leg.early[index];
+        // RFC 3262 §4: the first reliable 1xx sets the sequence; a retransmission (same
+        // RSeq) is discarded; one that is not the next number is neither PRACKed nor
+        // processed.
+        if let Some(last) = early.rseq {
+            if rseq != last.wrapping_add(1) {
+                return Some(false);
+            }
+        }
+        early.rseq = Some(rseq);
+        let invite_seq = response.cseq().map(|c| c.seq).unwrap_or(leg.cseq);
+        let mut prack = early.dialog.request(Method::Prack);
+        prack.headers.add(
+            HeaderKind::RAck,
+            sip_core::message::RAck {
+                rseq,
+                cseq: invite_seq,
+                method: Method::Invite,
+            }
+            .to_string(),
+        );
+        // RFC 3262 §7.1: the PRACK is a request in the early dialog, sent like any other
+        // (route set, then remote target); the agent is reached through its NAT binding.
+        let target = match r.side {
+            Side::Agent => leg.target,
+            Side::Customer => Target {
+                addr: hop_address(early.dialog.next_hop()).unwrap_or(leg.target.addr),
+                transport: leg.target.transport,
+            },
+        };
+        if let Ok(tx) = self.endpoint.send_request(now, prack, target) {
+            self.by_tx.insert(tx, r);
+        }
+        Some(true)
+    }
+
     fn on_provisional(&mut self, now: Time, r: LegRef, response: &Response) {
+        if self.early_dialog(now, r, response) == Some(false) {
+            return;
+        }
         let Some(c) = self.calls.get_mut(&r.call) else {
             return;
         };
@@ -277,6 +393,18 @@ impl Core {
                 if early {
                     if let Some(n) = Self::negotiate(&c.customer, response) {
                         c.customer.negotiated = Some(n.clone());
+                        let tag = response
+                            .to_header()
+                            .ok()
+                            .and_then(|t| t.tag().map(str::to_owned));
+                        if let Some(e) = c
+                            .customer
+                            .early
+                            .iter_mut()
+                            .find(|e| Some(&e.dialog.id.remote_tag) == tag.as_ref())
+                        {
+                            e.negotiated = Some(n.clone());
+                        }
                         self.actions.push_back(Action::Media {
                             call: id,
                             op: MediaOp::SetLeg {
@@ -334,8 +462,50 @@ impl Core {
             return;
         };
         let cseq = response.cseq().map(|c| c.seq).unwrap_or(leg.cseq);
+        if let Some(d) = &leg.dialog {
+            // RFC 3261 §13.2.2.4: every 2xx is ACKed; a retransmission of the one we took
+            // gets the same ACK, a 2xx from another fork gets an ACK and then a BYE.
+            let same = response
+                .to_header()
+                .ok()
+                .is_some_and(|t| t.tag() == Some(d.id.remote_tag.as_str()));
+            if same {
+                let (ack, target) = (d.ack(cseq), leg.target);
+                self.endpoint.send_stateless(ack, target);
+            } else if let Ok(mut other) = Dialog::uac(&invite, &response) {
+                let target = match r.side {
+                    Side::Agent => leg.target,
+                    Side::Customer => Target {
+                        addr: hop_address(other.next_hop()).unwrap_or(leg.target.addr),
+                        transport: leg.target.transport,
+                    },
+                };
+                self.endpoint.send_stateless(other.ack(cseq), target);
+                let bye = other.request(Method::Bye);
+                if let Ok(tx) = self.endpoint.send_request(now, bye, target) {
+                    self.ignored_tx.insert(tx);
+                }
+            }
+            return;
+        }
         let dialog = match Dialog::uac(&invite, &response) {
-            Ok(d) => d,
+            Ok(mut d) => {
+                // The 2xx picks one early dialog; requests already sent in it (PRACK)
+                // used CSeq numbers the confirmed dialog must not reuse (RFC 3261
+                // §12.2.1.1). The other forks' early dialogs end here; a late 2xx from
+                // one of them is ACKed and ended above.
+                let early = leg
+                    .early
+                    .iter()
+                    .position(|e| e.dialog.id.remote_tag == d.id.remote_tag)
+                    .map(|i| leg.early.swap_remove(i));
+                leg.early.clear();
+                if let Some(e) = &early {
+                    d.local_seq = d.local_seq.max(e.dialog.local_seq);
+                }
+                leg.early_answer = early.and_then(|e| e.negotiated);
+                d
+            }
             Err(_) => {
                 // A 2xx we cannot make a dialog of (no To tag, no Contact): ACK what we can
                 // is impossible; end the leg.
@@ -355,7 +525,19 @@ impl Core {
             },
         };
         let was_cancelling = leg.state == LegState::Cancelling;
-        let negotiated = Self::negotiate(leg, &response);
+        // RFC 3262 §5 / RFC 3264: an answer in a reliable 1xx completes the offer/answer and
+        // the 2xx may carry none; when the 2xx does carry SDP, it is what the peer sends
+        // with, so it wins for the relay.
+        let negotiated = if response.body.is_empty() {
+            leg.early_answer.take()
+        } else {
+            Self::negotiate(leg, &response)
+        };
+        leg.peer_allows_update = response
+            .headers
+            .get_all(HeaderKind::Allow)
+            .flat_map(sip_core::message::scan::split_list)
+            .any(|m| m.eq_ignore_ascii_case("UPDATE"));
         leg.dialog = Some(dialog);
         leg.state = LegState::Confirmed;
         // In-dialog requests to the customer follow the route set; to the agent, its NAT
@@ -393,6 +575,8 @@ impl Core {
                 negotiated,
             },
         });
+        self.start_session_timer(now, id, r.side, &response);
+        let c = self.calls.get_mut(&id).expect("checked above");
         match r.side {
             Side::Customer => {
                 c.answered = Some(now);
@@ -454,6 +638,7 @@ impl Core {
             session_id,
         );
         leg.rtp_port = c.ports.map(|p| p.1).unwrap_or(0);
+        leg.apply_timer_config(self.agent_timer);
         c.agent = Some(leg);
         c.deadline = Some(now + self.config.agent_ring_timeout);
         self.by_sip_call_id.insert(

@@ -19,6 +19,9 @@
 mod ending;
 mod legs;
 pub mod q850;
+mod session_timer;
+
+pub use session_timer::SessionTimerConfig;
 
 use crate::control::{ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, HungUpBy};
 use media::relay::Side;
@@ -207,6 +210,34 @@ struct Leg {
     redirects: u8,
     rtp_port: u16,
     session_id: u64,
+    /// Early dialogs from 1xx with a To tag, one per fork (RFC 3261 §12.1.2, §13.2.2.4).
+    early: Vec<EarlyDialog>,
+    /// The session description we last sent on this leg (offer or answer), reused as
+    /// the unchanged offer of a session refresh (RFC 3264 §8, RFC 4028 §7.4).
+    local_sdp: Option<SessionDescription>,
+    /// Session-Expires we ask for in our INVITE, in seconds (RFC 4028 §7.1); raised by a 422.
+    session_expires: Option<u32>,
+    /// Our Min-SE, in seconds (RFC 4028 §5): the smallest interval we accept.
+    min_se: u32,
+    /// The running session timer, when the dialog has one (RFC 4028 §7.2, §9).
+    session: Option<session_timer::SessionTimer>,
+    /// The peer lists UPDATE in Allow: refreshes use it (RFC 4028 §7.4).
+    peer_allows_update: bool,
+    /// Our pending (or last) session refresh: its transaction, method and CSeq.
+    refresh: Option<(TransactionId, Method, u32)>,
+    /// The answer from the reliable 1xx of the dialog the 2xx confirmed.
+    early_answer: Option<Negotiated>,
+}
+
+/// One early dialog of a leg's INVITE (RFC 3262 §4: reliable provisional responses are
+/// acknowledged and sequenced per dialog).
+#[derive(Debug)]
+struct EarlyDialog {
+    dialog: Dialog,
+    /// RSeq of the last in-order reliable provisional response (RFC 3262 §4).
+    rseq: Option<u32>,
+    /// The answer carried by this dialog's provisional responses, if any.
+    negotiated: Option<Negotiated>,
 }
 
 impl Leg {
@@ -226,6 +257,14 @@ impl Leg {
             redirects: 0,
             rtp_port: 0,
             session_id,
+            early: Vec::new(),
+            local_sdp: None,
+            session_expires: None,
+            min_se: session_timer::MIN_SE_FLOOR,
+            session: None,
+            peer_allows_update: false,
+            refresh: None,
+            early_answer: None,
         }
     }
 }
@@ -287,6 +326,12 @@ pub struct Core {
     others: VecDeque<Event>,
     /// The latest time the runtime gave; events drained from the endpoint happen then.
     now: Time,
+    /// Session timers asked of each trunk (by index), RFC 4028.
+    trunk_timers: Vec<Option<SessionTimerConfig>>,
+    /// Session timers asked of agents.
+    agent_timer: Option<SessionTimerConfig>,
+    /// Transactions whose outcome nobody waits for (a BYE to a losing fork's 2xx).
+    ignored_tx: std::collections::HashSet<TransactionId>,
 }
 
 impl std::fmt::Debug for Core {
@@ -325,7 +370,25 @@ impl Core {
             epoch_unix,
             others: VecDeque::new(),
             now: Time::ZERO,
+            trunk_timers: Vec::new(),
+            agent_timer: None,
+            ignored_tx: std::collections::HashSet::new(),
         }
+    }
+
+    /// Session timers (RFC 4028) to ask of a trunk, by its index in [`CoreConfig::trunks`];
+    /// without one, calls on that trunk still offer `Supported: timer` and follow a
+    /// timer the trunk imposes.
+    pub fn set_trunk_session_timer(&mut self, trunk: usize, timer: Option<SessionTimerConfig>) {
+        if self.trunk_timers.len() <= trunk {
+            self.trunk_timers.resize(trunk + 1, None);
+        }
+        self.trunk_timers[trunk] = timer;
+    }
+
+    /// Session timers (RFC 4028) to ask of agents, independent of the trunks'.
+    pub fn set_agent_session_timer(&mut self, timer: Option<SessionTimerConfig>) {
+        self.agent_timer = timer;
     }
 
     /// The SIP endpoint (for the registrar and trunk registrations, which share it).
@@ -353,7 +416,15 @@ impl Core {
 
     /// When [`Core::handle_timeout`] is due.
     pub fn next_timeout(&mut self) -> Option<Time> {
-        let calls = self.calls.values().filter_map(|c| c.deadline).min();
+        let calls = self
+            .calls
+            .values()
+            .flat_map(|c| {
+                let legs = std::iter::once(&c.customer).chain(c.agent.as_ref());
+                legs.filter_map(|l| l.session.as_ref().map(|s| s.deadline))
+                    .chain(c.deadline)
+            })
+            .min();
         match (self.endpoint.next_timeout(), calls) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -455,7 +526,8 @@ impl Core {
         let sip_call_id = self.endpoint.new_call_id();
         let tag = self.endpoint.new_tag();
         let session_id = u64::from(self.rng.next_u32());
-        let customer = Leg::new(sip_call_id.clone(), tag, target, session_id);
+        let mut customer = Leg::new(sip_call_id.clone(), tag, target, session_id);
+        customer.apply_timer_config(self.trunk_timers.get(trunk_index).copied().flatten());
         self.by_sip_call_id.insert(
             sip_call_id,
             LegRef {
@@ -634,6 +706,26 @@ impl Core {
                 c.deadline = None;
             }
             self.call_timer(now, id);
+        }
+        let due_sessions: Vec<(CallId, Side)> = self
+            .calls
+            .values()
+            .flat_map(|c| {
+                let legs = [
+                    (Side::Customer, Some(&c.customer)),
+                    (Side::Agent, c.agent.as_ref()),
+                ];
+                legs.into_iter()
+                    .filter_map(|(side, l)| {
+                        l.and_then(|l| l.session.as_ref())
+                            .filter(|s| s.deadline <= now)
+                            .map(|_| (c.id, side))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (id, side) in due_sessions {
+            self.session_timer_due(now, id, side);
         }
         self.pump();
     }
