@@ -284,16 +284,19 @@ impl MediaDescription {
             }
         }
         for format in &self.formats {
-            // RFC 4566 §6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<channels>]
-            let _ = write!(
-                out,
-                "a=rtpmap:{} {}/{}",
-                format.payload_type.0, format.encoding, format.clock_rate
-            );
-            if format.channels > 1 {
-                let _ = write!(out, "/{}", format.channels);
+            // RFC 4566 §6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<channels>];
+            // a dynamic type the peer never mapped is listed in m= only, as it was received.
+            if !format.encoding.is_empty() {
+                let _ = write!(
+                    out,
+                    "a=rtpmap:{} {}/{}",
+                    format.payload_type.0, format.encoding, format.clock_rate
+                );
+                if format.channels > 1 {
+                    let _ = write!(out, "/{}", format.channels);
+                }
+                out.push_str("\r\n");
             }
-            out.push_str("\r\n");
             if let Some(fmtp) = &format.fmtp {
                 let _ = write!(out, "a=fmtp:{} {}\r\n", format.payload_type.0, fmtp);
             }
