@@ -6,7 +6,9 @@ use super::clock::Clock;
 use super::ladder;
 use super::media::{MediaCommand, MediaEvent, MediaSession, PortPool};
 use super::settings::{self, SettingsError};
-use crate::b2bua::{Action, AgentTarget, Core, MediaOp, MediaReport, MediaTotals};
+use crate::b2bua::{
+    Action, AgentTarget, Core, MediaOp, MediaReport, MediaTotals, SessionTimerConfig,
+};
 use crate::control::{AgentInfo, ApiEvent, CallId, ControlError, ControlHandle, ControlRequest};
 use crate::registrar::{Registrar, RegistrarConfig, RegistrarEvent};
 use media::playback::Ringback;
@@ -153,12 +155,22 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
-    let core = Core::new(
+    let mut core = Core::new(
         core_config,
         endpoint,
         Box::new(StdRng::seed_from_u64(seed.next_u64())),
         clock.unix_at_start(),
     );
+    // The core's trunks are the profile's, in order (settings::core_config).
+    for (i, t) in config.trunks().iter().enumerate() {
+        core.set_trunk_session_timer(
+            i,
+            t.session_expires.map(|se| SessionTimerConfig {
+                session_expires: se,
+                min_se: t.min_se,
+            }),
+        );
+    }
     let mut secret = [0u8; 32];
     seed.fill_bytes(&mut secret);
     let rconf = RegistrarConfig::from_profiles(&config, secret.to_vec(), &|hp| {

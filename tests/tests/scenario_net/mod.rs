@@ -87,14 +87,28 @@ impl Peer {
             .expect("the peer can send")
     }
 
+    /// The requests of a method the peer received, each once (retransmissions, same
+    /// Call-ID and CSeq, left out).
     pub fn received_requests(&self, method: Method) -> Vec<Request> {
+        let mut seen = std::collections::HashSet::new();
         self.received
             .iter()
             .filter_map(|(_, m)| match m {
                 Message::Request(r) if r.method == method => Some(r.clone()),
                 _ => None,
             })
+            .filter(|r| seen.insert((r.call_id().unwrap().to_owned(), r.cseq().unwrap().seq)))
             .collect()
+    }
+
+    /// Answers every BYE the peer received with 200; returns how many.
+    pub fn answer_byes(&mut self, now: Time) -> usize {
+        let mut n = 0;
+        while let Some((tx, bye)) = self.take_request(Method::Bye) {
+            self.respond(now, tx, make_response(&bye, 200, None));
+            n += 1;
+        }
+        n
     }
 }
 
@@ -357,6 +371,17 @@ impl Net {
             .filter_map(|a| match a {
                 Action::Media { op, .. } => Some(op),
                 _ => None,
+            })
+            .collect()
+    }
+
+    /// The requests of a method the dialer sent, each once (no retransmissions).
+    pub fn sent_unique(&self, method: Method) -> Vec<(SocketAddr, Request)> {
+        let mut seen = std::collections::HashSet::new();
+        self.sent_requests(method)
+            .into_iter()
+            .filter(|(to, r)| {
+                seen.insert((*to, r.call_id().unwrap().to_owned(), r.cseq().unwrap().seq))
             })
             .collect()
     }
