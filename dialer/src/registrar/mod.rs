@@ -178,6 +178,10 @@ struct AgentState {
 pub struct Registrar {
     config: RegistrarConfig,
     agents: BTreeMap<String, AgentState>,
+    /// The earliest `expires_at` among the registered bindings, recomputed whenever bindings
+    /// change (a REGISTER committed, [`Registrar::expire`]): [`Registrar::next_expiry`] is
+    /// asked on every turn of the signalling loop and must not walk the agent table.
+    earliest_expiry: Option<Time>,
     rng: Box<dyn RngCore + Send>,
 }
 
@@ -284,6 +288,7 @@ impl Registrar {
         Ok(Registrar {
             config,
             agents,
+            earliest_expiry: None,
             rng,
         })
     }
@@ -514,6 +519,7 @@ impl Registrar {
         // §10.3 step 7: commit only when every Contact was accepted.
         let listed: Vec<String> = next.iter().map(|b| b.listed(now).to_string()).collect();
         agent.bindings = next;
+        self.earliest_expiry = self.scan_expiry();
         events.extend(changes);
 
         let mut response = self.reply(request, 200);
@@ -526,6 +532,11 @@ impl Registrar {
     /// Removes bindings whose registration period ran out by `now`.
     pub fn expire(&mut self, now: Time) -> Vec<RegistrarEvent> {
         let mut events = Vec::new();
+        // Nothing lapses before the earliest expiry (`Binding::is_live`: live while
+        // `expires_at > now`); the signalling loop calls this on every timer.
+        if self.earliest_expiry.is_none_or(|at| now < at) {
+            return events;
+        }
         for agent in self.agents.values_mut() {
             agent.bindings.retain(|b| {
                 let live = b.is_live(now);
@@ -539,11 +550,16 @@ impl Registrar {
                 live
             });
         }
+        self.earliest_expiry = self.scan_expiry();
         events
     }
 
     /// When the next binding lapses: call [`Registrar::expire`] then.
     pub fn next_expiry(&self) -> Option<Time> {
+        self.earliest_expiry
+    }
+
+    fn scan_expiry(&self) -> Option<Time> {
         self.agents
             .values()
             .flat_map(|a| a.bindings.iter())

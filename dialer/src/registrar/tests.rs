@@ -676,6 +676,56 @@ fn binding_lapses_in_virtual_time_with_an_expired_event() {
 }
 
 #[test]
+fn next_expiry_follows_every_agent_through_refresh_unregister_and_lapse() {
+    let mut registrar = registrar();
+    let mut a = baresip();
+    a.contact = "<sip:1000@192.168.1.20:5060>;expires=300".into();
+    let mut b = Phone::new(
+        "1001",
+        "pw-1001",
+        "<sip:1001@192.168.1.21:5060>",
+        "192.168.1.21:5060",
+    );
+    b.contact = "<sip:1001@192.168.1.21:5060>;expires=120".into();
+    assert_eq!(
+        a.register_final(&mut registrar, secs(0)).response.status,
+        200
+    );
+    assert_eq!(registrar.next_expiry(), Some(secs(300)));
+    assert_eq!(
+        b.register_final(&mut registrar, secs(10)).response.status,
+        200
+    );
+    assert_eq!(
+        registrar.next_expiry(),
+        Some(secs(130)),
+        "the other agent's is earlier"
+    );
+    // A refresh for longer moves the earliest expiry to the other agent's binding.
+    b.contact = "<sip:1001@192.168.1.21:5060>;expires=600".into();
+    b.reuse_nonce();
+    assert_eq!(
+        b.register_final(&mut registrar, secs(20)).response.status,
+        200
+    );
+    assert_eq!(registrar.next_expiry(), Some(secs(300)));
+    // Un-registering (expires=0, RFC 3261 §10.2.2) removes it from the reckoning.
+    a.contact = "<sip:1000@192.168.1.20:5060>;expires=0".into();
+    a.reuse_nonce();
+    assert_eq!(
+        a.register_final(&mut registrar, secs(30)).response.status,
+        200
+    );
+    assert_eq!(registrar.next_expiry(), Some(secs(620)));
+    assert!(
+        registrar.expire(secs(619)).is_empty(),
+        "nothing lapses before it"
+    );
+    assert_eq!(registrar.expire(secs(620)).len(), 1);
+    assert_eq!(registrar.next_expiry(), None);
+}
+
+#[test]
 fn remaining_time_in_the_200_counts_down_and_rounds_up() {
     let mut registrar = registrar();
     let mut desk = Phone::new(
