@@ -124,6 +124,8 @@ pub struct Net {
     pub loss: f64,
     loss_rng: ChaCha8Rng,
     pub dropped: usize,
+    /// What the agent is offered.
+    pub agent_codecs: Vec<Codec>,
 }
 
 pub fn trunk() -> TrunkSettings {
@@ -178,6 +180,7 @@ impl Net {
             loss: 0.0,
             loss_rng: ChaCha8Rng::seed_from_u64(0),
             dropped: 0,
+            agent_codecs: vec![Codec::Pcmu, Codec::Pcma],
         }
     }
 
@@ -330,7 +333,10 @@ impl Net {
                 "+15551234567",
                 None,
                 "1000",
-                Self::agent_target(),
+                AgentTarget {
+                    codecs: self.agent_codecs.clone(),
+                    ..Self::agent_target()
+                },
                 None,
                 None,
             )
