@@ -266,7 +266,7 @@ impl MediaDescription {
         self.formats.iter().find(|f| f.payload_type == payload_type)
     }
 
-    fn write(&self, session_connection: Option<&ConnectionAddress>, out: &mut String) {
+    fn write(&self, out: &mut String) {
         let _ = write!(
             out,
             "m={} {} {}",
@@ -278,10 +278,10 @@ impl MediaDescription {
             let _ = write!(out, " {}", format.payload_type.0);
         }
         out.push_str("\r\n");
+        // Written whenever the section has its own, even when it repeats the session's: what
+        // was received reads back the same (RFC 4566 §5.7 allows both levels).
         if let Some(connection) = &self.connection {
-            if Some(connection) != session_connection {
-                connection.write_c_line(out);
-            }
+            connection.write_c_line(out);
         }
         for format in &self.formats {
             // RFC 4566 §6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<channels>];
@@ -423,7 +423,7 @@ impl SessionDescription {
         }
         out.push_str("t=0 0\r\n");
         for media in &self.media {
-            media.write(self.connection.as_ref(), &mut out);
+            media.write(&mut out);
         }
         out
     }
@@ -735,8 +735,12 @@ fn convert(
                 let Some(payload_type) = PayloadType::new(pt) else {
                     continue;
                 };
+                // An rtpmap without an encoding name maps nothing (RFC 4566 §6): the static
+                // assignment, if any, stands.
                 let rtpmap = attributes.iter().find_map(|a| match a {
-                    SdpAttribute::Rtpmap(r) if r.payload_type == pt => Some(r),
+                    SdpAttribute::Rtpmap(r) if r.payload_type == pt && !r.codec_name.is_empty() => {
+                        Some(r)
+                    }
                     _ => None,
                 });
                 let (encoding, clock_rate, channels) = match rtpmap {
