@@ -11,16 +11,25 @@
 #   concurrent  CONC_CALLS (600) calls at CONC_CPS (50/s), each held CONC_HOLD s (40): all
 #               calls bridged at once for about CONC_HOLD - CONC_CALLS/CONC_CPS seconds.
 #   rate        RATE_CPS (100/s) for RATE_SECONDS (30), each held RATE_HOLD s (5).
-# Reported per phase: calls placed, bridged, failed; peak concurrent bridged calls; set-up
-# time; RTP packets relayed each way and lost (the CDRs' counts, RFC 3550 A.3 loss on what the
-# dialer received from each leg); the host's UDP drop counters (/proc/net/snmp, whole host);
-# CPU (utime + stime of the dialer, /proc/PID/stat, over the phase) as % of one core, per
-# bridged call-second and per call; RSS per concurrent call. RESULT lines are grep-able.
+# Reported per phase (RESULT lines, grep-able; the figures as JSON in WORK/result.json):
+# - calls placed (POST /calls), bridged, failed (CDR outcome, from GET /events), SIPp's counts;
+# - peak concurrent bridged calls (GET /calls each second), set-up time (created -> bridged);
+# - RTP: packets relayed each way and lost, from the CDRs (RFC 3550 A.3 loss on what the
+#   dialer received from each leg: lost_from_agent also counts what the dialer sent the agent
+#   and the echo dropped); receive-queue drops of the dialer's and the echoes' sockets
+#   (/proc/net/udp, sampled each second); to_customer_minus_echoed per call (sent to the
+#   customer less echoed back by the agent: ringback frames, less echoes in flight at the
+#   hang-up; a relay losing agent audio would make it negative). SIPp's rtp_stream sockets are
+#   never read, so the host's RcvbufErrors (/proc/net/snmp) ~ packets_to_customer: not loss;
+# - CPU: utime + stime of the dialer (/proc/PID/stat) over the phase and over the plateau (the
+#   seconds with >= 98% of the peak bridged), as % of one core and per bridged call-second;
+#   time its threads and SIPp's waited for a CPU (schedstat: a shared host shows here);
+# - RSS per call: (RSS at the peak - RSS before the first call) / calls bridged at the peak.
 #
 # Traffic stays on 127.0.0.0/8; every wait is bounded; processes are ended by PID.
 # Needs sipp (3.6, Debian sip-tester) and python3. Build: release, CARGO_TARGET_DIR
 # (default /work/target-load). KEEP=1 keeps the work directory (logs, CDRs, result JSON);
-# PERF=1 also records the dialer's stacks with perf into WORK/perf.data (implies nothing else).
+# PERF=1 also records the dialer's stacks with perf into WORK/perf.data.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -64,7 +73,8 @@ cleanup() {
   PIDS=()
   if [ -n "$WORK" ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
 }
-trap cleanup EXIT
+VERDICTS=""
+trap 'cleanup; [ -z "$VERDICTS" ] || rm -f "$VERDICTS"' EXIT
 
 # Waits (bounded, $2 tenths of a second) for PID $1 to exit; 0 if it did.
 wait_exit() {
@@ -134,7 +144,8 @@ phase() {
   kill -TERM "$dialer" 2>/dev/null || true
   wait_exit "$dialer" 100 || kill -KILL "$dialer" 2>/dev/null || true
   python3 - "$WORK/result.json" "$name" "$(sipp_counts "$WORK/carrier.screen.log")" \
-    "$(for k in $(seq 0 $(( AGENT_SIPPS - 1 ))); do echo -n "[$k] $(sipp_counts "$WORK/agent$k.screen.log") "; done)" <<'PY'
+    "$(for k in $(seq 0 $(( AGENT_SIPPS - 1 ))); do echo -n "[$k] $(sipp_counts "$WORK/agent$k.screen.log") "; done)" \
+    "$VERDICTS" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); name = sys.argv[2]
 mb = lambda b: f"{b / 1048576:.1f} MiB"
@@ -163,12 +174,26 @@ print(f"RESULT {name} runqueue_wait dialer={r['runqueue_wait_s']['dialer']}s sip
       f"sipp cpu={r['sipp_cpu_s']}s; host load at end {open('/proc/loadavg').read().split()[0]}")
 print(f"RESULT {name} rss idle={mb(r['rss_idle_bytes'])} at_peak={mb(r['rss_peak_bytes'])} "
       f"per_call={r['rss_per_call_bytes']} B")
+failed = r['not_bridged'] + r['missing_cdrs'] + r['post_errors']
+lost = r['lost_from_customer'] + r['lost_from_agent'] + r['socket_drops_dialer'] + r['socket_drops_agent_echo']
+misses = []
+if failed:
+    misses.append(f"{failed} failed calls")
+if lost:
+    misses.append(f"{lost} RTP packets lost")
+if name == "concurrent" and r['concurrent_bridged_max_sampled'] < 500:
+    misses.append("fewer than 500 concurrent bridged calls")
+if name == "rate" and (r['achieved_cps'] < 99 or r['rate_asked'] < 100):
+    misses.append("fewer than 100 set-ups per second (1% timing tolerance)")
+print(f"VERDICT {name} " + ("PASS" if not misses else "FAIL: " + "; ".join(misses)))
+open(sys.argv[5], "a").write("fail\n" if misses else "")
 print(f"RESULT {name} sipp carrier {sys.argv[3]}; agent {sys.argv[4]}; events_lagged={r['events_lagged']}")
 PY
   cleanup
   WORK=""
 }
 
+VERDICTS=$(mktemp /tmp/calls_load.verdicts.XXXXXX)
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for ph in "${PHASES[@]}"; do
   case $ph in
@@ -177,3 +202,5 @@ for ph in "${PHASES[@]}"; do
     *) echo "calls_load: unknown phase $ph (concurrent, rate)" >&2; exit 2 ;;
   esac
 done
+# Exit 1 when a phase missed a target (VERDICT lines say which).
+[ ! -s "$VERDICTS" ] || exit 1
