@@ -370,7 +370,7 @@ fn parse_inner(
     // The header section validated as UTF-8 once, so that each value is a slice of it; when
     // it is not UTF-8 (or has no empty line), each value is checked on its own.
     let head = header_section_end(&buf[lead..])
-        .and_then(|end| std::str::from_utf8(&buf[lead..lead + end]).ok());
+        .and_then(|end| simdutf8::basic::from_utf8(&buf[lead..lead + end]).ok());
     let mut lines = Lines { buf, pos: lead };
     let Some((start_line, _)) = lines.next_line() else {
         if stream {

@@ -227,10 +227,10 @@ impl SipUri {
     /// Validates the part after `sip:`; the pieces borrow from `s`.
     fn scan_after_scheme(s: &str, base: usize) -> Result<SipParts<'_>, UriError> {
         let b = s.as_bytes();
-        let (user, password, host_start) = match s.find('@') {
+        let (user, password, host_start) = match memchr::memchr(b'@', s.as_bytes()) {
             Some(at) => {
                 let userinfo = &s[..at];
-                let (u, p) = match userinfo.find(':') {
+                let (u, p) = match memchr::memchr(b':', userinfo.as_bytes()) {
                     Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                     None => (userinfo, None),
                 };
@@ -292,7 +292,7 @@ impl SipUri {
                     .or_else(|_| err(base + start, "a port number up to 65535"))?,
             );
         }
-        let params_end = s[i..].find('?').map_or(s.len(), |q| i + q);
+        let params_end = memchr::memchr(b'?', &s.as_bytes()[i..]).map_or(s.len(), |q| i + q);
         if i < params_end && b[i] != b';' {
             return err(base + i, "';', '?' or the end of the URI");
         }
@@ -442,7 +442,7 @@ impl Uri {
     }
 
     fn scan(s: &str) -> Result<UriParts<'_>, UriError> {
-        let Some(colon) = s.find(':') else {
+        let Some(colon) = memchr::memchr(b':', s.as_bytes()) else {
             return err(0, "a URI scheme followed by ':'");
         };
         let scheme = &s[..colon];
@@ -462,7 +462,7 @@ impl Uri {
             return SipUri::scan_after_scheme(rest, colon + 1).map(|p| UriParts::Sip(secure, p));
         }
         if scheme.eq_ignore_ascii_case("tel") {
-            let end = rest.find(';').unwrap_or(rest.len());
+            let end = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
             let number = &rest[..end];
             if number.is_empty() {
                 return err(colon + 1, "a telephone number");

@@ -223,11 +223,13 @@ impl NameAddr {
         }
         let (uri, after) = match angle_open {
             Some(lt) => {
-                let close = s[lt..].find('>').map(|c| lt + c).ok_or(HeaderError {
-                    header,
-                    offset: lt,
-                    expected: "'>' closing the URI",
-                })?;
+                let close = memchr::memchr(b'>', &s.as_bytes()[lt..])
+                    .map(|c| lt + c)
+                    .ok_or(HeaderError {
+                        header,
+                        offset: lt,
+                        expected: "'>' closing the URI",
+                    })?;
                 let inner = &s[lt + 1..close];
                 // LAQUOT addr-spec RAQUOT: no white space inside the brackets (§25.1).
                 if inner.starts_with([' ', '\t']) || inner.ends_with([' ', '\t']) {
@@ -244,12 +246,13 @@ impl NameAddr {
                 // addr-spec: the URI ends at the first ';' after the host, at white space or
                 // the end; URIs with ';', ',' or '?' MUST use angle brackets (RFC 3261 §20).
                 let start = i;
-                let host_search = s[start..].find('@').map_or(start, |a| start + a);
+                let host_search =
+                    memchr::memchr(b'@', &s.as_bytes()[start..]).map_or(start, |a| start + a);
                 let end = s[host_search..]
                     .find([';', ' ', '\t'])
                     .map_or(s.len(), |e| host_search + e);
                 let text = &s[start..end];
-                if let Some(q) = text.find('?') {
+                if let Some(q) = memchr::memchr(b'?', text.as_bytes()) {
                     return herr(
                         header,
                         start + q,
