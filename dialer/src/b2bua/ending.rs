@@ -57,6 +57,7 @@ impl Core {
             return;
         };
         if request.method == Method::Ack {
+            // ACKs reach the core as `Event::Ack` (see `on_dialog_ack`).
             return;
         }
         let c = self.calls.get_mut(&r.call).expect("found above");
@@ -116,6 +117,67 @@ impl Core {
         }
     }
 
+    /// An ACK for a 2xx we sent (the endpoint matched it to our re-INVITE transaction, or to
+    /// nothing): routed to its leg by Call-ID and our tag.
+    pub(super) fn on_dialog_ack(&mut self, ack: &Request) {
+        let (Ok(call_id), Some(to_tag)) = (
+            ack.call_id(),
+            ack.to_header()
+                .ok()
+                .and_then(|t| t.tag().map(str::to_owned)),
+        ) else {
+            return;
+        };
+        let Some(r) = self.by_sip_call_id.get(call_id).copied() else {
+            return;
+        };
+        let ours = self
+            .calls
+            .get(&r.call)
+            .and_then(|c| match r.side {
+                Side::Customer => Some(&c.customer),
+                Side::Agent => c.agent.as_ref(),
+            })
+            .is_some_and(|l| l.local_tag == to_tag);
+        if ours {
+            self.on_ack(r, ack);
+        }
+    }
+
+    /// The ACK of a 2xx we sent to a re-INVITE: when that 2xx carried our offer, the ACK
+    /// carries the answer (RFC 3261 §14.2, RFC 3264 §4), which the relay then follows.
+    fn on_ack(&mut self, r: LegRef, ack: &Request) {
+        let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) else {
+            return;
+        };
+        if !std::mem::take(&mut leg.offer_in_2xx) || ack.body.is_empty() {
+            return;
+        }
+        let (Some(offer), Ok(answer)) = (
+            leg.local_sdp.as_ref(),
+            SessionDescription::parse_bytes(&ack.body),
+        ) else {
+            return;
+        };
+        let codecs: Vec<Codec> = offer
+            .media
+            .first()
+            .map(|m| m.formats.iter().filter_map(Codec::of_format).collect())
+            .unwrap_or_default();
+        let Ok(negotiated) = process_answer(offer, &answer, &Self::media_config_for(&codecs))
+        else {
+            return;
+        };
+        leg.negotiated = Some(negotiated.clone());
+        self.actions.push_back(Action::Media {
+            call: r.call,
+            op: MediaOp::SetLeg {
+                side: r.side,
+                negotiated,
+            },
+        });
+    }
+
     /// A re-INVITE or UPDATE inside a leg's dialog: answer its offer (or, without one,
     /// offer our current session), and give the relay the new negotiation.
     fn on_offer(&mut self, now: Time, tx: TransactionId, r: LegRef, request: Request) {
@@ -164,6 +226,7 @@ impl Core {
                     offer.origin.session_version = version;
                     resp.set_body("application/sdp", offer.to_sdp_string().into_bytes());
                     leg.local_sdp = Some(offer.clone());
+                    leg.offer_in_2xx = true;
                 }
             }
             // RFC 3311 §5.2: an UPDATE without an offer (a session refresh) gets a 2xx

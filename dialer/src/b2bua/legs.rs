@@ -196,6 +196,7 @@ impl Core {
                 source,
                 transport,
             } => self.on_request(now, transaction, request, source, transport),
+            Event::Ack { request, .. } => self.on_dialog_ack(&request),
             Event::StrayResponse { response, source } => {
                 self.on_stray(now, &response);
                 self.others

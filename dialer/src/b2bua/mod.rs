@@ -215,6 +215,9 @@ struct Leg {
     /// The session description we last sent on this leg (offer or answer), reused as
     /// the unchanged offer of a session refresh (RFC 3264 §8, RFC 4028 §7.4).
     local_sdp: Option<SessionDescription>,
+    /// Our 2xx to a re-INVITE without SDP carried our offer: the answer comes in the ACK
+    /// (RFC 3261 §14.2, RFC 3264 §4).
+    offer_in_2xx: bool,
     /// Session-Expires we ask for in our INVITE, in seconds (RFC 4028 §7.1); raised by a 422.
     session_expires: Option<u32>,
     /// Our Min-SE, in seconds (RFC 4028 §5): the smallest interval we accept.
@@ -259,6 +262,7 @@ impl Leg {
             session_id,
             early: Vec::new(),
             local_sdp: None,
+            offer_in_2xx: false,
             session_expires: None,
             min_se: session_timer::MIN_SE_FLOOR,
             session: None,
