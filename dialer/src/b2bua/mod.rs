@@ -652,14 +652,20 @@ impl Core {
 
     /// Hangs a call up from the API.
     pub fn hangup(&mut self, now: Time, call: CallId) -> Result<(), ControlError> {
-        if !self.calls.contains_key(&call) {
+        let Some(c) = self.calls.get(&call) else {
             return Err(ControlError::NoSuchCall(call.0));
-        }
+        };
+        // The outcome says how far the call got; who ended it is `hung_up_by`.
+        let outcome = if c.bridged.is_some() {
+            "bridged"
+        } else {
+            "hangup"
+        };
         self.end_call(
             now,
             call,
             Ending {
-                outcome: "hangup",
+                outcome,
                 status: 200,
                 cause: q850::NORMAL_CLEARING,
                 by: HungUpBy::Dialer,
