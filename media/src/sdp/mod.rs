@@ -747,7 +747,10 @@ fn convert(
                     Some(r) => (
                         r.codec_name.clone(),
                         r.frequency,
-                        r.channels.and_then(|c| u8::try_from(c).ok()).unwrap_or(1),
+                        r.channels
+                            .and_then(|c| u8::try_from(c).ok())
+                            .filter(|&c| c > 0)
+                            .unwrap_or(1),
                     ),
                     None => match static_payload_format(pt) {
                         Some((name, rate, channels)) => (name.to_string(), rate, channels),
