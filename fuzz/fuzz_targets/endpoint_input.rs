@@ -17,7 +17,7 @@
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use sip_core::endpoint::{make_response, Endpoint, EndpointConfig, Event, Output, Target};
-use sip_core::message::{Message, Method, Request};
+use sip_core::message::{parse_datagram, Message, Method, ParseLimits, Request};
 use sip_core::time::Time;
 use sip_core::transaction::{TransactionId, Transport};
 use std::collections::HashMap;
@@ -112,7 +112,14 @@ fn drain(
     while let Some(output) = endpoint.poll_output() {
         match output {
             Output::Transmit(transmit) => {
-                if let Err(error) = Message::parse(&transmit.bytes) {
+                // A response repeats the request's Via lines and adds a few of its own, so a
+                // request at the header limit is answered with a response slightly above it:
+                // the check allows for those few lines.
+                let limits = ParseLimits {
+                    max_headers: ParseLimits::default().max_headers + 16,
+                    ..ParseLimits::default()
+                };
+                if let Err(error) = parse_datagram(&transmit.bytes, &limits) {
                     panic!(
                         "the endpoint sent a message it cannot parse: {error}\n{}",
                         String::from_utf8_lossy(&transmit.bytes)
