@@ -1193,6 +1193,10 @@ fn build_non_2xx_ack(request_bytes: &[u8], response: &Response) -> Option<Vec<u8
 
 /// A 400 (or 505/513) for a request that did not parse, built from whatever Via, From,
 /// To, Call-ID and CSeq lines can be found. `None` when there is not enough to address it.
+/// Header lines a best-effort error response copies at most, well inside the parser's
+/// default header limit.
+const LENIENT_MAX_LINES: usize = 64;
+
 fn lenient_error_response(bytes: &[u8], e: &ParseError) -> Option<Response> {
     let text = String::from_utf8_lossy(bytes);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
@@ -1211,7 +1215,12 @@ fn lenient_error_response(bytes: &[u8], e: &ParseError) -> Option<Response> {
                 | HeaderKind::CallId
                 | HeaderKind::CSeq
         );
-        // Only values that are themselves well-formed are echoed, so the 400 parses.
+        // Only values that are themselves well-formed are echoed, so the 400 parses; and no
+        // more lines than a message may hold (the request may have been refused for having
+        // too many).
+        if found >= LENIENT_MAX_LINES {
+            break;
+        }
         if wanted && crate::message::parse::validate_value(kind, value.trim()).is_ok() {
             r.headers.add(kind, value.trim());
             found += 1;
