@@ -1,7 +1,8 @@
-//! RFC 4733 telephone-event payloads: reading them, and turning a stream of them into digits.
+//! DTMF: RFC 4733 telephone-event payloads read and generated, digits collected from event
+//! streams, and the ITU-T Q.23 tone pairs generated as PCM for legs that carry DTMF in-band.
 //!
-//! The relay never needs this (it passes events through untouched); the call logic and the
-//! tests do, to see which digits went by.
+//! Everything here is arithmetic on its inputs: the caller says when packets are due and
+//! which timestamps they carry ([`crate::relay::Relay::send_digit`] does, per leg).
 
 /// One telephone-event payload (RFC 4733 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +82,400 @@ impl DigitCollector {
     }
 }
 
+/// How digits are carried on a leg (the `dtmf` key of a trunk or an agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DtmfMode {
+    /// RTP telephone-events (RFC 4733), or tones when the leg did not negotiate them.
+    #[default]
+    Rfc4733,
+    /// SIP INFO in the leg's dialog; no DTMF in its RTP.
+    Info,
+    /// Tones in the leg's audio (ITU-T Q.23).
+    Inband,
+}
+
+/// The event code of a DTMF character (RFC 4733 §3.2: 0-9, `*` 10, `#` 11, A-D 12-15);
+/// lower-case a-d are accepted.
+pub fn event_of(digit: char) -> Option<u8> {
+    match digit.to_ascii_uppercase() {
+        d @ '0'..='9' => Some(d as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        d @ 'A'..='D' => Some(d as u8 - b'A' + 12),
+        _ => None,
+    }
+}
+
+/// The DTMF character of an event code 0-15.
+pub fn digit_of(event: u8) -> Option<char> {
+    EventPayload {
+        event,
+        end: false,
+        volume: 0,
+        duration: 0,
+    }
+    .digit()
+}
+
+/// The shortest key press generated: ITU-T Q.24 receivers need at least 40 ms of tone.
+pub const MIN_PRESS: std::time::Duration = std::time::Duration::from_millis(40);
+/// The longest key press generated.
+pub const MAX_PRESS: std::time::Duration = std::time::Duration::from_secs(5);
+/// Silence between two queued key presses (ITU-T Q.24: at least 40 ms).
+pub const INTER_DIGIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(60);
+/// The power level written in generated events, in -dBm0 (RFC 4733 §2.3.4).
+pub const EVENT_VOLUME: u8 = 10;
+
+/// The key-press duration actually generated for `requested`: clamped to
+/// [`MIN_PRESS`]..=[`MAX_PRESS`].
+pub fn press_duration(requested: std::time::Duration) -> std::time::Duration {
+    requested.clamp(MIN_PRESS, MAX_PRESS)
+}
+
+/// One telephone-event packet of a generated event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPacket {
+    /// The 4-byte payload (RFC 4733 §2.3).
+    pub payload: [u8; 4],
+    /// The marker bit: set on the first packet of the event only (RFC 4733 §2.5.1.1).
+    pub marker: bool,
+    /// Whether this is one of the end packets.
+    pub end: bool,
+    /// The duration field.
+    pub duration: u16,
+}
+
+/// The packets of one event as a sender emits them (RFC 4733 §2.5.1): the first at the key
+/// press with the marker bit, one update per packet interval with the duration so far, then
+/// the end packet with the E bit sent three times (§2.5.1.4). Every packet carries the
+/// event's start timestamp, which the caller writes (§2.5.1.2).
+///
+/// Durations are in the event's timestamp units; an event longer than the 16-bit duration
+/// field (§2.5.1.3 segments) is cut to 0xFFFF units — 8.19 s at 8 kHz, 1.36 s at 48 kHz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSequence {
+    event: u8,
+    volume: u8,
+    total: u16,
+    step: u16,
+    updates_sent: u32,
+    ends_sent: u8,
+}
+
+impl EventSequence {
+    /// The sequence for `event` lasting `duration` units, one packet every `step` units.
+    pub fn new(event: u8, duration: u32, step: u32, volume: u8) -> EventSequence {
+        let total = duration.clamp(1, u32::from(u16::MAX)) as u16;
+        let step = step.clamp(1, u32::from(u16::MAX)) as u16;
+        EventSequence {
+            event,
+            volume: volume & 0x3f,
+            total,
+            step,
+            updates_sent: 0,
+            ends_sent: 0,
+        }
+    }
+
+    /// The sequence for `event` lasting `duration`, at `clock_rate`, one packet per
+    /// `interval` (RFC 4733 §2.5.1.2: the codec's packet interval, when known).
+    pub fn for_press(
+        event: u8,
+        duration: std::time::Duration,
+        clock_rate: u32,
+        interval: std::time::Duration,
+    ) -> EventSequence {
+        let units = |d: std::time::Duration| {
+            (d.as_micros() * u128::from(clock_rate) / 1_000_000).min(u128::from(u32::MAX)) as u32
+        };
+        EventSequence::new(event, units(duration), units(interval), EVENT_VOLUME)
+    }
+
+    /// The event's total duration in timestamp units.
+    pub fn total(&self) -> u16 {
+        self.total
+    }
+
+    /// The next packet, or `None` once the third end packet went out.
+    pub fn next_packet(&mut self) -> Option<EventPacket> {
+        let so_far = u32::from(self.step) * (self.updates_sent + 1);
+        let (duration, end) = if so_far < u32::from(self.total) {
+            self.updates_sent += 1;
+            (so_far as u16, false)
+        } else if self.ends_sent < 3 {
+            self.ends_sent += 1;
+            (self.total, true)
+        } else {
+            return None;
+        };
+        let marker = self.updates_sent + u32::from(self.ends_sent) == 1;
+        let [hi, lo] = duration.to_be_bytes();
+        Some(EventPacket {
+            payload: [self.event, (u8::from(end) << 7) | self.volume, hi, lo],
+            marker,
+            end,
+            duration,
+        })
+    }
+
+    /// Whether every packet has been produced.
+    pub fn is_done(&self) -> bool {
+        self.ends_sent >= 3
+    }
+}
+
+/// The ITU-T Q.23 frequency pair of an event code 0-15: (low group, high group) in Hz.
+pub fn tone_pair(event: u8) -> Option<(f64, f64)> {
+    const LOW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+    const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    // Q.23 keypad: rows 1 2 3 A / 4 5 6 B / 7 8 9 C / * 0 # D.
+    let (row, col) = match event {
+        1..=9 => ((event - 1) / 3, (event - 1) % 3),
+        0 => (3, 1),
+        10 => (3, 0),
+        11 => (3, 2),
+        12..=15 => (event - 12, 3),
+        _ => return None,
+    };
+    Some((LOW[usize::from(row)], HIGH[usize::from(col)]))
+}
+
+/// Linear 16-bit amplitude of a 0 dBm0 sine: G.711's overload point is +3.17 dBm0 (μ-law,
+/// ITU-T G.711 Table 5), at full scale.
+const DBM0_AMPLITUDE: f64 = 32767.0 / 1.4406; // 10^(3.17/20)
+
+/// Level of the low-group tone in dBm0: carriers send the pair at about -9/-7 dBm0, the
+/// high group 2 dB above the low (ITU-T Q.23 allows a twist of a few dB).
+pub const LOW_TONE_DBM0: f64 = -9.0;
+/// Level of the high-group tone in dBm0.
+pub const HIGH_TONE_DBM0: f64 = -7.0;
+
+/// PCM of one DTMF key press: the Q.23 pair for `duration`, then silence, with the phase
+/// running on across the caller's frames.
+#[derive(Debug, Clone)]
+pub struct ToneGenerator {
+    steps: (f64, f64),
+    amplitudes: (f64, f64),
+    position: u64,
+    tone_samples: u64,
+}
+
+impl ToneGenerator {
+    /// The tone of `event` (0-15) for `duration` at `rate` Hz; `None` for another code.
+    pub fn new(event: u8, duration: std::time::Duration, rate: u32) -> Option<ToneGenerator> {
+        let (low, high) = tone_pair(event)?;
+        let rate_f = f64::from(rate);
+        let level = |dbm0: f64| DBM0_AMPLITUDE * 10f64.powf(dbm0 / 20.0);
+        Some(ToneGenerator {
+            steps: (
+                std::f64::consts::TAU * low / rate_f,
+                std::f64::consts::TAU * high / rate_f,
+            ),
+            amplitudes: (level(LOW_TONE_DBM0), level(HIGH_TONE_DBM0)),
+            position: 0,
+            tone_samples: (duration.as_micros() * u128::from(rate) / 1_000_000) as u64,
+        })
+    }
+
+    /// Fills `out` with the next samples: the tone while it lasts, silence after it.
+    pub fn fill(&mut self, out: &mut [i16]) {
+        for sample in out.iter_mut() {
+            *sample = if self.position < self.tone_samples {
+                let n = self.position as f64;
+                let value = self.amplitudes.0 * (self.steps.0 * n).sin()
+                    + self.amplitudes.1 * (self.steps.1 * n).sin();
+                value.round().clamp(-32768.0, 32767.0) as i16
+            } else {
+                0
+            };
+            self.position += 1;
+        }
+    }
+
+    /// Whether the tone part is over (what [`ToneGenerator::fill`] gives now is silence).
+    pub fn tone_done(&self) -> bool {
+        self.position >= self.tone_samples
+    }
+
+    /// Samples produced so far.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn goertzel(samples: &[i16], rate: u32, freq: f64) -> f64 {
+        let w = std::f64::consts::TAU * freq / f64::from(rate);
+        let coeff = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in samples {
+            let s0 = f64::from(x) + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        // Scaled so that a sine of amplitude A over the whole block gives A.
+        (s1 * s1 + s2 * s2 - coeff * s1 * s2).sqrt() * 2.0 / samples.len() as f64
+    }
+
+    #[test]
+    fn event_sequence_grows_per_packet_and_ends_three_times() {
+        // 100 ms at 8 kHz, one packet per 20 ms.
+        let mut seq = EventSequence::for_press(
+            5,
+            Duration::from_millis(100),
+            8000,
+            Duration::from_millis(20),
+        );
+        let mut packets = Vec::new();
+        while let Some(p) = seq.next_packet() {
+            packets.push(p);
+        }
+        let durations: Vec<(u16, bool, bool)> = packets
+            .iter()
+            .map(|p| (p.duration, p.end, p.marker))
+            .collect();
+        assert_eq!(
+            durations,
+            [
+                (160, false, true),
+                (320, false, false),
+                (480, false, false),
+                (640, false, false),
+                (800, true, false),
+                (800, true, false),
+                (800, true, false),
+            ]
+        );
+        for p in &packets {
+            let parsed = EventPayload::parse(&p.payload).expect("4 bytes");
+            assert_eq!(parsed.event, 5);
+            assert_eq!(parsed.end, p.end);
+            assert_eq!(parsed.volume, EVENT_VOLUME);
+            assert_eq!(parsed.duration, p.duration);
+        }
+        assert!(seq.is_done());
+    }
+
+    #[test]
+    fn event_sequence_at_48_khz_counts_in_that_clock_and_is_cut_at_the_field_size() {
+        let mut seq = EventSequence::for_press(
+            11,
+            Duration::from_millis(60),
+            48000,
+            Duration::from_millis(20),
+        );
+        let first = seq.next_packet().expect("first");
+        assert_eq!(first.duration, 960);
+        let long =
+            EventSequence::for_press(1, Duration::from_secs(2), 48000, Duration::from_millis(20));
+        assert_eq!(long.total(), u16::MAX);
+    }
+
+    #[test]
+    fn generated_events_are_collected_back_as_one_digit() {
+        let mut seq = EventSequence::for_press(
+            11,
+            Duration::from_millis(120),
+            8000,
+            Duration::from_millis(20),
+        );
+        let mut collector = DigitCollector::default();
+        let mut digits = Vec::new();
+        while let Some(p) = seq.next_packet() {
+            let payload = EventPayload::parse(&p.payload).expect("4 bytes");
+            digits.extend(collector.push(4242, &payload));
+        }
+        assert_eq!(
+            digits,
+            [Digit {
+                event: 11,
+                duration: 960,
+                timestamp: 4242
+            }]
+        );
+    }
+
+    #[test]
+    fn characters_map_to_event_codes_and_back() {
+        for (c, e) in [
+            ('0', 0),
+            ('9', 9),
+            ('*', 10),
+            ('#', 11),
+            ('A', 12),
+            ('d', 15),
+        ] {
+            assert_eq!(event_of(c), Some(e));
+            assert_eq!(digit_of(e), Some(c.to_ascii_uppercase()));
+        }
+        assert_eq!(event_of('x'), None);
+        assert_eq!(digit_of(16), None);
+    }
+
+    #[test]
+    fn tone_pairs_are_the_q23_frequencies() {
+        assert_eq!(tone_pair(1), Some((697.0, 1209.0)));
+        assert_eq!(tone_pair(5), Some((770.0, 1336.0)));
+        assert_eq!(tone_pair(9), Some((852.0, 1477.0)));
+        assert_eq!(tone_pair(0), Some((941.0, 1336.0)));
+        assert_eq!(tone_pair(10), Some((941.0, 1209.0)));
+        assert_eq!(tone_pair(11), Some((941.0, 1477.0)));
+        assert_eq!(tone_pair(15), Some((941.0, 1633.0)));
+        assert_eq!(tone_pair(16), None);
+    }
+
+    #[test]
+    fn tone_has_the_pair_at_its_levels_for_its_duration_then_silence() {
+        const LOW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+        const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+        let mut generator =
+            ToneGenerator::new(8, Duration::from_millis(100), 8000).expect("digit 8");
+        // Filled in 20 ms frames, as the relay does: the phase runs on across frames.
+        let mut pcm = vec![0i16; 1600];
+        for frame in pcm.chunks_mut(160) {
+            generator.fill(frame);
+        }
+        let tone = &pcm[..800];
+        let expected = |dbm0: f64| DBM0_AMPLITUDE * 10f64.powf(dbm0 / 20.0);
+        for f in LOW.iter().chain(&HIGH) {
+            let a = goertzel(tone, 8000, *f);
+            match *f {
+                852.0 => assert!(
+                    (a / expected(LOW_TONE_DBM0) - 1.0).abs() < 0.05,
+                    "852 Hz at {a}"
+                ),
+                1336.0 => assert!(
+                    (a / expected(HIGH_TONE_DBM0) - 1.0).abs() < 0.05,
+                    "1336 Hz at {a}"
+                ),
+                _ => assert!(a < expected(LOW_TONE_DBM0) * 0.1, "{f} Hz leaks at {a}"),
+            }
+        }
+        // The tone lasts exactly its 800 samples.
+        assert!(tone[790..].iter().any(|&s| s.abs() > 1000));
+        assert!(pcm[800..].iter().all(|&s| s == 0));
+        assert!(generator.tone_done());
+        // About -7 and -9 dBm0 together stay clear of clipping.
+        assert!(tone.iter().all(|&s| s.abs() < 20000));
+    }
+
+    #[test]
+    fn tone_at_48_khz_keeps_its_frequencies() {
+        let mut generator = ToneGenerator::new(11, Duration::from_millis(60), 48000).expect("#");
+        let mut pcm = vec![0i16; 2880];
+        generator.fill(&mut pcm);
+        let low = goertzel(&pcm, 48000, 941.0);
+        let high = goertzel(&pcm, 48000, 1477.0);
+        let other = goertzel(&pcm, 48000, 1209.0);
+        assert!(
+            high > low && low > 10.0 * other,
+            "941 {low}, 1477 {high}, 1209 {other}"
+        );
+    }
 
     #[test]
     fn end_packet_sent_three_times_is_one_digit() {
