@@ -39,6 +39,8 @@ struct Harness {
     ep: Endpoint,
     reg: Registration,
     now: Time,
+    /// The registration's state each time its own timer fired (refresh or retry).
+    states_at_timer: Vec<RegistrationState>,
 }
 
 impl Harness {
@@ -50,6 +52,7 @@ impl Harness {
             ),
             reg: Registration::new(config, Box::new(ChaCha8Rng::seed_from_u64(6))).unwrap(),
             now: Time::ZERO,
+            states_at_timer: Vec::new(),
         }
     }
 
@@ -381,4 +384,330 @@ fn failure_messages_name_the_cause_without_secrets() {
     assert_eq!(f.status(), Some(401));
     let h = Harness::new(config());
     assert!(!format!("{:?}", h.reg).contains("s3cret"));
+}
+
+/// One carrier outage and its recovery, in virtual time: what went out and what the
+/// registration reported.
+struct Outage {
+    /// Each new REGISTER (a retransmission is not new) and when it left.
+    registers: Vec<(Time, Request)>,
+    /// Each event and when it came out.
+    events: Vec<(Time, RegistrationEvent)>,
+    /// The state each time the registration's timer fired: the refresh, then each retry.
+    states: Vec<RegistrationState>,
+    reg: Registration,
+}
+
+impl Harness {
+    fn seeded(config: RegistrationConfig, seed: u64) -> Self {
+        let mut h = Harness::new(config);
+        h.reg = Registration::new(
+            h.reg.config().clone(),
+            Box::new(ChaCha8Rng::seed_from_u64(seed)),
+        )
+        .unwrap();
+        h
+    }
+
+    /// Runs the endpoint's and the registration's timers until a new REGISTER goes out (a
+    /// retransmission of one already sent is not new) or `until` passes; the REGISTER and
+    /// when it left. Events are collected with their times.
+    fn next_register(
+        &mut self,
+        until: Time,
+        events: &mut Vec<(Time, RegistrationEvent)>,
+        seen_branches: &mut Vec<String>,
+    ) -> Option<(Time, Request)> {
+        loop {
+            let mut new = None;
+            for r in self.sent() {
+                let branch = r.top_via().unwrap().branch().unwrap_or_default().to_owned();
+                if !seen_branches.contains(&branch) {
+                    assert!(new.is_none(), "two new REGISTERs at once");
+                    seen_branches.push(branch);
+                    new = Some((self.now, r));
+                }
+            }
+            events.extend(self.events().into_iter().map(|e| (self.now, e)));
+            if new.is_some() {
+                return new;
+            }
+            let next = [self.ep.next_timeout(), self.reg.next_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = t.max(self.now);
+                    self.ep.handle_timeout(self.now);
+                    if self.reg.next_timeout().is_some_and(|t| t <= self.now) {
+                        self.states_at_timer.push(self.reg.state().clone());
+                        self.reg.handle_timeout(self.now, &mut self.ep);
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn at_s(s: f64) -> Time {
+    Time(Duration::from_secs_f64(s))
+}
+
+/// The carrier restarts under a registered trunk: the refresh gets no answer at all (Timer
+/// F), then the carrier answers 503 three times without Retry-After, then with Retry-After
+/// 30 s, then with Retry-After 5 s (shorter than the backoff), then with Retry-After of two
+/// days, then 200. Granted 20 s, retries between 2 s and 20 s, T1 = 500 ms.
+fn carrier_restart(seed: u64) -> Outage {
+    let mut c = config();
+    c.expires = 60;
+    c.retry_min = Duration::from_secs(2);
+    c.retry_max = Duration::from_secs(20);
+    let mut h = Harness::seeded(c, seed);
+    let mut events = vec![];
+    let mut branches = vec![];
+    let mut registers = vec![];
+    h.reg.start(h.now, &mut h.ep);
+    let first = h
+        .next_register(h.now, &mut events, &mut branches)
+        .expect("the first REGISTER");
+    h.answer(
+        &first.1,
+        200,
+        &[(
+            HeaderKind::Contact,
+            "<sip:dialer@192.168.1.10:5060>;expires=20",
+        )],
+    );
+    registers.push(first);
+    // The refresh at 10 s is never answered: the carrier is down.
+    let refresh = h
+        .next_register(at_s(10.0), &mut events, &mut branches)
+        .expect("the refresh at half of 20 s");
+    registers.push(refresh);
+    // Then the carrier is up again but not ready: 503s, then 200.
+    let answers: [(u16, Option<&str>); 7] = [
+        (503, None),
+        (503, None),
+        (503, None),
+        (503, Some("30")),
+        (503, Some("5 (warming up)")),
+        (503, Some("172800")),
+        (200, None),
+    ];
+    for (status, retry_after) in answers {
+        // The next REGISTER comes out within a day and a half of virtual time, or never.
+        let deadline = h.now + Duration::from_secs(36 * 3600);
+        let next = h
+            .next_register(deadline, &mut events, &mut branches)
+            .unwrap_or_else(|| panic!("no retry after {:?}", h.reg.state()));
+        let (_, request) = &next;
+        match (status, retry_after) {
+            (200, _) => h.answer(
+                request,
+                200,
+                &[(
+                    HeaderKind::Contact,
+                    "<sip:dialer@192.168.1.10:5060>;expires=20",
+                )],
+            ),
+            (s, Some(ra)) => h.answer(request, s, &[(HeaderKind::RetryAfter, ra)]),
+            (s, None) => h.answer(request, s, &[]),
+        }
+        registers.push(next);
+    }
+    let end = h.now;
+    assert!(h.next_register(end, &mut events, &mut branches).is_none());
+    Outage {
+        registers,
+        events,
+        states: h.states_at_timer,
+        reg: h.reg,
+    }
+}
+
+#[test]
+fn carrier_restart_is_retried_with_growing_jittered_bounded_delays_until_registered_again() {
+    let secs = Duration::from_secs;
+    let mut first_delays = vec![];
+    for seed in 0..25 {
+        let o = carrier_restart(seed);
+        let times: Vec<Time> = o.registers.iter().map(|(t, _)| *t).collect();
+        // Initial, refresh, then one per answer: 7 retries.
+        assert_eq!(times.len(), 9, "seed {seed}: {times:?}");
+        // Every retry keeps the registration's Call-ID and raises the CSeq by one
+        // (RFC 3261 §10.2.4).
+        for (i, (_, r)) in o.registers.iter().enumerate() {
+            assert_eq!(r.call_id().unwrap(), o.reg.call_id(), "seed {seed}");
+            assert_eq!(r.cseq().unwrap().seq, i as u32 + 1, "seed {seed}");
+        }
+        assert_eq!(times[1], at_s(10.0), "seed {seed}: refresh at half of 20 s");
+        // Timer F (64 * T1 = 32 s, RFC 3261 §17.1.2.2) ends the unanswered refresh; the
+        // first retry follows after 2 to 3 s (retry_min, plus up to half of it as jitter).
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1].since(w[0])).collect();
+        let after_timeout = gaps[1].saturating_sub(secs(32));
+        let windows = [
+            (secs(2), secs(3)),
+            (secs(4), secs(6)),
+            (secs(8), secs(12)),
+            // Nominal 16 s is above the cap, 2/3 of 20 s: 13.3 to 20 s.
+            (Duration::from_millis(13_333), secs(20)),
+        ];
+        for (i, (lo, hi)) in windows.iter().enumerate() {
+            let d = if i == 0 { after_timeout } else { gaps[1 + i] };
+            assert!(
+                d >= *lo && d <= *hi,
+                "seed {seed}: retry {} after {d:?}, outside [{lo:?}, {hi:?}): {gaps:?}",
+                i + 1
+            );
+        }
+        assert!(
+            gaps[2] > after_timeout && gaps[3] > gaps[2] && gaps[4] > gaps[3],
+            "seed {seed}: {gaps:?}"
+        );
+        first_delays.push(after_timeout);
+        // Retry-After 30 s is longer than any backoff (at most 20 s): honoured exactly
+        // (RFC 3261 §21.5.4, §20.33), counted from the 503.
+        assert_eq!(gaps[5], secs(30), "seed {seed}: {gaps:?}");
+        // Retry-After 5 s is shorter than the backoff, which holds (capped: 13.3 to 20 s):
+        // a carrier cannot make the dialer retry faster than its backoff.
+        assert!(
+            gaps[6] >= Duration::from_millis(13_333) && gaps[6] <= secs(20),
+            "seed {seed}: {gaps:?}"
+        );
+        // Two days asked: cut to MAX_RETRY_AFTER, so the trunk is tried again within a day.
+        assert_eq!(gaps[7], MAX_RETRY_AFTER, "seed {seed}: {gaps:?}");
+
+        // What was reported: registered, then retries only (never a permanent failure)
+        // with the reason of each, then registered again, not "refreshed".
+        let kinds: Vec<String> = o
+            .events
+            .iter()
+            .map(|(_, e)| match e {
+                RegistrationEvent::Registered { .. } => "registered".to_owned(),
+                RegistrationEvent::RetryScheduled {
+                    attempt, reason, ..
+                } => format!("retry {attempt} {reason}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "registered",
+                "retry 1 no response (timeout)",
+                "retry 2 503 Service Unavailable",
+                "retry 3 503 Service Unavailable",
+                "retry 4 503 Service Unavailable",
+                "retry 5 503 Service Unavailable (Retry-After 30 s)",
+                "retry 6 503 Service Unavailable (Retry-After 5 s)",
+                "retry 7 503 Service Unavailable (Retry-After 172800 s)",
+                "registered",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+            "seed {seed}"
+        );
+        // Each retry went out when it was scheduled.
+        let scheduled: Vec<Time> = o
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                RegistrationEvent::RetryScheduled { at, .. } => Some(*at),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(scheduled, times[2..].to_vec(), "seed {seed}");
+        // Between the failed refresh and the 200 the state says why it is not registered:
+        // each retry fires from Backoff with the count and the last error.
+        assert_eq!(o.states.len(), 8, "seed {seed}: {:?}", o.states);
+        assert!(
+            matches!(o.states[0], RegistrationState::Registered { .. }),
+            "seed {seed}: the refresh fires registered: {:?}",
+            o.states[0]
+        );
+        for (i, s) in o.states[1..].iter().enumerate() {
+            assert!(
+                matches!(s, RegistrationState::Backoff { attempts, .. } if *attempts == i as u32 + 1),
+                "seed {seed}: retry {}: {s:?}",
+                i + 1
+            );
+        }
+        assert!(
+            matches!(
+                &o.states[1],
+                RegistrationState::Backoff {
+                    attempts: 1,
+                    last_error: RetryReason::Timeout,
+                    ..
+                }
+            ),
+            "seed {seed}: {:?}",
+            o.states[1]
+        );
+        match o.reg.state() {
+            RegistrationState::Registered { expires_at, .. } => {
+                assert_eq!(*expires_at, times[8] + secs(20), "seed {seed}")
+            }
+            other => panic!("seed {seed}: not registered again: {other:?}"),
+        }
+        assert_eq!(
+            o.reg.next_timeout(),
+            Some(times[8] + secs(10)),
+            "seed {seed}"
+        );
+    }
+    // Jitter: the dialers restarting together do not all come back at the same instant.
+    first_delays.sort();
+    first_delays.dedup();
+    assert!(first_delays.len() > 20, "{first_delays:?}");
+}
+
+#[test]
+fn after_recovering_from_an_outage_the_backoff_starts_again_from_the_minimum() {
+    let mut c = config();
+    c.retry_min = Duration::from_secs(2);
+    c.retry_max = Duration::from_secs(40);
+    let mut h = Harness::new(c);
+    let mut events = vec![];
+    let mut branches = vec![];
+    h.reg.start(h.now, &mut h.ep);
+    // Four 500s in a row, then 200, then 500 again on the refresh.
+    for status in [500, 500, 500, 500, 200, 500] {
+        let deadline = h.now + Duration::from_secs(120);
+        let (_, request) = h
+            .next_register(deadline, &mut events, &mut branches)
+            .expect("a REGISTER");
+        let headers: &[(HeaderKind, &str)] = if status == 200 {
+            &[(
+                HeaderKind::Contact,
+                "<sip:dialer@192.168.1.10:5060>;expires=60",
+            )]
+        } else {
+            &[]
+        };
+        h.answer(&request, status, headers);
+    }
+    let end = h.now;
+    assert!(h.next_register(end, &mut events, &mut branches).is_none());
+    let attempts: Vec<u32> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            RegistrationEvent::RetryScheduled { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, vec![1, 2, 3, 4, 1]);
+    match h.reg.state() {
+        RegistrationState::Backoff { until, .. } => {
+            let d = until.since(h.now);
+            assert!(
+                d >= Duration::from_secs(2) && d < Duration::from_secs(3),
+                "{d:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
