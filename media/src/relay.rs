@@ -23,6 +23,16 @@
 //! passed, rounded to whole packets, with the marker bit set on the first packet (RFC 3551 §4.1).
 //! Loss and reordering in the source stay visible to the receiver because the offset is fixed
 //! for as long as the source lasts.
+//!
+//! DTMF: each leg has a [`DtmfMode`] ([`Relay::set_dtmf_mode`]). Telephone-events a leg sends
+//! are collected into digits and reported as [`RelayEvent::Digit`] when they end (RFC 4733
+//! §2.5.1.4), whatever the other leg's mode. Towards an `Rfc4733` leg that negotiated
+//! telephone-event they are passed on with its payload type; towards an `Inband` leg, or an
+//! `Rfc4733` leg without telephone-event, the digit is played as a Q.23 tone pair in its codec
+//! once it ended; towards an `Info` leg they stop here (the call logic sends SIP INFO).
+//! [`Relay::send_digit`] injects a digit towards a leg in that leg's form (events or tone);
+//! while it plays, the other leg's audio to that leg is held back, and the stream's sequence
+//! numbers and timestamps run on across it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -30,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use crate::codec::{Codec, CodecError, Transcoder};
+use crate::codec::{Codec, CodecError, Encoder, Transcoder};
+pub use crate::dtmf::DtmfMode;
+use crate::dtmf::{DigitCollector, EventPayload, EventSequence, ToneGenerator, INTER_DIGIT_PAUSE};
 use crate::playback::{Player, FRAME_MS};
 use crate::rtcp::{self, NtpTimestamp, ReceiverStats, ReportBlock, ReportSchedule, SenderStats};
 use crate::rtp::{self, OutgoingHeader, PacketKind, PayloadType, RtpHeader, Ssrc};
@@ -124,6 +136,11 @@ pub enum DropReason {
     Codec,
     /// The buffer cannot hold the transcoded packet.
     BufferTooSmall,
+    /// A telephone-event towards a leg that takes DTMF as SIP INFO or in-band: the digit is
+    /// reported ([`RelayEvent::Digit`]) and, for in-band, played as a tone.
+    DtmfConverted,
+    /// A digit is being played to the other leg; its audio waits until the digit is over.
+    DtmfPlaying,
 }
 
 /// A packet [`Relay::poll_transmit_leg`] produced: send `buf[..len]` to `to` from `side`'s
@@ -140,6 +157,7 @@ pub struct Transmit {
 
 /// Something the call logic should know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RelayEvent {
     /// No RTP from `side` for the configured time.
     MediaTimeout {
@@ -153,6 +171,16 @@ pub enum RelayEvent {
         /// The new destination.
         to: SocketAddr,
     },
+    /// `side` sent a telephone-event that has now ended (RFC 4733 §2.5.1.4, counted once
+    /// although its end packet comes three times).
+    Digit {
+        /// The leg that sent it.
+        side: Side,
+        /// Event code (0-15 for DTMF, RFC 4733 §3.2).
+        event: u8,
+        /// How long the key was pressed.
+        duration: Duration,
+    },
 }
 
 /// Which source feeds an outgoing stream.
@@ -160,6 +188,42 @@ pub enum RelayEvent {
 enum Source {
     Ringback,
     Relayed(Ssrc),
+    /// Our own DTMF tone frames.
+    Tone,
+    /// Our own telephone-event packets.
+    Event,
+}
+
+/// A digit being played to a leg.
+#[derive(Debug)]
+enum Injection {
+    /// Telephone-event packets (RFC 4733 §2.5.1): all carry `timestamp`, the event's start.
+    Events {
+        sequence: EventSequence,
+        payload_type: PayloadType,
+        timestamp: u32,
+        next_seq: u16,
+        /// Packets sent so far, for the stream's running timestamp.
+        sent: u32,
+        due: Instant,
+    },
+    /// The Q.23 tone pair in the leg's codec, one frame per 20 ms.
+    Tone {
+        generator: ToneGenerator,
+        encoder: Box<Encoder>,
+        pcm: Vec<i16>,
+        payload: Vec<u8>,
+        frames_left: u32,
+        due: Instant,
+    },
+}
+
+impl Injection {
+    fn due(&self) -> Instant {
+        match self {
+            Injection::Events { due, .. } | Injection::Tone { due, .. } => *due,
+        }
+    }
 }
 
 /// One stream we send, with our SSRC and numbering.
@@ -185,6 +249,33 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// The sequence number and timestamp that continue the stream at `now`: the next number,
+    /// and the timestamp advanced by the packets' worth of time that passed since the last
+    /// one sent, at least one packet — no jump, no overlap.
+    fn resume(&self, now: Instant) -> (u16, u32) {
+        if !self.started {
+            return (self.next_seq, self.next_ts);
+        }
+        let elapsed = self
+            .last_sent
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let packets = ((elapsed.as_secs_f64() / self.ptime.as_secs_f64()).round() as u32).max(1);
+        (
+            self.last_seq.wrapping_add(1),
+            self.last_ts.wrapping_add(packets * self.samples_per_packet),
+        )
+    }
+
+    /// Records a packet we generated ourselves (not through [`Outgoing::map`]): `source`'s
+    /// packet `seq` went out at `now`, and the stream's time has reached `ts`.
+    fn sent_own(&mut self, now: Instant, source: Source, seq: u16, ts: u32) {
+        self.source = Some(source);
+        self.started = true;
+        self.last_seq = seq;
+        self.last_ts = ts;
+        self.last_sent = Some(now);
+    }
+
     /// Sequence number and timestamp for a source packet; `(num, den)` rescales the source's
     /// timestamp clock to ours. Returns whether this packet starts a new source (marker).
     fn map(
@@ -197,21 +288,7 @@ impl Outgoing {
     ) -> (bool, u16, u32) {
         let switched = self.source != Some(source);
         if switched {
-            let (seq, ts) = if self.started {
-                // Advance by the packets' worth of time that passed since the last one sent,
-                // at least one packet: no jump, no overlap.
-                let elapsed = self
-                    .last_sent
-                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-                let packets =
-                    ((elapsed.as_secs_f64() / self.ptime.as_secs_f64()).round() as u32).max(1);
-                (
-                    self.last_seq.wrapping_add(1),
-                    self.last_ts.wrapping_add(packets * self.samples_per_packet),
-                )
-            } else {
-                (self.next_seq, self.next_ts)
-            };
+            let (seq, ts) = self.resume(now);
             self.source = Some(source);
             self.src_seq_base = src_seq;
             self.src_ts_base = src_ts;
@@ -261,6 +338,19 @@ struct Leg {
     pending: VecDeque<(usize, usize)>,
     pending_buf: Vec<u8>,
     last_peer_report: Option<ReportBlock>,
+    /// How this leg takes DTMF.
+    dtmf_mode: DtmfMode,
+    /// Digits from this leg's telephone-events.
+    digits: DigitCollector,
+    /// Digits waiting to be played to this leg: event code and duration.
+    dtmf_queue: VecDeque<(u8, Duration)>,
+    /// The digit playing to this leg.
+    dtmf: Option<Injection>,
+    /// No digit starts before this (the pause after the previous one, ITU-T Q.24).
+    dtmf_idle_at: Option<Instant>,
+    /// Our tone frames' own numbering, mapped onto the stream like any source.
+    tone_seq: u16,
+    tone_ts: u32,
 }
 
 impl Leg {
@@ -284,6 +374,13 @@ impl Leg {
             pending: VecDeque::with_capacity(usize::from(config.max_concealed) + 1),
             pending_buf: Vec::new(),
             last_peer_report: None,
+            dtmf_mode: DtmfMode::Rfc4733,
+            digits: DigitCollector::default(),
+            dtmf_queue: VecDeque::new(),
+            dtmf: None,
+            dtmf_idle_at: None,
+            tone_seq: 0,
+            tone_ts: 0,
         }
     }
 
@@ -305,6 +402,14 @@ impl Leg {
 
     fn codec(&self) -> Option<Codec> {
         self.negotiated.as_ref().map(|n| n.codec)
+    }
+
+    /// Whether a digit plays to this leg at `now`, or is due to start.
+    fn dtmf_busy(&self, now: Instant) -> bool {
+        self.dtmf.is_some()
+            || (!self.dtmf_queue.is_empty()
+                && self.ringback.is_none()
+                && self.dtmf_idle_at.is_none_or(|at| at <= now))
     }
 
     /// Whether the peer is expected to send us RTP, so that its silence is a media timeout:
@@ -564,7 +669,14 @@ impl Relay {
             .flat_map(|leg| {
                 let timeout =
                     (!leg.timeout_reported).then(|| leg.last_rx + self.config.media_timeout);
-                [timeout, leg.ringback_due, leg.out.schedule.next_due()]
+                let dtmf = match &leg.dtmf {
+                    Some(injection) => Some(injection.due()),
+                    None if !leg.dtmf_queue.is_empty() && leg.ringback.is_none() => {
+                        Some(leg.dtmf_idle_at.unwrap_or(leg.last_rx))
+                    }
+                    None => None,
+                };
+                [timeout, leg.ringback_due, leg.out.schedule.next_due(), dtmf]
             })
             .flatten()
             .min()
@@ -607,6 +719,11 @@ impl Relay {
                     continue;
                 }
                 buf[..len].copy_from_slice(&leg.pending_buf[start..start + len]);
+                return Some(Transmit { side, to, len });
+            }
+        }
+        for side in SIDES {
+            if let Some((to, len)) = self.dtmf_packet(side.index(), now, buf) {
                 return Some(Transmit { side, to, len });
             }
         }
@@ -763,6 +880,7 @@ impl Relay {
         } else {
             ingress.candidate = None;
         }
+        let digit = self.collect_digit(side, &header, &buf[..len]);
         let (ingress, egress) = self.pair(side);
         ingress.last_rx = now;
         ingress.timeout_reported = false;
@@ -794,6 +912,27 @@ impl Relay {
         let out_payload_type = out_negotiated.send_payload_type;
         let out_event = out_negotiated.telephone_event;
         let source = Source::Relayed(header.ssrc);
+
+        if is_event {
+            let passes = egress.dtmf_mode == DtmfMode::Rfc4733 && out_event.is_some();
+            if !passes {
+                // The digit goes on as a tone (an in-band leg, or one without
+                // telephone-event) or as SIP INFO (the call logic acts on the report).
+                if egress.dtmf_mode != DtmfMode::Info {
+                    if let Some(digit) = digit {
+                        egress.dtmf_queue.push_back(digit);
+                    }
+                }
+                return Forward::Dropped(if egress.dtmf_mode == DtmfMode::Rfc4733 {
+                    DropReason::NoTelephoneEvent
+                } else {
+                    DropReason::DtmfConverted
+                });
+            }
+        }
+        if egress.dtmf_busy(now) {
+            return Forward::Dropped(DropReason::DtmfPlaying);
+        }
 
         if is_event {
             // RFC 4733: events are passed on, never transcoded; only the number changes, and
@@ -910,6 +1049,211 @@ impl Relay {
         }
         buf[..first_len].copy_from_slice(&egress.pending_buf[start..start + first_len]);
         Forward::Send { to, len: first_len }
+    }
+
+    /// How `side` takes DTMF (see the module docs); `Rfc4733` until set.
+    pub fn set_dtmf_mode(&mut self, side: Side, mode: DtmfMode) {
+        self.legs[side.index()].dtmf_mode = mode;
+    }
+
+    /// `side`'s DTMF mode.
+    pub fn dtmf_mode(&self, side: Side) -> DtmfMode {
+        self.legs[side.index()].dtmf_mode
+    }
+
+    /// Plays a key press (event code 0-15, RFC 4733 §3.2) to `side`, after any digit already
+    /// queued for it: as telephone-events on the leg's payload type and clock when it is in
+    /// `Rfc4733` mode and negotiated them, else as the Q.23 tone pair in its codec. The
+    /// duration is clamped to [`crate::dtmf::MIN_PRESS`]..=[`crate::dtmf::MAX_PRESS`].
+    /// Returns false (nothing queued) for another event code or a leg not set up; a leg in
+    /// `Info` mode gets the tone, since the caller asked for it in the media. The first
+    /// packet is due at once (the caller drains [`Relay::poll_transmit_leg`]).
+    pub fn send_digit(&mut self, now: Instant, side: Side, event: u8, duration: Duration) -> bool {
+        let leg = &mut self.legs[side.index()];
+        if event > 15 || leg.negotiated.is_none() {
+            return false;
+        }
+        leg.dtmf_queue
+            .push_back((event, crate::dtmf::press_duration(duration)));
+        if leg.dtmf.is_none() && leg.dtmf_idle_at.is_none_or(|at| at < now) {
+            leg.dtmf_idle_at = Some(now);
+        }
+        true
+    }
+
+    /// Whether a digit is playing or queued towards `side`.
+    pub fn is_playing_digit(&self, side: Side) -> bool {
+        let leg = &self.legs[side.index()];
+        leg.dtmf.is_some() || !leg.dtmf_queue.is_empty()
+    }
+
+    /// Feeds a packet from `side` that passed the source checks to its digit collector;
+    /// reports a digit that ended and returns it with its duration.
+    fn collect_digit(
+        &mut self,
+        side: Side,
+        header: &RtpHeader,
+        packet: &[u8],
+    ) -> Option<(u8, Duration)> {
+        let leg = &mut self.legs[side.index()];
+        if !leg.is_telephone_event(header.payload_type) {
+            return None;
+        }
+        let rate = leg.negotiated.as_ref()?.telephone_event?.clock_rate.max(1);
+        let payload = EventPayload::parse(header.payload(packet)).ok()?;
+        let digit = leg.digits.push(header.timestamp, &payload)?;
+        let duration =
+            Duration::from_micros(u64::from(digit.duration) * 1_000_000 / u64::from(rate));
+        self.events.push_back(RelayEvent::Digit {
+            side,
+            event: digit.event,
+            duration,
+        });
+        Some((digit.event, crate::dtmf::press_duration(duration)))
+    }
+
+    /// The next packet of the digit playing to leg `i`, when one is due; starts the next
+    /// queued digit when the leg is free.
+    fn dtmf_packet(
+        &mut self,
+        i: usize,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
+        let leg = &mut self.legs[i];
+        if leg.dtmf.is_none() {
+            if leg.dtmf_queue.is_empty()
+                || leg.ringback.is_some()
+                || leg.dtmf_idle_at.is_some_and(|at| now < at)
+            {
+                return None;
+            }
+            let (event, duration) = leg.dtmf_queue.pop_front()?;
+            leg.dtmf = Self::start_injection(leg, event, duration, now);
+            leg.dtmf.as_ref()?;
+        }
+        if leg.dtmf.as_ref().is_some_and(|d| now < d.due()) {
+            return None;
+        }
+        let (Some(to), true) = (leg.remote, leg.sending) else {
+            // Nowhere to play it: the digit is dropped.
+            leg.dtmf = None;
+            return None;
+        };
+        let ptime = leg.out.ptime;
+        let ssrc = leg.out.ssrc;
+        let samples_per_packet = leg.out.samples_per_packet;
+        let finished;
+        let result = match leg.dtmf.as_mut()? {
+            Injection::Events {
+                sequence,
+                payload_type,
+                timestamp,
+                next_seq,
+                sent,
+                due,
+            } => {
+                let packet = sequence.next_packet()?;
+                let header = OutgoingHeader {
+                    marker: packet.marker,
+                    payload_type: *payload_type,
+                    sequence: *next_seq,
+                    timestamp: *timestamp,
+                    ssrc,
+                };
+                let len = rtp::write_packet(buf, &header, &packet.payload).ok();
+                // The stream's time runs on under the event (RFC 4733 §2.5.1.2: the
+                // timestamp stays the start; the audio after it continues from the end).
+                let running = timestamp.wrapping_add(*sent * samples_per_packet);
+                leg.out.sent_own(now, Source::Event, *next_seq, running);
+                leg.out.stats.on_sent(packet.payload.len());
+                *next_seq = next_seq.wrapping_add(1);
+                *sent += 1;
+                *due += ptime;
+                finished = sequence.is_done();
+                len
+            }
+            Injection::Tone {
+                generator,
+                encoder,
+                pcm,
+                payload,
+                frames_left,
+                due,
+            } => {
+                generator.fill(pcm);
+                let plen = encoder.encode(pcm, payload).ok();
+                let (marker, seq, ts) =
+                    leg.out
+                        .map(now, Source::Tone, leg.tone_seq, leg.tone_ts, (1, 1));
+                leg.tone_seq = leg.tone_seq.wrapping_add(1);
+                leg.tone_ts = leg.tone_ts.wrapping_add(samples_per_packet);
+                *frames_left = frames_left.saturating_sub(1);
+                *due += ptime;
+                finished = *frames_left == 0;
+                plen.and_then(|plen| {
+                    let header = OutgoingHeader {
+                        marker,
+                        payload_type: leg.negotiated.as_ref()?.send_payload_type,
+                        sequence: seq,
+                        timestamp: ts,
+                        ssrc,
+                    };
+                    leg.out.stats.on_sent(plen);
+                    rtp::write_packet(buf, &header, &payload[..plen]).ok()
+                })
+            }
+        };
+        if finished {
+            leg.dtmf = None;
+            leg.dtmf_idle_at = Some(now + INTER_DIGIT_PAUSE);
+        }
+        result.map(|len| (to, len))
+    }
+
+    /// The injection that plays `event` to `leg` in its form, starting at `now`.
+    fn start_injection(
+        leg: &mut Leg,
+        event: u8,
+        duration: Duration,
+        now: Instant,
+    ) -> Option<Injection> {
+        let negotiated = leg.negotiated.as_ref()?;
+        let ptime = leg.out.ptime;
+        match (leg.dtmf_mode, negotiated.telephone_event) {
+            (DtmfMode::Rfc4733, Some(te)) => {
+                let (next_seq, timestamp) = leg.out.resume(now);
+                Some(Injection::Events {
+                    sequence: EventSequence::for_press(event, duration, te.clock_rate, ptime),
+                    payload_type: te.send_payload_type,
+                    timestamp,
+                    next_seq,
+                    sent: 0,
+                    due: now,
+                })
+            }
+            _ => {
+                let codec = negotiated.codec;
+                // Opus is coded from 8 kHz PCM, as on the transcoding path (see `codec`).
+                let encoder = match codec {
+                    Codec::Opus => Encoder::with_rate(codec, 8000),
+                    _ => Encoder::new(codec),
+                }
+                .ok()?;
+                let rate = encoder.rate();
+                let generator = ToneGenerator::new(event, duration, rate)?;
+                let frame = (rate / 1000 * FRAME_MS) as usize;
+                let frames = duration.as_millis().div_ceil(u128::from(FRAME_MS)) as u32;
+                Some(Injection::Tone {
+                    generator,
+                    encoder: Box::new(encoder),
+                    pcm: vec![0; frame],
+                    payload: vec![0; SLOT],
+                    frames_left: frames.max(1),
+                    due: now,
+                })
+            }
+        }
     }
 
     fn pair(&mut self, side: Side) -> (&mut Leg, &mut Leg) {
