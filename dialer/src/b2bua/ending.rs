@@ -168,6 +168,8 @@ impl Core {
         else {
             return;
         };
+        let theirs =
+            super::hold::answered_direction(offer, &answer, &negotiated, leg.remote_direction);
         leg.negotiated = Some(negotiated.clone());
         self.actions.push_back(Action::Media {
             call: r.call,
@@ -176,11 +178,19 @@ impl Core {
                 negotiated,
             },
         });
+        self.remote_direction_is(self.now, r.call, r.side, theirs);
     }
 
     /// A re-INVITE or UPDATE inside a leg's dialog: answer its offer (or, without one,
     /// offer our current session), and give the relay the new negotiation.
     fn on_offer(&mut self, now: Time, tx: TransactionId, r: LegRef, request: Request) {
+        if self.is_glare(r, &request) {
+            // RFC 3261 §14.2, RFC 3311 §5.2: our re-INVITE is in progress on this dialog.
+            let _ = self
+                .endpoint
+                .respond(now, tx, make_response(&request, 491, None));
+            return;
+        }
         let timer = match self.requested_timer(r, &request) {
             Ok(t) => t,
             Err(min_se) => {
@@ -199,6 +209,12 @@ impl Core {
         )))
         .to_string();
         let c = self.calls.get_mut(&r.call).expect("caller checked");
+        // A bridged call gives this party no more than the other party allows: while that
+        // one holds, our answer here holds too (see `hold.rs`).
+        let allowed = match (c.bridged, leg_of(c, r.side.other())) {
+            (Some(_), Some(other)) => other.remote_direction,
+            _ => Direction::SendRecv,
+        };
         let leg = leg_of(c, r.side).expect("caller checked");
         let codecs: Vec<Codec> = leg
             .offer
@@ -206,11 +222,7 @@ impl Core {
             .and_then(|o| o.media.first())
             .map(|m| m.formats.iter().filter_map(Codec::of_format).collect())
             .unwrap_or_default();
-        let version = leg
-            .offer
-            .as_ref()
-            .map(|o| o.origin.session_version + 1)
-            .unwrap_or(2);
+        let version = super::hold::next_version(leg);
         let local = LocalEndpoint {
             address: media_ip,
             rtp_port: leg.rtp_port,
@@ -222,10 +234,14 @@ impl Core {
         if request.body.is_empty() {
             if request.method == Method::Invite {
                 // RFC 3261 §14.2: no offer in the re-INVITE: the 2xx carries ours.
-                if let Some(offer) = leg.offer.as_mut() {
+                // Every codec we offered at first, in the direction the other party allows.
+                if let Some(mut offer) = leg.offer.clone() {
                     offer.origin.session_version = version;
+                    if let Some(audio) = offer.media.iter_mut().find(|m| m.is_audio()) {
+                        audio.direction = allowed;
+                    }
                     resp.set_body("application/sdp", offer.to_sdp_string().into_bytes());
-                    leg.local_sdp = Some(offer.clone());
+                    leg.local_sdp = Some(offer);
                     leg.offer_in_2xx = true;
                 }
             }
@@ -236,11 +252,17 @@ impl Core {
             return;
         }
         let parsed = SessionDescription::parse_bytes(&request.body);
+        let config = MediaConfig {
+            direction: allowed,
+            ..Self::media_config_for(&codecs)
+        };
         let answered = parsed.ok().and_then(|offer| {
-            media::sdp::answer_offer(&offer, &Self::media_config_for(&codecs), &local).ok()
+            let (answer, negotiated) = media::sdp::answer_offer(&offer, &config, &local).ok()?;
+            let theirs = offer.effective_direction(negotiated.media_index);
+            Some((answer, negotiated, theirs))
         });
         match answered {
-            Some((answer, negotiated)) => {
+            Some((answer, negotiated, theirs)) => {
                 let mut ours = answer;
                 ours.origin.session_version = version;
                 resp.set_body("application/sdp", ours.to_sdp_string().into_bytes());
@@ -255,6 +277,7 @@ impl Core {
                         negotiated,
                     },
                 });
+                self.remote_direction_is(now, r.call, r.side, theirs);
             }
             None => {
                 // RFC 3261 §14.2 / RFC 3264 §6: an offer we cannot accept: 488, the session

@@ -17,6 +17,7 @@
 //! a BYE.
 
 mod ending;
+mod hold;
 mod legs;
 pub mod q850;
 mod session_timer;
@@ -26,7 +27,8 @@ pub use session_timer::SessionTimerConfig;
 use crate::control::{ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, HungUpBy};
 use media::relay::Side;
 use media::sdp::{
-    build_offer, process_answer, Codec, LocalEndpoint, MediaConfig, Negotiated, SessionDescription,
+    build_offer, process_answer, Codec, Direction, LocalEndpoint, MediaConfig, Negotiated,
+    SessionDescription,
 };
 use rand::RngCore;
 use sip_core::auth::{
@@ -230,6 +232,19 @@ struct Leg {
     refresh: Option<(TransactionId, Method, u32)>,
     /// The answer from the reliable 1xx of the dialog the 2xx confirmed.
     early_answer: Option<Negotiated>,
+    /// Our re-INVITE or UPDATE on this dialog has no final response yet (RFC 3261 §14.1:
+    /// one at a time; RFC 3261 §14.2 and RFC 3311 §5.2: theirs meanwhile gets 491).
+    reinvite_outstanding: bool,
+    /// The offer carried by that outstanding re-INVITE; it becomes `local_sdp` on the 2xx.
+    offered: Option<SessionDescription>,
+    /// The direction our session description towards this leg should have, when the other
+    /// leg's hold or unhold asks for a change not yet agreed here.
+    wanted_direction: Option<Direction>,
+    /// When to offer `wanted_direction` again after a 491 (RFC 3261 §14.1).
+    update_retry: Option<Time>,
+    /// What the party on this leg last said it does (its offer's or answer's direction,
+    /// `c=0.0.0.0` as not receiving): the other leg gets no more than this from us.
+    remote_direction: Direction,
 }
 
 /// One early dialog of a leg's INVITE (RFC 3262 §4: reliable provisional responses are
@@ -269,6 +284,11 @@ impl Leg {
             peer_allows_update: false,
             refresh: None,
             early_answer: None,
+            reinvite_outstanding: false,
+            offered: None,
+            wanted_direction: None,
+            update_retry: None,
+            remote_direction: Direction::SendRecv,
         }
     }
 }
@@ -425,7 +445,8 @@ impl Core {
             .values()
             .flat_map(|c| {
                 let legs = std::iter::once(&c.customer).chain(c.agent.as_ref());
-                legs.filter_map(|l| l.session.as_ref().map(|s| s.deadline))
+                legs.flat_map(|l| [l.session.as_ref().map(|s| s.deadline), l.update_retry])
+                    .flatten()
                     .chain(c.deadline)
             })
             .min();
@@ -736,6 +757,23 @@ impl Core {
             .collect();
         for (id, side) in due_sessions {
             self.session_timer_due(now, id, side);
+        }
+        let due_updates: Vec<(CallId, Side)> = self
+            .calls
+            .values()
+            .flat_map(|c| {
+                let legs = [
+                    (Side::Customer, Some(&c.customer)),
+                    (Side::Agent, c.agent.as_ref()),
+                ];
+                legs.into_iter()
+                    .filter(|(_, l)| l.and_then(|l| l.update_retry).is_some_and(|t| t <= now))
+                    .map(|(side, _)| (c.id, side))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (id, side) in due_updates {
+            self.media_update_due(now, id, side);
         }
         self.pump();
     }

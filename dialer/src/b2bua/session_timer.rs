@@ -241,34 +241,48 @@ impl Core {
         );
     }
 
-    /// Sends our session refresh (RFC 4028 §7.4): UPDATE without a body when the peer
-    /// allows it, else a re-INVITE offering our current session unchanged (same version,
-    /// RFC 3264 §8).
-    fn send_refresh(&mut self, now: Time, call: CallId, side: Side) {
+    /// Sends our re-INVITE or UPDATE on a leg: a session refresh (RFC 4028 §7.4), a
+    /// direction change the other leg's hold asks for (see `hold.rs`), or both at once.
+    /// A refresh alone is an UPDATE without a body when the peer allows it, else a
+    /// re-INVITE offering our current session unchanged (same version, RFC 3264 §8); a
+    /// direction change is a re-INVITE with a new version. Nothing is sent while one of
+    /// ours is in progress (RFC 3261 §14.1): its 2xx refreshes the session too.
+    pub(super) fn send_refresh(&mut self, now: Time, call: CallId, side: Side) {
         let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) else {
             return;
         };
-        let interval = leg
-            .session
-            .map_or(u64::from(MIN_SE_FLOOR), |s| s.interval.as_secs());
+        if leg.reinvite_outstanding {
+            return;
+        }
+        let changed = leg
+            .wanted_direction
+            .and_then(|d| super::hold::with_direction(leg, d));
+        let interval = leg.session.map(|s| s.interval.as_secs());
         let min_se = leg.min_se;
-        let method = if leg.peer_allows_update {
+        let method = if leg.peer_allows_update && changed.is_none() {
             Method::Update
         } else {
             Method::Invite
         };
-        let sdp = leg.local_sdp.clone().or_else(|| leg.offer.clone());
+        let sdp = changed
+            .clone()
+            .or_else(|| leg.local_sdp.clone())
+            .or_else(|| leg.offer.clone());
         let Some(dialog) = leg.dialog.as_mut() else {
             return;
         };
         let mut req = dialog.request(method.clone());
         let seq = dialog.local_seq;
         req.headers.add(HeaderKind::Supported, "timer");
-        req.headers.add(
-            HeaderKind::SessionExpires,
-            format!("{interval};refresher=uac"),
-        );
-        req.headers.add(HeaderKind::MinSe, min_se.to_string());
+        if let Some(interval) = interval {
+            // RFC 4028 §7.4: every re-INVITE or UPDATE of a session with a timer refreshes
+            // it, and asks for the interval again.
+            req.headers.add(
+                HeaderKind::SessionExpires,
+                format!("{interval};refresher=uac"),
+            );
+            req.headers.add(HeaderKind::MinSe, min_se.to_string());
+        }
         if method == Method::Invite {
             if let Some(sdp) = sdp {
                 req.set_body("application/sdp", sdp.to_sdp_string().into_bytes());
@@ -280,6 +294,8 @@ impl Core {
                 let leg = leg_of(self.calls.get_mut(&call).expect("looked up above"), side)
                     .expect("the leg exists: it was just used");
                 leg.refresh = Some((tx, method, seq));
+                leg.reinvite_outstanding = true;
+                leg.offered = changed;
                 self.by_tx.insert(tx, LegRef { call, side });
             }
             Err(_) => self.refresh_failed(now, call, side, 500),
@@ -309,8 +325,17 @@ impl Core {
         if !(method == Method::Invite && (200..300).contains(&status)) {
             self.by_tx.remove(&tx);
         }
+        leg.reinvite_outstanding = false;
+        let offered = leg.offered.take();
         match status {
             200..=299 => {
+                if let Some(offered) = offered {
+                    // RFC 3264 §8: the offer is accepted; it is our session now.
+                    leg.local_sdp = Some(offered);
+                }
+                if leg.wanted_direction == Some(super::hold::local_direction(leg)) {
+                    leg.wanted_direction = None;
+                }
                 let media_config = Self::media_config_for(&leg_codecs(leg));
                 let Some(dialog) = leg.dialog.as_mut() else {
                     return;
@@ -323,14 +348,32 @@ impl Core {
                     let ack = dialog.ack(seq);
                     self.endpoint.send_stateless(ack, leg.target);
                 }
-                let renegotiated = (method == Method::Invite && !response.body.is_empty())
+                let answered = (method == Method::Invite && !response.body.is_empty())
                     .then(|| {
                         let offer = leg.local_sdp.as_ref()?;
                         let answer = SessionDescription::parse_bytes(&response.body).ok()?;
-                        process_answer(offer, &answer, &media_config).ok()
+                        let n = process_answer(offer, &answer, &media_config).ok()?;
+                        Some((
+                            super::hold::answered_direction(
+                                offer,
+                                &answer,
+                                &n,
+                                leg.remote_direction,
+                            ),
+                            n,
+                        ))
                     })
-                    .flatten()
+                    .flatten();
+                let theirs = answered.as_ref().map(|(d, _)| *d);
+                let renegotiated = answered
+                    .map(|(_, n)| n)
                     .filter(|n| leg.negotiated.as_ref() != Some(n));
+                if let Some(d) = theirs {
+                    self.remote_direction_is(now, r.call, r.side, d);
+                }
+                let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) else {
+                    return;
+                };
                 if let Some(n) = renegotiated {
                     leg.negotiated = Some(n.clone());
                     self.actions.push_back(Action::Media {
@@ -342,6 +385,7 @@ impl Core {
                     });
                 }
                 self.start_session_timer(now, r.call, r.side, &response);
+                self.maybe_send_update(now, r.call, r.side);
             }
             422 => {
                 // RFC 4028 §7.3 applies to refreshes too: retry with the larger Min-SE.
@@ -368,36 +412,49 @@ impl Core {
                 self.send_refresh(now, r.call, r.side);
             }
             491 => {
-                // RFC 3261 §14.1: glare; try again after 2.1-4 s (we own no Call-ID
-                // preference here, so the longer range of the two).
-                let wait = Duration::from_millis(2_100 + u64::from(self.rng.next_u32() % 1_900));
-                if let Some(s) = self
-                    .calls
-                    .get_mut(&r.call)
-                    .and_then(|c| leg_of(c, r.side))
-                    .and_then(|l| l.session.as_mut())
-                {
+                // RFC 3261 §14.1: glare; try again after the Call-ID owner's back-off,
+                // whether the refresh or the direction change is due first.
+                let wait = super::hold::glare_backoff(&mut *self.rng);
+                let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) else {
+                    return;
+                };
+                if let Some(s) = leg.session.as_mut() {
                     s.deadline = now + wait;
                     s.expiring = false;
                 }
+                if leg.wanted_direction.is_some() {
+                    leg.update_retry = Some(now + wait);
+                }
             }
             // Any other failure leaves the session as it was (RFC 3261 §14.1); it ends at
-            // the expiry already set if no refresh succeeds.
-            _ => {}
+            // the expiry already set if no refresh succeeds. A direction change refused
+            // this way is not offered again.
+            _ => {
+                leg.wanted_direction = None;
+            }
         }
     }
 
     /// Our refresh failed for good (RFC 4028 §10): BYE on both legs.
     pub(super) fn refresh_failed(&mut self, now: Time, call: CallId, side: Side, status: u16) {
+        let mut outcome = "session_refresh_failed";
         if let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) {
+            if leg.session.is_none() {
+                // RFC 3261 §14.1: a re-INVITE (a direction change on a leg without a
+                // session timer) that times out or gets 408/481 ends the dialog too.
+                outcome = "reinvite_failed";
+            }
             leg.session = None;
             leg.refresh = None;
+            leg.reinvite_outstanding = false;
+            leg.offered = None;
+            leg.wanted_direction = None;
         }
         self.end_call(
             now,
             call,
             Ending {
-                outcome: "session_refresh_failed",
+                outcome,
                 status,
                 cause: q850::TIMER_EXPIRY,
                 by: HungUpBy::Dialer,
