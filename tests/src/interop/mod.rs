@@ -25,15 +25,18 @@
 pub mod audio;
 pub mod baresip;
 pub mod call;
+pub mod carrier;
 pub mod dialer;
 pub mod kamailio;
 pub mod netns;
 pub mod ports;
 pub mod process;
+pub mod robust;
 pub mod rtp_pcap;
 pub mod sipp;
 pub mod trace;
 pub mod tshark;
+pub mod wire;
 
 mod dir;
 
