@@ -1,290 +1,18 @@
 //! The B2BUA core between a simulated carrier and a simulated agent behind NAT, in virtual
 //! time: the whole call, failures, and the races between hang-ups and answers.
 
-use dialer::b2bua::{Action, AgentTarget, Core, CoreConfig, MediaOp, MediaTotals, TrunkSettings};
-use dialer::control::{ApiEvent, Cdr, HungUpBy};
+mod scenario_net;
+
+use dialer::b2bua::MediaOp;
+use dialer::control::{ApiEvent, HungUpBy};
 use media::relay::Side;
-use media::sdp::{answer_offer, Codec, LocalEndpoint, MediaConfig, SessionDescription};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use sip_core::auth::{
-    Credentials, DigestRequest, DigestServer, Secret, ServerConfig, Verification,
-};
-use sip_core::endpoint::{make_response, Endpoint, EndpointConfig, Event, Output, Transmit};
-use sip_core::message::{HeaderKind, Host, Message, Method, Request, SipMessage, Uri};
-use sip_core::time::Time;
-use sip_core::transaction::{TransactionId, Transport};
-use std::net::SocketAddr;
+use media::sdp::Codec;
+use scenario_net::*;
+use sip_core::auth::{DigestRequest, DigestServer, Secret, ServerConfig, Verification};
+use sip_core::endpoint::{make_response, Event};
+use sip_core::message::{HeaderKind, Message, Method, Request, SipMessage, Uri};
+use sip_core::transaction::Transport;
 use std::time::Duration;
-
-const DIALER: &str = "192.0.2.10:5060";
-const CARRIER: &str = "192.0.2.50:5060";
-/// The carrier's media gateway: where its 200's Contact points, behind its proxy.
-const CARRIER_GW: &str = "192.0.2.51:5060";
-/// The agent's private address and the public NAT binding its REGISTER came from.
-const AGENT_PRIVATE: &str = "10.0.0.5:5060";
-const AGENT_PUBLIC: &str = "203.0.113.7:40000";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn rng(seed: u64) -> Box<ChaCha8Rng> {
-    Box::new(ChaCha8Rng::seed_from_u64(seed))
-}
-
-struct Peer {
-    endpoint: Endpoint,
-    /// The address its packets appear to come from.
-    seen_as: SocketAddr,
-    events: Vec<Event>,
-    received: Vec<(SocketAddr, Message)>,
-}
-
-impl Peer {
-    fn new(local: &str, seen_as: &str, seed: u64) -> Peer {
-        Peer {
-            endpoint: Endpoint::new(EndpointConfig::new(addr(local)), rng(seed)),
-            seen_as: addr(seen_as),
-            events: vec![],
-            received: vec![],
-        }
-    }
-
-    fn take_request(&mut self, method: Method) -> Option<(TransactionId, Request)> {
-        let pos = self.events.iter().position(
-            |e| matches!(e, Event::Request { request, .. } if request.method == method),
-        )?;
-        match self.events.remove(pos) {
-            Event::Request {
-                transaction,
-                request,
-                ..
-            } => Some((transaction, request)),
-            _ => unreachable!("matched above"),
-        }
-    }
-}
-
-struct Net {
-    now: Time,
-    core: Core,
-    carrier: Peer,
-    agent: Peer,
-    actions: Vec<Action>,
-    /// Every SIP message the dialer sent: destination and message.
-    sent: Vec<(SocketAddr, Message)>,
-}
-
-fn trunk(credentials: bool) -> TrunkSettings {
-    TrunkSettings {
-        name: "carrier".into(),
-        proxy: addr(CARRIER),
-        transport: Transport::Udp,
-        domain: "carrier.example.net".into(),
-        credentials: credentials.then(|| Credentials::with_password("dialer", "s3cret")),
-        codecs: vec![Codec::Pcma, Codec::Pcmu],
-        caller_id: "+15550100".into(),
-        caller_name: Some("Outbound".into()),
-        pai: true,
-        max_channels: Some(2),
-    }
-}
-
-impl Net {
-    fn new(credentials: bool) -> Net {
-        let config = CoreConfig {
-            contact_host: Host::Ipv4("192.0.2.10".parse().unwrap()),
-            contact_port: 5060,
-            media_ip: "192.0.2.10".parse().unwrap(),
-            trunks: vec![trunk(credentials)],
-            originate_timeout: Duration::from_secs(60),
-            agent_ring_timeout: Duration::from_secs(20),
-            max_redirects: 3,
-        };
-        let endpoint = Endpoint::new(EndpointConfig::new(addr(DIALER)), rng(1));
-        Net {
-            now: Time::ZERO,
-            core: Core::new(config, endpoint, rng(2), 1.7e9),
-            carrier: Peer::new(CARRIER, CARRIER, 3),
-            agent: Peer::new(AGENT_PRIVATE, AGENT_PUBLIC, 4),
-            actions: vec![],
-            sent: vec![],
-        }
-    }
-
-    fn agent_target() -> AgentTarget {
-        AgentTarget {
-            uri: Uri::parse("sip:1000@10.0.0.5:5060;ob").unwrap(),
-            destination: addr(AGENT_PUBLIC),
-            transport: Transport::Udp,
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
-        }
-    }
-
-    /// Moves every queued packet until the network is quiet; answers OpenMedia.
-    fn settle(&mut self) {
-        for _ in 0..50 {
-            let mut moved = false;
-            while let Some(a) = self.core.poll_action() {
-                moved = true;
-                if let Action::OpenMedia { call } = a {
-                    self.core.media_opened(self.now, call, 20000, 20002);
-                }
-                if let Action::CloseMedia { call } = a {
-                    self.core.media_closed(
-                        self.now,
-                        call,
-                        MediaTotals {
-                            packets_to_agent: 250,
-                            packets_to_customer: 240,
-                            ..MediaTotals::default()
-                        },
-                    );
-                }
-                self.actions.push(a);
-            }
-            while let Some(t) = self.core.poll_transmit() {
-                moved = true;
-                self.deliver_from_dialer(t);
-            }
-            for peer in [&mut self.carrier, &mut self.agent] {
-                while let Some(o) = peer.endpoint.poll_output() {
-                    moved = true;
-                    match o {
-                        Output::Transmit(t) => {
-                            assert_eq!(t.to, addr(DIALER), "peers only talk to the dialer");
-                            self.core.handle_datagram(
-                                self.now,
-                                t.transport,
-                                peer.seen_as,
-                                &t.bytes,
-                            );
-                        }
-                        Output::Event(e) => peer.events.push(e),
-                    }
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("the network never settled");
-    }
-
-    fn deliver_from_dialer(&mut self, t: Transmit) {
-        let msg = Message::parse(&t.bytes).expect("the dialer sends parseable SIP");
-        self.sent.push((t.to, msg.clone()));
-        let peer = if t.to == addr(CARRIER) || t.to == addr(CARRIER_GW) {
-            &mut self.carrier
-        } else if t.to == addr(AGENT_PUBLIC) {
-            &mut self.agent
-        } else {
-            panic!(
-                "the dialer sent to {} which nobody listens on: {msg:?}",
-                t.to
-            );
-        };
-        peer.received.push((t.to, msg));
-        peer.endpoint
-            .handle_datagram(self.now, t.transport, addr(DIALER), &t.bytes);
-    }
-
-    fn advance(&mut self, by: Duration) {
-        let end = self.now + by;
-        loop {
-            let next = [
-                self.core.next_timeout(),
-                self.carrier.endpoint.next_timeout(),
-                self.agent.endpoint.next_timeout(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t <= end)
-            .min();
-            let Some(at) = next else { break };
-            self.now = at.max(self.now);
-            self.core.handle_timeout(self.now);
-            self.carrier.endpoint.handle_timeout(self.now);
-            self.agent.endpoint.handle_timeout(self.now);
-            self.settle();
-        }
-        self.now = end;
-    }
-
-    fn originate(&mut self) {
-        self.core
-            .originate(
-                self.now,
-                "5551234567",
-                "+15551234567",
-                None,
-                "1000",
-                Self::agent_target(),
-                None,
-                None,
-            )
-            .expect("originate");
-        self.settle();
-    }
-
-    fn events(&self) -> Vec<&ApiEvent> {
-        self.actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Event(e) => Some(e),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn cdr(&self) -> Cdr {
-        self.events()
-            .into_iter()
-            .find_map(|e| match e {
-                ApiEvent::Hangup { cdr, .. } => Some((**cdr).clone()),
-                _ => None,
-            })
-            .expect("the call has ended with a CDR")
-    }
-
-    fn media_ops(&self) -> Vec<&MediaOp> {
-        self.actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Media { op, .. } => Some(op),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn sent_requests(&self, method: Method) -> Vec<(SocketAddr, Request)> {
-        self.sent
-            .iter()
-            .filter_map(|(to, m)| match m {
-                Message::Request(r) if r.method == method => Some((*to, r.clone())),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// The SDP answer a peer gives to the dialer's offer.
-fn answer(offer: &Request, codecs: Vec<Codec>, ip: &str, port: u16) -> Vec<u8> {
-    let offer = SessionDescription::parse_bytes(&offer.body).expect("the dialer's offer parses");
-    let config = MediaConfig {
-        codecs,
-        ..MediaConfig::default()
-    };
-    let local = LocalEndpoint {
-        address: ip.parse().unwrap(),
-        rtp_port: port,
-        session_id: 7,
-        session_version: 1,
-    };
-    let (sdp, _) = answer_offer(&offer, &config, &local).expect("a common codec");
-    sdp.to_sdp_string().into_bytes()
-}
 
 /// The carrier challenges with 407, then answers 180 and a 200 whose Contact is its
 /// gateway, behind a record-routing proxy.
@@ -342,29 +70,9 @@ fn carrier_answers(net: &mut Net, server: &mut DigestServer) {
     net.settle();
 }
 
-fn agent_answers(net: &mut Net) {
-    let (tx, invite) = net
-        .agent
-        .take_request(Method::Invite)
-        .expect("INVITE reached the agent");
-    net.agent
-        .endpoint
-        .respond(net.now, tx, make_response(&invite, 180, Some("a1")))
-        .unwrap();
-    let mut ok = make_response(&invite, 200, Some("a1"));
-    ok.headers
-        .add(HeaderKind::Contact, "<sip:1000@10.0.0.5:5060;ob>");
-    ok.set_body(
-        "application/sdp",
-        answer(&invite, vec![Codec::Pcmu], "10.0.0.5", 4000),
-    );
-    net.agent.endpoint.respond(net.now, tx, ok).unwrap();
-    net.settle();
-}
-
 #[test]
 fn customer_answer_plays_ringback_then_agent_answer_bridges_and_agent_bye_ends_both() {
-    let mut net = Net::new(true);
+    let mut net = Net::with_credentials();
     let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
     net.originate();
     carrier_answers(&mut net, &mut server);
@@ -400,7 +108,7 @@ fn customer_answer_plays_ringback_then_agent_answer_bridges_and_agent_bye_ends_b
     assert_eq!(*to, addr(AGENT_PUBLIC));
     assert_eq!(inv.uri.to_string(), "sip:1000@10.0.0.5:5060;ob");
 
-    agent_answers(&mut net);
+    net.agent_answers();
     let ops = net.media_ops();
     assert!(ops.iter().any(|o| matches!(o, MediaOp::SetLeg { side: Side::Agent, negotiated } if negotiated.codec == Codec::Pcmu)));
     assert!(matches!(
@@ -491,7 +199,7 @@ fn customer_answer_plays_ringback_then_agent_answer_bridges_and_agent_bye_ends_b
 
 #[test]
 fn busy_carrier_ends_the_call_with_cause_17() {
-    let mut net = Net::new(false);
+    let mut net = Net::new();
     net.originate();
     let (tx, invite) = net.carrier.take_request(Method::Invite).unwrap();
     net.carrier
@@ -508,7 +216,7 @@ fn busy_carrier_ends_the_call_with_cause_17() {
 
 #[test]
 fn no_answer_within_the_originate_timeout_cancels_the_invite() {
-    let mut net = Net::new(false);
+    let mut net = Net::new();
     net.originate();
     let (tx, invite) = net.carrier.take_request(Method::Invite).unwrap();
     net.carrier
@@ -538,7 +246,7 @@ fn no_answer_within_the_originate_timeout_cancels_the_invite() {
 
 #[test]
 fn carrier_bye_while_the_agent_rings_cancels_the_agent() {
-    let mut net = Net::new(true);
+    let mut net = Net::with_credentials();
     let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
     net.originate();
     carrier_answers(&mut net, &mut server);
@@ -596,7 +304,7 @@ fn carrier_bye_while_the_agent_rings_cancels_the_agent() {
 
 #[test]
 fn agent_200_crossing_the_cancel_is_acked_then_ended_with_bye() {
-    let mut net = Net::new(true);
+    let mut net = Net::with_credentials();
     let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
     net.originate();
     carrier_answers(&mut net, &mut server);
@@ -629,7 +337,7 @@ fn agent_200_crossing_the_cancel_is_acked_then_ended_with_bye() {
 
 #[test]
 fn agent_busy_ends_the_answered_customer_with_bye() {
-    let mut net = Net::new(true);
+    let mut net = Net::with_credentials();
     let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
     net.originate();
     carrier_answers(&mut net, &mut server);
@@ -656,7 +364,7 @@ fn agent_busy_ends_the_answered_customer_with_bye() {
 
 #[test]
 fn wrong_trunk_password_ends_the_call_as_rejected_without_looping() {
-    let mut net = Net::new(true);
+    let mut net = Net::with_credentials();
     let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));
     net.originate();
     for _ in 0..3 {

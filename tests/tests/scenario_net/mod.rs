@@ -10,6 +10,7 @@ use dialer::control::{ApiEvent, Cdr};
 use media::sdp::{answer_offer, Codec, LocalEndpoint, MediaConfig, SessionDescription};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sip_core::auth::Credentials;
 use sip_core::endpoint::{make_response, Endpoint, EndpointConfig, Event, Output, Transmit};
 use sip_core::message::{HeaderKind, Host, Message, Method, Request, Response, SipMessage, Uri};
 use sip_core::time::Time;
@@ -152,27 +153,23 @@ impl Net {
         Self::with_timers(None, None)
     }
 
+    /// A network whose trunk has digest credentials (user `dialer`, password `s3cret`).
+    pub fn with_credentials() -> Net {
+        let mut net = Self::new();
+        let mut trunk = trunk();
+        trunk.credentials = Some(Credentials::with_password("dialer", "s3cret"));
+        net.core = Self::core(trunk, None, None);
+        net
+    }
+
     /// A network whose core asks the trunk and the agents for these session timers.
     pub fn with_timers(
         trunk_timer: Option<SessionTimerConfig>,
         agent_timer: Option<SessionTimerConfig>,
     ) -> Net {
-        let config = CoreConfig {
-            contact_host: Host::Ipv4("192.0.2.10".parse().unwrap()),
-            contact_port: 5060,
-            media_ip: "192.0.2.10".parse().unwrap(),
-            trunks: vec![trunk()],
-            originate_timeout: Duration::from_secs(60),
-            agent_ring_timeout: Duration::from_secs(20),
-            max_redirects: 3,
-        };
-        let endpoint = Endpoint::new(EndpointConfig::new(addr(DIALER)), rng(1));
-        let mut core = Core::new(config, endpoint, rng(2), 1.7e9);
-        core.set_trunk_session_timer(0, trunk_timer);
-        core.set_agent_session_timer(agent_timer);
         Net {
             now: Time::ZERO,
-            core,
+            core: Self::core(trunk(), trunk_timer, agent_timer),
             carrier: Peer::new(CARRIER, CARRIER, 3),
             agent: Peer::new(AGENT_PRIVATE, AGENT_PUBLIC, 4),
             actions: vec![],
@@ -182,6 +179,27 @@ impl Net {
             dropped: 0,
             agent_codecs: vec![Codec::Pcmu, Codec::Pcma],
         }
+    }
+
+    fn core(
+        trunk: TrunkSettings,
+        trunk_timer: Option<SessionTimerConfig>,
+        agent_timer: Option<SessionTimerConfig>,
+    ) -> Core {
+        let config = CoreConfig {
+            contact_host: Host::Ipv4("192.0.2.10".parse().unwrap()),
+            contact_port: 5060,
+            media_ip: "192.0.2.10".parse().unwrap(),
+            trunks: vec![trunk],
+            originate_timeout: Duration::from_secs(60),
+            agent_ring_timeout: Duration::from_secs(20),
+            max_redirects: 3,
+        };
+        let endpoint = Endpoint::new(EndpointConfig::new(addr(DIALER)), rng(1));
+        let mut core = Core::new(config, endpoint, rng(2), 1.7e9);
+        core.set_trunk_session_timer(0, trunk_timer);
+        core.set_agent_session_timer(agent_timer);
+        core
     }
 
     /// Drops each SIP datagram with probability `loss`, decided by a seeded RNG.
