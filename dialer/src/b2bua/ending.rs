@@ -101,11 +101,12 @@ impl Core {
                 );
             }
             Method::Invite | Method::Update => self.on_offer(now, tx, r, request),
-            Method::Options | Method::Info => {
+            Method::Options => {
                 let _ = self
                     .endpoint
                     .respond(now, tx, make_response(&request, 200, None));
             }
+            Method::Info => self.on_info(now, tx, r, &request),
             _ => {
                 let mut resp = make_response(&request, 501, None);
                 resp.headers.add(

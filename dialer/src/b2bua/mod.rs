@@ -16,12 +16,14 @@
 //! agent still rings) on the other; a 200 crossing that CANCEL is ACKed and then ended with
 //! a BYE.
 
+mod dtmf;
 mod ending;
 mod hold;
 mod legs;
 pub mod q850;
 mod session_timer;
 
+pub use dtmf::DtmfMode;
 pub use session_timer::SessionTimerConfig;
 
 use crate::control::{ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, HungUpBy};
@@ -130,6 +132,22 @@ pub enum MediaOp {
         /// Where.
         path: PathBuf,
     },
+    /// How a leg takes DTMF (sent when it is not the default, RFC 4733).
+    SetDtmf {
+        /// Which leg.
+        side: Side,
+        /// Its mode.
+        mode: DtmfMode,
+    },
+    /// Play a key press to a leg in its media form (RFC 4733 events, or a tone).
+    SendDigit {
+        /// Which leg hears it.
+        side: Side,
+        /// Event code 0-15 (RFC 4733 §3.2).
+        event: u8,
+        /// How long the key is pressed.
+        duration: Duration,
+    },
 }
 
 /// What the runtime must do besides sending SIP.
@@ -164,6 +182,15 @@ pub enum MediaReport {
     Timeout(Side),
     /// The session could not be opened or failed.
     Failed(String),
+    /// A leg sent a key press as RFC 4733 telephone-events, now ended.
+    Digit {
+        /// The leg that sent it.
+        side: Side,
+        /// Event code 0-15 (RFC 4733 §3.2).
+        event: u8,
+        /// How long the key was pressed.
+        duration: Duration,
+    },
 }
 
 /// Final media statistics for the CDR.
@@ -354,8 +381,10 @@ pub struct Core {
     trunk_timers: Vec<Option<SessionTimerConfig>>,
     /// Session timers asked of agents.
     agent_timer: Option<SessionTimerConfig>,
-    /// Transactions whose outcome nobody waits for (a BYE to a losing fork's 2xx).
+    /// Transactions whose outcome nobody waits for (a BYE to a losing fork's 2xx, INFO).
     ignored_tx: std::collections::HashSet<TransactionId>,
+    /// DTMF mode of each trunk and agent.
+    dtmf: dtmf::DtmfSettings,
 }
 
 impl std::fmt::Debug for Core {
@@ -397,6 +426,7 @@ impl Core {
             trunk_timers: Vec::new(),
             agent_timer: None,
             ignored_tx: std::collections::HashSet::new(),
+            dtmf: dtmf::DtmfSettings::default(),
         }
     }
 
@@ -615,6 +645,10 @@ impl Core {
         }
         c.ports = Some((customer_port, agent_port));
         c.customer.rtp_port = customer_port;
+        self.announce_dtmf_modes(call);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if let Some(path) = c.record.clone() {
             self.actions.push_back(Action::Media {
                 call,
@@ -650,6 +684,11 @@ impl Core {
                     },
                 },
             ),
+            MediaReport::Digit {
+                side,
+                event,
+                duration,
+            } => self.on_media_digit(now, call, side, event, duration),
             MediaReport::Failed(_) => self.end_call(
                 now,
                 call,

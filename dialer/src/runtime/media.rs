@@ -18,6 +18,10 @@
 //! socket. When the batch was not full the socket is drained and its readiness is cleared
 //! without another system call.
 //!
+//! DTMF: [`MediaCommand::SetDtmf`] gives a leg's mode to the relay (kept until the relay
+//! exists), [`MediaCommand::SendDigit`] plays a key press to a leg, and every digit a leg
+//! sends as telephone-events comes back as [`MediaEvent::Digit`].
+//!
 //! The task reports through the [`MediaEvent`] sender given to [`MediaSession::open`]; give
 //! each session its own sender (or one per call) since events carry no call id. It ends on
 //! [`MediaCommand::Close`], or when its [`MediaSession`] is dropped, sending
@@ -39,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use media::codec::Codec;
 use media::playback::Ringback;
 use media::record::Recorder;
-use media::relay::{DropReason, Forward, Relay, RelayConfig, RelayEvent, Side};
+use media::relay::{DropReason, DtmfMode, Forward, Relay, RelayConfig, RelayEvent, Side};
 use media::rtcp::NtpTimestamp;
 use media::rtp::{self, PacketKind, RtpHeader};
 use media::sdp::Negotiated;
@@ -94,6 +98,23 @@ pub enum MediaCommand {
         /// The tap.
         tap: super::tap::SharedTap,
     },
+    /// How `side` takes DTMF (see [`media::relay`]); `Rfc4733` until set.
+    SetDtmf {
+        /// The leg.
+        side: Side,
+        /// Its mode.
+        mode: DtmfMode,
+    },
+    /// Play a key press to `side`: telephone-events on its payload type, or a tone in its
+    /// codec ([`media::relay::Relay::send_digit`]).
+    SendDigit {
+        /// The leg that hears it.
+        side: Side,
+        /// Event code 0-15 (RFC 4733 §3.2).
+        event: u8,
+        /// How long the key is pressed.
+        duration: Duration,
+    },
     /// Stop: the task sends [`MediaEvent::Closed`] with the final statistics and ends.
     Close,
 }
@@ -120,6 +141,15 @@ pub enum MediaEvent {
     Failed {
         /// What went wrong.
         reason: String,
+    },
+    /// `side` sent a key press as telephone-events, now ended (RFC 4733 §2.5.1.4).
+    Digit {
+        /// The leg that sent it.
+        side: Side,
+        /// Event code 0-15.
+        event: u8,
+        /// How long the key was pressed.
+        duration: Duration,
     },
     /// The task ended; nothing follows.
     Closed {
@@ -307,6 +337,8 @@ enum Command {
     StopRingback(Side),
     Record(Box<PathBuf>),
     Capture(super::tap::SharedTap),
+    SetDtmf(Side, DtmfMode),
+    SendDigit(Side, u8, Duration),
     Close,
 }
 
@@ -322,6 +354,12 @@ impl From<MediaCommand> for Command {
             MediaCommand::StopRingback { side } => Command::StopRingback(side),
             MediaCommand::Record { path } => Command::Record(Box::new(path)),
             MediaCommand::Capture { tap } => Command::Capture(tap),
+            MediaCommand::SetDtmf { side, mode } => Command::SetDtmf(side, mode),
+            MediaCommand::SendDigit {
+                side,
+                event,
+                duration,
+            } => Command::SendDigit(side, event, duration),
             MediaCommand::Close => Command::Close,
         }
     }
@@ -432,6 +470,8 @@ struct State {
     tap: Option<super::tap::SharedTap>,
     /// Local addresses in [`Sockets::fds`] order, for the tap.
     locals: [SocketAddr; 4],
+    /// Each leg's DTMF mode, given to the relay when it is created.
+    dtmf: [DtmfMode; 2],
 }
 
 impl State {
@@ -448,6 +488,7 @@ impl State {
             sent: [0; 2],
             tap: None,
             locals: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
+            dtmf: [DtmfMode::Rfc4733; 2],
         }
     }
 
@@ -479,6 +520,17 @@ impl State {
             }
             Command::Record(path) => self.record(*path, now),
             Command::Capture(tap) => self.tap = Some(tap),
+            Command::SetDtmf(side, mode) => {
+                self.dtmf[side_index(side)] = mode;
+                if let Some(relay) = &mut self.relay {
+                    relay.set_dtmf_mode(side, mode);
+                }
+            }
+            Command::SendDigit(side, event, duration) => {
+                if let Some(relay) = &mut self.relay {
+                    relay.send_digit(now, side, event, duration);
+                }
+            }
             Command::Close => return Flow::Stop,
         }
         // A command may make packets due at once (the first ringback frame).
@@ -503,7 +555,12 @@ impl State {
                     NtpTimestamp::from_unix(since_epoch),
                     &mut rng,
                 )
-                .map(|relay| self.relay = Some(relay))
+                .map(|mut relay| {
+                    for side in [Side::Customer, Side::Agent] {
+                        relay.set_dtmf_mode(side, self.dtmf[side_index(side)]);
+                    }
+                    self.relay = Some(relay);
+                })
             }
         };
         if let Err(error) = result {
@@ -681,6 +738,16 @@ impl State {
             let event = match event {
                 RelayEvent::MediaTimeout { side } => MediaEvent::Timeout { side },
                 RelayEvent::Latched { side, to } => MediaEvent::Latched { side, to },
+                RelayEvent::Digit {
+                    side,
+                    event,
+                    duration,
+                } => MediaEvent::Digit {
+                    side,
+                    event,
+                    duration,
+                },
+                _ => continue,
             };
             let _ = self.events.send(event);
         }

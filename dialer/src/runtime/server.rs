@@ -163,6 +163,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     );
     // The core's trunks are the profile's, in order (settings::core_config).
     for (i, t) in config.trunks().iter().enumerate() {
+        core.set_trunk_dtmf(i, settings::dtmf_mode(t.dtmf));
         core.set_trunk_session_timer(
             i,
             t.session_expires.map(|se| SessionTimerConfig {
@@ -220,6 +221,9 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         ),
         None => None,
     };
+    for a in config.agents() {
+        core.set_agent_dtmf(&a.extension, settings::dtmf_mode(a.dtmf));
+    }
     let agent_codecs = config
         .agents()
         .iter()
@@ -573,6 +577,19 @@ impl State {
                     self.core
                         .media_event(now, call, MediaReport::Failed(reason))
                 }
+                MediaEvent::Digit {
+                    side,
+                    event,
+                    duration,
+                } => self.core.media_event(
+                    now,
+                    call,
+                    MediaReport::Digit {
+                        side,
+                        event,
+                        duration,
+                    },
+                ),
                 MediaEvent::Closed { stats } => {
                     self.media.remove(&call);
                     self.core.media_closed(
@@ -800,6 +817,16 @@ impl State {
             }
             MediaOp::StopRingback { side } => MediaCommand::StopRingback { side },
             MediaOp::Record { path } => MediaCommand::Record { path },
+            MediaOp::SetDtmf { side, mode } => MediaCommand::SetDtmf { side, mode },
+            MediaOp::SendDigit {
+                side,
+                event,
+                duration,
+            } => MediaCommand::SendDigit {
+                side,
+                event,
+                duration,
+            },
         };
         if let Some(s) = &m.session {
             s.send(cmd);

@@ -1,7 +1,7 @@
 //! Turning a `dialer.toml` into the cores' settings: addresses resolved, secrets exposed
 //! only to the cores that hash them, codecs mapped.
 
-use crate::b2bua::{CoreConfig, TrunkSettings};
+use crate::b2bua::{CoreConfig, DtmfMode, TrunkSettings};
 use media::sdp::Codec;
 use sip_core::auth::{Credentials, Secret as AuthSecret};
 use sip_core::message::{Host, Uri};
@@ -31,6 +31,15 @@ pub fn codec(c: trunk_profiles::Codec) -> Codec {
         trunk_profiles::Codec::Pcmu => Codec::Pcmu,
         trunk_profiles::Codec::Pcma => Codec::Pcma,
         trunk_profiles::Codec::Opus => Codec::Opus,
+    }
+}
+
+/// Maps a configured `dtmf` mode.
+pub fn dtmf_mode(m: trunk_profiles::DtmfMode) -> DtmfMode {
+    match m {
+        trunk_profiles::DtmfMode::Rfc4733 => DtmfMode::Rfc4733,
+        trunk_profiles::DtmfMode::Info => DtmfMode::Info,
+        trunk_profiles::DtmfMode::Inband => DtmfMode::Inband,
     }
 }
 
