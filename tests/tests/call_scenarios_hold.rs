@@ -391,3 +391,37 @@ fn hold_reinvite_answered_481_ends_the_call_with_bye_on_both_legs() {
     assert_eq!(net.cdr().sip_status, 481);
     assert_eq!(net.core.call_count(), 0);
 }
+
+#[test]
+fn customer_hold_during_the_ringback_reaches_the_agent_once_it_answers() {
+    let mut net = Net::new();
+    net.originate();
+    let (tx, invite) = net.carrier_invite();
+    net.carrier.respond(
+        net.now,
+        tx,
+        carrier_ok(
+            &invite,
+            "c1",
+            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
+        ),
+    );
+    net.settle();
+    let carrier_ack = net.carrier.received_requests(Method::Ack)[0].clone();
+    net.carrier.send(
+        net.now,
+        reinvite(
+            &carrier_ack,
+            1,
+            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
+        ),
+    );
+    net.settle();
+    assert_eq!(
+        audio(&final_response(&net.carrier, 1).unwrap().body).0,
+        Direction::RecvOnly
+    );
+    net.agent_answers();
+    let to_agent = answer_reinvite(&mut net, Side::Agent);
+    assert_eq!(audio(&to_agent.body).0, Direction::SendOnly);
+}

@@ -568,7 +568,16 @@ impl Core {
         };
         let codec = negotiated.codec.encoding_name().to_owned();
         let c = self.calls.get_mut(&id).expect("checked above");
-        leg_of(c, r.side).expect("checked above").negotiated = Some(negotiated.clone());
+        let leg = leg_of(c, r.side).expect("checked above");
+        if let (Some(offer), Ok(answer)) = (
+            leg.offer.as_ref(),
+            SessionDescription::parse_bytes(&response.body),
+        ) {
+            // A party that answers on hold (sendonly, inactive) holds from the start.
+            leg.remote_direction =
+                super::hold::answered_direction(offer, &answer, &negotiated, Direction::SendRecv);
+        }
+        leg.negotiated = Some(negotiated.clone());
         self.actions.push_back(Action::Media {
             call: id,
             op: MediaOp::SetLeg {
@@ -615,6 +624,22 @@ impl Core {
                     agent_codec: codec,
                     transcoding,
                 });
+                // A hold from before the bridge (the customer put the ringback on hold, or
+                // the agent answered on hold) reaches the other party now.
+                for side in [Side::Customer, Side::Agent] {
+                    let held = self
+                        .calls
+                        .get(&id)
+                        .and_then(|c| match side {
+                            Side::Customer => Some(&c.customer),
+                            Side::Agent => c.agent.as_ref(),
+                        })
+                        .map(|l| l.remote_direction)
+                        .filter(|d| *d != Direction::SendRecv);
+                    if let Some(held) = held {
+                        self.remote_direction_is(now, id, side, held);
+                    }
+                }
             }
         }
     }
