@@ -130,8 +130,16 @@ pub async fn register(
                     RegistrationEvent::RetryScheduled { reason, .. }
                         if once && outcome.is_none() =>
                     {
-                        outcome = Some(RegisterOutcome::Unreachable(format!("{reason:?}")));
+                        outcome = Some(RegisterOutcome::Unreachable(reason.to_string()));
                     }
+                    RegistrationEvent::RetryScheduled {
+                        at,
+                        attempt,
+                        reason,
+                    } => eprintln!(
+                        "retrying: attempt {attempt} in {:.1} s after {reason}",
+                        at.since(clock.now()).as_secs_f64()
+                    ),
                     other => eprintln!("{other:?}"),
                 }
             }

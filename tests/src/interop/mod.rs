@@ -31,6 +31,7 @@ pub mod kamailio;
 pub mod netns;
 pub mod ports;
 pub mod process;
+pub mod restarting_registrar;
 pub mod robust;
 pub mod rtp_pcap;
 pub mod sipp;
