@@ -425,3 +425,49 @@ fn customer_hold_during_the_ringback_reaches_the_agent_once_it_answers() {
     let to_agent = answer_reinvite(&mut net, Side::Agent);
     assert_eq!(audio(&to_agent.body).0, Direction::SendOnly);
 }
+
+#[test]
+fn reinvite_answered_only_180_is_cancelled_and_the_next_change_goes_through() {
+    let mut net = Net::new();
+    let (carrier_ack, _) = bridged(&mut net);
+    net.carrier.send(
+        net.now,
+        reinvite(
+            &carrier_ack,
+            1,
+            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
+        ),
+    );
+    net.settle();
+    let (agent_tx, stuck) = net
+        .agent
+        .take_request(Method::Invite)
+        .expect("hold passed on");
+    // The agent rings (a 180 to a re-INVITE) and never answers.
+    net.agent
+        .respond(net.now, agent_tx, make_response(&stuck, 180, None));
+    net.settle();
+    net.advance(Duration::from_secs(45));
+    let cancels = net.sent_unique(Method::Cancel);
+    assert_eq!(
+        cancels.len(),
+        1,
+        "RFC 3261 §9.1: the stuck re-INVITE is cancelled"
+    );
+    assert_eq!(cancels[0].1.cseq().unwrap().seq, stuck.cseq().unwrap().seq);
+    assert!(net.cdrs().is_empty(), "the call goes on");
+    // RFC 3261 §14.1: the cancelled offer changed nothing, so the customer's next hold
+    // is offered to the agent in a fresh re-INVITE.
+    net.carrier.send(
+        net.now,
+        reinvite(
+            &carrier_ack,
+            2,
+            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 3),
+        ),
+    );
+    net.settle();
+    let to_agent = answer_reinvite(&mut net, Side::Agent);
+    assert_eq!(audio(&to_agent.body).0, Direction::SendOnly);
+    assert!(to_agent.cseq().unwrap().seq > stuck.cseq().unwrap().seq);
+}

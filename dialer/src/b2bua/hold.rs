@@ -13,6 +13,11 @@
 
 use super::*;
 
+/// How long our re-INVITE may go without a final response before it is cancelled. Longer
+/// than Timer B (64*T1, RFC 3261 §17.1.1.2), so one never answered at all times out as a
+/// transaction first; this catches the peer that answered 1xx and then nothing.
+pub(super) const REINVITE_ANSWER_TIMEOUT: Duration = Duration::from_secs(40);
+
 /// RFC 3261 §14.1: the owner of the dialog's Call-ID waits 2.1-4 s in units of 10 ms before
 /// retrying after a 491. The dialer placed both legs' INVITEs, so it generated (owns) both
 /// Call-IDs and always takes this range; the peer, not the owner, retries within 0-2 s,
@@ -143,10 +148,29 @@ impl Core {
         self.send_refresh(now, call, side);
     }
 
-    /// The 491 back-off of a leg ran out: offer the wanted direction again.
+    /// A leg's 491 back-off ran out (offer the wanted direction again), or its re-INVITE
+    /// went unanswered too long (CANCEL it: RFC 3261 §14.1 leaves the session as it was,
+    /// and the dialog is free for the next offer).
     pub(super) fn media_update_due(&mut self, now: Time, call: CallId, side: Side) {
-        if let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) {
+        let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) else {
+            return;
+        };
+        if leg.update_retry.is_some_and(|t| t <= now) {
             leg.update_retry = None;
+        }
+        if leg.reinvite_deadline.is_some_and(|t| t <= now) {
+            leg.reinvite_deadline = None;
+            if leg.reinvite_outstanding {
+                let pending = leg.refresh.as_ref().map(|(tx, m, _)| (*tx, m.clone()));
+                leg.reinvite_outstanding = false;
+                leg.offered = None;
+                leg.wanted_direction = None;
+                if let Some((tx, Method::Invite)) = pending {
+                    // RFC 3261 §9.1: a CANCEL for an INVITE answered only provisionally.
+                    let _ = self.endpoint.cancel(now, tx);
+                }
+            }
+            return;
         }
         self.maybe_send_update(now, call, side);
     }

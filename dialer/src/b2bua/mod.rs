@@ -269,6 +269,9 @@ struct Leg {
     wanted_direction: Option<Direction>,
     /// When to offer `wanted_direction` again after a 491 (RFC 3261 §14.1).
     update_retry: Option<Time>,
+    /// When our outstanding re-INVITE, answered only provisionally, is given up with a
+    /// CANCEL (RFC 3261 §9.1, §14.1).
+    reinvite_deadline: Option<Time>,
     /// What the party on this leg last said it does (its offer's or answer's direction,
     /// `c=0.0.0.0` as not receiving): the other leg gets no more than this from us.
     remote_direction: Direction,
@@ -315,6 +318,7 @@ impl Leg {
             offered: None,
             wanted_direction: None,
             update_retry: None,
+            reinvite_deadline: None,
             remote_direction: Direction::SendRecv,
         }
     }
@@ -475,9 +479,15 @@ impl Core {
             .values()
             .flat_map(|c| {
                 let legs = std::iter::once(&c.customer).chain(c.agent.as_ref());
-                legs.flat_map(|l| [l.session.as_ref().map(|s| s.deadline), l.update_retry])
-                    .flatten()
-                    .chain(c.deadline)
+                legs.flat_map(|l| {
+                    [
+                        l.session.as_ref().map(|s| s.deadline),
+                        l.update_retry,
+                        l.reinvite_deadline,
+                    ]
+                })
+                .flatten()
+                .chain(c.deadline)
             })
             .min();
         match (self.endpoint.next_timeout(), calls) {
@@ -806,7 +816,14 @@ impl Core {
                     (Side::Agent, c.agent.as_ref()),
                 ];
                 legs.into_iter()
-                    .filter(|(_, l)| l.and_then(|l| l.update_retry).is_some_and(|t| t <= now))
+                    .filter(|(_, l)| {
+                        l.is_some_and(|l| {
+                            [l.update_retry, l.reinvite_deadline]
+                                .into_iter()
+                                .flatten()
+                                .any(|t| t <= now)
+                        })
+                    })
                     .map(|(side, _)| (c.id, side))
                     .collect::<Vec<_>>()
             })

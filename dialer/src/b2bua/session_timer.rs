@@ -296,6 +296,7 @@ impl Core {
                 leg.refresh = Some((tx, method, seq));
                 leg.reinvite_outstanding = true;
                 leg.offered = changed;
+                leg.reinvite_deadline = Some(now + super::hold::REINVITE_ANSWER_TIMEOUT);
                 self.by_tx.insert(tx, LegRef { call, side });
             }
             Err(_) => self.refresh_failed(now, call, side, 500),
@@ -326,6 +327,7 @@ impl Core {
             self.by_tx.remove(&tx);
         }
         leg.reinvite_outstanding = false;
+        leg.reinvite_deadline = None;
         let offered = leg.offered.take();
         match status {
             200..=299 => {
@@ -447,6 +449,7 @@ impl Core {
             leg.session = None;
             leg.refresh = None;
             leg.reinvite_outstanding = false;
+            leg.reinvite_deadline = None;
             leg.offered = None;
             leg.wanted_direction = None;
         }
