@@ -58,6 +58,8 @@ pub enum Hangup {
 /// What a finished call left behind.
 #[derive(Debug)]
 pub struct Ended {
+    /// The dialer's files: the test directory lives as long as this.
+    pub test: CallTest,
     /// The carrier's SIPp trace (it exited 0).
     pub carrier: SippOutcome,
     /// The CDR line of `dialer run`.
@@ -147,6 +149,7 @@ impl Bridged {
         let heard = Pcm::read_wav(&self.agent.heard()?)?;
         self.agent.stop()?;
         Ok(Ended {
+            test: self.test,
             carrier,
             cdr,
             exit,

@@ -1,0 +1,307 @@
+//! Carrier-grade call behaviour of the real `dialer run` against real peers: SIPp as the
+//! carrier (scenarios `tests/interop/sipp/carrier_<case>.xml`), baresip as agent 1000, one
+//! tshark tap on `lo` seeing every party's SIP and the RTP towards the carrier and the agent
+//! ([`Bridged`]).
+//!
+//! Each test names the behaviour it proves: session timers with either side refreshing
+//! (RFC 4028), reliable provisionals (RFC 3262), hold and unhold from either side
+//! (RFC 3264 §8.4), and forked early dialogs (RFC 3261 §13.2.2.4). Every one also checks that
+//! audio flows both ways after the mid-call signalling: the agent hears the carrier's 440 Hz
+//! and the carrier gets the agent's 1000 Hz, on the capture after the event that matters.
+
+use std::time::Duration;
+
+use scenario_tests::interop::audio;
+use scenario_tests::interop::call::{
+    in_dialog, routed_to_contact_via_record_route, text, CallTest, TONES,
+};
+use scenario_tests::interop::carrier::{carrier_config, trace_interval};
+use scenario_tests::interop::ports::{free_udp_range, LOOPBACK};
+use scenario_tests::interop::robust::{find, tone_between, Bridged, Ended, Hangup};
+use scenario_tests::interop::sipp::SippOutcome;
+use scenario_tests::interop::trace::{Direction, TracedMessage};
+
+const TOOLS: &[&str] = &["sipp", "baresip", "sox", "tshark"];
+
+/// A bridged call with the carrier scenario `scenario` (keys added).
+fn bridged(name: &str, scenario: &str, keys: &[(&str, String)]) -> Bridged {
+    let test = CallTest::new(name, TOOLS).expect("setup");
+    let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
+    let carrier =
+        carrier_config(&test.dir, scenario, LOOPBACK, media_port, 2, keys).expect("carrier");
+    Bridged::start(test, carrier, None).expect("the call is placed and the agent answers")
+}
+
+/// The requests with `method` the carrier received inside the call (CSeq method `method`).
+fn received_in_dialog<'a>(outcome: &'a SippOutcome, method: &'a str) -> Vec<&'a TracedMessage> {
+    outcome
+        .received(method)
+        .filter(|m| m.cseq_method() == Some(method))
+        .collect()
+}
+
+/// The responses the carrier received with `status` to its own requests of `method`.
+fn responses_to<'a>(outcome: &'a SippOutcome, status: u16, method: &str) -> Vec<&'a TracedMessage> {
+    outcome
+        .messages
+        .iter()
+        .filter(|m| {
+            m.direction == Direction::Received
+                && m.status() == Some(status)
+                && m.cseq_method() == Some(method)
+        })
+        .collect()
+}
+
+/// The agent heard the carrier's 440 Hz in the last 1.5 s of its recording (after every
+/// mid-call change of the scenarios here).
+fn assert_agent_hears_carrier_at_the_end(ended: &Ended) {
+    let heard = &ended.heard;
+    let end = heard.duration_s();
+    assert!(
+        audio::tone_present_in(heard, 440.0, end - 1.7, end - 0.2),
+        "the agent does not hear the carrier at the end of the call; timeline {:?}",
+        audio::tone_timeline(heard, &TONES)
+    );
+}
+
+#[test]
+fn carrier_refreshing_the_session_by_reinvite_and_update_keeps_the_call_past_the_first_interval() {
+    let call = bridged("robust-timer-uas", "carrier_timer_uas.xml", &[]);
+    let carrier = call.carrier.addr();
+    let media_port = call.media_port;
+    let ended = call.finish(Hangup::Carrier).expect("the call ends");
+    let outcome = &ended.carrier;
+
+    // RFC 4028 §7.1: the dialer's INVITE offers timers.
+    let invite = outcome.received("INVITE").next().expect("INVITE");
+    assert!(
+        invite
+            .header("Supported")
+            .is_some_and(|s| s.contains("timer")),
+        "INVITE without Supported: timer: {:?}",
+        invite.headers
+    );
+    // RFC 4028 §9: a refresh below our Min-SE gets 422 naming it; the retry with 90 s and
+    // the UPDATE get 2xx that confirm the carrier (the requests' UAC) as the refresher.
+    let refused = responses_to(outcome, 422, "INVITE");
+    assert_eq!(refused.len(), 1, "{:?}", outcome.ladder());
+    assert_eq!(
+        refused[0].header("Min-SE").map(str::trim),
+        Some("90"),
+        "422 without our Min-SE: {:?}",
+        refused[0].headers
+    );
+    for method in ["INVITE", "UPDATE"] {
+        let ok = responses_to(outcome, 200, method);
+        let ok = ok
+            .last()
+            .unwrap_or_else(|| panic!("no 200 to the {method} refresh"));
+        let se = ok.header("Session-Expires").unwrap_or_default();
+        assert!(
+            se.starts_with("90") && se.contains("refresher=uac"),
+            "200 {method}: Session-Expires {se:?}, expected 90;refresher=uac"
+        );
+        assert!(
+            ok.header("Require").is_some_and(|r| r.contains("timer")),
+            "RFC 4028 §9: refresher=uac in a 2xx comes with Require: timer: {:?}",
+            ok.headers
+        );
+    }
+    // The re-INVITE's 2xx answers its offer.
+    let reinvite_ok = responses_to(outcome, 200, "INVITE");
+    assert!(
+        reinvite_ok
+            .last()
+            .is_some_and(|m| m.body.contains("m=audio") && m.body.contains("a=sendrecv")),
+        "the refresh re-INVITE's 200 carries an SDP answer: {reinvite_ok:?}"
+    );
+
+    // The call outlived the 200's 20 s interval, which alone would have ended it 13.3 s
+    // after the answer: the carrier's BYE ended it, not the dialer's timer.
+    assert!(ended.exit.success(), "bridged call exits 0");
+    assert_eq!(text(&ended.cdr, "outcome"), "bridged", "CDR: {}", ended.cdr);
+    assert_eq!(
+        text(&ended.cdr, "hung_up_by"),
+        "customer",
+        "CDR: {}",
+        ended.cdr
+    );
+    let ack = outcome.received("ACK").next().expect("ACK for the 200");
+    let bye_ok = responses_to(outcome, 200, "BYE");
+    let lasted = bye_ok
+        .first()
+        .and_then(|ok| trace_interval(ack, ok))
+        .expect("the carrier's BYE was answered");
+    assert!(
+        lasted > 14.0,
+        "the call lasted {lasted:.1} s after the answer"
+    );
+
+    // Audio after the refreshes: the agent's 1000 Hz reaches the carrier after the UPDATE's
+    // 200, and the agent hears the carrier at the end.
+    let sip = ended.carrier_sip(carrier).expect("SIP on the capture");
+    let update_ok = find(&sip, "200 UPDATE", None).expect("200 UPDATE captured");
+    let bye = find(&sip, "BYE", None).expect("BYE captured");
+    let rtp = ended.rtp_to(media_port).expect("carrier RTP");
+    let (present, timeline) = tone_between(&rtp, update_ok.time + 0.5, bye.time, 1000.0);
+    assert!(
+        present,
+        "no agent audio at the carrier after the refreshes: {timeline:?}"
+    );
+    assert_agent_hears_carrier_at_the_end(&ended);
+}
+
+#[test]
+fn dialer_refreshes_the_session_at_half_the_interval_through_the_record_route() {
+    let call = bridged("robust-timer-uac", "carrier_timer_uac.xml", &[]);
+    let carrier = call.carrier.addr();
+    let media_port = call.media_port;
+    let ended = call.finish(Hangup::Carrier).expect("the call ends");
+    let outcome = &ended.carrier;
+
+    let invites: Vec<_> = outcome.received("INVITE").collect();
+    assert_eq!(
+        invites.len(),
+        2,
+        "INVITE and one refresh: {:?}",
+        outcome.ladder()
+    );
+    let refresh = invites[1];
+    // RFC 4028 §7.4 / §10: the refresh is a re-INVITE (the carrier's Allow has no UPDATE)
+    // inside the dialog, keeping the negotiated interval with us as refresher.
+    routed_to_contact_via_record_route(refresh, carrier).unwrap_or_else(|e| panic!("{e}"));
+    let se = refresh.header("Session-Expires").unwrap_or_default();
+    assert!(
+        se.starts_with("16") && se.contains("refresher=uac"),
+        "refresh Session-Expires {se:?}, expected 16;refresher=uac"
+    );
+    assert!(
+        refresh.body.contains("m=audio"),
+        "the refresh re-INVITE offers the session: {:?}",
+        refresh.body
+    );
+    let first_ack = outcome.received("ACK").next().expect("ACK for the 200");
+    let due = trace_interval(first_ack, refresh).expect("trace times");
+    assert!(
+        (6.5..=10.0).contains(&due),
+        "refresh {due:.2} s after the answer, expected about 8 s (half of 16)"
+    );
+    // RFC 3261 §13.2.2.4: the refresh's 2xx is ACKed the same way.
+    let ack = in_dialog(outcome, "ACK").expect("ACK for the refresh's 200");
+    routed_to_contact_via_record_route(ack, carrier).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ack.header("CSeq").and_then(|c| c.split_whitespace().next()),
+        refresh
+            .header("CSeq")
+            .and_then(|c| c.split_whitespace().next()),
+        "the ACK carries the refresh's CSeq number"
+    );
+
+    assert!(ended.exit.success(), "bridged call exits 0");
+    assert_eq!(text(&ended.cdr, "outcome"), "bridged", "CDR: {}", ended.cdr);
+    let sip = ended.carrier_sip(carrier).expect("SIP on the capture");
+    let refresh_ok = sip
+        .iter()
+        .filter(|m| m.label() == "200 INVITE" && m.message.direction == Direction::Sent)
+        .nth(1)
+        .expect("200 to the refresh captured");
+    let bye = find(&sip, "BYE", None).expect("BYE captured");
+    let rtp = ended.rtp_to(media_port).expect("carrier RTP");
+    let (present, timeline) = tone_between(&rtp, refresh_ok.time + 0.3, bye.time, 1000.0);
+    assert!(
+        present,
+        "no agent audio at the carrier after the refresh: {timeline:?}"
+    );
+    assert_agent_hears_carrier_at_the_end(&ended);
+}
+
+#[test]
+fn reliable_183_and_180_are_pracked_in_their_early_dialog_and_the_183_answer_carries_the_media() {
+    let call = bridged("robust-100rel", "carrier_100rel.xml", &[]);
+    let carrier = call.carrier.addr();
+    let media_port = call.media_port;
+    call.wait_heard(3.0, Duration::from_secs(15))
+        .expect("audio flows to the agent");
+    let ended = call.finish(Hangup::Agent).expect("the call ends");
+    let outcome = &ended.carrier;
+
+    let invites: Vec<_> = outcome.received("INVITE").collect();
+    let invite = invites.last().expect("the authenticated INVITE");
+    assert!(
+        invite
+            .header("Supported")
+            .is_some_and(|s| s.contains("100rel")),
+        "RFC 3262 §3: the INVITE says Supported: 100rel: {:?}",
+        invite.headers
+    );
+    let invite_seq = invite
+        .header("CSeq")
+        .and_then(|c| c.split_whitespace().next())
+        .expect("INVITE CSeq")
+        .to_owned();
+    // RFC 3262 §7.2: one PRACK per reliable provisional, RAck = RSeq, CSeq number and
+    // method of the INVITE; RFC 3262 §7.1: inside the early dialog (the 1xx's tag, its
+    // Contact through its Record-Route).
+    let pracks = received_in_dialog(outcome, "PRACK");
+    assert_eq!(pracks.len(), 2, "two PRACKs: {:?}", outcome.ladder());
+    let tag = outcome
+        .with_status(183)
+        .next()
+        .and_then(|m| m.header("To"))
+        .and_then(scenario_tests::interop::wire::tag_of)
+        .expect("183 To tag");
+    let mut last_seq = 0u32;
+    for (rseq, prack) in (1u32..).zip(&pracks) {
+        let rack = prack.header("RAck").unwrap_or_default();
+        let words: Vec<&str> = rack.split_whitespace().collect();
+        assert_eq!(
+            words,
+            [rseq.to_string().as_str(), invite_seq.as_str(), "INVITE"],
+            "PRACK {rseq}: RAck {rack:?}"
+        );
+        routed_to_contact_via_record_route(prack, carrier).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            prack
+                .header("To")
+                .and_then(scenario_tests::interop::wire::tag_of),
+            Some(tag.clone()),
+            "PRACK {rseq} in the 183's early dialog"
+        );
+        let seq: u32 = prack
+            .header("CSeq")
+            .and_then(|c| c.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("PRACK CSeq");
+        assert!(
+            seq > last_seq,
+            "PRACK CSeq numbers rise: {seq} after {last_seq}"
+        );
+        last_seq = seq;
+    }
+    let ack = in_dialog(outcome, "ACK").expect("ACK for the 200");
+    routed_to_contact_via_record_route(ack, carrier).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ack.header("CSeq").and_then(|c| c.split_whitespace().next()),
+        Some(invite_seq.as_str()),
+        "the ACK has the INVITE's CSeq number, not a PRACK's"
+    );
+    let bye = in_dialog(outcome, "BYE").expect("BYE");
+    routed_to_contact_via_record_route(bye, carrier).unwrap_or_else(|e| panic!("{e}"));
+
+    assert!(ended.exit.success(), "bridged call exits 0");
+    assert_eq!(text(&ended.cdr, "outcome"), "bridged", "CDR: {}", ended.cdr);
+    assert_eq!(
+        text(&ended.cdr, "customer_codec"),
+        "PCMA",
+        "CDR: {}",
+        ended.cdr
+    );
+    // The 200 had no SDP: the media follows the 183's answer, both ways.
+    let sip = ended.carrier_sip(carrier).expect("SIP on the capture");
+    let answered = find(&sip, "ACK", None).expect("ACK captured");
+    let rtp = ended.rtp_to(media_port).expect("carrier RTP");
+    let (present, timeline) = tone_between(&rtp, answered.time, f64::MAX, 1000.0);
+    assert!(present, "no agent audio at the carrier: {timeline:?}");
+    assert_agent_hears_carrier_at_the_end(&ended);
+}
