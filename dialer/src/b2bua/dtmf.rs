@@ -187,8 +187,10 @@ impl Core {
         }
     }
 
-    /// Passes a key press on to leg `to` in its form, when both legs are confirmed.
+    /// Passes a key press on to leg `to` in its form, when both legs are confirmed; the
+    /// duration is clamped to 40 ms..5 s (ITU-T Q.24 receivers need at least 40 ms).
     fn pass_key(&mut self, now: Time, call: CallId, to: Side, event: u8, duration: Duration) {
+        let duration = media::dtmf::press_duration(duration);
         let Some(c) = self.calls.get(&call) else {
             return;
         };

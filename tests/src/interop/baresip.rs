@@ -235,6 +235,22 @@ impl Baresip {
         }
     }
 
+    /// Presses `keys` in the current call (menu `sndcode` over ctrl_tcp): baresip sends each
+    /// as RFC 4733 telephone-events, pressed and released at once.
+    pub fn send_keys(&self, keys: &str) -> Result<(), HarnessError> {
+        let token = format!("k{}", keys.len());
+        let json = serde_json::json!({ "command": "sndcode", "params": keys, "token": token });
+        let reply = ctrl_tcp_request(self.config.ctrl, &json.to_string(), &token)?;
+        if reply.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+            Ok(())
+        } else {
+            Err(HarnessError::Peer(format!(
+                "{}: ctrl_tcp `sndcode {keys}` refused: {reply}",
+                self.config.name
+            )))
+        }
+    }
+
     /// The recording of what it heard in the last call (`dump-*-dec.wav`).
     pub fn heard(&self) -> Result<PathBuf, HarnessError> {
         self.recording("-dec.wav")
