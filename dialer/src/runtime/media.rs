@@ -687,8 +687,11 @@ impl State {
                 });
                 true
             }
-            // From the leg's peer but with nowhere to go yet: still what the leg said.
-            Forward::Dropped(DropReason::RingbackPlaying | DropReason::NoDestination) => true,
+            // From the leg's peer but with nowhere to go yet, or held back while a digit
+            // plays to the other leg: still what the leg said.
+            Forward::Dropped(
+                DropReason::RingbackPlaying | DropReason::NoDestination | DropReason::DtmfPlaying,
+            ) => true,
             Forward::Dropped(_) => false,
         };
         if recording && accepted {
