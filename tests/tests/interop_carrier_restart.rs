@@ -11,6 +11,10 @@
 //! - A bridged call whose carrier (SIPp) is killed mid-call ends on the media timeout: BYE to
 //!   both legs (the carrier's goes unanswered), a `media_timeout` CDR, no call left.
 //!
+//! - A carrier that restarted while a call rang answers the dialer's CANCEL with 200 but never
+//!   sends the INVITE's 487: the call still ends, 64*T1 after the CANCEL (RFC 3261 §9.1), with
+//!   a CDR, whether it was hung up through the API or by SIGTERM.
+//!
 //! Timing is shortened through the configuration: T1 = 50 ms (Timer B and F = 3.2 s), the
 //! registrar grants 4 s (refresh every 2 s), retries between 1 s and 6 s, media timeout 2 s.
 //! Tolerances on the measured spacing allow for scheduling on a loaded machine.
@@ -19,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dialer::control::OriginateRequest;
+use dialer::control::{CallState, OriginateRequest};
 use regex::Regex;
 use scenario_tests::interop::baresip::AnswerMode;
 use scenario_tests::interop::call::{carrier, text, wait_cdr, CallOptions, CallTest};
@@ -311,4 +315,89 @@ fn a_bridged_call_whose_carrier_vanished_ends_on_the_media_timeout_with_a_cdr() 
         .stop("TERM", Duration::from_secs(10))
         .expect("dialer run exits");
     assert!(exit.success(), "dialer run exits 0: {exit}");
+}
+
+#[test]
+fn a_carrier_that_lost_a_ringing_call_does_not_leave_it_stuck_after_cancel() {
+    let test = CallTest::new("carrier-restart-lost-cancel", &[]).expect("setup");
+    let addr = SocketAddr::new(LOOPBACK, free_udp_port(LOOPBACK).expect("carrier port"));
+    let registrar = RestartingRegistrar::start(addr, GRANTED_S).expect("carrier");
+    registrar.ring_and_lose_cancelled_calls();
+    let config = restart_config(&test, addr);
+    let run = test.run(&config).expect("dialer run");
+    run.wait_for_line(
+        &Regex::new(r"^dialer: trunk carrier: registered").unwrap(),
+        Duration::from_secs(10),
+    )
+    .expect("the trunk registers");
+    let client = test.client().expect("API client");
+    let ringing_call = || {
+        let info = client
+            .originate(&OriginateRequest {
+                number: "+15551234".into(),
+                agent: "1000".into(),
+                trunk: None,
+                ringback: None,
+                record: None,
+                pcap: None,
+            })
+            .expect("the dialer places the call");
+        poll_until(
+            "the customer ringing (180 received)",
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                client
+                    .calls()
+                    .ok()?
+                    .iter()
+                    .any(|c| c.id == info.id && c.state == CallState::Progress)
+                    .then_some(())
+            },
+        )
+        .expect("the call rings");
+        info
+    };
+    let cancels = || {
+        registrar
+            .arrivals()
+            .iter()
+            .filter(|a| a.method == "CANCEL")
+            .count()
+    };
+
+    // Hung up through the API: CANCEL, its 200, then no 487. RFC 3261 §9.1: after 64*T1
+    // (3.2 s here) without a final response the INVITE counts as cancelled.
+    let first = ringing_call();
+    client.hangup(first.id).expect("DELETE /calls/{id}");
+    let asked = now();
+    let cdr = wait_cdr(&run, Duration::from_secs(10)).expect("the call ends with a CDR");
+    let took = now() - asked;
+    assert_eq!(text(&cdr, "id"), first.id.to_string(), "CDR: {cdr}");
+    assert_eq!(text(&cdr, "hung_up_by"), "dialer", "CDR: {cdr}");
+    assert_eq!(cancels(), 1, "{:?}", registrar.arrivals());
+    assert!(
+        took >= Duration::from_millis(3100) && took < Duration::from_secs(6),
+        "the cancelled call ended {took:?} after the hangup"
+    );
+    assert!(client.calls().expect("GET /calls").is_empty());
+
+    // The same at SIGTERM: the dialer waits for the INVITE as long as RFC 3261 §9.1 says,
+    // then writes the CDR and exits 0.
+    let second = ringing_call();
+    run.signal("TERM").expect("SIGTERM to dialer run");
+    let cdr = run
+        .wait_for_lines(
+            &Regex::new(r#"^\s*\{.*"outcome""#).unwrap(),
+            2,
+            Duration::from_secs(10),
+        )
+        .expect("the second CDR");
+    let cdr: serde_json::Value = serde_json::from_str(cdr[1].trim()).expect("CDR JSON");
+    assert_eq!(text(&cdr, "id"), second.id.to_string(), "CDR: {cdr}");
+    let exit = run
+        .wait_exit(Duration::from_secs(10))
+        .expect("dialer run exits");
+    assert!(exit.success(), "dialer run exits 0: {exit}\n{}", run.tail());
+    assert_eq!(cancels(), 2, "{:?}", registrar.arrivals());
 }

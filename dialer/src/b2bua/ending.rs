@@ -415,6 +415,18 @@ impl Core {
                 _ => {}
             }
         }
+        // RFC 3261 §9.1: a CANCELled INVITE still without a final response 64*T1 later is
+        // taken as cancelled (see `call_timer`), so a peer that answers the CANCEL and never
+        // the INVITE cannot keep the call.
+        let give_up_at = now + self.endpoint.config().timers.t1 * 64;
+        if let Some(c) = self.calls.get_mut(&call) {
+            let cancelling = [Side::Customer, Side::Agent]
+                .into_iter()
+                .any(|side| leg_of(c, side).is_some_and(|l| l.state == LegState::Cancelling));
+            if cancelling {
+                c.deadline = Some(give_up_at);
+            }
+        }
         self.maybe_finish(now, call);
     }
 
@@ -504,6 +516,19 @@ impl Core {
                 cause: q850::NO_ANSWER,
                 by: HungUpBy::Dialer,
             },
+            CallState::Ending => {
+                // 64*T1 after our CANCEL and still no final response to the INVITE: the
+                // INVITE counts as cancelled (RFC 3261 §9.1) and the leg is over.
+                for side in [Side::Customer, Side::Agent] {
+                    if let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) {
+                        if leg.state == LegState::Cancelling {
+                            leg.state = LegState::Done;
+                        }
+                    }
+                }
+                self.maybe_finish(now, call);
+                return;
+            }
             _ => return,
         };
         self.end_call(now, call, ending);

@@ -79,14 +79,27 @@ pub struct Running {
     pub sip_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// The longest the signalling loop keeps going after the shutdown: [`calls_drain`].
+    stop_within: Duration,
 }
 
 impl Running {
     /// Ends every call, un-registers, and waits (bounded) for the dialer to stop.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(8), self.task).await;
+        let bound = self.stop_within + Duration::from_secs(3);
+        let _ = tokio::time::timeout(bound, self.task).await;
     }
+}
+
+/// How long the trunks get to un-register at shutdown.
+const UNREGISTER_WAIT: Duration = Duration::from_secs(5);
+
+/// How long calls still ending at shutdown are waited for: every transaction they own is over
+/// by 64*T1 (RFC 3261 Timer B and F, and the wait for a CANCELled INVITE's final response,
+/// §9.1), so each ends through its own BYE, CANCEL or timeout and writes its CDR.
+fn calls_drain(t1: Duration) -> Duration {
+    (t1 * 64 + Duration::from_secs(1)).max(UNREGISTER_WAIT)
 }
 
 enum Internal {
@@ -284,12 +297,20 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     for (_, reg) in &mut state.registrations {
         reg.start(now, state.core.endpoint());
     }
-    let task = tokio::spawn(main_loop(state, req_rx, internal_rx, shutdown_rx));
+    let stop_within = calls_drain(config.sip().timers.t1);
+    let task = tokio::spawn(main_loop(
+        state,
+        req_rx,
+        internal_rx,
+        shutdown_rx,
+        stop_within,
+    ));
     Ok(Running {
         control,
         sip_addr: bound,
         shutdown,
         task,
+        stop_within,
     })
 }
 
@@ -329,9 +350,12 @@ async fn main_loop(
     mut requests: mpsc::Receiver<ControlRequest>,
     mut internal: mpsc::UnboundedReceiver<Internal>,
     mut shutdown: watch::Receiver<bool>,
+    stop_within: Duration,
 ) {
     let mut buf = vec![0u8; 65_535];
     let mut stop_deadline = None;
+    let mut calls_deadline = None;
+    let mut unregister_wait_over = false;
     let sock = st.sock.clone();
     st.drain();
     loop {
@@ -348,12 +372,23 @@ async fn main_loop(
             changed = shutdown.changed(), if !st.shutting_down => {
                 let _ = changed;
                 st.begin_shutdown();
-                stop_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                let at = tokio::time::Instant::now();
+                stop_deadline = Some(at + UNREGISTER_WAIT);
+                calls_deadline = Some(at + stop_within);
             }
-            _ = sleep_until(stop_deadline), if stop_deadline.is_some() => break,
+            _ = sleep_until(stop_deadline), if stop_deadline.is_some() => {
+                // Past the un-registration wait, only calls still ending keep the loop going.
+                if st.core.call_count() == 0 || stop_deadline >= calls_deadline {
+                    break;
+                }
+                unregister_wait_over = true;
+                stop_deadline = calls_deadline;
+            }
         }
         st.drain();
-        if st.shutting_down && st.finished() {
+        if st.shutting_down
+            && (st.finished() || (unregister_wait_over && st.core.call_count() == 0))
+        {
             break;
         }
     }

@@ -9,7 +9,11 @@
 //! the REGISTERs to come (503 with or without Retry-After, RFC 3261 §21.5.4, §20.33); once the
 //! script is used up every REGISTER gets 200 granting the configured expiry in the Contact's
 //! `expires` parameter (RFC 3261 §10.3 step 8). An un-REGISTER (`Expires: 0`) always gets 200
-//! and uses nothing from the script; OPTIONS get 200; any other request gets 503.
+//! and uses nothing from the script; OPTIONS get 200; any other request gets 503, unless
+//! [`RestartingRegistrar::ring_and_lose_cancelled_calls`] was called: then an INVITE gets 100
+//! and 180 and nothing more, and a CANCEL gets its 200 but the INVITE never gets its 487, as
+//! from a carrier that restarted with the call ringing and answers the CANCEL without knowing
+//! the call any more.
 //!
 //! SIPp could play the 503s but not a scripted sequence across its own restart with the
 //! arrival times this test measures; here every request is logged with the [`Instant`] it
@@ -63,6 +67,7 @@ pub struct Arrival {
 struct Shared {
     script: VecDeque<Reply>,
     arrivals: Vec<Arrival>,
+    ring_and_lose: bool,
 }
 
 struct Life {
@@ -143,6 +148,12 @@ impl RestartingRegistrar {
         Ok(())
     }
 
+    /// From now on INVITEs ring (100, 180) and are never answered, and a CANCEL gets 200
+    /// without the INVITE's 487 (see the module docs).
+    pub fn ring_and_lose_cancelled_calls(&self) {
+        self.shared.lock().expect("registrar lock").ring_and_lose = true;
+    }
+
     /// Every request received so far, in order.
     pub fn arrivals(&self) -> Vec<Arrival> {
         self.shared.lock().expect("registrar lock").arrivals.clone()
@@ -180,10 +191,13 @@ impl Drop for RestartingRegistrar {
     }
 }
 
+/// Call-ID, CSeq number and method: what tells a retransmission from a new request here.
+type TransactionKey = (String, u32, String);
+
+/// The answers sent to each request, so a retransmission gets them again.
 fn serve(socket: UdpSocket, stop: &AtomicBool, shared: &Mutex<Shared>, expires: u32) {
     let mut buf = vec![0u8; 65_535];
-    // (Call-ID, CSeq) -> the answer sent, for retransmissions.
-    let mut answered: Vec<((String, u32), Vec<u8>)> = Vec::new();
+    let mut answered: Vec<(TransactionKey, Vec<Vec<u8>>)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let Ok((n, from)) = socket.recv_from(&mut buf) else {
             continue;
@@ -197,26 +211,46 @@ fn serve(socket: UdpSocket, stop: &AtomicBool, shared: &Mutex<Shared>, expires: 
         }
         let call_id = request.call_id().unwrap_or_default().to_owned();
         let cseq = request.cseq().map(|c| c.seq).unwrap_or(0);
-        let key = (call_id.clone(), cseq);
-        if let Some((_, bytes)) = answered.iter().find(|(k, _)| *k == key) {
-            let _ = socket.send_to(bytes, from);
+        let key = (call_id.clone(), cseq, request.method.as_str().to_owned());
+        if let Some((_, sent)) = answered.iter().find(|(k, _)| *k == key) {
+            for bytes in sent {
+                let _ = socket.send_to(bytes, from);
+            }
             continue;
         }
         let request_expires = request.expires().ok().flatten();
         let mut shared = shared.lock().expect("registrar lock");
-        let response = answer(&request, request_expires, &mut shared.script, expires);
+        let responses = if shared.ring_and_lose && request.method == Method::Invite {
+            let mut ringing = make_response(&request, 180, Some("callee"));
+            ringing.headers.add(
+                HeaderKind::Contact,
+                format!("<sip:callee@{}>", socket.local_addr().map_or(from, |a| a)),
+            );
+            vec![make_response(&request, 100, None), ringing]
+        } else if shared.ring_and_lose && request.method == Method::Cancel {
+            vec![make_response(&request, 200, Some("callee"))]
+        } else {
+            vec![answer(
+                &request,
+                request_expires,
+                &mut shared.script,
+                expires,
+            )]
+        };
         shared.arrivals.push(Arrival {
             at,
             method: request.method.as_str().to_owned(),
             cseq,
             call_id,
             expires: request_expires,
-            status: response.status,
+            status: responses.last().map_or(0, |r| r.status),
         });
         drop(shared);
-        let bytes = response.to_bytes();
-        let _ = socket.send_to(&bytes, from);
-        answered.push((key, bytes));
+        let sent: Vec<Vec<u8>> = responses.iter().map(|r| r.to_bytes()).collect();
+        for bytes in &sent {
+            let _ = socket.send_to(bytes, from);
+        }
+        answered.push((key, sent));
     }
 }
 
