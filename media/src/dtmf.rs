@@ -1,5 +1,6 @@
 //! DTMF: RFC 4733 telephone-event payloads read and generated, digits collected from event
-//! streams, and the ITU-T Q.23 tone pairs generated as PCM for legs that carry DTMF in-band.
+//! streams, and the ITU-T Q.23 tone pairs generated as PCM for legs that carry DTMF in-band
+//! and found again in PCM ([`ToneDetector`]).
 //!
 //! Everything here is arithmetic on its inputs: the caller says when packets are due and
 //! which timestamps they carry ([`crate::relay::Relay::send_digit`] does, per leg).
@@ -303,6 +304,149 @@ impl ToneGenerator {
     }
 }
 
+/// Goertzel block length at 8 kHz: 102 samples (12.75 ms, 78 Hz bins), short enough that a
+/// 40 ms key (ITU-T Q.24's shortest) holds two whole blocks.
+const DETECT_BLOCK_8K: usize = 102;
+/// Each tone of a key must reach -30 dBm0.
+const DETECT_MIN_DBM0: f64 = -30.0;
+/// The two tones may differ by up to 8 dB either way (twist).
+const DETECT_MAX_TWIST_DB: f64 = 8.0;
+/// The pair must carry this share of the block's energy (speech spreads over many more).
+const DETECT_MIN_SHARE: f64 = 0.7;
+
+/// Finds DTMF keys in PCM (ITU-T Q.23 pairs, Q.24 timing) by the Goertzel power of the eight
+/// keypad frequencies over 12.75 ms blocks. A key starts after two blocks in a row show its
+/// pair (each tone above -30 dBm0, twist within 8 dB, the pair holding most of the energy)
+/// and ends after two blocks without it; it is reported when it ends, with its duration.
+#[derive(Debug, Clone)]
+pub struct ToneDetector {
+    rate: u32,
+    block: usize,
+    coefficients: [f64; 8],
+    state: [(f64, f64); 8],
+    energy: f64,
+    filled: usize,
+    min_power: f64,
+    candidate: Option<(u8, u32)>,
+    current: Option<(u8, u32)>,
+    misses: u32,
+}
+
+impl ToneDetector {
+    /// A detector for PCM at `rate` Hz.
+    pub fn new(rate: u32) -> ToneDetector {
+        const FREQUENCIES: [f64; 8] = [697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0];
+        let rate = rate.max(8000);
+        let block = DETECT_BLOCK_8K * rate as usize / 8000;
+        let coefficients =
+            FREQUENCIES.map(|f| 2.0 * (std::f64::consts::TAU * f / f64::from(rate)).cos());
+        let amplitude = DBM0_AMPLITUDE * 10f64.powf(DETECT_MIN_DBM0 / 20.0);
+        ToneDetector {
+            rate,
+            block,
+            coefficients,
+            state: [(0.0, 0.0); 8],
+            energy: 0.0,
+            filled: 0,
+            // Goertzel power on the scale of the block's energy: A² N / 2 for amplitude A.
+            min_power: amplitude * amplitude * block as f64 / 2.0,
+            candidate: None,
+            current: None,
+            misses: 0,
+        }
+    }
+
+    /// Whether a key is being heard now.
+    pub fn is_active(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Feeds samples; returns a key that ended in them (event code and duration).
+    pub fn push(&mut self, pcm: &[i16]) -> Option<(u8, std::time::Duration)> {
+        let mut ended = None;
+        for &sample in pcm {
+            let x = f64::from(sample);
+            self.energy += x * x;
+            for (state, coefficient) in self.state.iter_mut().zip(self.coefficients) {
+                let s0 = x + coefficient * state.0 - state.1;
+                *state = (s0, state.0);
+            }
+            self.filled += 1;
+            if self.filled == self.block {
+                let key = self.classify();
+                self.state = [(0.0, 0.0); 8];
+                self.energy = 0.0;
+                self.filled = 0;
+                if let Some(digit) = self.on_block(key) {
+                    ended = Some(digit);
+                }
+            }
+        }
+        ended
+    }
+
+    /// The key whose pair this block holds, if any.
+    fn classify(&self) -> Option<u8> {
+        let n = self.block as f64;
+        let power: Vec<f64> = self
+            .state
+            .iter()
+            .zip(self.coefficients)
+            .map(|(&(s1, s2), c)| 2.0 * (s1 * s1 + s2 * s2 - c * s1 * s2) / n)
+            .collect();
+        let strongest = |group: &[f64]| {
+            group.iter().copied().enumerate().fold(
+                (0, 0.0),
+                |best, (i, p)| if p > best.1 { (i, p) } else { best },
+            )
+        };
+        let (row, low) = strongest(&power[..4]);
+        let (col, high) = strongest(&power[4..]);
+        let twist = 10f64.powf(DETECT_MAX_TWIST_DB / 10.0);
+        let valid = low >= self.min_power
+            && high >= self.min_power
+            && high <= low * twist
+            && low <= high * twist
+            && low + high >= DETECT_MIN_SHARE * self.energy;
+        // Q.23 keypad: rows 1 2 3 A / 4 5 6 B / 7 8 9 C / * 0 # D.
+        const KEYS: [[u8; 4]; 4] = [[1, 2, 3, 12], [4, 5, 6, 13], [7, 8, 9, 14], [10, 0, 11, 15]];
+        valid.then(|| KEYS[row][col])
+    }
+
+    fn on_block(&mut self, key: Option<u8>) -> Option<(u8, std::time::Duration)> {
+        if let Some((current, blocks)) = self.current {
+            if key == Some(current) {
+                self.current = Some((current, blocks + 1));
+                self.misses = 0;
+                return None;
+            }
+            self.misses += 1;
+            if self.misses < 2 {
+                return None;
+            }
+            self.current = None;
+            self.misses = 0;
+            self.candidate = key.map(|k| (k, 1));
+            let micros = u64::from(blocks) * self.block as u64 * 1_000_000 / u64::from(self.rate);
+            return Some((current, std::time::Duration::from_micros(micros)));
+        }
+        self.candidate = match (key, self.candidate) {
+            (Some(k), Some((c, n))) if k == c => {
+                if n + 1 >= 2 {
+                    self.current = Some((k, n + 1));
+                    self.misses = 0;
+                    None
+                } else {
+                    Some((k, n + 1))
+                }
+            }
+            (Some(k), _) => Some((k, 1)),
+            (None, _) => None,
+        };
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +605,78 @@ mod tests {
         assert!(generator.tone_done());
         // About -7 and -9 dBm0 together stay clear of clipping.
         assert!(tone.iter().all(|&s| s.abs() < 20000));
+    }
+
+    /// `keys` as the generator plays them (each for its duration, then 60 ms of silence),
+    /// through the detector in 20 ms frames.
+    fn detect(keys: &[(u8, u64)], level: f64) -> Vec<(u8, Duration)> {
+        let mut detector = ToneDetector::new(8000);
+        let mut found = Vec::new();
+        for &(event, ms) in keys {
+            let mut generator =
+                ToneGenerator::new(event, Duration::from_millis(ms), 8000).expect("key");
+            let mut frame = [0i16; 160];
+            for _ in 0..(ms + 60).div_ceil(20) {
+                generator.fill(&mut frame);
+                for s in frame.iter_mut() {
+                    *s = (f64::from(*s) * level) as i16;
+                }
+                found.extend(detector.push(&frame));
+            }
+        }
+        let mut frame = [0i16; 160];
+        for _ in 0..5 {
+            frame.fill(0);
+            found.extend(detector.push(&frame));
+        }
+        found
+    }
+
+    #[test]
+    fn detector_finds_generated_keys_in_order_with_their_durations() {
+        let keys = [(1, 200), (9, 100), (11, 250), (0, 40), (15, 80)];
+        let found = detect(&keys, 1.0);
+        assert_eq!(
+            found.iter().map(|k| k.0).collect::<Vec<_>>(),
+            [1, 9, 11, 0, 15]
+        );
+        for ((_, d), (_, ms)) in found.iter().zip(keys) {
+            let got = d.as_millis() as i64;
+            assert!(
+                (got - ms as i64).abs() <= 26,
+                "{ms} ms key measured {got} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn detector_ignores_quiet_keys_single_tones_and_speech_like_sound() {
+        // About -40 dBm0 per tone: below the -30 dBm0 floor.
+        assert!(detect(&[(5, 200)], 0.03).is_empty());
+        // One tone alone (a dial tone component), and a chord of harmonics.
+        let mut detector = ToneDetector::new(8000);
+        let mut pcm = vec![0i16; 8000];
+        for (n, s) in pcm.iter_mut().enumerate() {
+            let t = n as f64 / 8000.0;
+            *s = (8000.0 * (std::f64::consts::TAU * 941.0 * t).sin()) as i16;
+        }
+        assert_eq!(detector.push(&pcm), None);
+        assert!(!detector.is_active());
+        for (n, s) in pcm.iter_mut().enumerate() {
+            let t = n as f64 / 8000.0;
+            *s = (1..=12)
+                .map(|h| {
+                    2000.0 / f64::from(h) * (std::f64::consts::TAU * 120.0 * f64::from(h) * t).sin()
+                })
+                .sum::<f64>() as i16;
+        }
+        assert_eq!(detector.push(&pcm), None);
+        assert!(!detector.is_active());
+    }
+
+    #[test]
+    fn detector_rejects_a_key_shorter_than_two_blocks() {
+        assert!(detect(&[(3, 20)], 1.0).is_empty());
     }
 
     #[test]

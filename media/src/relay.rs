@@ -30,6 +30,11 @@
 //! telephone-event they are passed on with its payload type; towards an `Inband` leg, or an
 //! `Rfc4733` leg without telephone-event, the digit is played as a Q.23 tone pair in its codec
 //! once it ended; towards an `Info` leg they stop here (the call logic sends SIP INFO).
+//! The audio of an `Inband` leg is decoded and searched for keys ([`ToneDetector`]); a key
+//! found is reported the same way, and towards a leg that takes events or INFO the audio is
+//! held back while the key sounds (a tone of less than 30 ms gets through before it is
+//! recognised) and the key follows as telephone-events or INFO when it ends. Towards another
+//! in-band leg, or one without telephone-event, the tone stays in the audio as it is.
 //! [`Relay::send_digit`] injects a digit towards a leg in that leg's form (events or tone);
 //! while it plays, the other leg's audio to that leg is held back, and the stream's sequence
 //! numbers and timestamps run on across it.
@@ -40,9 +45,11 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use crate::codec::{Codec, CodecError, Encoder, Transcoder};
+use crate::codec::{Codec, CodecError, Decoder, Encoder, Transcoder};
 pub use crate::dtmf::DtmfMode;
-use crate::dtmf::{DigitCollector, EventPayload, EventSequence, ToneGenerator, INTER_DIGIT_PAUSE};
+use crate::dtmf::{
+    DigitCollector, EventPayload, EventSequence, ToneDetector, ToneGenerator, INTER_DIGIT_PAUSE,
+};
 use crate::playback::{Player, FRAME_MS};
 use crate::rtcp::{self, NtpTimestamp, ReceiverStats, ReportBlock, ReportSchedule, SenderStats};
 use crate::rtp::{self, OutgoingHeader, PacketKind, PayloadType, RtpHeader, Ssrc};
@@ -351,6 +358,17 @@ struct Leg {
     /// Our tone frames' own numbering, mapped onto the stream like any source.
     tone_seq: u16,
     tone_ts: u32,
+    /// Key detection in this leg's audio, for a leg in `Inband` mode.
+    detector: Option<Box<Detection>>,
+}
+
+/// What in-band detection on one leg needs: the leg's decoder at 8 kHz and the detector.
+#[derive(Debug)]
+struct Detection {
+    codec: Codec,
+    decoder: Decoder,
+    detector: ToneDetector,
+    pcm: Vec<i16>,
 }
 
 impl Leg {
@@ -381,6 +399,7 @@ impl Leg {
             dtmf_idle_at: None,
             tone_seq: 0,
             tone_ts: 0,
+            detector: None,
         }
     }
 
@@ -881,6 +900,7 @@ impl Relay {
             ingress.candidate = None;
         }
         let digit = self.collect_digit(side, &header, &buf[..len]);
+        let (heard, keying) = self.detect_inband(side, &header, &buf[..len]);
         let (ingress, egress) = self.pair(side);
         ingress.last_rx = now;
         ingress.timeout_reported = false;
@@ -928,6 +948,19 @@ impl Relay {
                 } else {
                     DropReason::DtmfConverted
                 });
+            }
+        }
+        // A key heard in the audio goes on as events or INFO to a leg that takes them, and
+        // the tone itself is held back; an in-band leg, or one without telephone-event,
+        // hears the tone as it is.
+        let takes_tone = egress.dtmf_mode == DtmfMode::Inband
+            || (egress.dtmf_mode == DtmfMode::Rfc4733 && out_event.is_none());
+        if !takes_tone {
+            if let (Some(key), DtmfMode::Rfc4733) = (heard, egress.dtmf_mode) {
+                egress.dtmf_queue.push_back(key);
+            }
+            if keying {
+                return Forward::Dropped(DropReason::DtmfConverted);
             }
         }
         if egress.dtmf_busy(now) {
@@ -1110,6 +1143,65 @@ impl Relay {
             duration,
         });
         Some((digit.event, crate::dtmf::press_duration(duration)))
+    }
+
+    /// Decodes an audio packet from an `Inband` leg into its key detector; reports a key that
+    /// ended. Returns that key and whether a key is sounding now.
+    fn detect_inband(
+        &mut self,
+        side: Side,
+        header: &RtpHeader,
+        packet: &[u8],
+    ) -> (Option<(u8, Duration)>, bool) {
+        let leg = &mut self.legs[side.index()];
+        let Some(negotiated) = leg.negotiated.as_ref() else {
+            return (None, false);
+        };
+        if leg.dtmf_mode != DtmfMode::Inband
+            || leg.is_telephone_event(header.payload_type)
+            || (header.payload_type != negotiated.receive_payload_type
+                && header.payload_type != negotiated.send_payload_type)
+        {
+            return (None, false);
+        }
+        let codec = negotiated.codec;
+        if leg.detector.as_ref().is_none_or(|d| d.codec != codec) {
+            // Opus decodes straight to 8 kHz, the detector's rate for every codec.
+            let Ok(decoder) = Decoder::with_rate(codec, 8000) else {
+                return (None, false);
+            };
+            leg.detector = Some(Box::new(Detection {
+                codec,
+                decoder,
+                detector: ToneDetector::new(8000),
+                pcm: vec![0; crate::codec::MAX_FRAME_SAMPLES],
+            }));
+        }
+        let Some(detection) = leg.detector.as_mut() else {
+            return (None, false);
+        };
+        let Detection {
+            decoder,
+            detector,
+            pcm,
+            ..
+        } = &mut **detection;
+        let key = match decoder.decode(header.payload(packet), pcm) {
+            Ok(n) => detector.push(&pcm[..n]),
+            Err(_) => None,
+        };
+        let keying = detector.is_active();
+        if let Some((event, duration)) = key {
+            self.events.push_back(RelayEvent::Digit {
+                side,
+                event,
+                duration,
+            });
+        }
+        (
+            key.map(|(e, d)| (e, crate::dtmf::press_duration(d))),
+            keying,
+        )
     }
 
     /// The next packet of the digit playing to leg `i`, when one is due; starts the next

@@ -359,3 +359,104 @@ fn digit_to_an_opus_leg_without_telephone_event_is_an_opus_coded_tone() {
         "941 {low}, 1477 {high}, other {other}"
     );
 }
+
+/// The customer's PCMA audio carrying `event` for `ms` then silence, 20 ms per packet, from
+/// `t0`; returns what the relay did with each packet.
+fn play_inband_key(
+    relay: &mut Relay,
+    t0: Instant,
+    event: u8,
+    ms: u64,
+    total_ms: u64,
+) -> Vec<Forward> {
+    let mut generator =
+        media::dtmf::ToneGenerator::new(event, Duration::from_millis(ms), 8000).expect("key");
+    let mut results = Vec::new();
+    for k in 0..total_ms / 20 {
+        let mut pcm = [0i16; 160];
+        generator.fill(&mut pcm);
+        let mut payload = [0u8; 160];
+        media::codec::g711::encode(media::codec::g711::Law::A, &pcm, &mut payload);
+        let now = t0 + Duration::from_millis(20 * k);
+        let pkt = packet(8, 500 + k as u16, 8000 + 160 * k as u32, k == 0, &payload);
+        results.push(forward(relay, now, &pkt));
+    }
+    results
+}
+
+#[test]
+fn key_heard_in_an_inband_legs_audio_is_reported_held_back_and_sent_as_events() {
+    let t0 = epoch();
+    let mut relay = relay(agent_leg(PCMU_TE_96), t0);
+    relay.set_dtmf_mode(Side::Customer, DtmfMode::Inband);
+    let results = play_inband_key(&mut relay, t0, 7, 200, 400);
+    let held = results
+        .iter()
+        .filter(|r| **r == Forward::Dropped(DropReason::DtmfConverted))
+        .count();
+    // Two 12.75 ms blocks recognise the key: at most two 20 ms packets of tone get through.
+    assert!(
+        results[..2]
+            .iter()
+            .any(|r| matches!(r, Forward::Send { .. })),
+        "{results:?}"
+    );
+    assert!(
+        (8..=11).contains(&held),
+        "the tone is held back: {results:?}"
+    );
+    let mut digits = Vec::new();
+    while let Some(e) = relay.poll_event(t0 + Duration::from_millis(400)) {
+        if let RelayEvent::Digit {
+            side,
+            event,
+            duration,
+        } = e
+        {
+            digits.push((side, event, duration));
+        }
+    }
+    assert_eq!(digits.len(), 1, "{digits:?}");
+    let (side, event, duration) = digits[0];
+    assert_eq!((side, event), (Side::Customer, 7));
+    assert!(
+        duration.abs_diff(Duration::from_millis(200)) <= Duration::from_millis(26),
+        "{duration:?}"
+    );
+    // The key follows to the agent as telephone-events on its number.
+    let events: Vec<EventPayload> = generated(
+        &mut relay,
+        t0 + Duration::from_millis(400),
+        Duration::from_millis(400),
+        Side::Agent,
+    )
+    .iter()
+    .map(|(_, p)| {
+        let h = RtpHeader::parse(p).expect("rtp");
+        assert_eq!(h.payload_type, PayloadType(96));
+        EventPayload::parse(h.payload(p)).expect("event")
+    })
+    .collect();
+    assert_eq!(events.iter().filter(|e| e.end).count(), 3);
+    assert!(events.iter().all(|e| e.event == 7));
+}
+
+#[test]
+fn key_heard_in_an_inband_leg_passes_as_audio_to_another_inband_leg() {
+    let t0 = epoch();
+    let mut relay = relay(agent_leg(PCMU_TE_96), t0);
+    relay.set_dtmf_mode(Side::Customer, DtmfMode::Inband);
+    relay.set_dtmf_mode(Side::Agent, DtmfMode::Inband);
+    let results = play_inband_key(&mut relay, t0, 3, 200, 400);
+    assert!(
+        results.iter().all(|r| matches!(r, Forward::Send { .. })),
+        "{results:?}"
+    );
+    assert!(generated(
+        &mut relay,
+        t0 + Duration::from_millis(400),
+        Duration::from_millis(300),
+        Side::Agent
+    )
+    .is_empty());
+}
