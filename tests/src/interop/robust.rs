@@ -18,8 +18,8 @@ use super::baresip::{AnswerMode, Baresip};
 use super::call::{wait_cdr, CallOptions, CallTest};
 use super::ports::{free_port, free_udp_range, LOOPBACK};
 use super::sipp::{Sipp, SippConfig, SippOutcome};
-use super::tshark::{self, RtpPacket, Tap};
-use super::wire::{self, WireSip};
+use super::tshark::{self, RtpPacket};
+use super::wire::{self, Capture, WireSip};
 use super::{HarnessError, Peer};
 
 /// The agent's RTP range length (baresip takes 20 ports from its base).
@@ -34,14 +34,16 @@ pub struct Bridged {
     pub media_port: u16,
     /// The carrier.
     pub carrier: Sipp,
-    /// The tap on `lo`.
-    pub tap: Tap,
+    /// The capture on `lo`.
+    pub tap: Capture,
     /// `dialer run`.
     pub run: Peer,
     /// The agent.
     pub agent: Baresip,
     /// The agent's first RTP port.
     pub agent_rtp: u16,
+    /// The agent's SIP address.
+    pub agent_sip: SocketAddr,
     /// `dialer call`, following the call.
     pub call: Peer,
 }
@@ -60,6 +62,10 @@ pub enum Hangup {
 pub struct Ended {
     /// The dialer's files: the test directory lives as long as this.
     pub test: CallTest,
+    /// The agent's SIP address.
+    pub agent_sip: SocketAddr,
+    /// The agent's first RTP port.
+    pub agent_rtp: u16,
     /// The carrier's SIPp trace (it exited 0).
     pub carrier: SippOutcome,
     /// The CDR line of `dialer run`.
@@ -75,11 +81,13 @@ pub struct Ended {
 impl Bridged {
     /// Starts the tap, the carrier (`carrier` settings; a `proxy` in front of it is already
     /// running and is the dialer's trunk proxy), `dialer run` and the agent, then places
-    /// the call and waits for the agent to answer.
+    /// the call and waits for the agent to answer. `also_capture` are further BPF terms the
+    /// tap takes (OR'ed to the SIP and RTP it always captures).
     pub fn start(
         test: CallTest,
         carrier: SippConfig,
         proxy: Option<SocketAddr>,
+        also_capture: &[String],
     ) -> Result<Bridged, HarnessError> {
         let media_port = carrier
             .media
@@ -89,14 +97,17 @@ impl Bridged {
         let agent_sip = SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?);
         let mut sip_ports = vec![carrier.local.port(), test.sip.port(), agent_sip.port()];
         sip_ports.extend(proxy.map(|p| p.port()));
-        let sip_filter: Vec<String> = sip_ports.iter().map(|p| format!("port {p}")).collect();
-        let tap = Tap::start(
+        let mut sip_filter: Vec<String> = sip_ports.iter().map(|p| format!("port {p}")).collect();
+        sip_filter.extend(also_capture.iter().map(|t| format!("({t})")));
+        let tap = Capture::start(
             "wire",
+            "lo",
             &format!(
                 "udp and ({} or dst port {media_port} or dst portrange {agent_rtp}-{})",
                 sip_filter.join(" or "),
                 agent_rtp + AGENT_RTP_PORTS - 1
             ),
+            SocketAddr::new(LOOPBACK, super::ports::free_udp_port(LOOPBACK)?),
             test.dir.path(),
         )?;
         let carrier = Sipp::start(carrier, test.dir.path())?;
@@ -121,6 +132,7 @@ impl Bridged {
             run,
             agent,
             agent_rtp,
+            agent_sip,
             call,
         })
     }
@@ -150,6 +162,8 @@ impl Bridged {
         self.agent.stop()?;
         Ok(Ended {
             test: self.test,
+            agent_sip: self.agent_sip,
+            agent_rtp: self.agent_rtp,
             carrier,
             cdr,
             exit,

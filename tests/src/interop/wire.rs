@@ -199,6 +199,47 @@ pub fn sip_messages(pcap: &Path, port: u16) -> Result<Vec<WireSip>, HarnessError
     Ok(messages)
 }
 
+/// Every UDP datagram in `pcap` sent to address `ip`: its capture time, source and
+/// destination.
+pub fn udp_to_host(
+    pcap: &Path,
+    ip: std::net::IpAddr,
+) -> Result<Vec<(f64, SocketAddr, SocketAddr)>, HarnessError> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-n", "-Y", &format!("udp && ip.dst=={ip}")])
+        .args(["-T", "fields", "-E", "separator=/t"])
+        .args([
+            "-e",
+            "frame.time_relative",
+            "-e",
+            "ip.src",
+            "-e",
+            "udp.srcport",
+        ])
+        .args(["-e", "ip.dst", "-e", "udp.dstport"])
+        .output()
+        .map_err(|e| HarnessError::Setup(format!("running tshark -r: {e}")))?;
+    if !out.status.success() {
+        return Err(HarnessError::Peer(format!(
+            "tshark -r {}: {}",
+            pcap.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            let time = f.first()?.parse().ok()?;
+            let src = format!("{}:{}", f.get(1)?, f.get(2)?).parse().ok()?;
+            let dst = format!("{}:{}", f.get(3)?, f.get(4)?).parse().ok()?;
+            Some((time, src, dst))
+        })
+        .collect())
+}
+
 /// The packets of `packets` captured in `[from, to)` seconds.
 pub fn rtp_between(packets: &[RtpPacket], from: f64, to: f64) -> Vec<RtpPacket> {
     packets
@@ -208,11 +249,18 @@ pub fn rtp_between(packets: &[RtpPacket], from: f64, to: f64) -> Vec<RtpPacket> 
         .collect()
 }
 
-/// A tshark capture on any interface (`tshark -i IFACE -f FILTER -w DIR/NAME.pcap`).
+/// A tshark capture on any interface (`tshark -i IFACE -f FILTER -P -l -w DIR/NAME.pcap`).
+///
+/// The kernel hands packets to the capture in blocks, so the last ones before a stop may not
+/// have reached tshark yet, and tshark writes only what it read: a plain SIGINT loses the
+/// tail of the call (its BYE). So the filter also takes datagrams to a `marker` address
+/// (a port nothing listens on, reached through the captured interface), and [`Capture::stop`]
+/// sends marker datagrams until tshark prints one: every packet before it has been written.
 #[derive(Debug)]
 pub struct Capture {
     peer: Peer,
     pcap: PathBuf,
+    marker: SocketAddr,
 }
 
 impl Capture {
@@ -221,18 +269,24 @@ impl Capture {
         name: &str,
         interface: &str,
         filter: &str,
+        marker: SocketAddr,
         dir: &Path,
     ) -> Result<Capture, HarnessError> {
         let pcap = dir.join(format!("{name}.pcap"));
         let mut cmd = Command::new("tshark");
-        cmd.args(["-i", interface, "-n", "-f", filter, "-q", "-w"])
+        let filter = format!(
+            "({filter}) or (udp and dst host {} and dst port {})",
+            marker.ip(),
+            marker.port()
+        );
+        cmd.args(["-i", interface, "-n", "-f", &filter, "-P", "-l", "-w"])
             .arg(&pcap);
         let peer = Peer::spawn(name, cmd, dir)?;
         peer.wait_for_line(
             &Regex::new("Capturing on").expect("literal regex"),
             Duration::from_secs(10),
         )?;
-        Ok(Capture { peer, pcap })
+        Ok(Capture { peer, pcap, marker })
     }
 
     /// The pcap file.
@@ -240,10 +294,38 @@ impl Capture {
         &self.pcap
     }
 
-    /// Stops the capture (SIGINT, so the pcap is complete) and returns the file.
+    /// Sends marker datagrams until tshark has printed one (at most 5 s), then stops the
+    /// capture with SIGINT and returns the file.
     pub fn stop(&self) -> Result<PathBuf, HarnessError> {
+        let socket = std::net::UdpSocket::bind(match self.marker {
+            SocketAddr::V4(_) => "0.0.0.0:0",
+            SocketAddr::V6(_) => "[::]:0",
+        })
+        .map_err(|e| HarnessError::Setup(format!("marker socket: {e}")))?;
+        let seen = Regex::new(&format!(r"\b{}\b.*Len=", self.marker.port()))
+            .expect("a port number makes a valid regex");
+        let mut found = false;
+        for _ in 0..25 {
+            let _ = socket.send_to(b"capture marker", self.marker);
+            if self
+                .peer
+                .wait_for_line(&seen, Duration::from_millis(200))
+                .is_ok()
+            {
+                found = true;
+                break;
+            }
+        }
         self.peer.stop("INT", Duration::from_secs(5))?;
-        Ok(self.pcap.clone())
+        if found {
+            Ok(self.pcap.clone())
+        } else {
+            Err(HarnessError::Peer(format!(
+                "{}: the marker datagrams to {} never showed in the capture",
+                self.peer.name(),
+                self.marker
+            )))
+        }
     }
 }
 
