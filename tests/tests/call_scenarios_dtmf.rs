@@ -452,3 +452,66 @@ fn goertzel(samples: &[i16], freq: f64) -> f64 {
     }
     (s1 * s1 + s2 * s2 - coeff * s1 * s2).sqrt() * 2.0 / samples.len() as f64
 }
+
+#[test]
+fn key_tone_from_an_inband_trunk_reaches_an_info_agent_as_info() {
+    let (mut net, _, _) = bridged(DtmfMode::Inband, DtmfMode::Info, true);
+    let t0 = epoch();
+    let mut relay = relay_from_ops(&net, t0);
+    // The customer presses 4 for 160 ms: Q.23 tones in its PCMA audio.
+    let mut generator =
+        media::dtmf::ToneGenerator::new(4, Duration::from_millis(160), 8000).expect("key 4");
+    let mut digits = Vec::new();
+    for k in 0..20u16 {
+        let mut pcm = [0i16; 160];
+        generator.fill(&mut pcm);
+        let mut payload = [0u8; 160];
+        media::codec::g711::encode(media::codec::g711::Law::A, &pcm, &mut payload);
+        let mut buf = [0u8; 1500];
+        let header = OutgoingHeader {
+            marker: k == 0,
+            payload_type: PayloadType(8),
+            sequence: 700 + k,
+            timestamp: 160 * u32::from(k),
+            ssrc: Ssrc(0xca11),
+        };
+        let len = rtp::write_packet(&mut buf, &header, &payload).expect("fits");
+        let now = t0 + Duration::from_millis(20 * u64::from(k));
+        relay.forward(now, Side::Customer, addr("192.0.2.51:30000"), &mut buf, len);
+        while let Some(e) = relay.poll_event(now) {
+            if let RelayEvent::Digit {
+                side,
+                event,
+                duration,
+            } = e
+            {
+                digits.push((side, event, duration));
+            }
+        }
+    }
+    assert_eq!(digits.len(), 1, "{digits:?}");
+    for (side, event, duration) in digits {
+        assert_eq!((side, event), (Side::Customer, 4));
+        net.core.media_event(
+            net.now,
+            dialer::control::CallId(CALL_ID_OF_CALL),
+            MediaReport::Digit {
+                side,
+                event,
+                duration,
+            },
+        );
+    }
+    net.settle();
+    let (_, info) = net
+        .agent
+        .take_request(Method::Info)
+        .expect("the INFO reached the agent");
+    let body = std::str::from_utf8(&info.body).unwrap();
+    assert!(body.starts_with("Signal=4\r\nDuration="), "{body}");
+    let ms: u64 = body["Signal=4\r\nDuration=".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ms.abs_diff(160) <= 26, "measured {ms} ms for a 160 ms key");
+}

@@ -9,9 +9,10 @@
 //!   in that leg's dialog; towards a leg in `rfc4733` or `inband` mode it is a
 //!   [`MediaOp::SendDigit`], which the relay plays as telephone-events on the leg's payload
 //!   type or as a tone in its codec.
-//! - RFC 4733 telephone-events are converted by the relay itself (it knows each leg's mode
-//!   from [`MediaOp::SetDtmf`]); it reports each digit that ended ([`MediaReport::Digit`]),
-//!   and when the other leg is in `info` mode the core sends the INFO.
+//! - RFC 4733 telephone-events, and keys the relay's detector hears in the audio of an
+//!   `inband` leg, are converted by the relay itself (it knows each leg's mode from
+//!   [`MediaOp::SetDtmf`]); it reports each key that ended ([`MediaReport::Digit`]), and when
+//!   the other leg is in `info` mode the core sends the INFO.
 //!
 //! A key press is passed on only between two confirmed legs: before the agent answers there
 //! is nobody to hear it. INFO requests we send are not waited on: their response or timeout
