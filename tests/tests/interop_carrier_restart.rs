@@ -42,8 +42,9 @@ const RETRY_MAX_S: f64 = 6.0;
 const RETRY_AFTER_S: u32 = 7;
 
 /// A dialer configuration for a trunk at `registrar` with short timers and agent 1000 at a
-/// fixed contact where nothing answers (a call that never reaches the agent needs no agent).
-fn restart_config(test: &CallTest, registrar: SocketAddr) -> PathBuf {
+/// fixed contact where nothing answers (a call that never reaches the agent needs no agent);
+/// RFC 3261 T1 is `t1_ms`.
+fn restart_config(test: &CallTest, registrar: SocketAddr, t1_ms: u32) -> PathBuf {
     let mut rtp = free_udp_range(LOOPBACK, 20).expect("RTP ports");
     while (rtp..rtp + 20).contains(&test.sip.port()) {
         rtp = free_udp_range(LOOPBACK, 20).expect("RTP ports");
@@ -52,7 +53,7 @@ fn restart_config(test: &CallTest, registrar: SocketAddr) -> PathBuf {
     let text = format!(
         r#"[sip]
 listen = "{sip}"
-t1_ms = 50
+t1_ms = {t1_ms}
 
 [[trunk]]
 name = "carrier"
@@ -103,7 +104,7 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
     let test = CallTest::new("carrier-restart-register", &[]).expect("setup");
     let addr = SocketAddr::new(LOOPBACK, free_udp_port(LOOPBACK).expect("registrar port"));
     let mut registrar = RestartingRegistrar::start(addr, GRANTED_S).expect("registrar");
-    let config = restart_config(&test, addr);
+    let config = restart_config(&test, addr, 50);
     let run = test.run(&config).expect("dialer run");
     let registered = Regex::new(&format!(
         r"^dialer: trunk carrier: registered expires in {GRANTED_S} s"
@@ -323,7 +324,7 @@ fn a_carrier_that_lost_a_ringing_call_does_not_leave_it_stuck_after_cancel() {
     let addr = SocketAddr::new(LOOPBACK, free_udp_port(LOOPBACK).expect("carrier port"));
     let registrar = RestartingRegistrar::start(addr, GRANTED_S).expect("carrier");
     registrar.ring_and_lose_cancelled_calls();
-    let config = restart_config(&test, addr);
+    let config = restart_config(&test, addr, 50);
     let run = test.run(&config).expect("dialer run");
     run.wait_for_line(
         &Regex::new(r"^dialer: trunk carrier: registered").unwrap(),
@@ -400,4 +401,73 @@ fn a_carrier_that_lost_a_ringing_call_does_not_leave_it_stuck_after_cancel() {
         .expect("dialer run exits");
     assert!(exit.success(), "dialer run exits 0: {exit}\n{}", run.tail());
     assert_eq!(cancels(), 2, "{:?}", registrar.arrivals());
+}
+
+#[test]
+fn sigterm_before_any_provisional_sends_no_cancel_and_ends_the_call_at_timer_b() {
+    let test = CallTest::new("carrier-restart-silent-invite", &[]).expect("setup");
+    let addr = SocketAddr::new(LOOPBACK, free_udp_port(LOOPBACK).expect("carrier port"));
+    let registrar = RestartingRegistrar::start(addr, GRANTED_S).expect("carrier");
+    registrar.ignore_invites();
+    // T1 = 100 ms: Timer B (6.4 s) comes after the 5 s the trunks get to un-register.
+    let config = restart_config(&test, addr, 100);
+    let run = test.run(&config).expect("dialer run");
+    run.wait_for_line(
+        &Regex::new(r"^dialer: trunk carrier: registered").unwrap(),
+        Duration::from_secs(10),
+    )
+    .expect("the trunk registers");
+    let client = test.client().expect("API client");
+    let info = client
+        .originate(&OriginateRequest {
+            number: "+15551234".into(),
+            agent: "1000".into(),
+            trunk: None,
+            ringback: None,
+            record: None,
+            pcap: None,
+        })
+        .expect("the dialer places the call");
+    poll_until(
+        "the INVITE at the carrier",
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || {
+            registrar
+                .arrivals()
+                .iter()
+                .any(|a| a.method == "INVITE")
+                .then_some(())
+        },
+    )
+    .expect("the INVITE arrives");
+
+    run.signal("TERM").expect("SIGTERM to dialer run");
+    let asked = now();
+    let cdr = wait_cdr(&run, Duration::from_secs(10)).expect("the call ends with a CDR");
+    let took = now() - asked;
+    let exit = run
+        .wait_exit(Duration::from_secs(10))
+        .expect("dialer run exits");
+    assert!(exit.success(), "dialer run exits 0: {exit}\n{}", run.tail());
+    assert_eq!(text(&cdr, "id"), info.id.to_string(), "CDR: {cdr}");
+    assert_eq!(text(&cdr, "hung_up_by"), "dialer", "CDR: {cdr}");
+    // RFC 3261 §9.1: no CANCEL before a provisional response; the INVITE ends at Timer B
+    // (64 * T1 = 6.4 s after it was sent), and the dialer waits for it past the 5 s it
+    // gives the trunks to un-register.
+    let arrivals = registrar.arrivals();
+    assert!(
+        arrivals.iter().all(|a| a.method != "CANCEL"),
+        "a CANCEL was sent before any provisional: {arrivals:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(6000) && took < Duration::from_secs(9),
+        "the call ended {took:?} after SIGTERM"
+    );
+    assert!(
+        arrivals
+            .iter()
+            .any(|a| a.method == "REGISTER" && a.expires == Some(0)),
+        "no un-REGISTER: {arrivals:?}"
+    );
 }

@@ -13,7 +13,8 @@
 //! [`RestartingRegistrar::ring_and_lose_cancelled_calls`] was called: then an INVITE gets 100
 //! and 180 and nothing more, and a CANCEL gets its 200 but the INVITE never gets its 487, as
 //! from a carrier that restarted with the call ringing and answers the CANCEL without knowing
-//! the call any more.
+//! the call any more; or, after [`RestartingRegistrar::ignore_invites`], INVITEs get no answer
+//! at all while REGISTERs still do.
 //!
 //! SIPp could play the 503s but not a scripted sequence across its own restart with the
 //! arrival times this test measures; here every request is logged with the [`Instant`] it
@@ -68,6 +69,7 @@ struct Shared {
     script: VecDeque<Reply>,
     arrivals: Vec<Arrival>,
     ring_and_lose: bool,
+    ignore_invites: bool,
 }
 
 struct Life {
@@ -154,6 +156,11 @@ impl RestartingRegistrar {
         self.shared.lock().expect("registrar lock").ring_and_lose = true;
     }
 
+    /// From now on INVITEs (and CANCELs) are logged and never answered.
+    pub fn ignore_invites(&self) {
+        self.shared.lock().expect("registrar lock").ignore_invites = true;
+    }
+
     /// Every request received so far, in order.
     pub fn arrivals(&self) -> Vec<Arrival> {
         self.shared.lock().expect("registrar lock").arrivals.clone()
@@ -220,23 +227,26 @@ fn serve(socket: UdpSocket, stop: &AtomicBool, shared: &Mutex<Shared>, expires: 
         }
         let request_expires = request.expires().ok().flatten();
         let mut shared = shared.lock().expect("registrar lock");
-        let responses = if shared.ring_and_lose && request.method == Method::Invite {
-            let mut ringing = make_response(&request, 180, Some("callee"));
-            ringing.headers.add(
-                HeaderKind::Contact,
-                format!("<sip:callee@{}>", socket.local_addr().map_or(from, |a| a)),
-            );
-            vec![make_response(&request, 100, None), ringing]
-        } else if shared.ring_and_lose && request.method == Method::Cancel {
-            vec![make_response(&request, 200, Some("callee"))]
-        } else {
-            vec![answer(
-                &request,
-                request_expires,
-                &mut shared.script,
-                expires,
-            )]
-        };
+        let responses =
+            if shared.ignore_invites && matches!(request.method, Method::Invite | Method::Cancel) {
+                Vec::new()
+            } else if shared.ring_and_lose && request.method == Method::Invite {
+                let mut ringing = make_response(&request, 180, Some("callee"));
+                ringing.headers.add(
+                    HeaderKind::Contact,
+                    format!("<sip:callee@{}>", socket.local_addr().map_or(from, |a| a)),
+                );
+                vec![make_response(&request, 100, None), ringing]
+            } else if shared.ring_and_lose && request.method == Method::Cancel {
+                vec![make_response(&request, 200, Some("callee"))]
+            } else {
+                vec![answer(
+                    &request,
+                    request_expires,
+                    &mut shared.script,
+                    expires,
+                )]
+            };
         shared.arrivals.push(Arrival {
             at,
             method: request.method.as_str().to_owned(),
