@@ -28,6 +28,7 @@ pub mod call;
 pub mod carrier;
 pub mod dialer;
 pub mod kamailio;
+pub mod kamailio_proxy;
 pub mod netns;
 pub mod ports;
 pub mod process;
