@@ -356,9 +356,10 @@ impl ToneDetector {
         }
     }
 
-    /// Whether a key is being heard now.
+    /// Whether a key is being heard now, or the last block held a key's pair (a key may be
+    /// starting): what a relay holds back from a leg that gets the key in another form.
     pub fn is_active(&self) -> bool {
-        self.current.is_some()
+        self.current.is_some() || self.candidate.is_some()
     }
 
     /// Feeds samples; returns a key that ended in them (event code and duration).

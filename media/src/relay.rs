@@ -32,8 +32,8 @@
 //! once it ended; towards an `Info` leg they stop here (the call logic sends SIP INFO).
 //! The audio of an `Inband` leg is decoded and searched for keys ([`ToneDetector`]); a key
 //! found is reported the same way, and towards a leg that takes events or INFO the audio is
-//! held back while the key sounds (a tone of less than 30 ms gets through before it is
-//! recognised) and the key follows as telephone-events or INFO when it ends. Towards another
+//! held back from the first 12.75 ms block that holds a key's pair (at most one 20 ms packet
+//! of the tone gets through, shorter than the 40 ms a Q.24 receiver must accept) and the key follows as telephone-events or INFO when it ends. Towards another
 //! in-band leg, or one without telephone-event, the tone stays in the audio as it is.
 //! [`Relay::send_digit`] injects a digit towards a leg in that leg's form (events or tone);
 //! while it plays, the other leg's audio to that leg is held back, and the stream's sequence

@@ -7,7 +7,9 @@
 //!   telephone-events, seen on the tap) reach the carrier as INFO `application/dtmf-relay`
 //!   with their `Signal=` (checked by the SIPp scenario and again here);
 //! - with the agent in `dtmf = "inband"`, the carrier's INFO keys are Q.23 tone pairs in the
-//!   PCMA audio the tap captured towards the agent, found by a Goertzel detector.
+//!   PCMA audio the tap captured towards the agent, found by a Goertzel detector;
+//! - with the trunk in `dtmf = "inband"`, key tones in the carrier's audio are recognised by
+//!   the dialer and reach the agent as telephone-events, the tones themselves held back.
 //!
 //! The carrier's scenarios send their INFO requests 4 s after the ACK, when the agent has
 //! answered (it answers automatically, within a second of the ACK); the tests wait for
@@ -52,7 +54,21 @@ struct Bridged {
 /// Starts the carrier with `scenario`, the dialer with the trunk's and the agent's `dtmf`
 /// keys, and the agent; places the call and waits until the agent has answered.
 fn bridged(name: &str, scenario: &str, trunk_dtmf: &str, agent_dtmf: &str) -> Bridged {
+    bridged_with(name, scenario, trunk_dtmf, agent_dtmf, &[])
+}
+
+/// [`bridged`], with `files` written into the test directory first (what the carrier plays).
+fn bridged_with(
+    name: &str,
+    scenario: &str,
+    trunk_dtmf: &str,
+    agent_dtmf: &str,
+    files: &[(&str, &[u8])],
+) -> Bridged {
     let test = CallTest::new(name, &["sipp", "baresip", "sox", "tshark"]).expect("setup");
+    for (file, bytes) in files {
+        std::fs::write(test.dir.join(file), bytes).expect("carrier media written");
+    }
     let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
     let agent_rtp = free_udp_range(LOOPBACK, 20).expect("agent RTP range");
     let agent_ports = agent_rtp..agent_rtp + 20;
@@ -310,6 +326,87 @@ fn info_keys_towards_an_inband_agent_are_q23_tones_in_its_audio() {
     }
 }
 
+#[test]
+fn key_tones_from_an_inband_trunk_reach_the_agent_as_telephone_events_without_the_tones() {
+    let audio = carrier_keys_alaw();
+    let call = bridged_with(
+        "call-dtmf-inband-in",
+        "carrier_info_tones.xml",
+        "inband",
+        "rfc4733",
+        &[("carrier_keys.al", &audio)],
+    );
+    // The keys sound 4.0-5.3 s into the carrier's stream, which starts at the ACK, before
+    // the agent answers: 6 s heard by the agent is past them.
+    poll_until(
+        "6 s of the call at the agent",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || (call.agent.heard_seconds() >= 6.0).then_some(()),
+    )
+    .expect("the call runs past the key tones");
+    call.agent.hangup().expect("agent hangs up");
+    let (_, pcap, agent_ports, _test) = call.finish();
+    let events: Vec<_> = tshark::rtp_events(&pcap, AGENT_EVENT_PT)
+        .expect("rtpevent fields")
+        .into_iter()
+        .filter(|e| agent_ports.contains(&e.dst.port()))
+        .collect();
+    let keys = starts(&events);
+    assert_eq!(
+        keys.iter().map(|&(_, k)| k).collect::<Vec<_>>(),
+        TONE_KEYS.iter().map(|&(k, _)| k).collect::<Vec<_>>(),
+        "the agent got the carrier's key tones as events: {events:?}"
+    );
+    for ((timestamp, key), (_, ms)) in keys.iter().zip(TONE_KEYS) {
+        let ends: Vec<_> = events
+            .iter()
+            .filter(|e| e.timestamp == *timestamp && e.end)
+            .collect();
+        assert_eq!(ends.len(), 3, "3 end packets for {key}: {ends:?}");
+        let measured = ends[0].duration / 8;
+        assert!(
+            measured.abs_diff(ms) <= 26,
+            "key {key} of {ms} ms measured {measured} ms"
+        );
+    }
+    // The tones were held back: the agent's audio has no key a receiver would take.
+    let port = busiest_port(&pcap, &agent_ports);
+    let packets = tshark::rtp_to_port(&pcap, port).expect("agent RTP");
+    let heard = dtmf_keys(&tshark::g711_timeline(&packets));
+    assert!(
+        heard.is_empty(),
+        "key tones leaked into the agent's audio: {heard:?}"
+    );
+}
+
+/// The keys in carrier_keys.al and their durations in ms.
+const TONE_KEYS: [(u8, u32); 3] = [(1, 200), (9, 200), (11, 250)];
+
+/// 10 s of A-law: 440 Hz at about -16 dBm0 (a voice stand-in the detector must ignore), with
+/// the [`TONE_KEYS`] from 4 s on, 150 ms of silence around each.
+fn carrier_keys_alaw() -> Vec<u8> {
+    use media::codec::g711::{encode, Law};
+    use media::dtmf::ToneGenerator;
+    let hum =
+        |n: usize| (3600.0 * (std::f64::consts::TAU * 440.0 * n as f64 / 8000.0).sin()) as i16;
+    let mut pcm: Vec<i16> = (0..32_000).map(hum).collect();
+    for (key, ms) in TONE_KEYS {
+        pcm.extend(std::iter::repeat_n(0, 1200));
+        let mut tone = vec![0i16; ms as usize * 8];
+        ToneGenerator::new(key, Duration::from_millis(u64::from(ms)), 8000)
+            .expect("a key")
+            .fill(&mut tone);
+        pcm.extend(tone);
+    }
+    pcm.extend(std::iter::repeat_n(0, 1200));
+    let start = pcm.len();
+    pcm.extend((start..80_000).map(hum));
+    let mut alaw = vec![0u8; pcm.len()];
+    encode(Law::A, &pcm, &mut alaw);
+    alaw
+}
+
 /// The destination port in `range` with the most UDP packets in `pcap`.
 fn busiest_port(pcap: &Path, range: &Range<u16>) -> u16 {
     let out = Command::new("tshark")
@@ -375,7 +472,8 @@ fn dtmf_keys(pcm: &Pcm) -> Vec<(char, u32)> {
         }
         previous = key;
     }
-    // A block on an edge of a tone is partly silence: keep keys of 30 ms and more.
-    keys.retain(|&(_, ms)| ms >= 30);
+    // Keys of 40 ms and more: what an ITU-T Q.24 receiver must accept (a 20 ms stretch of
+    // tone can span three 10 ms blocks).
+    keys.retain(|&(_, ms)| ms >= 40);
     keys
 }
