@@ -712,7 +712,17 @@ impl State {
                 format!("refreshed, expires in {} s", expires.as_secs()),
             ),
             RegistrationEvent::Failed(f) => ("failed", f.to_string()),
-            RegistrationEvent::RetryScheduled { reason, .. } => ("retrying", format!("{reason:?}")),
+            RegistrationEvent::RetryScheduled {
+                at,
+                attempt,
+                reason,
+            } => (
+                "retrying",
+                format!(
+                    "attempt {attempt} in {:.1} s after {reason}",
+                    at.since(self.clock.now()).as_secs_f64()
+                ),
+            ),
             RegistrationEvent::ContactRewritten { from, to } => (
                 "registering",
                 format!("NAT: contact {from} rewritten to {to}"),
