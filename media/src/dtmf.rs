@@ -428,7 +428,9 @@ impl ToneDetector {
             self.current = None;
             self.misses = 0;
             self.candidate = key.map(|k| (k, 1));
-            let micros = u64::from(blocks) * self.block as u64 * 1_000_000 / u64::from(self.rate);
+            // The blocks at the key's edges are partly tone: half a block more, on average.
+            let samples = u64::from(blocks) * self.block as u64 + self.block as u64 / 2;
+            let micros = samples * 1_000_000 / u64::from(self.rate);
             return Some((current, std::time::Duration::from_micros(micros)));
         }
         self.candidate = match (key, self.candidate) {

@@ -461,3 +461,37 @@ fn key_heard_in_an_inband_leg_passes_as_audio_to_another_inband_leg() {
     )
     .is_empty());
 }
+
+#[test]
+fn injected_digit_to_an_opus_leg_counts_in_its_48_khz_event_clock() {
+    let t0 = epoch();
+    let mut relay = relay(
+        agent_leg(
+            "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n",
+        ),
+        t0,
+    );
+    assert!(relay.send_digit(t0, Side::Agent, 0, Duration::from_millis(60)));
+    let packets = generated(&mut relay, t0, Duration::from_millis(200), Side::Agent);
+    let events: Vec<(RtpHeader, EventPayload)> = packets
+        .iter()
+        .map(|(_, p)| {
+            let h = RtpHeader::parse(p).expect("rtp");
+            (h, EventPayload::parse(h.payload(p)).expect("event"))
+        })
+        .collect();
+    let durations: Vec<(u16, bool)> = events.iter().map(|(_, e)| (e.duration, e.end)).collect();
+    assert_eq!(
+        durations,
+        [
+            (960, false),
+            (1920, false),
+            (2880, true),
+            (2880, true),
+            (2880, true)
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|(h, _)| h.payload_type == PayloadType(110)));
+}
