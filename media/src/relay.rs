@@ -580,6 +580,9 @@ impl Relay {
         if codec_changed {
             leg.out.clock_rate = new_codec.clock_rate();
             leg.out.samples_per_packet = new_codec.samples_per_ms() * FRAME_MS;
+            // A digit playing in the old codec or clock stops; the queued ones play in the
+            // new one.
+            leg.dtmf = None;
             // Receive statistics count in the codec's clock: start them afresh.
             leg.incoming = None;
             leg.incoming_ssrc = None;
