@@ -33,8 +33,9 @@
 //! The audio of an `Inband` leg is decoded and searched for keys ([`ToneDetector`]); a key
 //! found is reported the same way, and towards a leg that takes events or INFO the audio is
 //! held back from the first 12.75 ms block that holds a key's pair (at most one 20 ms packet
-//! of the tone gets through, shorter than the 40 ms a Q.24 receiver must accept) and the key follows as telephone-events or INFO when it ends. Towards another
-//! in-band leg, or one without telephone-event, the tone stays in the audio as it is.
+//! of the tone gets through, shorter than the 40 ms a Q.24 receiver must accept) and the key
+//! follows as telephone-events or INFO when it ends. Towards another in-band leg, or one
+//! without telephone-event, the tone stays in the audio as it is.
 //! [`Relay::send_digit`] injects a digit towards a leg in that leg's form (events or tone);
 //! while it plays, the other leg's audio to that leg is held back, and the stream's sequence
 //! numbers and timestamps run on across it.
@@ -143,8 +144,10 @@ pub enum DropReason {
     Codec,
     /// The buffer cannot hold the transcoded packet.
     BufferTooSmall,
-    /// A telephone-event towards a leg that takes DTMF as SIP INFO or in-band: the digit is
-    /// reported ([`RelayEvent::Digit`]) and, for in-band, played as a tone.
+    /// DTMF in a form the other leg does not take: a telephone-event towards a leg that takes
+    /// SIP INFO or tones, or a key tone in an in-band leg's audio towards a leg that takes
+    /// events or INFO. The key is reported ([`RelayEvent::Digit`]) and goes on in the other
+    /// leg's form.
     DtmfConverted,
     /// A digit is being played to the other leg; its audio waits until the digit is over.
     DtmfPlaying,
@@ -178,8 +181,9 @@ pub enum RelayEvent {
         /// The new destination.
         to: SocketAddr,
     },
-    /// `side` sent a telephone-event that has now ended (RFC 4733 §2.5.1.4, counted once
-    /// although its end packet comes three times).
+    /// `side` sent a key press that has now ended: telephone-events (RFC 4733 §2.5.1.4,
+    /// counted once although the end packet comes three times), or a tone in the audio of a
+    /// leg in `Inband` mode.
     Digit {
         /// The leg that sent it.
         side: Side,
