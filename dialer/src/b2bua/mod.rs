@@ -182,7 +182,8 @@ pub enum MediaReport {
     Timeout(Side),
     /// The session could not be opened or failed.
     Failed(String),
-    /// A leg sent a key press as RFC 4733 telephone-events, now ended.
+    /// A leg sent a key press (RFC 4733 telephone-events, or a tone an `inband` leg's audio
+    /// carried), now ended.
     Digit {
         /// The leg that sent it.
         side: Side,

@@ -20,7 +20,8 @@
 //!
 //! DTMF: [`MediaCommand::SetDtmf`] gives a leg's mode to the relay (kept until the relay
 //! exists), [`MediaCommand::SendDigit`] plays a key press to a leg, and every digit a leg
-//! sends as telephone-events comes back as [`MediaEvent::Digit`].
+//! sends as telephone-events (or, in `Inband` mode, as tones) comes back as
+//! [`MediaEvent::Digit`].
 //!
 //! The task reports through the [`MediaEvent`] sender given to [`MediaSession::open`]; give
 //! each session its own sender (or one per call) since events carry no call id. It ends on
@@ -142,7 +143,8 @@ pub enum MediaEvent {
         /// What went wrong.
         reason: String,
     },
-    /// `side` sent a key press as telephone-events, now ended (RFC 4733 §2.5.1.4).
+    /// `side` sent a key press, now ended: telephone-events (RFC 4733 §2.5.1.4), or a tone in
+    /// the audio of a leg in `Inband` mode.
     Digit {
         /// The leg that sent it.
         side: Side,
