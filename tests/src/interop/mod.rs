@@ -29,6 +29,7 @@ pub mod carrier;
 pub mod dialer;
 pub mod kamailio;
 pub mod kamailio_proxy;
+pub mod lossy_link;
 pub mod netns;
 pub mod ports;
 pub mod process;

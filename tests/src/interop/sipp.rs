@@ -121,6 +121,21 @@ impl SippOutcome {
 impl Sipp {
     /// Starts SIPp; for a UAS (no `remote`) it returns once SIPp holds its SIP port.
     pub fn start(config: SippConfig, dir: &Path) -> Result<Sipp, HarnessError> {
+        Self::launch(config, dir, None)
+    }
+
+    /// [`Sipp::start`] inside the network namespace `netns` (`ip netns exec NS sipp`, which
+    /// execs SIPp in place, so the PID this harness signals is SIPp's own); a UAS counts as
+    /// listening once `ss` in that namespace lists its UDP port.
+    pub fn start_in_netns(
+        config: SippConfig,
+        dir: &Path,
+        netns: &str,
+    ) -> Result<Sipp, HarnessError> {
+        Self::launch(config, dir, Some(netns))
+    }
+
+    fn launch(config: SippConfig, dir: &Path, netns: Option<&str>) -> Result<Sipp, HarnessError> {
         let scenario = fixtures_dir().join("sipp").join(&config.scenario);
         if !scenario.is_file() {
             return Err(HarnessError::Setup(format!(
@@ -131,7 +146,14 @@ impl Sipp {
         let messages = dir.join(format!("{}.messages.log", config.name));
         let errors = dir.join(format!("{}.errors.log", config.name));
         let screen = dir.join(format!("{}.screen.log", config.name));
-        let mut cmd = Command::new("sipp");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, "sipp"]);
+                cmd
+            }
+            None => Command::new("sipp"),
+        };
         // SIPp resolves relative file names (rtp_stream, pcaps) against its working directory.
         cmd.current_dir(dir);
         cmd.arg("-sf").arg(&scenario);
@@ -184,9 +206,44 @@ impl Sipp {
             errors,
         };
         if sipp.config.remote.is_none() {
-            sipp.wait_bound()?;
+            match netns {
+                Some(ns) => sipp.wait_bound_in(ns)?,
+                None => sipp.wait_bound()?,
+            }
         }
         Ok(sipp)
+    }
+
+    /// Waits until `ss -uln` in `netns` lists SIPp's UDP address, failing early if SIPp exits.
+    fn wait_bound_in(&self, netns: &str) -> Result<(), HarnessError> {
+        let local = self.config.local.to_string();
+        poll_until(
+            &format!("{} bound to {local} in {netns}", self.config.name),
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || {
+                if self.peer.status().is_some() {
+                    return Some(());
+                }
+                let out = Command::new("ip")
+                    .args(["netns", "exec", netns, "ss", "-H", "-uln"])
+                    .output()
+                    .ok()?;
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .any(|field| field == local)
+                    .then_some(())
+            },
+        )?;
+        match self.peer.status() {
+            None => Ok(()),
+            Some(status) => Err(HarnessError::Exited {
+                peer: self.config.name.clone(),
+                what: format!("binding {local} in {netns}"),
+                status,
+                tail: self.peer.tail(),
+            }),
+        }
     }
 
     /// Waits until SIPp's UDP port is taken (it is listening), failing early if SIPp exits.
