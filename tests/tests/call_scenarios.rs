@@ -245,6 +245,31 @@ fn no_answer_within_the_originate_timeout_cancels_the_invite() {
 }
 
 #[test]
+fn hangup_by_the_api_before_the_answer_cancels_and_records_487() {
+    let mut net = Net::new();
+    net.originate();
+    let (tx, invite) = net.carrier.take_request(Method::Invite).unwrap();
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 180, Some("r")))
+        .unwrap();
+    net.settle();
+    let call = net.core.calls(net.now)[0].id;
+    net.core.hangup(net.now, call).expect("the call exists");
+    net.settle();
+    assert_eq!(net.sent_requests(Method::Cancel).len(), 1);
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 487, Some("r")))
+        .unwrap();
+    net.settle();
+    let cdr = net.cdr();
+    assert_eq!(cdr.outcome, "hangup");
+    assert_eq!(cdr.sip_status, 487, "RFC 3261 §9.2: the INVITE ended 487");
+    assert_eq!(cdr.hung_up_by, HungUpBy::Dialer);
+}
+
+#[test]
 fn carrier_bye_while_the_agent_rings_cancels_the_agent() {
     let mut net = Net::with_credentials();
     let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));

@@ -732,12 +732,15 @@ impl Core {
         } else {
             "hangup"
         };
+        // Before the customer answered the INVITE is CANCELled and ends 487 Request
+        // Terminated (RFC 3261 §9.2); after, the BYE ends it with 200.
+        let status = if c.answered.is_some() { 200 } else { 487 };
         self.end_call(
             now,
             call,
             Ending {
                 outcome,
-                status: 200,
+                status,
                 cause: q850::NORMAL_CLEARING,
                 by: HungUpBy::Dialer,
             },
