@@ -515,3 +515,32 @@ fn key_tone_from_an_inband_trunk_reaches_an_info_agent_as_info() {
         .unwrap();
     assert!(ms.abs_diff(160) <= 26, "measured {ms} ms for a 160 ms key");
 }
+
+#[test]
+fn info_before_the_agent_answers_is_answered_and_not_passed_on() {
+    let mut net = Net::new();
+    net.core.set_trunk_dtmf(0, DtmfMode::Info);
+    net.originate();
+    let (tx, invite) = net.carrier_invite();
+    net.carrier.respond(
+        net.now,
+        tx,
+        carrier_ok(
+            &invite,
+            "c1",
+            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
+        ),
+    );
+    net.settle();
+    let ack = net.carrier.received_requests(Method::Ack)[0].clone();
+    // The agent is still being called: nobody hears the key.
+    let ok = carrier_info(
+        &mut net,
+        &ack,
+        2,
+        Some(("application/dtmf-relay", "Signal=3\r\nDuration=100\r\n")),
+    );
+    assert_eq!(ok.status, 200);
+    assert!(send_digits(&net).is_empty());
+    assert!(net.agent.take_request(Method::Info).is_none());
+}
