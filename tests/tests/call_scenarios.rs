@@ -270,6 +270,61 @@ fn hangup_by_the_api_before_the_answer_cancels_and_records_487() {
 }
 
 #[test]
+fn a_2xx_after_the_cancelled_call_ended_is_acked_and_ended_with_one_bye() {
+    let mut net = Net::new();
+    net.originate();
+    let (tx, invite) = net.carrier.take_request(Method::Invite).unwrap();
+    net.carrier
+        .endpoint
+        .respond(net.now, tx, make_response(&invite, 180, Some("r")))
+        .unwrap();
+    net.settle();
+    let call = net.core.calls(net.now)[0].id;
+    net.core.hangup(net.now, call).expect("the call exists");
+    net.settle();
+    // The carrier takes the CANCEL but never ends the INVITE: the call is given up
+    // (RFC 3261 §9.1) and ends.
+    net.advance(Duration::from_secs(40));
+    assert_eq!(net.cdrs().len(), 1, "the call ended");
+    assert_eq!(net.core.call_count(), 0);
+
+    // Then the carrier answers after all.
+    net.carrier.respond(
+        net.now,
+        tx,
+        carrier_ok(
+            &invite,
+            "late",
+            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
+        ),
+    );
+    net.settle();
+    net.advance(Duration::from_secs(5));
+    net.carrier.answer_byes(net.now);
+    net.settle();
+    // RFC 3261 §13.2.2.4: the 2xx is ACKed and its dialog ended, both sent to the 2xx's
+    // Contact through its Record-Route.
+    let acks = net.sent_unique(Method::Ack);
+    let ack = acks
+        .iter()
+        .find(|(_, r)| r.cseq().unwrap().seq == invite.cseq().unwrap().seq)
+        .expect("the late 2xx is ACKed");
+    assert_eq!(ack.0, addr(CARRIER));
+    assert_eq!(ack.1.uri.to_string(), "sip:gw@192.0.2.51:5060");
+    let byes = net.sent_unique(Method::Bye);
+    assert_eq!(byes.len(), 1, "one BYE: {byes:?}");
+    let (to, bye) = &byes[0];
+    assert_eq!(*to, addr(CARRIER));
+    assert_eq!(bye.uri.to_string(), "sip:gw@192.0.2.51:5060");
+    assert_eq!(
+        bye.headers.get(HeaderKind::Route),
+        Some("<sip:192.0.2.50:5060;lr>")
+    );
+    assert_eq!(bye.to_header().unwrap().tag(), Some("late"));
+    assert_eq!(net.cdrs().len(), 1, "no second CDR");
+}
+
+#[test]
 fn carrier_bye_while_the_agent_rings_cancels_the_agent() {
     let mut net = Net::with_credentials();
     let mut server = DigestServer::new(ServerConfig::new("carrier.example.net", b"k".to_vec()));

@@ -457,6 +457,16 @@ impl Core {
         if let Some(a) = &c.agent {
             self.by_sip_call_id.remove(&a.call_id);
         }
+        let customer = (
+            c.customer.call_id.clone(),
+            Side::Customer,
+            c.customer.target,
+        );
+        let agent = c
+            .agent
+            .as_ref()
+            .map(|a| (a.call_id.clone(), Side::Agent, a.target));
+        self.remember_ended(now, [Some(customer), agent]);
         self.by_tx.retain(|_, r| r.call != call);
         let ending = c.ending.clone().expect("checked above");
         let totals = c.totals.clone().unwrap_or_default();

@@ -163,10 +163,14 @@ impl Core {
                 response,
             } => match self.by_tx.get(&transaction).copied() {
                 Some(r) => self.on_response(now, r, transaction, response),
-                None => self.others.push_back(Event::Response {
-                    transaction,
-                    response,
-                }),
+                None => {
+                    // The 2xx of an INVITE whose call has already ended.
+                    self.on_late_2xx(now, &response);
+                    self.others.push_back(Event::Response {
+                        transaction,
+                        response,
+                    })
+                }
             },
             Event::Timeout {
                 transaction,
@@ -206,7 +210,7 @@ impl Core {
         }
     }
 
-    fn on_stray(&mut self, _now: Time, response: &Response) {
+    fn on_stray(&mut self, now: Time, response: &Response) {
         // A 2xx retransmitted after the INVITE transaction ended: ACK it again
         // (RFC 3261 §13.2.2.4), or the peer keeps retransmitting and then hangs up.
         let (Ok(cseq), Ok(call_id)) = (response.cseq(), response.call_id()) else {
@@ -216,6 +220,7 @@ impl Core {
             return;
         }
         let Some(r) = self.by_sip_call_id.get(call_id).copied() else {
+            self.on_late_2xx(now, response);
             return;
         };
         let Some(c) = self.calls.get_mut(&r.call) else {

@@ -19,6 +19,7 @@
 mod dtmf;
 mod ending;
 mod hold;
+mod late;
 mod legs;
 pub mod q850;
 mod session_timer;
@@ -390,6 +391,8 @@ pub struct Core {
     ignored_tx: std::collections::HashSet<TransactionId>,
     /// DTMF mode of each trunk and agent.
     dtmf: dtmf::DtmfSettings,
+    /// Legs of recently ended calls, so that a late 2xx is ACKed and ended with BYE.
+    ended: VecDeque<late::EndedLeg>,
 }
 
 impl std::fmt::Debug for Core {
@@ -432,6 +435,7 @@ impl Core {
             agent_timer: None,
             ignored_tx: std::collections::HashSet::new(),
             dtmf: dtmf::DtmfSettings::default(),
+            ended: VecDeque::new(),
         }
     }
 
