@@ -77,7 +77,7 @@ impl Core {
         let mut invite = Request::new(Method::Invite, uri);
         for kind in [HeaderKind::From, HeaderKind::CallId, HeaderKind::CSeq] {
             if let Some(v) = response.headers.get(kind) {
-                invite.headers.add(kind, v.to_owned());
+                invite.headers.add(kind, v);
             }
         }
         invite.headers.add(HeaderKind::Contact, contact.to_string());
