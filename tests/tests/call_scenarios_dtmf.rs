@@ -544,3 +544,26 @@ fn info_before_the_agent_answers_is_answered_and_not_passed_on() {
     assert!(send_digits(&net).is_empty());
     assert!(net.agent.take_request(Method::Info).is_none());
 }
+
+#[test]
+fn offers_to_info_and_inband_legs_carry_no_telephone_event() {
+    for (trunk, agent) in [
+        (DtmfMode::Info, DtmfMode::Inband),
+        (DtmfMode::Inband, DtmfMode::Info),
+        (DtmfMode::Rfc4733, DtmfMode::Rfc4733),
+    ] {
+        let (net, _, agent_invite) = bridged(trunk, agent, false);
+        let carrier_invite = net.carrier.received_requests(Method::Invite)[0].clone();
+        let has_events = |r: &Request| String::from_utf8_lossy(&r.body).contains("telephone-event");
+        assert_eq!(
+            has_events(&carrier_invite),
+            trunk == DtmfMode::Rfc4733,
+            "trunk in {trunk:?} mode"
+        );
+        assert_eq!(
+            has_events(&agent_invite),
+            agent == DtmfMode::Rfc4733,
+            "agent in {agent:?} mode"
+        );
+    }
+}

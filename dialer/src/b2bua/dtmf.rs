@@ -133,6 +133,15 @@ impl Core {
         .unwrap_or_default()
     }
 
+    /// Whether a leg's offers and answers carry telephone-event: only in `rfc4733` mode. An
+    /// `info` or `inband` peer offered it would send each key twice (events and INFO or
+    /// tone), or send events nobody asked for.
+    pub(super) fn takes_telephone_events(&self, call: CallId, side: Side) -> bool {
+        self.calls
+            .get(&call)
+            .is_none_or(|c| self.dtmf_mode(c, side) == DtmfMode::Rfc4733)
+    }
+
     /// Tells the call's media the legs' DTMF modes that are not the default.
     pub(super) fn announce_dtmf_modes(&mut self, call: CallId) {
         let Some(c) = self.calls.get(&call) else {

@@ -209,6 +209,7 @@ impl Core {
             Some(self.config.contact_port),
         )))
         .to_string();
+        let events = self.takes_telephone_events(r.call, r.side);
         let c = self.calls.get_mut(&r.call).expect("caller checked");
         // A bridged call gives this party no more than the other party allows: while that
         // one holds, our answer here holds too (see `hold.rs`).
@@ -255,6 +256,7 @@ impl Core {
         let parsed = SessionDescription::parse_bytes(&request.body);
         let config = MediaConfig {
             direction: allowed,
+            telephone_event: events,
             ..Self::media_config_for(&codecs)
         };
         let answered = parsed.ok().and_then(|offer| {

@@ -25,6 +25,7 @@ impl Core {
         let contact_host = self.config.contact_host.clone();
         let contact_port = self.config.contact_port;
         let media_ip = self.config.media_ip;
+        let events = self.takes_telephone_events(call, side);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -125,7 +126,11 @@ impl Core {
                     session_id: leg.session_id,
                     session_version: 1,
                 };
-                build_offer(&Self::media_config(&codecs), &local)
+                let config = MediaConfig {
+                    telephone_event: events,
+                    ..Self::media_config(&codecs)
+                };
+                build_offer(&config, &local)
             }
         };
         r.set_body("application/sdp", offer.to_sdp_string().into_bytes());
