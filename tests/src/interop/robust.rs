@@ -1,7 +1,8 @@
 //! One bridged call through `dialer run` for the robustness tests: a SIPp carrier scenario
 //! (directly, or behind a proxy such as Kamailio), baresip as agent 1000 answering at once,
-//! and one tshark tap on `lo` that sees the SIP of every party and the RTP towards the
-//! carrier and the agent, so every check reads one capture on one clock.
+//! and one tshark tap on `lo` that sees the SIP of every party and the RTP to and from the
+//! carrier and to the agent, so every check reads one capture on one clock (and the
+//! carrier's steady stream makes [`Capture::wait_capture_time`] a clock of the call).
 //!
 //! Drive: [`Bridged::start`] (returns once the agent has answered), let the scenario do its
 //! in-call work (waiting on the wire or the peers, never on a fixed delay), then
@@ -103,7 +104,7 @@ impl Bridged {
             "wire",
             "lo",
             &format!(
-                "udp and ({} or dst port {media_port} or dst portrange {agent_rtp}-{})",
+                "udp and ({} or port {media_port} or dst portrange {agent_rtp}-{})",
                 sip_filter.join(" or "),
                 agent_rtp + AGENT_RTP_PORTS - 1
             ),

@@ -294,6 +294,30 @@ impl Capture {
         &self.pcap
     }
 
+    /// The capture time (seconds since its first packet) of the latest packet tshark has
+    /// printed so far (one line each, `-P -l`), 0 before any.
+    pub fn latest_time(&self) -> f64 {
+        let line = Regex::new(r"^\s*\d+\s+(\d+\.\d+)\s").expect("literal regex");
+        self.peer
+            .output(super::process::Stream::Stdout)
+            .lines()
+            .filter_map(|l| line.captures(l)?.get(1)?.as_str().parse::<f64>().ok())
+            .fold(0.0, f64::max)
+    }
+
+    /// Waits until the capture holds a packet `seconds` later than the latest one printed
+    /// now: a clock made of captured traffic (the kernel hands packets over in blocks, so
+    /// counting lines would not be one), for a call whose peers play nothing to look at.
+    pub fn wait_capture_time(&self, seconds: f64, timeout: Duration) -> Result<(), HarnessError> {
+        let target = self.latest_time() + seconds;
+        super::process::poll_until(
+            &format!("{} capturing {seconds} s more", self.peer.name()),
+            timeout,
+            Duration::from_millis(50),
+            || (self.latest_time() >= target).then_some(()),
+        )
+    }
+
     /// Sends marker datagrams until tshark has printed one (at most 5 s), then stops the
     /// capture with SIGINT and returns the file.
     pub fn stop(&self) -> Result<PathBuf, HarnessError> {
