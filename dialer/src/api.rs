@@ -8,6 +8,7 @@
 //! | `GET /calls` | `200` with the live calls, `[CallInfo]` |
 //! | `DELETE /calls/{id}` | `204` when the call is being hung up, `404` when there is no such call |
 //! | `GET /agents` | `200` with the registrations, `[AgentInfo]` (source address and NAT flag) |
+//! | `GET /trunks` | `200` with the trunks and their registration state, `[TrunkInfo]` |
 //! | `GET /events[?call=ID]` | `200`, `application/x-ndjson`, chunked: one [`ApiEvent`] per line, forever |
 //! | `GET /health` | `200 {"status":"ok"}`, or `503 {"status":"dialer_stopped"}` |
 //!
@@ -73,7 +74,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::control::{
     AgentInfo, ApiEvent, CallId, CallInfo, ControlError, ControlHandle, ControlRequest,
-    OriginateRequest,
+    OriginateRequest, TrunkInfo,
 };
 
 /// Where `dialer run` serves the API unless configured otherwise.
@@ -264,6 +265,7 @@ fn router(state: AppState) -> Router {
         .route("/calls", post(originate).get(list_calls))
         .route("/calls/:id", delete(hangup))
         .route("/agents", get(list_agents))
+        .route("/trunks", get(list_trunks))
         .route("/events", get(events))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -448,6 +450,13 @@ async fn list_calls(State(state): State<AppState>) -> Response {
 async fn list_agents(State(state): State<AppState>) -> Response {
     match ask(&state, ControlRequest::ListAgents).await {
         Ok(agents) => Json::<Vec<AgentInfo>>(agents).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn list_trunks(State(state): State<AppState>) -> Response {
+    match ask(&state, ControlRequest::ListTrunks).await {
+        Ok(trunks) => Json::<Vec<TrunkInfo>>(trunks).into_response(),
         Err(response) => response,
     }
 }

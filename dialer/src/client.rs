@@ -29,7 +29,7 @@ use ureq::http::{Response, StatusCode};
 use ureq::{Agent, Body, BodyReader};
 
 use crate::api::{ErrorBody, FeedLine};
-use crate::control::{AgentInfo, CallId, CallInfo, ControlError, OriginateRequest};
+use crate::control::{AgentInfo, CallId, CallInfo, ControlError, OriginateRequest, TrunkInfo};
 
 /// Where the CLI looks for the API unless told otherwise (see [`crate::api::DEFAULT_LISTEN`]).
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8021";
@@ -192,6 +192,13 @@ impl Client {
     pub fn agents(&self) -> Result<Vec<AgentInfo>, ClientError> {
         let url = self.url("/agents");
         let response = self.get(&self.requests, "/agents")?;
+        read_json(&url, expect(&url, response, StatusCode::OK)?)
+    }
+
+    /// The trunks and their registration state: `GET /trunks`.
+    pub fn trunks(&self) -> Result<Vec<TrunkInfo>, ClientError> {
+        let url = self.url("/trunks");
+        let response = self.get(&self.requests, "/trunks")?;
         read_json(&url, expect(&url, response, StatusCode::OK)?)
     }
 

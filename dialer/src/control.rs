@@ -96,6 +96,34 @@ pub struct AgentInfo {
     pub busy: bool,
 }
 
+/// `GET /trunks` entry: a trunk and its registration, as `sofia status gateway` shows one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrunkInfo {
+    /// Trunk name.
+    pub name: String,
+    /// Where its requests go.
+    pub proxy: SocketAddr,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// `registered`, `registering`, `retrying`, `failed`, `unregistering`, `unregistered`,
+    /// `idle`, or `static` for an IP-authenticated trunk that does not register.
+    pub state: String,
+    /// Seconds until the binding runs out unless refreshed, when registered.
+    pub expires_in_s: Option<u64>,
+    /// The Contact registered (after any NAT rewrite), when registered.
+    pub contact: Option<String>,
+    /// Retries so far, while retrying.
+    pub attempts: Option<u32>,
+    /// Seconds until the next REGISTER, while retrying.
+    pub retry_in_s: Option<f64>,
+    /// What went wrong last (retrying) or for good (failed).
+    pub error: Option<String>,
+    /// Live calls on the trunk.
+    pub calls: usize,
+    /// The trunk's channel limit, if any.
+    pub max_channels: Option<u32>,
+}
+
 /// Who ended a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -326,6 +354,8 @@ pub enum ControlRequest {
     Hangup(CallId, oneshot::Sender<Result<(), ControlError>>),
     /// List agents.
     ListAgents(oneshot::Sender<Vec<AgentInfo>>),
+    /// List trunks with their registration state.
+    ListTrunks(oneshot::Sender<Vec<TrunkInfo>>),
 }
 
 /// What a client of the running dialer holds: the request channel and the event feed.

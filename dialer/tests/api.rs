@@ -16,7 +16,7 @@ use std::time::Duration;
 use dialer::api::{self, ApiError, FeedLine};
 use dialer::control::{
     AgentInfo, ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, ControlHandle,
-    ControlRequest, HungUpBy, LadderLine, OriginateRequest,
+    ControlRequest, HungUpBy, LadderLine, OriginateRequest, TrunkInfo,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -153,6 +153,37 @@ fn agents() -> Vec<AgentInfo> {
             expires_in_s: None,
             user_agent: None,
             busy: true,
+        },
+    ]
+}
+
+fn trunks() -> Vec<TrunkInfo> {
+    vec![
+        TrunkInfo {
+            name: "carrier".into(),
+            proxy: "198.51.100.1:5060".parse().unwrap(),
+            transport: "udp".into(),
+            state: "registered".into(),
+            expires_in_s: Some(540),
+            contact: Some("sip:dialer@203.0.113.10:5060".into()),
+            attempts: None,
+            retry_in_s: None,
+            error: None,
+            calls: 2,
+            max_channels: Some(30),
+        },
+        TrunkInfo {
+            name: "backup".into(),
+            proxy: "198.51.100.2:5060".parse().unwrap(),
+            transport: "tcp".into(),
+            state: "retrying".into(),
+            expires_in_s: None,
+            contact: None,
+            attempts: Some(3),
+            retry_in_s: Some(7.5),
+            error: Some("503 Service Unavailable".into()),
+            calls: 0,
+            max_channels: None,
         },
     ]
 }
@@ -313,6 +344,9 @@ async fn fake_dialer(
                 }
                 ControlRequest::ListAgents(reply) => {
                     let _ = reply.send(agents());
+                }
+                ControlRequest::ListTrunks(reply) => {
+                    let _ = reply.send(trunks());
                 }
             },
             Some(burst) = bursts.recv() => {
@@ -595,6 +629,35 @@ fn calls_and_agents_list_what_the_dialer_says() {
     let listed: Vec<AgentInfo> = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(listed, agents());
     assert_eq!(answer.json()[0]["source"], "203.0.113.9:40112");
+    let answer = send("GET", &h.url("/trunks"), None, None);
+    assert_eq!(answer.status, 200);
+    let listed: Vec<TrunkInfo> = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(listed, trunks());
+    assert_eq!(answer.json()[1]["state"], "retrying");
+}
+
+#[test]
+fn dialer_trunks_prints_each_trunks_state_and_load() {
+    let h = Harness::start(Setup::default());
+    let out = dialer_bin(&["trunks", "--api", &h.base], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("TRUNK    PROXY"), "{table}");
+    assert!(
+        rows[1].contains("198.51.100.1:5060/udp  registered  540")
+            && rows[1].contains("2/30")
+            && rows[1].ends_with("sip:dialer@203.0.113.10:5060"),
+        "{table}"
+    );
+    assert!(
+        rows[2].contains("retrying")
+            && rows[2].ends_with("attempt 3 in 7.5 s after 503 Service Unavailable"),
+        "{table}"
+    );
+    let json = dialer_bin(&["trunks", "--json", "--api", &h.base], &[]);
+    let listed: Vec<TrunkInfo> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(listed, trunks());
 }
 
 #[test]

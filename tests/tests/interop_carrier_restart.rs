@@ -117,6 +117,19 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
         Duration::from_secs(GRANTED_S.into()),
     )
     .expect("the trunk refreshes at half the granted 4 s");
+    let trunk = |client: &dialer::client::Client| {
+        let trunks = client.trunks().expect("GET /trunks");
+        assert_eq!(trunks.len(), 1, "{trunks:?}");
+        trunks.into_iter().next().expect("one trunk")
+    };
+    let client = test.client().expect("API client");
+    let up = trunk(&client);
+    assert_eq!(up.state, "registered", "{up:?}");
+    assert!(
+        up.expires_in_s.is_some_and(|s| s <= u64::from(GRANTED_S)),
+        "{up:?}"
+    );
+    assert!(up.contact.is_some() && up.error.is_none(), "{up:?}");
 
     // The carrier dies.
     registrar.go_down();
@@ -124,7 +137,6 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
     let before_outage = registrar.registers().len();
 
     // A call placed meanwhile: its INVITE gets no answer at all.
-    let client = test.client().expect("API client");
     let info = client
         .originate(&OriginateRequest {
             number: "+15551234".into(),
@@ -158,6 +170,16 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
         Duration::from_secs(10),
     )
     .expect("the unanswered refresh is retried");
+    let down = trunk(&client);
+    assert_eq!(down.state, "retrying", "{down:?}");
+    assert_eq!(down.attempts, Some(1), "{down:?}");
+    assert!(
+        down.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no response")),
+        "{down:?}"
+    );
+    assert!(down.retry_in_s.is_some(), "{down:?}");
     // The carrier comes back, not ready yet: 503, 503, 503 with Retry-After, then 200.
     let up_at = now();
     let script = [
@@ -170,6 +192,12 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
     registrar.come_up(&script).expect("the registrar is back");
     run.wait_for_lines(&registered, 2, Duration::from_secs(30))
         .expect("the trunk is registered again");
+    let again = trunk(&client);
+    assert_eq!(again.state, "registered", "{again:?}");
+    assert!(
+        again.attempts.is_none() && again.error.is_none(),
+        "{again:?}"
+    );
 
     let all = registrar.registers();
     assert_eq!(

@@ -530,7 +530,13 @@ impl Core {
     }
 
     /// Live calls on a trunk.
-    fn trunk_load(&self, trunk: usize) -> usize {
+    /// The trunks, by index.
+    pub fn trunks(&self) -> &[TrunkSettings] {
+        &self.config.trunks
+    }
+
+    /// Live calls on a trunk (by index).
+    pub fn trunk_load(&self, trunk: usize) -> usize {
         self.calls.values().filter(|c| c.trunk == trunk).count()
     }
 

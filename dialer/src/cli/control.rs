@@ -655,6 +655,50 @@ pub fn calls_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<E
     Ok(Exit::Success)
 }
 
+/// `dialer trunks`.
+pub fn trunks_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    let trunks = match args.api.client().map(|c| c.trunks()) {
+        Ok(Ok(trunks)) => trunks,
+        Ok(Err(e)) => return client_error(streams, &e),
+        Err(message) => return fail(streams, message),
+    };
+    if args.json {
+        print_json(streams, &trunks)?;
+        return Ok(Exit::Success);
+    }
+    let dash = || "-".to_owned();
+    let rows: Vec<Vec<String>> = trunks
+        .iter()
+        .map(|t| {
+            let detail = match (&t.error, t.retry_in_s, t.attempts) {
+                (Some(e), Some(s), Some(n)) => format!("attempt {n} in {s:.1} s after {e}"),
+                (Some(e), _, _) => e.clone(),
+                _ => t.contact.clone().unwrap_or_default(),
+            };
+            vec![
+                t.name.clone(),
+                format!("{}/{}", t.proxy, t.transport),
+                t.state.clone(),
+                t.expires_in_s.map_or_else(dash, |s| s.to_string()),
+                match t.max_channels {
+                    Some(max) => format!("{}/{max}", t.calls),
+                    None => t.calls.to_string(),
+                },
+                detail,
+            ]
+        })
+        .collect();
+    write!(
+        streams.stdout,
+        "{}",
+        table(
+            &["TRUNK", "PROXY", "STATE", "EXPIRES_S", "CALLS", "DETAIL"],
+            &rows
+        )
+    )?;
+    Ok(Exit::Success)
+}
+
 /// `dialer agents`.
 pub fn agents_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
     let agents = match args.api.client().map(|c| c.agents()) {

@@ -59,6 +59,8 @@ pub enum Command {
     Calls(control::ListArgs),
     /// List the agents registered to the running dialer.
     Agents(control::ListArgs),
+    /// List the running dialer's trunks and their registration state.
+    Trunks(control::ListArgs),
     /// Hang up one of the running dialer's calls.
     Hangup(control::HangupArgs),
 }
@@ -197,6 +199,7 @@ pub fn run_with(cli: Cli, streams: &mut Streams<'_>) -> Exit {
         Command::Call(args) => control::call_command(&args, streams),
         Command::Calls(args) => control::calls_command(&args, streams),
         Command::Agents(args) => control::agents_command(&args, streams),
+        Command::Trunks(args) => control::trunks_command(&args, streams),
         Command::Hangup(args) => control::hangup_command(&args, streams),
     };
     match result {

@@ -9,7 +9,9 @@ use super::settings::{self, SettingsError};
 use crate::b2bua::{
     Action, AgentTarget, Core, MediaOp, MediaReport, MediaTotals, SessionTimerConfig,
 };
-use crate::control::{AgentInfo, ApiEvent, CallId, ControlError, ControlHandle, ControlRequest};
+use crate::control::{
+    AgentInfo, ApiEvent, CallId, ControlError, ControlHandle, ControlRequest, TrunkInfo,
+};
 use crate::registrar::{Registrar, RegistrarConfig, RegistrarEvent};
 use media::playback::Ringback;
 use media::relay::RelayConfig;
@@ -511,7 +513,72 @@ impl State {
                     .collect();
                 let _ = reply.send(agents);
             }
+            ControlRequest::ListTrunks(reply) => {
+                let _ = reply.send(self.trunks(now));
+            }
         }
+    }
+
+    /// Each trunk with its registration's state (a trunk without one is `static`).
+    fn trunks(&self, now: sip_core::time::Time) -> Vec<TrunkInfo> {
+        self.core
+            .trunks()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut info = TrunkInfo {
+                    name: t.name.clone(),
+                    proxy: t.proxy,
+                    transport: if t.transport == Transport::Tcp {
+                        "tcp"
+                    } else {
+                        "udp"
+                    }
+                    .to_owned(),
+                    state: "static".to_owned(),
+                    expires_in_s: None,
+                    contact: None,
+                    attempts: None,
+                    retry_in_s: None,
+                    error: None,
+                    calls: self.core.trunk_load(i),
+                    max_channels: t.max_channels,
+                };
+                let registration = self.registrations.iter().find(|(n, _)| *n == t.name);
+                if let Some((_, r)) = registration {
+                    info.state = match r.state() {
+                        RegistrationState::Idle => "idle",
+                        RegistrationState::Registering => "registering",
+                        RegistrationState::Registered {
+                            expires_at,
+                            contact,
+                        } => {
+                            info.expires_in_s = Some(expires_at.since(now).as_secs());
+                            info.contact = Some(contact.to_string());
+                            "registered"
+                        }
+                        RegistrationState::Backoff {
+                            until,
+                            attempts,
+                            last_error,
+                        } => {
+                            info.attempts = Some(*attempts);
+                            info.retry_in_s = Some(until.since(now).as_secs_f64());
+                            info.error = Some(last_error.to_string());
+                            "retrying"
+                        }
+                        RegistrationState::Failed(f) => {
+                            info.error = Some(f.to_string());
+                            "failed"
+                        }
+                        RegistrationState::Unregistering => "unregistering",
+                        RegistrationState::Unregistered => "unregistered",
+                    }
+                    .to_owned();
+                }
+                info
+            })
+            .collect()
     }
 
     fn originate(
