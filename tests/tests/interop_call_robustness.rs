@@ -23,19 +23,23 @@ use scenario_tests::interop::trace::{Direction, TracedMessage};
 
 const TOOLS: &[&str] = &["sipp", "baresip", "sox", "tshark"];
 
+/// The dialer's files and ports for test `name`.
+fn setup(name: &str) -> CallTest {
+    CallTest::new(name, TOOLS).expect("setup")
+}
+
 /// A bridged call with the carrier scenario `scenario` (keys added).
-fn bridged(name: &str, scenario: &str, keys: &[(&str, String)]) -> Bridged {
-    bridged_capturing(name, scenario, keys, &[])
+fn bridged<'t>(test: &'t CallTest, scenario: &str, keys: &[(&str, String)]) -> Bridged<'t> {
+    bridged_capturing(test, scenario, keys, &[])
 }
 
 /// [`bridged`] with further BPF terms for the tap.
-fn bridged_capturing(
-    name: &str,
+fn bridged_capturing<'t>(
+    test: &'t CallTest,
     scenario: &str,
     keys: &[(&str, String)],
     also_capture: &[String],
-) -> Bridged {
-    let test = CallTest::new(name, TOOLS).expect("setup");
+) -> Bridged<'t> {
     let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
     let carrier =
         carrier_config(&test.dir, scenario, LOOPBACK, media_port, 2, keys).expect("carrier");
@@ -78,7 +82,8 @@ fn assert_agent_hears_carrier_at_the_end(ended: &Ended) {
 
 #[test]
 fn carrier_refreshing_the_session_by_reinvite_and_update_keeps_the_call_past_the_first_interval() {
-    let call = bridged("robust-timer-uas", "carrier_timer_uas.xml", &[]);
+    let test = setup("robust-timer-uas");
+    let call = bridged(&test, "carrier_timer_uas.xml", &[]);
     let carrier = call.carrier.addr();
     let media_port = call.media_port;
     let ended = call.finish(Hangup::Carrier).expect("the call ends");
@@ -165,7 +170,8 @@ fn carrier_refreshing_the_session_by_reinvite_and_update_keeps_the_call_past_the
 
 #[test]
 fn dialer_refreshes_the_session_at_half_the_interval_through_the_record_route() {
-    let call = bridged("robust-timer-uac", "carrier_timer_uac.xml", &[]);
+    let test = setup("robust-timer-uac");
+    let call = bridged(&test, "carrier_timer_uac.xml", &[]);
     let carrier = call.carrier.addr();
     let media_port = call.media_port;
     let ended = call.finish(Hangup::Carrier).expect("the call ends");
@@ -229,7 +235,8 @@ fn dialer_refreshes_the_session_at_half_the_interval_through_the_record_route() 
 
 #[test]
 fn reliable_183_and_180_are_pracked_in_their_early_dialog_and_the_183_answer_carries_the_media() {
-    let call = bridged("robust-100rel", "carrier_100rel.xml", &[]);
+    let test = setup("robust-100rel");
+    let call = bridged(&test, "carrier_100rel.xml", &[]);
     let carrier = call.carrier.addr();
     let media_port = call.media_port;
     call.wait_heard(3.0, Duration::from_secs(15))
@@ -327,7 +334,8 @@ fn direction(body: &str) -> &str {
 
 #[test]
 fn carrier_hold_by_sendonly_and_by_zero_address_is_answered_recvonly_and_unhold_restores_audio() {
-    let call = bridged("robust-hold-carrier", "carrier_hold.xml", &[]);
+    let test = setup("robust-hold-carrier");
+    let call = bridged(&test, "carrier_hold.xml", &[]);
     let carrier = call.carrier.addr();
     let media_port = call.media_port;
     let ended = call.finish(Hangup::Carrier).expect("the call ends");
@@ -409,8 +417,9 @@ fn carrier_hold_by_sendonly_and_by_zero_address_is_answered_recvonly_and_unhold_
 fn forked_183s_keep_two_early_dialogs_and_the_200_picks_its_own_dialog_route_and_media() {
     let fork_ip = scenario_tests::interop::ports::loopback(4);
     let fork_media = free_udp_range(fork_ip, 2).expect("fork A media port");
+    let test = setup("robust-forked");
     let call = bridged_capturing(
-        "robust-forked",
+        &test,
         "carrier_forked.xml",
         &[
             ("fork_ip", fork_ip.to_string()),
@@ -494,7 +503,8 @@ fn answer_direction(offered: &str) -> &'static str {
 
 #[test]
 fn agent_hold_and_resume_from_baresip_are_answered_by_rfc_3264_and_audio_returns_after_resume() {
-    let call = bridged("robust-hold-agent", "carrier_reinvites.xml", &[]);
+    let test = setup("robust-hold-agent");
+    let call = bridged(&test, "carrier_reinvites.xml", &[]);
     let carrier = call.carrier.addr();
     let media_port = call.media_port;
     let agent_sip = call.agent_sip;

@@ -106,7 +106,7 @@ fn ack_and_bye_carry_the_proxy_route_set_and_reach_the_carrier_through_kamailio(
     .expect("Kamailio proxy starts");
     let proxy_addr = proxy.addr();
     let dialer = test.sip;
-    let call = Bridged::start(test, carrier, Some(proxy_addr), &[]).expect("the call is placed");
+    let call = Bridged::start(&test, carrier, Some(proxy_addr), &[]).expect("the call is placed");
     call.wait_heard(3.0, Duration::from_secs(15))
         .expect("audio flows to the agent");
     let ended = call.finish(Hangup::Agent).expect("the call ends");

@@ -28,9 +28,10 @@ pub const AGENT_RTP_PORTS: u16 = 20;
 
 /// A call placed and answered by the agent.
 #[derive(Debug)]
-pub struct Bridged {
-    /// The dialer's files and ports.
-    pub test: CallTest,
+pub struct Bridged<'t> {
+    /// The dialer's files and ports (owned by the test, so its directory is kept when the
+    /// test panics).
+    pub test: &'t CallTest,
     /// The carrier's RTP port (`-mp`).
     pub media_port: u16,
     /// The carrier.
@@ -61,8 +62,6 @@ pub enum Hangup {
 /// What a finished call left behind.
 #[derive(Debug)]
 pub struct Ended {
-    /// The dialer's files: the test directory lives as long as this.
-    pub test: CallTest,
     /// The agent's SIP address.
     pub agent_sip: SocketAddr,
     /// The agent's first RTP port.
@@ -79,17 +78,17 @@ pub struct Ended {
     pub heard: Pcm,
 }
 
-impl Bridged {
+impl<'t> Bridged<'t> {
     /// Starts the tap, the carrier (`carrier` settings; a `proxy` in front of it is already
     /// running and is the dialer's trunk proxy), `dialer run` and the agent, then places
     /// the call and waits for the agent to answer. `also_capture` are further BPF terms the
     /// tap takes (OR'ed to the SIP and RTP it always captures).
     pub fn start(
-        test: CallTest,
+        test: &'t CallTest,
         carrier: SippConfig,
         proxy: Option<SocketAddr>,
         also_capture: &[String],
-    ) -> Result<Bridged, HarnessError> {
+    ) -> Result<Bridged<'t>, HarnessError> {
         let media_port = carrier
             .media
             .map(|(_, port)| port)
@@ -162,7 +161,6 @@ impl Bridged {
         let heard = Pcm::read_wav(&self.agent.heard()?)?;
         self.agent.stop()?;
         Ok(Ended {
-            test: self.test,
             agent_sip: self.agent_sip,
             agent_rtp: self.agent_rtp,
             carrier,
