@@ -623,3 +623,106 @@ fn agent_hold_and_resume_from_baresip_are_answered_by_rfc_3264_and_audio_returns
         .collect();
     eprintln!("re-INVITEs to the carrier {carrier}, by offered direction: {carrier_reinvites:?}");
 }
+
+#[test]
+fn late_200_from_the_other_fork_is_acked_and_byed_through_its_own_route_and_the_call_stays() {
+    let fork_ip = scenario_tests::interop::ports::loopback(4);
+    let fork_media = free_udp_range(fork_ip, 2).expect("fork A media port");
+    let test = setup("robust-forked-late-200");
+    let call = bridged_capturing(
+        &test,
+        "carrier_forked_late_200.xml",
+        &[
+            ("fork_ip", fork_ip.to_string()),
+            ("fork_media_port", fork_media.to_string()),
+        ],
+        &[format!("host {fork_ip}")],
+    );
+    let carrier = call.carrier.addr();
+    let media_port = call.media_port;
+    call.wait_heard(3.0, Duration::from_secs(15))
+        .expect("audio flows to the agent");
+    let ended = call.finish(Hangup::Agent).expect("the call ends");
+    let outcome = &ended.carrier;
+
+    let sip = ended.carrier_sip(carrier).expect("SIP on the capture");
+    let oks: Vec<_> = sip
+        .iter()
+        .filter(|m| m.label() == "200 INVITE" && m.message.direction == Direction::Sent)
+        .collect();
+    let fork_b = oks.first().expect("fork B's 200 captured");
+    let late = oks
+        .iter()
+        .find(|m| m.to_tag() != fork_b.to_tag())
+        .expect("fork A's late 200 captured");
+    let fork_a_tag = late.to_tag();
+    // RFC 3261 §13.2.2.4: the late 2xx is ACKed and its dialog ended with BYE, both in fork
+    // A's dialog (its tag) through its route set (its Record-Route, on fork_ip).
+    let to_fork_a: Vec<_> = sip
+        .iter()
+        .filter(|m| m.dst.ip() == fork_ip && m.time >= late.time)
+        .collect();
+    for method in ["ACK", "BYE"] {
+        let request = to_fork_a
+            .iter()
+            .find(|m| m.label() == method)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {method} to fork A after its late 200: {:?}",
+                    to_fork_a.iter().map(|m| m.label()).collect::<Vec<_>>()
+                )
+            });
+        assert_eq!(request.to_tag(), fork_a_tag, "{method} in fork A's dialog");
+        assert!(
+            request
+                .message
+                .request_uri()
+                .is_some_and(|u| u.contains(&format!("forka@{fork_ip}:"))),
+            "{method} to fork A's Contact: {:?}",
+            request.message.start_line
+        );
+        assert_eq!(
+            request.dst,
+            std::net::SocketAddr::new(fork_ip, carrier.port()),
+            "{method} through fork A's Record-Route"
+        );
+    }
+    // The call stays with fork B: its ACK and BYE in fork B's dialog through its route, and
+    // the media never moves to fork A.
+    let ack = in_dialog(outcome, "ACK").expect("fork B's ACK");
+    let bye = in_dialog(outcome, "BYE").expect("fork B's BYE");
+    for request in [ack, bye] {
+        assert_eq!(
+            request
+                .header("To")
+                .and_then(scenario_tests::interop::wire::tag_of),
+            fork_b.to_tag(),
+            "{} in fork B's dialog",
+            request.label()
+        );
+        routed_to_contact_via_record_route(request, carrier).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let media_to_fork_a: Vec<_> = scenario_tests::interop::wire::udp_to_host(&ended.pcap, fork_ip)
+        .expect("capture read")
+        .into_iter()
+        .filter(|(_, _, dst)| dst.port() == fork_media)
+        .collect();
+    assert!(
+        media_to_fork_a.is_empty(),
+        "RTP went to fork A's media: {media_to_fork_a:?}"
+    );
+    assert!(ended.exit.success(), "bridged call exits 0");
+    assert_eq!(text(&ended.cdr, "outcome"), "bridged", "CDR: {}", ended.cdr);
+    let fork_b_bye = sip
+        .iter()
+        .find(|m| m.label() == "BYE" && m.dst == carrier)
+        .expect("fork B's BYE captured")
+        .time;
+    let rtp = ended.rtp_to(media_port).expect("carrier RTP");
+    let (present, timeline) = tone_between(&rtp, late.time + 0.2, fork_b_bye, 1000.0);
+    assert!(
+        present,
+        "the agent's audio stops reaching fork B after fork A's late 200: {timeline:?}"
+    );
+    assert_agent_hears_carrier_at_the_end(&ended);
+}
