@@ -726,3 +726,75 @@ fn late_200_from_the_other_fork_is_acked_and_byed_through_its_own_route_and_the_
     );
     assert_agent_hears_carrier_at_the_end(&ended);
 }
+
+#[test]
+fn dialer_refreshes_by_update_when_allowed_and_by_reinvite_at_once_when_the_update_gets_501() {
+    let test = setup("robust-timer-update-501");
+    let call = bridged(&test, "carrier_timer_update_refused.xml", &[]);
+    let carrier = call.carrier.addr();
+    let media_port = call.media_port;
+    let ended = call.finish(Hangup::Carrier).expect("the call ends");
+    let outcome = &ended.carrier;
+
+    // RFC 4028 §7.4 / RFC 3311: the refresh is an UPDATE without a body (the 200 allowed
+    // UPDATE) inside the dialog, at half the interval.
+    let update = in_dialog(outcome, "UPDATE").expect("UPDATE refresh");
+    routed_to_contact_via_record_route(update, carrier).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        update.body.is_empty(),
+        "UPDATE refresh with a body: {:?}",
+        update.body
+    );
+    let se = update.header("Session-Expires").unwrap_or_default();
+    assert!(
+        se.starts_with("16") && se.contains("refresher=uac"),
+        "UPDATE Session-Expires {se:?}, expected 16;refresher=uac"
+    );
+    let first_ack = outcome.received("ACK").next().expect("ACK for the 200");
+    let due = trace_interval(first_ack, update).expect("trace times");
+    assert!(
+        (6.5..=10.0).contains(&due),
+        "UPDATE {due:.2} s after the answer, expected about 8 s (half of 16)"
+    );
+    // After the 501, the same refresh by re-INVITE, at once, in the dialog.
+    let invites: Vec<_> = outcome.received("INVITE").collect();
+    assert_eq!(
+        invites.len(),
+        2,
+        "INVITE and the re-INVITE refresh: {:?}",
+        outcome.ladder()
+    );
+    let reinvite = invites[1];
+    routed_to_contact_via_record_route(reinvite, carrier).unwrap_or_else(|e| panic!("{e}"));
+    let refused = outcome
+        .with_status(501)
+        .next()
+        .expect("the 501 in the trace");
+    let after = trace_interval(refused, reinvite).expect("trace times");
+    assert!(
+        after < 1.0,
+        "re-INVITE {after:.2} s after the 501, expected at once"
+    );
+    assert!(
+        reinvite.body.contains("m=audio"),
+        "the re-INVITE refresh offers the session: {:?}",
+        reinvite.body
+    );
+
+    assert!(ended.exit.success(), "bridged call exits 0");
+    assert_eq!(text(&ended.cdr, "outcome"), "bridged", "CDR: {}", ended.cdr);
+    let sip = ended.carrier_sip(carrier).expect("SIP on the capture");
+    let refresh_ok = sip
+        .iter()
+        .filter(|m| m.label() == "200 INVITE" && m.message.direction == Direction::Sent)
+        .nth(1)
+        .expect("200 to the re-INVITE refresh captured");
+    let bye = find(&sip, "BYE", None).expect("BYE captured");
+    let rtp = ended.rtp_to(media_port).expect("carrier RTP");
+    let (present, timeline) = tone_between(&rtp, refresh_ok.time + 0.3, bye.time, 1000.0);
+    assert!(
+        present,
+        "no agent audio at the carrier after the refresh: {timeline:?}"
+    );
+    assert_agent_hears_carrier_at_the_end(&ended);
+}
