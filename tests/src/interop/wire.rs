@@ -318,7 +318,7 @@ impl Capture {
         )
     }
 
-    /// Sends marker datagrams until tshark has printed one (at most 5 s), then stops the
+    /// Sends marker datagrams until tshark has printed one (at most 10 s), then stops the
     /// capture with SIGINT and returns the file.
     pub fn stop(&self) -> Result<PathBuf, HarnessError> {
         let socket = std::net::UdpSocket::bind(match self.marker {
@@ -329,7 +329,7 @@ impl Capture {
         let seen = Regex::new(&format!(r"\b{}\b.*Len=", self.marker.port()))
             .expect("a port number makes a valid regex");
         let mut found = false;
-        for _ in 0..25 {
+        for _ in 0..50 {
             let _ = socket.send_to(b"capture marker", self.marker);
             if self
                 .peer
