@@ -400,8 +400,8 @@ fn carrier_hold_by_sendonly_and_by_zero_address_is_answered_recvonly_and_unhold_
     }
     assert_agent_hears_carrier_at_the_end(&ended);
 
-    // The hold passed on to the agent leg (the dialer re-INVITEs the agent): listed here
-    // for the log; an assertion on its direction belongs here once that behaviour is final.
+    // Each hold and unhold is passed on to the agent (RFC 3264 §8.4): the dialer offers it
+    // what the carrier still sends, sendonly while the carrier holds, sendrecv after.
     let agent_sip =
         scenario_tests::interop::wire::sip_messages(&ended.pcap, ended.agent_sip.port())
             .expect("agent SIP on the capture");
@@ -411,7 +411,11 @@ fn carrier_hold_by_sendonly_and_by_zero_address_is_answered_recvonly_and_unhold_
         .skip(1)
         .map(|m| direction(&m.message.body))
         .collect();
-    eprintln!("re-INVITEs to the agent, by offered direction: {agent_reinvites:?}");
+    assert_eq!(
+        agent_reinvites,
+        ["sendonly", "sendrecv", "sendonly", "sendrecv"],
+        "re-INVITEs to the agent, by offered direction"
+    );
 }
 
 #[test]
@@ -627,15 +631,19 @@ fn agent_hold_and_resume_from_baresip_are_answered_by_rfc_3264_and_audio_returns
         "the agent's audio does not reach the carrier after the resume: {timeline:?}"
     );
 
-    // The hold passed on to the carrier leg (the dialer re-INVITEs the carrier): listed for
-    // the log; an assertion on it belongs here once that behaviour is final.
+    // The agent's hold and resume are passed on to the carrier: sendonly (the dialer only
+    // sends it what the holding agent plays), then sendrecv.
     let carrier_reinvites: Vec<&str> = ended
         .carrier
         .received("INVITE")
         .skip(1)
         .map(|m| direction(&m.body))
         .collect();
-    eprintln!("re-INVITEs to the carrier {carrier}, by offered direction: {carrier_reinvites:?}");
+    assert_eq!(
+        carrier_reinvites,
+        ["sendonly", "sendrecv"],
+        "re-INVITEs to the carrier {carrier}, by offered direction"
+    );
 }
 
 #[test]
