@@ -147,7 +147,13 @@ pub fn rtp_to_port(pcap: &Path, port: u16) -> Result<Vec<RtpPacket>, HarnessErro
 /// Runs `tshark -r PCAP ARGS -T fields` with tab-separated `fields` and returns the lines.
 fn fields(pcap: &Path, args: &[String], fields: &[&str]) -> Result<Vec<Vec<String>>, HarnessError> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(pcap).arg("-n").args(args);
+    // Heuristic dissectors first: a free port picked for RTP may be one tshark has a port
+    // dissector for (41170 is MANOLITO), which would otherwise win over the RTP heuristic.
+    cmd.arg("-r")
+        .arg(pcap)
+        .arg("-n")
+        .args(["-o", "udp.try_heuristic_first:TRUE"])
+        .args(args);
     cmd.args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"]);
     for f in fields {
         cmd.args(["-e", f]);
