@@ -146,17 +146,9 @@ pub fn demo_command(args: &DemoArgs, streams: &mut Streams<'_>) -> io::Result<Ex
             let c = &r.cdr;
             writeln!(
                 streams.stdout,
-                "call {}: {} (SIP {}, Q.850 {}), hung up by {:?}; codecs customer {} / agent {}; \
-                 packets to agent {}, to customer {}",
+                "call {}: {}",
                 c.id,
-                c.outcome,
-                c.sip_status,
-                c.q850_cause,
-                c.hung_up_by,
-                c.customer_codec.as_deref().unwrap_or("-"),
-                c.agent_codec.as_deref().unwrap_or("-"),
-                c.packets_to_agent,
-                c.packets_to_customer
+                super::control::summary(c)
             )?;
             writeln!(streams.stdout, "recording: {}", r.recording.display())?;
             writeln!(

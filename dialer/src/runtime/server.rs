@@ -797,7 +797,11 @@ impl State {
             RegistrationEvent::Unregistered => ("unregistered", String::new()),
             other => ("registering", format!("{other:?}")),
         };
-        eprintln!("dialer: trunk {trunk}: {state} {detail}");
+        if detail.is_empty() {
+            eprintln!("dialer: trunk {trunk}: {state}");
+        } else {
+            eprintln!("dialer: trunk {trunk}: {state} {detail}");
+        }
         self.publish(ApiEvent::TrunkRegistration {
             trunk: trunk.to_owned(),
             state: state.to_owned(),
