@@ -17,6 +17,15 @@ use std::time::Duration;
 /// The carrier's and the agent's ACKs of a call bridged with PCMA to the carrier (media on
 /// 192.0.2.51:30000) and PCMU to the agent (10.0.0.5:4000).
 fn bridged(net: &mut Net) -> (Request, Request) {
+    let carrier_ack = customer_answered(net);
+    net.agent_answers();
+    let agent_ack = net.agent.received_requests(Method::Ack)[0].clone();
+    (carrier_ack, agent_ack)
+}
+
+/// The carrier's ACK of a call the customer answered (PCMA, 192.0.2.51:30000); the agent
+/// is ringing.
+fn customer_answered(net: &mut Net) -> Request {
     net.originate();
     let (tx, invite) = net.carrier_invite();
     net.carrier.respond(
@@ -29,10 +38,7 @@ fn bridged(net: &mut Net) -> (Request, Request) {
         ),
     );
     net.settle();
-    net.agent_answers();
-    let carrier_ack = net.carrier.received_requests(Method::Ack)[0].clone();
-    let agent_ack = net.agent.received_requests(Method::Ack)[0].clone();
-    (carrier_ack, agent_ack)
+    net.carrier.received_requests(Method::Ack)[0].clone()
 }
 
 /// A peer's offer: one codec and telephone-event, the given direction and connection host.
@@ -56,6 +62,16 @@ fn reinvite(ack: &Request, cseq: u32, body: Vec<u8>) -> Request {
         .add(HeaderKind::Contact, "<sip:peer@192.0.2.99:5060>");
     re.set_body("application/sdp", body);
     re
+}
+
+/// A peer's re-INVITE with `body`, delivered and answered.
+fn reoffer(net: &mut Net, side: Side, ack: &Request, cseq: u32, body: Vec<u8>) {
+    let re = reinvite(ack, cseq, body);
+    match side {
+        Side::Customer => net.carrier.send(net.now, re),
+        Side::Agent => net.agent.send(net.now, re),
+    };
+    net.settle();
 }
 
 /// The final response a peer got for its request with this CSeq number.
@@ -119,13 +135,13 @@ fn customer_hold_is_answered_recvonly_and_passed_to_the_agent_then_unhold_restor
     let agent_offer_version = audio(&net.agent.received_requests(Method::Invite)[0].body).1;
 
     let ops = net.media_ops().len();
-    let hold = reinvite(
+    reoffer(
+        &mut net,
+        Side::Customer,
         &carrier_ack,
         1,
         offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
     );
-    net.carrier.send(net.now, hold);
-    net.settle();
     let ok = final_response(&net.carrier, 1).expect("the hold was answered");
     assert_eq!(ok.status, 200);
     let (held_answer, held_version) = audio(&ok.body);
@@ -151,13 +167,13 @@ fn customer_hold_is_answered_recvonly_and_passed_to_the_agent_then_unhold_restor
     );
 
     let ops = net.media_ops().len();
-    let unhold = reinvite(
+    reoffer(
+        &mut net,
+        Side::Customer,
         &carrier_ack,
         2,
         offer("192.0.2.51", 30000, Codec::Pcma, "sendrecv", 3),
     );
-    net.carrier.send(net.now, unhold);
-    net.settle();
     let ok = final_response(&net.carrier, 2).expect("the unhold was answered");
     let (answer_dir, answer_version) = audio(&ok.body);
     assert_eq!(answer_dir, Direction::SendRecv);
@@ -184,13 +200,13 @@ fn agent_hold_with_c_0_0_0_0_reaches_the_carrier_as_sendonly() {
     let (_, agent_ack) = bridged(&mut net);
     let ops = net.media_ops().len();
     // RFC 3264 §8.4 (RFC 2543 style): c=0.0.0.0 with sendrecv asks not to be sent to.
-    let hold = reinvite(
+    reoffer(
+        &mut net,
+        Side::Agent,
         &agent_ack,
         1,
         offer("0.0.0.0", 4000, Codec::Pcmu, "sendrecv", 2),
     );
-    net.agent.send(net.now, hold);
-    net.settle();
     let ok = final_response(&net.agent, 1).expect("answered");
     assert_eq!(audio(&ok.body).0, Direction::RecvOnly);
     assert_eq!(
@@ -219,26 +235,26 @@ fn agent_hold_with_c_0_0_0_0_reaches_the_carrier_as_sendonly() {
 fn glare_gets_491_and_our_reinvite_is_retried_after_2_1_to_4_s() {
     let mut net = Net::new();
     let (carrier_ack, agent_ack) = bridged(&mut net);
-    let hold = reinvite(
+    reoffer(
+        &mut net,
+        Side::Customer,
         &carrier_ack,
         1,
         offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
     );
-    net.carrier.send(net.now, hold);
-    net.settle();
     let (tx, ours): (TransactionId, Request) = net
         .agent
         .take_request(Method::Invite)
         .expect("our hold re-INVITE reached the agent");
 
     // The agent's own re-INVITE crosses ours.
-    let theirs = reinvite(
+    reoffer(
+        &mut net,
+        Side::Agent,
         &agent_ack,
         1,
         offer("10.0.0.5", 4000, Codec::Pcmu, "sendrecv", 2),
     );
-    net.agent.send(net.now, theirs);
-    net.settle();
     assert_eq!(
         final_response(&net.agent, 1).map(|r| r.status),
         Some(491),
@@ -288,26 +304,22 @@ fn mutual_hold_then_unhold_on_both_sides_restores_sendrecv_everywhere() {
     let mut net = Net::new();
     let (carrier_ack, agent_ack) = bridged(&mut net);
     // The customer holds; the agent is offered sendonly and answers recvonly.
-    net.carrier.send(
-        net.now,
-        reinvite(
-            &carrier_ack,
-            1,
-            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
-        ),
+    reoffer(
+        &mut net,
+        Side::Customer,
+        &carrier_ack,
+        1,
+        offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
     );
-    net.settle();
     answer_reinvite(&mut net, Side::Agent);
     // The agent holds too (inactive: it was already not sent to).
-    net.agent.send(
-        net.now,
-        reinvite(
-            &agent_ack,
-            1,
-            offer("10.0.0.5", 4000, Codec::Pcmu, "inactive", 2),
-        ),
+    reoffer(
+        &mut net,
+        Side::Agent,
+        &agent_ack,
+        1,
+        offer("10.0.0.5", 4000, Codec::Pcmu, "inactive", 2),
     );
-    net.settle();
     assert_eq!(
         audio(&final_response(&net.agent, 1).unwrap().body).0,
         Direction::Inactive
@@ -318,15 +330,13 @@ fn mutual_hold_then_unhold_on_both_sides_restores_sendrecv_everywhere() {
     // The customer resumes: the agent still holds, so nothing flows to or from the
     // customer, and the agent, holding, need not be asked again.
     let ops = net.media_ops().len();
-    net.carrier.send(
-        net.now,
-        reinvite(
-            &carrier_ack,
-            2,
-            offer("192.0.2.51", 30000, Codec::Pcma, "sendrecv", 3),
-        ),
+    reoffer(
+        &mut net,
+        Side::Customer,
+        &carrier_ack,
+        2,
+        offer("192.0.2.51", 30000, Codec::Pcma, "sendrecv", 3),
     );
-    net.settle();
     assert_eq!(
         audio(&final_response(&net.carrier, 2).unwrap().body).0,
         Direction::Inactive,
@@ -338,15 +348,13 @@ fn mutual_hold_then_unhold_on_both_sides_restores_sendrecv_everywhere() {
     );
 
     // The agent resumes: both legs end up sendrecv.
-    net.agent.send(
-        net.now,
-        reinvite(
-            &agent_ack,
-            2,
-            offer("10.0.0.5", 4000, Codec::Pcmu, "sendrecv", 4),
-        ),
+    reoffer(
+        &mut net,
+        Side::Agent,
+        &agent_ack,
+        2,
+        offer("10.0.0.5", 4000, Codec::Pcmu, "sendrecv", 4),
     );
-    net.settle();
     assert_eq!(
         audio(&final_response(&net.agent, 2).unwrap().body).0,
         Direction::SendRecv
@@ -367,15 +375,13 @@ fn mutual_hold_then_unhold_on_both_sides_restores_sendrecv_everywhere() {
 fn hold_reinvite_answered_481_ends_the_call_with_bye_on_both_legs() {
     let mut net = Net::new();
     let (carrier_ack, _) = bridged(&mut net);
-    net.carrier.send(
-        net.now,
-        reinvite(
-            &carrier_ack,
-            1,
-            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
-        ),
+    reoffer(
+        &mut net,
+        Side::Customer,
+        &carrier_ack,
+        1,
+        offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
     );
-    net.settle();
     let (tx, ours) = net
         .agent
         .take_request(Method::Invite)
@@ -395,28 +401,14 @@ fn hold_reinvite_answered_481_ends_the_call_with_bye_on_both_legs() {
 #[test]
 fn customer_hold_during_the_ringback_reaches_the_agent_once_it_answers() {
     let mut net = Net::new();
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
+    let carrier_ack = customer_answered(&mut net);
+    reoffer(
+        &mut net,
+        Side::Customer,
+        &carrier_ack,
+        1,
+        offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
     );
-    net.settle();
-    let carrier_ack = net.carrier.received_requests(Method::Ack)[0].clone();
-    net.carrier.send(
-        net.now,
-        reinvite(
-            &carrier_ack,
-            1,
-            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
-        ),
-    );
-    net.settle();
     assert_eq!(
         audio(&final_response(&net.carrier, 1).unwrap().body).0,
         Direction::RecvOnly
@@ -430,15 +422,13 @@ fn customer_hold_during_the_ringback_reaches_the_agent_once_it_answers() {
 fn reinvite_answered_only_180_is_cancelled_and_the_next_change_goes_through() {
     let mut net = Net::new();
     let (carrier_ack, _) = bridged(&mut net);
-    net.carrier.send(
-        net.now,
-        reinvite(
-            &carrier_ack,
-            1,
-            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
-        ),
+    reoffer(
+        &mut net,
+        Side::Customer,
+        &carrier_ack,
+        1,
+        offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 2),
     );
-    net.settle();
     let (agent_tx, stuck) = net
         .agent
         .take_request(Method::Invite)
@@ -458,15 +448,13 @@ fn reinvite_answered_only_180_is_cancelled_and_the_next_change_goes_through() {
     assert!(net.cdrs().is_empty(), "the call goes on");
     // RFC 3261 §14.1: the cancelled offer changed nothing, so the customer's next hold
     // is offered to the agent in a fresh re-INVITE.
-    net.carrier.send(
-        net.now,
-        reinvite(
-            &carrier_ack,
-            2,
-            offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 3),
-        ),
+    reoffer(
+        &mut net,
+        Side::Customer,
+        &carrier_ack,
+        2,
+        offer("192.0.2.51", 30000, Codec::Pcma, "sendonly", 3),
     );
-    net.settle();
     let to_agent = answer_reinvite(&mut net, Side::Agent);
     assert_eq!(audio(&to_agent.body).0, Direction::SendOnly);
     assert!(to_agent.cseq().unwrap().seq > stuck.cseq().unwrap().seq);
