@@ -12,7 +12,7 @@ use media::dtmf::EventPayload;
 use media::relay::{Relay, RelayConfig, RelayEvent, Side};
 use media::rtcp::NtpTimestamp;
 use media::rtp::{self, OutgoingHeader, PayloadType, RtpHeader, Ssrc};
-use media::sdp::{Codec, Negotiated};
+use media::sdp::Negotiated;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use scenario_net::*;
@@ -37,19 +37,7 @@ fn bridged(trunk: DtmfMode, agent: DtmfMode, agent_events: bool) -> (Net, Reques
     let mut net = Net::new();
     net.core.set_trunk_dtmf(0, trunk);
     net.core.set_agent_dtmf("1000", agent);
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
-    );
-    net.settle();
-    let ack = net.carrier.received_requests(Method::Ack)[0].clone();
+    let ack = net.customer_answers();
     let (tx, agent_invite) = net
         .agent
         .take_request(Method::Invite)
@@ -520,19 +508,7 @@ fn key_tone_from_an_inband_trunk_reaches_an_info_agent_as_info() {
 fn info_before_the_agent_answers_is_answered_and_not_passed_on() {
     let mut net = Net::new();
     net.core.set_trunk_dtmf(0, DtmfMode::Info);
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
-    );
-    net.settle();
-    let ack = net.carrier.received_requests(Method::Ack)[0].clone();
+    let ack = net.customer_answers();
     // The agent is still being called: nobody hears the key.
     let ok = carrier_info(
         &mut net,

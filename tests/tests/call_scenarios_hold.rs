@@ -17,28 +17,10 @@ use std::time::Duration;
 /// The carrier's and the agent's ACKs of a call bridged with PCMA to the carrier (media on
 /// 192.0.2.51:30000) and PCMU to the agent (10.0.0.5:4000).
 fn bridged(net: &mut Net) -> (Request, Request) {
-    let carrier_ack = customer_answered(net);
+    let carrier_ack = net.customer_answers();
     net.agent_answers();
     let agent_ack = net.agent.received_requests(Method::Ack)[0].clone();
     (carrier_ack, agent_ack)
-}
-
-/// The carrier's ACK of a call the customer answered (PCMA, 192.0.2.51:30000); the agent
-/// is ringing.
-fn customer_answered(net: &mut Net) -> Request {
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
-    );
-    net.settle();
-    net.carrier.received_requests(Method::Ack)[0].clone()
 }
 
 /// A peer's offer: one codec and telephone-event, the given direction and connection host.
@@ -401,7 +383,7 @@ fn hold_reinvite_answered_481_ends_the_call_with_bye_on_both_legs() {
 #[test]
 fn customer_hold_during_the_ringback_reaches_the_agent_once_it_answers() {
     let mut net = Net::new();
-    let carrier_ack = customer_answered(&mut net);
+    let carrier_ack = net.customer_answers();
     reoffer(
         &mut net,
         Side::Customer,

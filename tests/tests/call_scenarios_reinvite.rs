@@ -14,19 +14,7 @@ use sip_core::transaction::Transport;
 #[test]
 fn reinvite_without_sdp_gets_our_offer_and_the_answer_in_the_ack_moves_the_relay() {
     let mut net = Net::new();
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
-    );
-    net.settle();
-    let ack = net.carrier.received_requests(Method::Ack)[0].clone();
+    let ack = net.customer_answers();
 
     // The carrier re-INVITEs without a body (an offerless re-INVITE, RFC 3261 §14.1).
     let mut re = in_dialog(&ack, Method::Invite, 1, "sip:+15550100@192.0.2.10:5060");
@@ -88,19 +76,8 @@ fn reinvite_without_sdp_gets_our_offer_and_the_answer_in_the_ack_moves_the_relay
 #[test]
 fn a_later_ack_without_a_pending_offer_changes_nothing() {
     let mut net = Net::new();
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
-    );
-    net.settle();
-    let ack = net.carrier.received_requests(Method::Ack)[0].clone();
+    let ack = net.customer_answers();
+    let invite = net.carrier.received_requests(Method::Invite)[0].clone();
     let before = net.media_ops().len();
     // A stray ACK with a body, not answering anything we offered: ignored.
     let mut stray = in_dialog(&ack, Method::Ack, 1, "sip:+15550100@192.0.2.10:5060");

@@ -81,19 +81,7 @@ fn refresh_2xx_without_record_route_keeps_the_route_set_and_takes_the_new_contac
 #[test]
 fn contact_change_in_a_peer_reinvite_retargets_our_requests() {
     let mut net = Net::new();
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
-    );
-    net.settle();
-    let ack = net.carrier.received_requests(Method::Ack)[0].clone();
+    let ack = net.customer_answers();
     let mut re = in_dialog(&ack, Method::Invite, 1, "sip:+15550100@192.0.2.10:5060");
     re.headers
         .add(HeaderKind::Contact, "<sip:gw@192.0.2.52:5060>");
@@ -105,7 +93,7 @@ fn contact_change_in_a_peer_reinvite_retargets_our_requests() {
     let (to, bye) = net
         .sent_unique(Method::Bye)
         .into_iter()
-        .find(|(_, b)| b.call_id().unwrap() == invite.call_id().unwrap())
+        .find(|(_, b)| b.call_id().unwrap() == ack.call_id().unwrap())
         .unwrap();
     assert_eq!(to, addr(CARRIER), "route set unchanged");
     assert_eq!(
@@ -187,18 +175,7 @@ fn sdp_of_the_200_wins_over_a_differing_183() {
 fn opus_agent_with_telephone_event_at_48000_keeps_its_event_payload_type() {
     let mut net = Net::new();
     net.agent_codecs = vec![Codec::Opus, Codec::Pcmu];
-    net.originate();
-    let (tx, invite) = net.carrier_invite();
-    net.carrier.respond(
-        net.now,
-        tx,
-        carrier_ok(
-            &invite,
-            "c1",
-            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
-        ),
-    );
-    net.settle();
+    net.customer_answers();
     let (atx, ainv) = net.agent.take_request(Method::Invite).unwrap();
     let offer = String::from_utf8(ainv.body.clone()).unwrap();
     assert!(offer.contains("telephone-event/48000"), "{offer}");

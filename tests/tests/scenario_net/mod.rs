@@ -427,6 +427,22 @@ impl Net {
             .expect("INVITE reached the carrier")
     }
 
+    /// The carrier answers the customer INVITE with a 200 (PCMA, media on
+    /// 192.0.2.51:30000, Contact its gateway behind the proxy); returns the dialer's ACK as
+    /// the carrier got it. The agent is being called.
+    pub fn customer_answers(&mut self) -> Request {
+        self.originate();
+        let (tx, invite) = self.carrier_invite();
+        let ok = carrier_ok(
+            &invite,
+            "c1",
+            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
+        );
+        self.carrier.respond(self.now, tx, ok);
+        self.settle();
+        self.carrier.received_requests(Method::Ack)[0].clone()
+    }
+
     /// The agent answers its INVITE with 180 and 200 (PCMU).
     pub fn agent_answers(&mut self) {
         let (tx, invite) = self
