@@ -15,7 +15,7 @@ use scenario_tests::interop::baresip::{AnswerMode, Baresip};
 use scenario_tests::interop::call::{carrier, text, wait_cdr, CallOptions, CallTest};
 use scenario_tests::interop::netns::require_root;
 use scenario_tests::interop::poll_until;
-use scenario_tests::interop::ports::{free_port, free_udp_range, LOOPBACK};
+use scenario_tests::interop::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
 use scenario_tests::interop::rtp_pcap::{dtmf_event, RtpStream};
 use scenario_tests::interop::tshark::{self, EventPacket, Tap};
 
@@ -81,7 +81,7 @@ fn carrier_dtmf_on_pt_96_reaches_the_agent_as_telephone_events_on_its_pt_101() {
         .agent_config(
             AnswerMode::Auto,
             &["PCMA"],
-            std::net::SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent SIP")),
+            std::net::SocketAddr::new(LOOPBACK, free_baresip_port(LOOPBACK).expect("agent SIP")),
             agent_rtp,
             std::net::SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("ctrl")),
         )

@@ -29,7 +29,7 @@ use scenario_tests::interop::baresip::{AnswerMode, Baresip};
 use scenario_tests::interop::call::{carrier, text, wait_cdr, CallOptions, CallTest};
 use scenario_tests::interop::dialer::check_config;
 use scenario_tests::interop::poll_until;
-use scenario_tests::interop::ports::{free_port, free_udp_range, LOOPBACK};
+use scenario_tests::interop::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
 use scenario_tests::interop::process::Peer;
 use scenario_tests::interop::sipp::{Sipp, SippOutcome};
 use scenario_tests::interop::tshark::{self, EventPacket, Tap};
@@ -99,7 +99,7 @@ fn bridged_with(
         .agent_config(
             AnswerMode::Auto,
             &["PCMA"],
-            SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent SIP")),
+            SocketAddr::new(LOOPBACK, free_baresip_port(LOOPBACK).expect("agent SIP")),
             agent_rtp,
             SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("ctrl")),
         )

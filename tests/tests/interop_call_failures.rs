@@ -15,7 +15,7 @@ use scenario_tests::interop::baresip::AnswerMode;
 use scenario_tests::interop::call::{
     carrier, in_dialog, routed_to_contact_via_record_route, text, wait_cdr, CallOptions, CallTest,
 };
-use scenario_tests::interop::ports::{free_port, free_udp_range, LOOPBACK};
+use scenario_tests::interop::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
 use scenario_tests::interop::sipp::SippOutcome;
 use scenario_tests::interop::trace::{Direction, TracedMessage};
 use scenario_tests::interop::tshark::{self, SipPacket, Tap};
@@ -142,7 +142,7 @@ fn customer_bye_during_ringback_cancels_the_ringing_agent_with_a_cdr_abandoned_b
         .config(carrier.addr(), &CallOptions::default())
         .expect("config");
     let run = test.run(&config).expect("dialer run");
-    let agent_port = free_port(LOOPBACK).expect("agent SIP port");
+    let agent_port = free_baresip_port(LOOPBACK).expect("agent SIP port");
     let tap = Tap::start(
         "agent-sip",
         &format!("udp and port {agent_port}"),

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use scenario_tests::interop::audio::{self, Law};
 use scenario_tests::interop::baresip::{AnswerMode, Baresip, BaresipConfig};
-use scenario_tests::interop::ports::{free_port, free_udp_range, loopback, LOOPBACK};
+use scenario_tests::interop::ports::{
+    free_baresip_port, free_port, free_udp_range, loopback, LOOPBACK,
+};
 use scenario_tests::interop::sipp::{Sipp, SippConfig, SippOutcome};
 use scenario_tests::interop::trace::{digest_is_valid, Direction, TracedMessage};
 use scenario_tests::interop::tshark::{self, Tap};
@@ -111,7 +113,7 @@ impl Setup {
         let config = BaresipConfig {
             name: "agent".into(),
             user: "1000".into(),
-            sip_listen: addr(free_port(LOOPBACK).expect("agent SIP port")),
+            sip_listen: addr(free_baresip_port(LOOPBACK).expect("agent SIP port")),
             registrar: Some((addr(self.sip_port), AGENT_PASSWORD.into())),
             answer,
             codecs: vec!["PCMA".into(), "PCMU".into()],

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use scenario_tests::interop::audio::{self, Law};
 use scenario_tests::interop::baresip::{AnswerMode, Baresip, BaresipConfig};
-use scenario_tests::interop::ports::{free_port, free_udp_range, LOOPBACK};
+use scenario_tests::interop::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
 use scenario_tests::interop::sipp::{Sipp, SippConfig};
 use scenario_tests::interop::trace::{digest_is_valid, Direction};
 use scenario_tests::interop::{require_tools, TestDir};
@@ -26,7 +26,7 @@ fn agent(name: &str, dir: &TestDir, registrar: Option<(SocketAddr, String)>) -> 
     BaresipConfig {
         name: name.to_owned(),
         user: "1000".into(),
-        sip_listen: addr(free_port(LOOPBACK).expect("free SIP port")),
+        sip_listen: addr(free_baresip_port(LOOPBACK).expect("free SIP port")),
         registrar,
         answer: AnswerMode::Auto,
         codecs: vec!["PCMA".into()],

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use scenario_tests::interop::audio::{self, Law};
 use scenario_tests::interop::baresip::{AnswerMode, Baresip, BaresipConfig};
-use scenario_tests::interop::ports::{free_port, free_udp_range, loopback, LOOPBACK};
+use scenario_tests::interop::ports::{
+    free_baresip_port, free_port, free_udp_range, loopback, LOOPBACK,
+};
 use scenario_tests::interop::sipp::{Sipp, SippConfig};
 use scenario_tests::interop::tshark::Tap;
 use scenario_tests::interop::{dialer, poll_until, require_tools, Peer, TestDir};
@@ -37,7 +39,7 @@ fn record_sipp_carrier_baresip_agent_call() {
     let sip_port = free_port(LOOPBACK).expect("dialer SIP port");
     let api_port = free_port(LOOPBACK).expect("dialer API port");
     let carrier_port = free_port(LOOPBACK).expect("carrier SIP port");
-    let agent_port = free_port(LOOPBACK).expect("agent SIP port");
+    let agent_port = free_baresip_port(LOOPBACK).expect("agent SIP port");
     let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
     let dialer_rtp = free_udp_range(LOOPBACK, 40).expect("dialer RTP range");
     let agent_rtp = free_udp_range(LOOPBACK, 20).expect("agent RTP range");

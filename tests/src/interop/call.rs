@@ -15,7 +15,7 @@ use regex::Regex;
 
 use super::audio::{self, Law};
 use super::baresip::{AnswerMode, Baresip, BaresipConfig};
-use super::ports::{free_port, free_udp_range, loopback, LOOPBACK};
+use super::ports::{free_baresip_port, free_port, free_udp_range, loopback, LOOPBACK};
 use super::sipp::{Sipp, SippConfig, SippOutcome};
 use super::trace::TracedMessage;
 use super::{dialer, poll_until, require_tools, HarnessError, Peer, TestDir};
@@ -191,7 +191,7 @@ impl CallTest {
         let config = self.agent_config(
             answer,
             codecs,
-            SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?),
+            SocketAddr::new(LOOPBACK, free_baresip_port(LOOPBACK)?),
             free_udp_range(LOOPBACK, 20)?,
             SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?),
         )?;

@@ -53,6 +53,25 @@ pub fn free_port(ip: IpAddr) -> Result<u16, HarnessError> {
     )))
 }
 
+/// A SIP port for baresip on `ip`: free for UDP and TCP, with the next port free for TCP too,
+/// because baresip 1.0 always adds a SIP/TLS transport on the SIP port + 1 and has no setting
+/// to leave it out; both are handed out.
+pub fn free_baresip_port(ip: IpAddr) -> Result<u16, HarnessError> {
+    for _ in 0..50 {
+        let port = free_port(ip)?;
+        let Some(tls) = port.checked_add(1) else {
+            continue;
+        };
+        if !taken(tls) && TcpListener::bind(SocketAddr::new(ip, tls)).is_ok() {
+            hand_out([tls]);
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::Setup(format!(
+        "no port free for UDP and TCP with the next one free for TCP on {ip}"
+    )))
+}
+
 /// A port free for UDP only on `ip`.
 pub fn free_udp_port(ip: IpAddr) -> Result<u16, HarnessError> {
     let udp = UdpSocket::bind(SocketAddr::new(ip, 0))
@@ -96,6 +115,14 @@ mod tests {
         let port = free_port(LOOPBACK).expect("free port");
         UdpSocket::bind((LOOPBACK, port)).expect("udp bind");
         TcpListener::bind((LOOPBACK, port)).expect("tcp bind");
+    }
+
+    #[test]
+    fn a_baresip_port_leaves_the_next_port_free_for_its_tls_transport() {
+        let port = free_baresip_port(LOOPBACK).expect("baresip port");
+        TcpListener::bind((LOOPBACK, port + 1)).expect("tls port bind");
+        let later = free_port(LOOPBACK).expect("later pick");
+        assert_ne!(later, port + 1, "the TLS port is never handed out again");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::audio::{self, Pcm};
 use super::baresip::{AnswerMode, Baresip};
 use super::call::{wait_cdr, CallOptions, CallTest};
-use super::ports::{free_port, free_udp_range, LOOPBACK};
+use super::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
 use super::sipp::{Sipp, SippConfig, SippOutcome};
 use super::tshark::{self, RtpPacket};
 use super::wire::{self, Capture, WireSip};
@@ -94,7 +94,7 @@ impl<'t> Bridged<'t> {
             .map(|(_, port)| port)
             .ok_or_else(|| HarnessError::Setup("the carrier scenario needs media".into()))?;
         let agent_rtp = free_udp_range(LOOPBACK, AGENT_RTP_PORTS)?;
-        let agent_sip = SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?);
+        let agent_sip = SocketAddr::new(LOOPBACK, free_baresip_port(LOOPBACK)?);
         let mut sip_ports = vec![carrier.local.port(), test.sip.port(), agent_sip.port()];
         sip_ports.extend(proxy.map(|p| p.port()));
         let mut sip_filter: Vec<String> = sip_ports.iter().map(|p| format!("port {p}")).collect();
