@@ -1,8 +1,11 @@
-//! Free ports on loopback addresses, found by binding port 0 and releasing it.
+//! Free ports on loopback addresses, found by binding a candidate and releasing it.
 //!
-//! A port found free can be taken by another process before the peer binds it; every port is
-//! checked for both UDP and TCP (SIP listens on both) and the window is a few milliseconds, so
-//! tests accept that race instead of serialising on fixed ports.
+//! Candidates are drawn at random from below the kernel's ephemeral range
+//! (`net.ipv4.ip_local_port_range`), never by binding port 0: the kernel hands ephemeral ports
+//! to every outgoing TCP connection and every `bind(0)` of the peers (an API request, SIPp's
+//! sockets), so a port picked from that range could be taken between the pick and the peer's
+//! bind. Below it, only an explicit bind takes a port, and within this process a port is
+//! handed out once. Every SIP port is checked for both UDP and TCP (SIP listens on both).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
@@ -34,16 +37,40 @@ pub fn loopback(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
+/// The lowest port a candidate is drawn from: above the registered ports peers default to
+/// (5060, 8021, ...).
+const FIRST_CANDIDATE: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range; Linux's default when it cannot be read.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .filter(|&start: &u16| start > FIRST_CANDIDATE + 2000)
+        .unwrap_or(32_768)
+}
+
+/// A random candidate port in `[FIRST_CANDIDATE, ephemeral start - len)`, none of the `len`
+/// ports from it handed out yet.
+fn candidate(len: u16) -> Option<u16> {
+    let end = ephemeral_start().checked_sub(len)?;
+    let port = rand::Rng::gen_range(&mut rand::thread_rng(), FIRST_CANDIDATE..end);
+    (!(port..port + len).any(taken)).then_some(port)
+}
+
+fn udp_free(ip: IpAddr, port: u16) -> bool {
+    UdpSocket::bind(SocketAddr::new(ip, port)).is_ok()
+}
+
+fn tcp_free(ip: IpAddr, port: u16) -> bool {
+    TcpListener::bind(SocketAddr::new(ip, port)).is_ok()
+}
+
 /// A port free for UDP and TCP on `ip`.
 pub fn free_port(ip: IpAddr) -> Result<u16, HarnessError> {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .map_err(|e| HarnessError::Setup(format!("binding UDP {ip}:0: {e}")))?;
-        let port = udp
-            .local_addr()
-            .map_err(|e| HarnessError::Setup(format!("UDP local address: {e}")))?
-            .port();
-        if !taken(port) && TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+    for _ in 0..200 {
+        let Some(port) = candidate(1) else { continue };
+        if udp_free(ip, port) && tcp_free(ip, port) {
             hand_out([port]);
             return Ok(port);
         }
@@ -57,13 +84,10 @@ pub fn free_port(ip: IpAddr) -> Result<u16, HarnessError> {
 /// because baresip 1.0 always adds a SIP/TLS transport on the SIP port + 1 and has no setting
 /// to leave it out; both are handed out.
 pub fn free_baresip_port(ip: IpAddr) -> Result<u16, HarnessError> {
-    for _ in 0..50 {
-        let port = free_port(ip)?;
-        let Some(tls) = port.checked_add(1) else {
-            continue;
-        };
-        if !taken(tls) && TcpListener::bind(SocketAddr::new(ip, tls)).is_ok() {
-            hand_out([tls]);
+    for _ in 0..200 {
+        let Some(port) = candidate(2) else { continue };
+        if udp_free(ip, port) && tcp_free(ip, port) && tcp_free(ip, port + 1) {
+            hand_out([port, port + 1]);
             return Ok(port);
         }
     }
@@ -72,14 +96,16 @@ pub fn free_baresip_port(ip: IpAddr) -> Result<u16, HarnessError> {
     )))
 }
 
-/// A port free for UDP only on `ip`.
+/// A port free for UDP on `ip`.
 pub fn free_udp_port(ip: IpAddr) -> Result<u16, HarnessError> {
-    let udp = UdpSocket::bind(SocketAddr::new(ip, 0))
-        .map_err(|e| HarnessError::Setup(format!("binding UDP {ip}:0: {e}")))?;
-    Ok(udp
-        .local_addr()
-        .map_err(|e| HarnessError::Setup(format!("UDP local address: {e}")))?
-        .port())
+    for _ in 0..200 {
+        let Some(port) = candidate(1) else { continue };
+        if udp_free(ip, port) {
+            hand_out([port]);
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::Setup(format!("no UDP port free on {ip}")))
 }
 
 /// The first port of `len` consecutive UDP ports, all free on `ip`, the first even: an RTP port
@@ -87,8 +113,10 @@ pub fn free_udp_port(ip: IpAddr) -> Result<u16, HarnessError> {
 /// binds.
 pub fn free_udp_range(ip: IpAddr, len: u16) -> Result<u16, HarnessError> {
     'search: for _ in 0..200 {
-        let base = free_udp_port(ip)? & !1;
-        if base < 1024 || base.checked_add(len).is_none() || (base..base + len).any(taken) {
+        let Some(base) = candidate(len + 1).map(|p| p & !1) else {
+            continue;
+        };
+        if (base..base + len).any(taken) {
             continue;
         }
         let mut held = Vec::with_capacity(usize::from(len));
@@ -123,6 +151,27 @@ mod tests {
         TcpListener::bind((LOOPBACK, port + 1)).expect("tls port bind");
         let later = free_port(LOOPBACK).expect("later pick");
         assert_ne!(later, port + 1, "the TLS port is never handed out again");
+    }
+
+    #[test]
+    fn picked_ports_lie_below_the_ephemeral_range() {
+        let start = ephemeral_start();
+        for _ in 0..20 {
+            assert!(free_port(LOOPBACK).expect("port") < start);
+            assert!(free_udp_port(LOOPBACK).expect("udp port") < start);
+            assert!(free_udp_range(LOOPBACK, 10).expect("range") + 10 <= start);
+        }
+    }
+
+    #[test]
+    fn a_port_is_handed_out_once() {
+        let ports: Vec<u16> = (0..200)
+            .map(|_| free_port(LOOPBACK).expect("port"))
+            .collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
     }
 
     #[test]
