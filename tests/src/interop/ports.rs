@@ -1,7 +1,8 @@
 //! Free ports on loopback addresses, found by binding a candidate and releasing it.
 //!
-//! Candidates are drawn at random from below the kernel's ephemeral range
-//! (`net.ipv4.ip_local_port_range`), never by binding port 0: the kernel hands ephemeral ports
+//! Candidates are drawn at random from 10000-19999, below the dialer's default RTP range and
+//! the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), never by binding port 0: the
+//! kernel hands ephemeral ports
 //! to every outgoing TCP connection and every `bind(0)` of the peers (an API request, SIPp's
 //! sockets), so a port picked from that range could be taken between the pick and the peer's
 //! bind. Below it, only an explicit bind takes a port, and within this process a port is
@@ -41,19 +42,25 @@ pub fn loopback(n: u8) -> IpAddr {
 /// (5060, 8021, ...).
 const FIRST_CANDIDATE: u16 = 10_000;
 
+/// One past the highest candidate: the dialer's default RTP range (`media.rtp_ports`,
+/// 20000-29999) starts here, and a dialer configured without one refuses a SIP port inside it.
+const CANDIDATE_END: u16 = 20_000;
+
 /// The first port of the kernel's ephemeral range; Linux's default when it cannot be read.
 fn ephemeral_start() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .filter(|&start: &u16| start > FIRST_CANDIDATE + 2000)
         .unwrap_or(32_768)
 }
 
-/// A random candidate port in `[FIRST_CANDIDATE, ephemeral start - len)`, none of the `len`
-/// ports from it handed out yet.
+/// A random candidate port with `len` ports from it below both [`CANDIDATE_END`] and the
+/// ephemeral range, none of them handed out yet.
 fn candidate(len: u16) -> Option<u16> {
-    let end = ephemeral_start().checked_sub(len)?;
+    let end = CANDIDATE_END.min(ephemeral_start()).checked_sub(len)?;
+    if end <= FIRST_CANDIDATE {
+        return None;
+    }
     let port = rand::Rng::gen_range(&mut rand::thread_rng(), FIRST_CANDIDATE..end);
     (!(port..port + len).any(taken)).then_some(port)
 }
@@ -154,8 +161,8 @@ mod tests {
     }
 
     #[test]
-    fn picked_ports_lie_below_the_ephemeral_range() {
-        let start = ephemeral_start();
+    fn picked_ports_lie_below_the_ephemeral_and_default_rtp_ranges() {
+        let start = ephemeral_start().min(CANDIDATE_END);
         for _ in 0..20 {
             assert!(free_port(LOOPBACK).expect("port") < start);
             assert!(free_udp_port(LOOPBACK).expect("udp port") < start);
