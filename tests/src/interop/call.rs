@@ -32,6 +32,8 @@ pub const CONTACT_HOST: u8 = 3;
 /// What a test changes in the dialer's configuration.
 #[derive(Debug, Clone)]
 pub struct CallOptions {
+    /// `[[trunk]] codecs` for the carrier trunk.
+    pub trunk_codecs: Vec<String>,
     /// `[[agent]] codecs` for agent 1000.
     pub agent_codecs: Vec<String>,
     /// `[[agent]] allow` for agent 1000.
@@ -45,6 +47,7 @@ pub struct CallOptions {
 impl Default for CallOptions {
     fn default() -> Self {
         CallOptions {
+            trunk_codecs: vec!["PCMA".into()],
             agent_codecs: vec!["PCMA".into(), "PCMU".into()],
             agent_allow: vec!["127.0.0.0/8".into()],
             originate_timeout_s: 60,
@@ -129,6 +132,7 @@ impl CallTest {
                 ("TRUNK_PASSWORD", TRUNK_PASSWORD.into()),
                 ("AGENT_PASSWORD", AGENT_PASSWORD.into()),
                 ("AGENT_ALLOW", list(&options.agent_allow)),
+                ("TRUNK_CODECS", list(&options.trunk_codecs)),
                 ("AGENT_CODECS", list(&options.agent_codecs)),
                 ("RTP_FIRST", rtp.to_string()),
                 ("RTP_LAST", (rtp + 39).to_string()),

@@ -89,6 +89,17 @@ impl<'t> Bridged<'t> {
         proxy: Option<SocketAddr>,
         also_capture: &[String],
     ) -> Result<Bridged<'t>, HarnessError> {
+        Self::start_with(test, carrier, proxy, also_capture, &CallOptions::default())
+    }
+
+    /// [`Bridged::start`] with the dialer configured by `options`.
+    pub fn start_with(
+        test: &'t CallTest,
+        carrier: SippConfig,
+        proxy: Option<SocketAddr>,
+        also_capture: &[String],
+        options: &CallOptions,
+    ) -> Result<Bridged<'t>, HarnessError> {
         let media_port = carrier
             .media
             .map(|(_, port)| port)
@@ -111,7 +122,7 @@ impl<'t> Bridged<'t> {
             test.dir.path(),
         )?;
         let carrier = Sipp::start(carrier, test.dir.path())?;
-        let config = test.config(proxy.unwrap_or(carrier.addr()), &CallOptions::default())?;
+        let config = test.config(proxy.unwrap_or(carrier.addr()), options)?;
         let run = test.run(&config)?;
         let agent_config = test.agent_config(
             AnswerMode::Auto,
