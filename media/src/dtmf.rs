@@ -49,17 +49,22 @@ impl EventPayload {
 pub struct Digit {
     /// Event code.
     pub event: u8,
-    /// Final duration in timestamp units.
-    pub duration: u16,
+    /// Final duration in timestamp units, every segment of a long event included
+    /// (RFC 4733 §2.5.1.3).
+    pub duration: u32,
     /// RTP timestamp of the event (its start, RFC 4733 §2.5.1.2).
     pub timestamp: u32,
 }
 
 /// Collects digits from telephone-event packets, counting each event once although its end
-/// packet is sent three times (RFC 4733 §2.5.1.4).
+/// packet is sent three times (RFC 4733 §2.5.1.4), and a long event once although it comes
+/// in segments (§2.5.1.3).
 #[derive(Debug, Default, Clone)]
 pub struct DigitCollector {
+    /// The event being reported: its segment's timestamp and latest payload.
     current: Option<(u32, EventPayload)>,
+    /// Where the event started and the duration of its earlier segments.
+    origin: Option<(u32, u32)>,
     finished_timestamp: Option<u32>,
 }
 
@@ -69,13 +74,28 @@ impl DigitCollector {
         if self.finished_timestamp == Some(timestamp) {
             return None; // a retransmitted end packet
         }
+        // RFC 4733 §2.5.1.3: a segment of the same event starting where the running one
+        // reaches the largest duration the field holds carries the same press on (even when
+        // the packet reporting 0xFFFF was lost).
+        let (start, earlier) = match (self.current, self.origin) {
+            (Some((ts, cur)), Some((start, earlier)))
+                if cur.event == payload.event
+                    && timestamp == ts.wrapping_add(u32::from(u16::MAX)) =>
+            {
+                (start, earlier + u32::from(u16::MAX))
+            }
+            (Some((ts, _)), Some(origin)) if ts == timestamp => origin,
+            _ => (timestamp, 0),
+        };
+        self.origin = Some((start, earlier));
         if payload.end {
             self.current = None;
+            self.origin = None;
             self.finished_timestamp = Some(timestamp);
             return Some(Digit {
                 event: payload.event,
-                duration: payload.duration,
-                timestamp,
+                duration: earlier + u32::from(payload.duration),
+                timestamp: start,
             });
         }
         self.current = Some((timestamp, *payload));
@@ -144,36 +164,44 @@ pub struct EventPacket {
     pub end: bool,
     /// The duration field.
     pub duration: u16,
+    /// Where this packet's segment starts, in timestamp units after the event's start: the
+    /// packet's RTP timestamp is the event's start plus this (RFC 4733 §2.5.1.3).
+    pub segment_offset: u32,
 }
 
 /// The packets of one event as a sender emits them (RFC 4733 §2.5.1): the first at the key
 /// press with the marker bit, one update per packet interval with the duration so far, then
-/// the end packet with the E bit sent three times (§2.5.1.4). Every packet carries the
-/// event's start timestamp, which the caller writes (§2.5.1.2).
+/// the end packet with the E bit sent three times (§2.5.1.4). Every packet of a segment
+/// carries the segment's start timestamp (§2.5.1.2), which the caller writes from
+/// [`EventPacket::segment_offset`].
 ///
-/// Durations are in the event's timestamp units; an event longer than the 16-bit duration
-/// field (§2.5.1.3 segments) is cut to 0xFFFF units — 8.19 s at 8 kHz, 1.36 s at 48 kHz.
+/// Durations are in the event's timestamp units. An event longer than the 16-bit duration
+/// field (0xFFFF units: 8.19 s at 8 kHz, 1.36 s at 48 kHz) goes out in segments
+/// (§2.5.1.3): a segment's last packet reports 0xFFFF without the E bit, and the next
+/// segment starts at that point with its duration counted from zero and no marker bit; only
+/// the last segment ends with the E bit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSequence {
     event: u8,
     volume: u8,
-    total: u16,
-    step: u16,
-    updates_sent: u32,
+    total: u32,
+    step: u32,
+    /// Timestamp units reported so far (all segments).
+    reported: u32,
     ends_sent: u8,
 }
+
+const SEGMENT: u32 = u16::MAX as u32;
 
 impl EventSequence {
     /// The sequence for `event` lasting `duration` units, one packet every `step` units.
     pub fn new(event: u8, duration: u32, step: u32, volume: u8) -> EventSequence {
-        let total = duration.clamp(1, u32::from(u16::MAX)) as u16;
-        let step = step.clamp(1, u32::from(u16::MAX)) as u16;
         EventSequence {
             event,
             volume: volume & 0x3f,
-            total,
-            step,
-            updates_sent: 0,
+            total: duration.max(1),
+            step: step.clamp(1, SEGMENT),
+            reported: 0,
             ends_sent: 0,
         }
     }
@@ -193,29 +221,42 @@ impl EventSequence {
     }
 
     /// The event's total duration in timestamp units.
-    pub fn total(&self) -> u16 {
+    pub fn total(&self) -> u32 {
         self.total
     }
 
     /// The next packet, or `None` once the third end packet went out.
     pub fn next_packet(&mut self) -> Option<EventPacket> {
-        let so_far = u32::from(self.step) * (self.updates_sent + 1);
-        let (duration, end) = if so_far < u32::from(self.total) {
-            self.updates_sent += 1;
-            (so_far as u16, false)
+        let first = self.reported == 0 && self.ends_sent == 0;
+        let (reported, end) = if self.reported < self.total {
+            // The next update, but never past a segment boundary: the boundary itself is
+            // reported (0xFFFF) before the next segment starts.
+            let segment_end = (self.reported / SEGMENT + 1) * SEGMENT;
+            let next = self
+                .reported
+                .saturating_add(self.step)
+                .min(segment_end)
+                .min(self.total);
+            self.reported = next;
+            (next, next == self.total)
         } else if self.ends_sent < 3 {
-            self.ends_sent += 1;
             (self.total, true)
         } else {
             return None;
         };
-        let marker = self.updates_sent + u32::from(self.ends_sent) == 1;
+        if end {
+            self.ends_sent += 1;
+        }
+        // A packet reporting exactly a boundary belongs to the segment it closes.
+        let segment_offset = (reported - 1) / SEGMENT * SEGMENT;
+        let duration = (reported - segment_offset) as u16;
         let [hi, lo] = duration.to_be_bytes();
         Some(EventPacket {
             payload: [self.event, (u8::from(end) << 7) | self.volume, hi, lo],
-            marker,
+            marker: first,
             end,
             duration,
+            segment_offset,
         })
     }
 
@@ -508,7 +549,7 @@ mod tests {
     }
 
     #[test]
-    fn event_sequence_at_48_khz_counts_in_that_clock_and_is_cut_at_the_field_size() {
+    fn event_sequence_at_48_khz_counts_in_that_clock() {
         let mut seq = EventSequence::for_press(
             11,
             Duration::from_millis(60),
@@ -516,10 +557,95 @@ mod tests {
             Duration::from_millis(20),
         );
         let first = seq.next_packet().expect("first");
-        assert_eq!(first.duration, 960);
-        let long =
+        assert_eq!((first.duration, first.segment_offset), (960, 0));
+    }
+
+    #[test]
+    fn an_event_longer_than_the_duration_field_goes_out_in_segments() {
+        // 2 s at 48 kHz = 96000 units: one segment of 0xFFFF, then 30465 units.
+        let mut seq =
             EventSequence::for_press(1, Duration::from_secs(2), 48000, Duration::from_millis(20));
-        assert_eq!(long.total(), u16::MAX);
+        assert_eq!(seq.total(), 96_000);
+        let packets: Vec<EventPacket> = std::iter::from_fn(|| seq.next_packet()).collect();
+        let boundary = packets
+            .iter()
+            .position(|p| p.segment_offset > 0)
+            .expect("a second segment");
+        // RFC 4733 §2.5.1.3: the first segment closes at 0xFFFF without the E bit.
+        let closing = packets[boundary - 1];
+        assert_eq!(
+            (closing.duration, closing.end, closing.segment_offset),
+            (0xFFFF, false, 0)
+        );
+        let opening = packets[boundary];
+        assert_eq!(opening.segment_offset, 0xFFFF);
+        assert_eq!(opening.duration, 960);
+        assert!(
+            !opening.marker,
+            "only the event's first packet has the marker bit"
+        );
+        assert_eq!(packets.iter().filter(|p| p.marker).count(), 1);
+        assert!(packets[..boundary].iter().all(|p| !p.end));
+        let ends: Vec<_> = packets.iter().filter(|p| p.end).collect();
+        assert_eq!(ends.len(), 3);
+        assert!(ends
+            .iter()
+            .all(|p| p.duration == 30_465 && p.segment_offset == 0xFFFF));
+        // Durations grow within each segment.
+        for pair in packets[..boundary].windows(2) {
+            assert!(pair[1].duration > pair[0].duration);
+        }
+    }
+
+    #[test]
+    fn a_segmented_event_is_collected_as_one_digit_with_its_whole_duration() {
+        let mut seq =
+            EventSequence::for_press(7, Duration::from_secs(3), 48000, Duration::from_millis(20));
+        let mut collector = DigitCollector::default();
+        let start = u32::MAX - 1000; // the RTP timestamp wraps inside the event
+        let digits: Vec<Digit> = std::iter::from_fn(|| seq.next_packet())
+            .filter_map(|p| {
+                let payload = EventPayload::parse(&p.payload).expect("4 bytes");
+                collector.push(start.wrapping_add(p.segment_offset), &payload)
+            })
+            .collect();
+        assert_eq!(
+            digits,
+            [Digit {
+                event: 7,
+                duration: 144_000,
+                timestamp: start
+            }]
+        );
+    }
+
+    #[test]
+    fn a_segment_continues_its_event_even_when_the_0xffff_report_was_lost() {
+        let mut collector = DigitCollector::default();
+        let update = |duration: u16, end: bool| EventPayload {
+            event: 3,
+            end,
+            volume: 10,
+            duration,
+        };
+        assert_eq!(collector.push(1000, &update(65_000, false)), None);
+        // The packet reporting 0xFFFF for timestamp 1000 never arrived.
+        assert_eq!(collector.push(1000 + 0xFFFF, &update(800, false)), None);
+        let digit = collector
+            .push(1000 + 0xFFFF, &update(1600, true))
+            .expect("the press ends");
+        assert_eq!((digit.timestamp, digit.duration), (1000, 0xFFFF + 1600));
+        // A different key at the boundary is a new event.
+        assert_eq!(collector.push(5000, &update(65_535, false)), None);
+        let other = EventPayload {
+            event: 4,
+            ..update(160, true)
+        };
+        let digit = collector.push(5000 + 0xFFFF, &other).expect("key 4 ends");
+        assert_eq!(
+            (digit.event, digit.timestamp, digit.duration),
+            (4, 5000 + 0xFFFF, 160)
+        );
     }
 
     #[test]

@@ -208,7 +208,8 @@ enum Source {
 /// A digit being played to a leg.
 #[derive(Debug)]
 enum Injection {
-    /// Telephone-event packets (RFC 4733 §2.5.1): all carry `timestamp`, the event's start.
+    /// Telephone-event packets (RFC 4733 §2.5.1): each carries `timestamp`, the event's
+    /// start, plus its segment's offset.
     Events {
         sequence: EventSequence,
         payload_type: PayloadType,
@@ -1257,7 +1258,8 @@ impl Relay {
                     marker: packet.marker,
                     payload_type: *payload_type,
                     sequence: *next_seq,
-                    timestamp: *timestamp,
+                    // RFC 4733 §2.5.1.3: a long event's later segments start later.
+                    timestamp: timestamp.wrapping_add(packet.segment_offset),
                     ssrc,
                 };
                 let len = rtp::write_packet(buf, &header, &packet.payload).ok();

@@ -348,7 +348,11 @@ fn check_dtmf(name: &str, pt: u8, digits: &str) {
                 .filter(|e| e.0 == digit.event)
                 .map(|e| e.1)
                 .max();
-            assert_eq!(Some(digit.duration), longest, "{name}: {digit:?}");
+            assert_eq!(
+                Some(digit.duration),
+                longest.map(u32::from),
+                "{name}: {digit:?}"
+            );
         }
     }
 }

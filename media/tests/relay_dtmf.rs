@@ -495,3 +495,45 @@ fn injected_digit_to_an_opus_leg_counts_in_its_48_khz_event_clock() {
         .iter()
         .all(|(h, _)| h.payload_type == PayloadType(110)));
 }
+
+#[test]
+fn a_long_digit_to_a_48_khz_event_leg_goes_out_in_segments_with_later_timestamps() {
+    let t0 = epoch();
+    let mut relay = relay(
+        agent_leg(
+            "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n",
+        ),
+        t0,
+    );
+    // 2 s at 48 kHz is 96000 units, more than the 16-bit duration field holds.
+    assert!(relay.send_digit(t0, Side::Agent, 5, Duration::from_secs(2)));
+    let packets = generated(&mut relay, t0, Duration::from_millis(2300), Side::Agent);
+    let events: Vec<(RtpHeader, EventPayload)> = packets
+        .iter()
+        .map(|(_, p)| {
+            let h = RtpHeader::parse(p).expect("rtp");
+            (h, EventPayload::parse(h.payload(p)).expect("event"))
+        })
+        .collect();
+    let start = events[0].0.timestamp;
+    // RFC 4733 §2.5.1.3: two segments, the second starting 0xFFFF units after the first.
+    let mut timestamps: Vec<u32> = events.iter().map(|(h, _)| h.timestamp).collect();
+    timestamps.dedup();
+    assert_eq!(timestamps, [start, start.wrapping_add(0xFFFF)]);
+    let last_of_first = events
+        .iter()
+        .rev()
+        .find(|(h, _)| h.timestamp == start)
+        .expect("first segment");
+    assert_eq!(
+        (last_of_first.1.duration, last_of_first.1.end),
+        (0xFFFF, false)
+    );
+    let ends: Vec<_> = events.iter().filter(|(_, e)| e.end).collect();
+    assert_eq!(ends.len(), 3);
+    assert!(ends
+        .iter()
+        .all(|(h, e)| h.timestamp == start.wrapping_add(0xFFFF)
+            && u32::from(e.duration) == 96_000 - 0xFFFF));
+    assert_eq!(events.iter().filter(|(h, _)| h.marker).count(), 1);
+}
