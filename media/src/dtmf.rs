@@ -103,6 +103,100 @@ impl DigitCollector {
     }
 }
 
+/// Carries telephone-events from a leg whose event clock differs from the receiving leg's
+/// (telephone-event/8000 with G.711 on one side, /48000 with Opus on the other): the duration
+/// field is counted in the event clock (RFC 4733 §2.3.5), so passing it on unchanged would
+/// make a 100 ms key 17 ms long. Each packet's duration so far, every earlier segment of the
+/// event included, is rescaled and written out in the receiving clock's own segments
+/// (§2.5.1.3), so a press longer than 0xFFFF units of the faster clock is not cut.
+#[derive(Debug, Default, Clone)]
+pub struct EventClockBridge {
+    current: Option<BridgedEvent>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BridgedEvent {
+    event: u8,
+    /// The event's first timestamp and the current segment's, in the sending leg's clock.
+    in_start: u32,
+    in_segment: u32,
+    /// The event's start timestamp on the receiving leg's stream.
+    out_start: u32,
+    /// The offset of the segment last written on the receiving leg, and whether its closing
+    /// 0xFFFF report went out.
+    out_segment: u64,
+    closed: bool,
+    ended: bool,
+}
+
+/// Where a bridged event packet goes: its RTP timestamp and duration field on the receiving
+/// leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgedPacket {
+    /// The RTP timestamp: the event's start, plus the segment's offset.
+    pub timestamp: u32,
+    /// The duration field, in the receiving leg's event clock.
+    pub duration: u16,
+}
+
+impl EventClockBridge {
+    /// Maps one event packet (RTP timestamp `timestamp` in the sending clock `in_rate`) to
+    /// the receiving clock `out_rate`. `mapped_start` is where the stream mapping puts
+    /// `timestamp` on the receiving stream; it is taken as the event's start when this
+    /// packet begins a new event.
+    pub fn rescale(
+        &mut self,
+        timestamp: u32,
+        payload: &EventPayload,
+        in_rate: u32,
+        out_rate: u32,
+        mapped_start: u32,
+    ) -> BridgedPacket {
+        let continues = self.current.filter(|c| {
+            c.event == payload.event
+                && (timestamp == c.in_segment
+                    || (!c.ended && timestamp == c.in_segment.wrapping_add(u32::from(u16::MAX))))
+        });
+        let mut current = continues.unwrap_or(BridgedEvent {
+            event: payload.event,
+            in_start: timestamp,
+            in_segment: timestamp,
+            out_start: mapped_start,
+            out_segment: 0,
+            closed: false,
+            ended: false,
+        });
+        current.in_segment = timestamp;
+        current.ended |= payload.end;
+        let total_in =
+            u64::from(timestamp.wrapping_sub(current.in_start)) + u64::from(payload.duration);
+        let total_out = total_in * u64::from(out_rate) / u64::from(in_rate.max(1));
+        let segment = u64::from(u16::MAX);
+        // A duration that is exactly a boundary closes its segment rather than open the next.
+        let offset = total_out.saturating_sub(1) / segment * segment;
+        let packet = if offset > current.out_segment && !current.closed && !payload.end {
+            // §2.5.1.3: a segment ends with a report of 0xFFFF; this packet carries it and
+            // the next one opens the new segment, with a duration grown meanwhile.
+            current.closed = true;
+            BridgedPacket {
+                timestamp: current.out_start.wrapping_add(current.out_segment as u32),
+                duration: u16::MAX,
+            }
+        } else {
+            if offset > current.out_segment {
+                current.out_segment = offset;
+                current.closed = false;
+            }
+            BridgedPacket {
+                timestamp: current.out_start.wrapping_add(offset as u32),
+                duration: (total_out - offset).min(segment) as u16,
+            }
+        };
+        self.current = Some(current);
+        packet
+    }
+}
+
 /// How digits are carried on a leg (the `dtmf` key of a trunk or an agent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DtmfMode {
@@ -669,6 +763,106 @@ mod tests {
                 duration: 960,
                 timestamp: 4242
             }]
+        );
+    }
+
+    fn bridge_all(
+        seq: &mut EventSequence,
+        start: u32,
+        in_rate: u32,
+        out_rate: u32,
+        out_start: u32,
+    ) -> Vec<(BridgedPacket, bool)> {
+        let mut bridge = EventClockBridge::default();
+        std::iter::from_fn(|| seq.next_packet())
+            .map(|p| {
+                let payload = EventPayload::parse(&p.payload).expect("4 bytes");
+                let ts = start.wrapping_add(p.segment_offset);
+                (
+                    bridge.rescale(ts, &payload, in_rate, out_rate, out_start),
+                    p.end,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_8_khz_event_is_rescaled_to_a_48_khz_leg_and_segmented_there() {
+        // 2 s at 8 kHz fits one segment (16000 units); at 48 kHz it is 96000 units.
+        let mut seq =
+            EventSequence::for_press(9, Duration::from_secs(2), 8000, Duration::from_millis(20));
+        let out = bridge_all(&mut seq, 1234, 8000, 48000, 777);
+        assert_eq!(
+            out[0].0,
+            BridgedPacket {
+                timestamp: 777,
+                duration: 960
+            }
+        );
+        let closing = out
+            .iter()
+            .rev()
+            .find(|(p, _)| p.timestamp == 777)
+            .expect("first segment");
+        assert_eq!(
+            closing.0.duration, 0xFFFF,
+            "the first segment closes at 0xFFFF"
+        );
+        let ends: Vec<_> = out.iter().filter(|(_, end)| *end).collect();
+        assert_eq!(ends.len(), 3);
+        for (p, _) in ends {
+            assert_eq!(p.timestamp, 777 + 0xFFFF);
+            assert_eq!(u32::from(p.duration), 96_000 - 0xFFFF);
+        }
+        // Collected on the receiving side, it is one 2 s press.
+        let mut collector = DigitCollector::default();
+        let digits: Vec<Digit> = out
+            .iter()
+            .filter_map(|(p, end)| {
+                let payload = EventPayload {
+                    event: 9,
+                    end: *end,
+                    volume: EVENT_VOLUME,
+                    duration: p.duration,
+                };
+                collector.push(p.timestamp, &payload)
+            })
+            .collect();
+        assert_eq!(digits.len(), 1);
+        assert_eq!((digits[0].timestamp, digits[0].duration), (777, 96_000));
+    }
+
+    #[test]
+    fn a_segmented_48_khz_event_becomes_one_unsegmented_8_khz_event() {
+        let mut seq =
+            EventSequence::for_press(2, Duration::from_secs(2), 48000, Duration::from_millis(20));
+        let out = bridge_all(&mut seq, u32::MAX - 500, 48000, 8000, 50);
+        assert!(
+            out.iter().all(|(p, _)| p.timestamp == 50),
+            "one segment at 8 kHz"
+        );
+        let durations: Vec<u16> = out.iter().map(|(p, _)| p.duration).collect();
+        assert!(durations.windows(2).all(|w| w[1] >= w[0]), "{durations:?}");
+        assert_eq!(*durations.last().expect("packets"), 16_000);
+    }
+
+    #[test]
+    fn a_new_press_of_the_same_key_is_a_new_bridged_event() {
+        let mut bridge = EventClockBridge::default();
+        let key = |duration: u16, end: bool| EventPayload {
+            event: 1,
+            end,
+            volume: 10,
+            duration,
+        };
+        bridge.rescale(1000, &key(800, true), 8000, 48000, 6000);
+        let again = bridge.rescale(3000, &key(160, false), 8000, 48000, 18_000);
+        assert_eq!(
+            again,
+            BridgedPacket {
+                timestamp: 18_000,
+                duration: 960
+            }
         );
     }
 

@@ -49,7 +49,8 @@ use rand::RngCore;
 use crate::codec::{Codec, CodecError, Decoder, Encoder, Transcoder};
 pub use crate::dtmf::DtmfMode;
 use crate::dtmf::{
-    DigitCollector, EventPayload, EventSequence, ToneDetector, ToneGenerator, INTER_DIGIT_PAUSE,
+    DigitCollector, EventClockBridge, EventPayload, EventSequence, ToneDetector, ToneGenerator,
+    INTER_DIGIT_PAUSE,
 };
 use crate::playback::{Player, FRAME_MS};
 use crate::rtcp::{self, NtpTimestamp, ReceiverStats, ReportBlock, ReportSchedule, SenderStats};
@@ -354,6 +355,8 @@ struct Leg {
     dtmf_mode: DtmfMode,
     /// Digits from this leg's telephone-events.
     digits: DigitCollector,
+    /// Events from the other leg, when its event clock differs from this leg's.
+    event_bridge: EventClockBridge,
     /// Digits waiting to be played to this leg: event code and duration.
     dtmf_queue: VecDeque<(u8, Duration)>,
     /// The digit playing to this leg.
@@ -399,6 +402,7 @@ impl Leg {
             last_peer_report: None,
             dtmf_mode: DtmfMode::Rfc4733,
             digits: DigitCollector::default(),
+            event_bridge: EventClockBridge::default(),
             dtmf_queue: VecDeque::new(),
             dtmf: None,
             dtmf_idle_at: None,
@@ -982,10 +986,25 @@ impl Relay {
                 return Forward::Dropped(DropReason::NoTelephoneEvent);
             };
             let ratio = (out_event.clock_rate, in_event.clock_rate);
-            let (switched, seq, ts) =
+            let (switched, seq, mut ts) =
                 egress
                     .out
                     .map(now, source, header.sequence, header.timestamp, ratio);
+            if out_event.clock_rate != in_event.clock_rate {
+                // RFC 4733 §2.3.5: the duration counts in the event clock too.
+                let at = header.payload_offset;
+                if let Ok(payload) = EventPayload::parse(&buf[at..at + header.payload_len]) {
+                    let bridged = egress.event_bridge.rescale(
+                        header.timestamp,
+                        &payload,
+                        in_event.clock_rate,
+                        out_event.clock_rate,
+                        ts,
+                    );
+                    ts = bridged.timestamp;
+                    buf[at + 2..at + 4].copy_from_slice(&bridged.duration.to_be_bytes());
+                }
+            }
             rtp::rewrite_header(
                 &mut buf[..len],
                 header.marker || switched,

@@ -537,3 +537,60 @@ fn a_long_digit_to_a_48_khz_event_leg_goes_out_in_segments_with_later_timestamps
             && u32::from(e.duration) == 96_000 - 0xFFFF));
     assert_eq!(events.iter().filter(|(h, _)| h.marker).count(), 1);
 }
+
+#[test]
+fn events_from_an_8_khz_leg_reach_a_48_khz_event_leg_with_durations_in_its_clock() {
+    let t0 = epoch();
+    let mut relay = relay(
+        agent_leg(
+            "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n",
+        ),
+        t0,
+    );
+    // Key 4 for 100 ms from the carrier at 8 kHz, one packet per 20 ms, the end sent thrice.
+    let sent: Vec<(u16, bool)> = (1..=5)
+        .map(|k| (160 * k, k == 5))
+        .chain([(800, true), (800, true)])
+        .collect();
+    let mut out = Vec::new();
+    for (k, (duration, end)) in sent.iter().enumerate() {
+        let payload = [
+            4,
+            if *end { 0x8a } else { 0x0a },
+            (duration >> 8) as u8,
+            *duration as u8,
+        ];
+        let pkt = packet(101, 400 + k as u16, 24_000, k == 0, &payload);
+        let mut buf = [0u8; 1500];
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        let now = t0 + Duration::from_millis(20 * k as u64);
+        match relay.forward(now, Side::Customer, addr(CUSTOMER), &mut buf, pkt.len()) {
+            Forward::Send { len, .. } => {
+                let h = RtpHeader::parse(&buf[..len]).expect("rtp");
+                let e = EventPayload::parse(h.payload(&buf[..len])).expect("event");
+                out.push((h, e));
+            }
+            other => panic!("packet {k} not passed on: {other:?}"),
+        }
+    }
+    assert!(out.iter().all(|(h, _)| h.payload_type == PayloadType(110)));
+    // RFC 4733 §2.3.5: the duration counts in the receiving leg's event clock.
+    let durations: Vec<(u16, bool)> = out.iter().map(|(_, e)| (e.duration, e.end)).collect();
+    assert_eq!(
+        durations,
+        [
+            (960, false),
+            (1920, false),
+            (2880, false),
+            (3840, false),
+            (4800, true),
+            (4800, true),
+            (4800, true)
+        ]
+    );
+    let start = out[0].0.timestamp;
+    assert!(out
+        .iter()
+        .all(|(h, e)| h.timestamp == start && e.event == 4));
+    assert!(out[0].0.marker);
+}
