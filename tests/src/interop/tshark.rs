@@ -307,11 +307,11 @@ pub fn rtp_events(pcap: &Path, event_pt: u8) -> Result<Vec<EventPacket>, Harness
         .collect()
 }
 
-/// The payload types of every RTP packet in `pcap` sent to `dst_port` (RTP heuristic on).
+/// The payload types of every RTP packet in `pcap` sent to `dst_port` (decoded as RTP).
 pub fn rtp_payload_types(pcap: &Path, dst_port: u16) -> Result<Vec<u8>, HarnessError> {
     let args = [
-        "--enable-heuristic".to_owned(),
-        "rtp_udp".to_owned(),
+        "-d".to_owned(),
+        format!("udp.port=={dst_port},rtp"),
         "-Y".to_owned(),
         format!("rtp && udp.dstport=={dst_port}"),
     ];

@@ -279,7 +279,11 @@ impl Capture {
             marker.ip(),
             marker.port()
         );
-        cmd.args(["-i", interface, "-n", "-f", &filter, "-P", "-l", "-w"])
+        // The marker's port decoded as plain data, so its line always reads `UDP ... Len=`:
+        // tshark has port dissectors for many free ports (12220 reads as Ethernet in UDP).
+        let marker_as_data = format!("udp.port=={},data", marker.port());
+        cmd.args(["-i", interface, "-n", "-d", &marker_as_data])
+            .args(["-f", &filter, "-P", "-l", "-w"])
             .arg(&pcap);
         let peer = Peer::spawn(name, cmd, dir)?;
         peer.wait_for_line(
