@@ -428,7 +428,8 @@ fn opus_to_pcmu_is_transcoded_and_rescaled_and_a_lost_packet_is_concealed() {
             );
         }
     }
-    // A telephone-event at 48 kHz from the agent reaches the customer at 8 kHz, untranscoded.
+    // A telephone-event at 48 kHz from the agent reaches the customer at 8 kHz, untranscoded:
+    // the code and volume as they were, the duration in the 8 kHz clock (RFC 4733 §2.3.5).
     let event = [1u8, 10, 0x0b, 0x40]; // duration 2880 at 48 kHz = 60 ms
     let pkt = packet(110, 110, 9600, 0xa6e7, true, &event);
     let (_, out) = forward(
@@ -442,8 +443,8 @@ fn opus_to_pcmu_is_transcoded_and_rescaled_and_a_lost_packet_is_concealed() {
     assert_eq!(header.payload_type, PayloadType(101));
     assert_eq!(
         header.payload(&out),
-        &event,
-        "the payload is passed on as is"
+        &[1u8, 10, 0x01, 0xe0],
+        "60 ms is 480 units at 8 kHz"
     );
     assert_eq!(
         header.timestamp,
