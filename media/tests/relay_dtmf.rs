@@ -113,6 +113,27 @@ fn generated(
     out
 }
 
+/// A relay whose agent leg answered Opus with telephone-event/48000 on PT 110.
+fn opus_agent_relay(t0: Instant) -> Relay {
+    relay(
+        agent_leg(
+            "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n",
+        ),
+        t0,
+    )
+}
+
+/// The headers and event payloads of telephone-event packets from [`generated`].
+fn events_of(packets: &[(Instant, Vec<u8>)]) -> Vec<(RtpHeader, EventPayload)> {
+    packets
+        .iter()
+        .map(|(_, p)| {
+            let h = RtpHeader::parse(p).expect("rtp");
+            (h, EventPayload::parse(h.payload(p)).expect("event"))
+        })
+        .collect()
+}
+
 fn goertzel(samples: &[i16], rate: u32, freq: f64) -> f64 {
     let w = std::f64::consts::TAU * freq / f64::from(rate);
     let coeff = 2.0 * w.cos();
@@ -465,21 +486,10 @@ fn key_heard_in_an_inband_leg_passes_as_audio_to_another_inband_leg() {
 #[test]
 fn injected_digit_to_an_opus_leg_counts_in_its_48_khz_event_clock() {
     let t0 = epoch();
-    let mut relay = relay(
-        agent_leg(
-            "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n",
-        ),
-        t0,
-    );
+    let mut relay = opus_agent_relay(t0);
     assert!(relay.send_digit(t0, Side::Agent, 0, Duration::from_millis(60)));
     let packets = generated(&mut relay, t0, Duration::from_millis(200), Side::Agent);
-    let events: Vec<(RtpHeader, EventPayload)> = packets
-        .iter()
-        .map(|(_, p)| {
-            let h = RtpHeader::parse(p).expect("rtp");
-            (h, EventPayload::parse(h.payload(p)).expect("event"))
-        })
-        .collect();
+    let events = events_of(&packets);
     let durations: Vec<(u16, bool)> = events.iter().map(|(_, e)| (e.duration, e.end)).collect();
     assert_eq!(
         durations,
@@ -499,22 +509,11 @@ fn injected_digit_to_an_opus_leg_counts_in_its_48_khz_event_clock() {
 #[test]
 fn a_long_digit_to_a_48_khz_event_leg_goes_out_in_segments_with_later_timestamps() {
     let t0 = epoch();
-    let mut relay = relay(
-        agent_leg(
-            "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n",
-        ),
-        t0,
-    );
+    let mut relay = opus_agent_relay(t0);
     // 2 s at 48 kHz is 96000 units, more than the 16-bit duration field holds.
     assert!(relay.send_digit(t0, Side::Agent, 5, Duration::from_secs(2)));
     let packets = generated(&mut relay, t0, Duration::from_millis(2300), Side::Agent);
-    let events: Vec<(RtpHeader, EventPayload)> = packets
-        .iter()
-        .map(|(_, p)| {
-            let h = RtpHeader::parse(p).expect("rtp");
-            (h, EventPayload::parse(h.payload(p)).expect("event"))
-        })
-        .collect();
+    let events = events_of(&packets);
     let start = events[0].0.timestamp;
     // RFC 4733 §2.5.1.3: two segments, the second starting 0xFFFF units after the first.
     let mut timestamps: Vec<u32> = events.iter().map(|(h, _)| h.timestamp).collect();
@@ -541,12 +540,7 @@ fn a_long_digit_to_a_48_khz_event_leg_goes_out_in_segments_with_later_timestamps
 #[test]
 fn events_from_an_8_khz_leg_reach_a_48_khz_event_leg_with_durations_in_its_clock() {
     let t0 = epoch();
-    let mut relay = relay(
-        agent_leg(
-            "m=audio 5000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\n",
-        ),
-        t0,
-    );
+    let mut relay = opus_agent_relay(t0);
     // Key 4 for 100 ms from the carrier at 8 kHz, one packet per 20 ms, the end sent thrice.
     let sent: Vec<(u16, bool)> = (1..=5)
         .map(|k| (160 * k, k == 5))
