@@ -2,11 +2,11 @@
 //!
 //! Candidates are drawn at random from 10000-19999, below the dialer's default RTP range and
 //! the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), never by binding port 0: the
-//! kernel hands ephemeral ports
-//! to every outgoing TCP connection and every `bind(0)` of the peers (an API request, SIPp's
-//! sockets), so a port picked from that range could be taken between the pick and the peer's
-//! bind. Below it, only an explicit bind takes a port, and within this process a port is
-//! handed out once. Every SIP port is checked for both UDP and TCP (SIP listens on both).
+//! kernel hands ephemeral ports to every outgoing TCP connection and every `bind(0)` of the
+//! peers (an API request, SIPp's sockets), so a port picked from that range could be taken
+//! between the pick and the peer's bind. Below it, only an explicit bind takes a port, and
+//! within this process a port is handed out once. Every SIP port is checked for both UDP and
+//! TCP (SIP listens on both).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
