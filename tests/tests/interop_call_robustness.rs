@@ -47,6 +47,29 @@ fn bridged_capturing<'t>(
         .expect("the call is placed and the agent answers")
 }
 
+/// A bridged call whose carrier scenario forks: fork A answers from `fork_ip` with media on
+/// `fork_media` (both captured too), fork B from SIPp itself; returns once the agent hears the
+/// carrier.
+fn forked_call<'t>(
+    test: &'t CallTest,
+    scenario: &str,
+    fork_ip: std::net::IpAddr,
+    fork_media: u16,
+) -> Bridged<'t> {
+    let call = bridged_capturing(
+        test,
+        scenario,
+        &[
+            ("fork_ip", fork_ip.to_string()),
+            ("fork_media_port", fork_media.to_string()),
+        ],
+        &[format!("host {fork_ip}")],
+    );
+    call.wait_heard(3.0, Duration::from_secs(15))
+        .expect("audio flows to the agent");
+    call
+}
+
 /// The requests with `method` the carrier received inside the call (CSeq method `method`).
 fn received_in_dialog<'a>(outcome: &'a SippOutcome, method: &'a str) -> Vec<&'a TracedMessage> {
     outcome
@@ -423,19 +446,9 @@ fn forked_183s_keep_two_early_dialogs_and_the_200_picks_its_own_dialog_route_and
     let fork_ip = scenario_tests::interop::ports::loopback(4);
     let fork_media = free_udp_range(fork_ip, 2).expect("fork A media port");
     let test = setup("robust-forked");
-    let call = bridged_capturing(
-        &test,
-        "carrier_forked.xml",
-        &[
-            ("fork_ip", fork_ip.to_string()),
-            ("fork_media_port", fork_media.to_string()),
-        ],
-        &[format!("host {fork_ip}")],
-    );
+    let call = forked_call(&test, "carrier_forked.xml", fork_ip, fork_media);
     let carrier = call.carrier.addr();
     let media_port = call.media_port;
-    call.wait_heard(3.0, Duration::from_secs(15))
-        .expect("audio flows to the agent");
     // A datagram of the test's own to fork A's media port shows the capture sees that host.
     let probe = std::net::UdpSocket::bind((LOOPBACK, 0)).expect("probe socket");
     probe
@@ -648,22 +661,14 @@ fn agent_hold_and_resume_from_baresip_are_answered_by_rfc_3264_and_audio_returns
 
 #[test]
 fn late_200_from_the_other_fork_is_acked_and_byed_through_its_own_route_and_the_call_stays() {
-    let fork_ip = scenario_tests::interop::ports::loopback(4);
+    // Its own fork host: the other forking test captures everything to 127.0.0.4, and this
+    // test's ACK and BYE to fork A would show there when both run at once.
+    let fork_ip = scenario_tests::interop::ports::loopback(5);
     let fork_media = free_udp_range(fork_ip, 2).expect("fork A media port");
     let test = setup("robust-forked-late-200");
-    let call = bridged_capturing(
-        &test,
-        "carrier_forked_late_200.xml",
-        &[
-            ("fork_ip", fork_ip.to_string()),
-            ("fork_media_port", fork_media.to_string()),
-        ],
-        &[format!("host {fork_ip}")],
-    );
+    let call = forked_call(&test, "carrier_forked_late_200.xml", fork_ip, fork_media);
     let carrier = call.carrier.addr();
     let media_port = call.media_port;
-    call.wait_heard(3.0, Duration::from_secs(15))
-        .expect("audio flows to the agent");
     let ended = call.finish(Hangup::Agent).expect("the call ends");
     let outcome = &ended.carrier;
 
