@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::profile::{AgentSecret, Codec};
+use crate::profile::{AgentMode, AgentSecret, Codec};
 use crate::Config;
 
 const NOT_SET: &str = "(not set)";
@@ -78,6 +78,7 @@ pub(crate) fn render(c: &Config) -> String {
             "max_cps",
             t.max_cps.map_or("(no limit)".into(), |n| n.to_string()),
         );
+        line("max_queue", t.max_queue.to_string());
         let n = &t.numbering;
         line("strip_prefix", quoted(&n.strip_prefix));
         line("e164", n.e164.to_string());
@@ -137,6 +138,45 @@ pub(crate) fn render(c: &Config) -> String {
         line("max_expires", secs(a.max_expires).to_string());
     }
 
+    for p in c.pools() {
+        line("\n[[pool]]\nname", quoted(&p.name));
+        let agents: Vec<String> = p.agents.iter().map(|a| quoted(a)).collect();
+        line("agents", format!("[{}]", agents.join(", ")));
+        line("strategy", quoted(p.strategy.name()));
+        line("wrap_up_s", secs(p.wrap_up).to_string());
+        line("max_no_answer", p.max_no_answer.to_string());
+        line("agent_attempts", p.agent_attempts.to_string());
+        line("agent_mode", quoted(p.agent_mode.name()));
+        line(
+            "abandon_after_ms",
+            match p.abandon_after {
+                Some(d) => d.as_millis().to_string(),
+                None => format!(
+                    "{} (not set: calls.agent_ring_timeout_s)",
+                    c.calls().agent_ring_timeout.as_millis()
+                ),
+            },
+        );
+        line(
+            "abandon_message",
+            opt(p.abandon_message.as_ref().map(|p| p.display()))
+                .replace(NOT_SET, "(not set: hang up at once)"),
+        );
+        line("login_paused", p.login_paused.to_string());
+        if p.agent_mode == AgentMode::Session {
+            line("login_extension", opt(p.login_extension.as_ref()));
+            line("hangup_key", opt(p.hangup_key));
+            line(
+                "connect_tone",
+                opt(p.connect_tone.as_ref().map(|p| p.display())),
+            );
+            line(
+                "idle_audio",
+                opt(p.idle_audio.as_ref().map(|p| p.display())),
+            );
+        }
+    }
+
     let m = c.media();
     line(
         "\n[media]\nrtp_ports",
@@ -153,6 +193,13 @@ pub(crate) fn render(c: &Config) -> String {
             .map_or("0 (off)".into(), |d| secs(d).to_string()),
     );
     line(
+        "latch_window_ms",
+        match m.latch_window.as_millis() {
+            0 => "0 (never latches: only the SDP address)".into(),
+            ms => ms.to_string(),
+        },
+    );
+    line(
         "record_dir",
         opt(m.record_dir.as_ref().map(|p| p.display())).replace(NOT_SET, "(not set: no recording)"),
     );
@@ -166,6 +213,26 @@ pub(crate) fn render(c: &Config) -> String {
         "agent_ring_timeout_s",
         secs(calls.agent_ring_timeout).to_string(),
     );
+
+    let sec = c.security();
+    line(
+        "\n[security]\nmax_auth_failures",
+        sec.max_auth_failures.to_string(),
+    );
+    line("ban_window_s", secs(sec.ban_window).to_string());
+    line(
+        "ban_s",
+        match secs(sec.ban) {
+            0 => "0 (failures logged, nobody banned)".into(),
+            s => s.to_string(),
+        },
+    );
+    let nets: Vec<String> = sec
+        .ban_exempt
+        .iter()
+        .map(|n| quoted(&n.to_string()))
+        .collect();
+    line("ban_exempt", format!("[{}]", nets.join(", ")));
 
     let api = c.api();
     line("\n[api]\nlisten", quoted(&api.listen.to_string()));

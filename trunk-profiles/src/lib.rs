@@ -1,5 +1,6 @@
 //! The dialer's configuration: one TOML file (`dialer.toml`) describing its SIP endpoint, the
-//! trunks it dials out through, the agents that register to it, media and the control API.
+//! trunks it dials out through, the agents that register to it and the pools they form, media,
+//! the control API and how failed authentications are banned.
 //!
 //! # Use
 //! The dialer loads the file once at start-up and hands the typed parts to its cores:
@@ -27,10 +28,13 @@
 //! crate's README.md).
 //!
 //! # What it does not do
-//! - No IO beyond reading the file and checking that `media.ringback` exists; no DNS (a trunk's
-//!   proxy stays a name until the runtime resolves it), no directory creation for `record_dir`.
+//! - No IO beyond reading the file and checking that the WAV files it names (`media.ringback`,
+//!   a pool's `abandon_message` and session sounds) exist; no DNS (a trunk's proxy stays a name
+//!   until the runtime resolves it), no directory creation for `record_dir`.
 //! - No hot reload and no writing of configuration files.
-//! - No WAV parsing: the media crate reads the ringback file.
+//! - No WAV parsing: the media crate reads the ringback and announcement files.
+//! - No behaviour: pools, queues, latching and bans are settings here; the dialer's engine and
+//!   media relay act on them.
 //!
 //! # Errors and panics
 //! A bad file is bad input: [`ConfigError::Invalid`] lists every problem found, each with
@@ -70,8 +74,8 @@ pub use address::{Host, HostPort, PortRange, StaticContact, DEFAULT_SIP_PORT};
 pub use error::{ConfigError, Diagnostic, Diagnostics};
 pub use number::{NumberError, NumberRewrite, E164_MAX_DIGITS};
 pub use profile::{
-    Agent, AgentSecret, Api, Calls, Codec, Credentials, DtmfMode, Keepalive, Media, Registrar,
-    SipSettings, SipTimers, Transport, Trunk,
+    Agent, AgentMode, AgentSecret, Api, Calls, Codec, Credentials, DtmfMode, Keepalive, Media,
+    Pool, PoolStrategy, Registrar, Security, SipSettings, SipTimers, Transport, Trunk,
 };
 pub use secret::Secret;
 
@@ -91,10 +95,12 @@ pub struct Config {
     sip: SipSettings,
     trunks: Vec<Trunk>,
     agents: Vec<Agent>,
+    pools: Vec<Pool>,
     registrar: Registrar,
     media: Media,
     api: Api,
     calls: Calls,
+    security: Security,
 }
 
 impl Config {
@@ -178,6 +184,16 @@ impl Config {
         self.agents.iter().find(|a| a.extension == extension)
     }
 
+    /// Every `[[pool]]`, in file order.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// The pool called `name` (names are unique, compared case-sensitively).
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
     /// `[registrar]`.
     pub fn registrar(&self) -> &Registrar {
         &self.registrar
@@ -196,6 +212,11 @@ impl Config {
     /// `[calls]`.
     pub fn calls(&self) -> &Calls {
         &self.calls
+    }
+
+    /// `[security]`.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// Every effective setting, defaults included, secrets masked, one `key = value` per line

@@ -189,10 +189,15 @@ pub struct Trunk {
     pub caller_name: Option<String>,
     /// Send P-Asserted-Identity (RFC 3325 §9.1) with the caller id.
     pub pai: bool,
-    /// Most simultaneous calls; `None` for no limit.
+    /// Most simultaneous calls; `None` for no limit. Above it an originate waits in the
+    /// trunk's queue (see `max_queue`).
     pub max_channels: Option<NonZeroU32>,
-    /// Most new calls per second; `None` for no limit.
+    /// Most new calls per second; `None` for no limit. Above it an originate waits in the
+    /// trunk's queue (see `max_queue`).
     pub max_cps: Option<NonZeroU32>,
+    /// Most originates that may wait, first in first out, for `max_channels` or `max_cps` to
+    /// allow them; one more is refused (503). 0 refuses every call above a limit at once.
+    pub max_queue: u32,
     /// Dialled-number rewriting.
     pub numbering: NumberRewrite,
     /// Keepalive method.
@@ -252,12 +257,134 @@ impl Agent {
     /// Whether `ip` lies in one of the `allow` networks. An IPv4-mapped IPv6 address is
     /// checked as the IPv4 address it carries.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.allow.iter().any(|net| net.contains(&ip))
+        in_networks(&self.allow, ip)
     }
+}
+
+/// How a pool picks the agent to offer an answered customer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolStrategy {
+    /// The ready agent whose last call (or wrap-up) ended longest ago.
+    LongestIdle,
+    /// The ready agent that has taken the fewest calls so far.
+    FewestCalls,
+}
+
+impl PoolStrategy {
+    /// The name used in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolStrategy::LongestIdle => "longest_idle",
+            PoolStrategy::FewestCalls => "fewest_calls",
+        }
+    }
+}
+
+/// How a pool's agents take calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentMode {
+    /// Each customer rings the agent's phone with a new INVITE.
+    Ring,
+    /// The agent stays on one long call (logged in by dialling `login_extension`) and
+    /// customers are bridged into it. Not available yet: validation refuses it.
+    Session,
+}
+
+impl AgentMode {
+    /// The name used in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentMode::Ring => "ring",
+            AgentMode::Session => "session",
+        }
+    }
+}
+
+/// `[[pool]]`: a team of agents that answered customers are handed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pool {
+    /// Unique name (compared case-sensitively).
+    pub name: String,
+    /// Extensions of `[[agent]]`s in this file, in file order, no duplicates; never empty. An
+    /// agent may belong to several pools.
+    pub agents: Vec<String>,
+    /// How the next agent is picked.
+    pub strategy: PoolStrategy,
+    /// Time after a call before the agent is offered another.
+    pub wrap_up: Duration,
+    /// Offers in a row an agent may leave unanswered before it is paused.
+    pub max_no_answer: u32,
+    /// How many agents are tried for one answered customer.
+    pub agent_attempts: u32,
+    /// How agents take calls; always [`AgentMode::Ring`] today.
+    pub agent_mode: AgentMode,
+    /// An answered customer no agent has taken by then is abandoned; `None` leaves the default
+    /// to the dialer (in ring mode, `calls.agent_ring_timeout_s`).
+    pub abandon_after: Option<Duration>,
+    /// WAV played to an abandoned customer before hanging up, resolved against the config
+    /// file's directory; `None` hangs up at once.
+    pub abandon_message: Option<PathBuf>,
+    /// An agent that registers starts paused with reason `login`.
+    pub login_paused: bool,
+    /// Session mode: the extension an agent dials to log in.
+    pub login_extension: Option<String>,
+    /// Session mode: the DTMF key (`0`-`9`, `*`, `#`, `A`-`D`) with which an agent hangs up
+    /// the customer and stays logged in.
+    pub hangup_key: Option<char>,
+    /// Session mode: WAV played to the agent when a customer is connected.
+    pub connect_tone: Option<PathBuf>,
+    /// Session mode: WAV played to the agent while waiting for a customer.
+    pub idle_audio: Option<PathBuf>,
+}
+
+/// `[security]`: what happens to sources that fail digest authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Security {
+    /// Failed authentications from one source address within `ban_window` that get it banned.
+    pub max_auth_failures: u32,
+    /// The window failures are counted in.
+    pub ban_window: Duration,
+    /// How long a source is banned; zero logs the failures and bans nobody.
+    pub ban: Duration,
+    /// Networks never banned.
+    pub ban_exempt: Vec<IpNet>,
+}
+
+impl Security {
+    /// Whether `ip` lies in one of the `ban_exempt` networks; an IPv4-mapped IPv6 address is
+    /// checked as the IPv4 address it carries.
+    pub fn is_exempt(&self, ip: IpAddr) -> bool {
+        in_networks(&self.ban_exempt, ip)
+    }
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            ban_window: Duration::from_secs(u64::from(DEFAULT_BAN_WINDOW_S)),
+            ban: Duration::from_secs(u64::from(DEFAULT_BAN_S)),
+            ban_exempt: Vec::new(),
+        }
+    }
+}
+
+/// `security.max_auth_failures` when absent.
+pub(crate) const DEFAULT_MAX_AUTH_FAILURES: u32 = 5;
+/// `security.ban_window_s` when absent: ten minutes.
+pub(crate) const DEFAULT_BAN_WINDOW_S: u32 = 600;
+/// `security.ban_s` when absent: an hour.
+pub(crate) const DEFAULT_BAN_S: u32 = 3_600;
+
+/// Whether `ip` (an IPv4-mapped IPv6 address as its IPv4 address) lies in one of `nets`.
+fn in_networks(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nets.iter().any(|net| net.contains(&ip))
 }
 
 /// `[registrar]`: how the dialer accepts agent registrations.
@@ -284,8 +411,13 @@ pub struct Media {
     pub rtp_ports: PortRange,
     /// Ringback WAV played to the customer, resolved against the config file's directory.
     pub ringback: Option<PathBuf>,
-    /// Hang up when no RTP arrives for this long; `None` disables the check.
+    /// Hang up when no RTP arrives for this long; `None` (the file's `media_timeout_s = 0`)
+    /// means no media timeout at all, not some long default.
     pub media_timeout: Option<Duration>,
+    /// How long after an answer or a re-INVITE the relay may latch a leg to the source its RTP
+    /// really comes from (symmetric RTP, RFC 4961); after it, packets from any other source
+    /// are dropped. Zero never latches: only the address in the SDP is accepted.
+    pub latch_window: Duration,
     /// Directory for call recordings, resolved against the config file's directory; `None`
     /// records nothing.
     pub record_dir: Option<PathBuf>,
@@ -314,6 +446,13 @@ pub struct Calls {
     /// leg is then ended too.
     pub agent_ring_timeout: Duration,
 }
+
+/// `trunk.max_queue` when absent: enough for a campaign's burst, bounded so a stuck trunk
+/// does not pile up originates without end.
+pub(crate) const DEFAULT_MAX_QUEUE: u32 = 1_000;
+/// `media.latch_window_ms` when absent: covers a NAT's first packets after the answer, and is
+/// short enough that a stray source cannot take the stream mid-call.
+pub(crate) const DEFAULT_LATCH_WINDOW_MS: u32 = 2_000;
 
 /// `calls.originate_timeout_s` when absent: a minute, about what a carrier itself lets a
 /// number ring before it answers 408/480.

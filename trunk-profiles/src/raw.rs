@@ -19,6 +19,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) agent: Vec<S<RawAgent>>,
     #[serde(default)]
+    pub(crate) pool: Vec<S<RawPool>>,
+    #[serde(default)]
     pub(crate) registrar: RawRegistrar,
     #[serde(default)]
     pub(crate) media: RawMedia,
@@ -26,6 +28,8 @@ pub(crate) struct RawConfig {
     pub(crate) api: RawApi,
     #[serde(default)]
     pub(crate) calls: RawCalls,
+    #[serde(default)]
+    pub(crate) security: RawSecurity,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -59,6 +63,7 @@ pub(crate) struct RawTrunk {
     pub(crate) pai: Option<bool>,
     pub(crate) max_channels: Option<S<u32>>,
     pub(crate) max_cps: Option<S<u32>>,
+    pub(crate) max_queue: Option<S<u32>>,
     pub(crate) strip_prefix: Option<S<String>>,
     pub(crate) e164: Option<bool>,
     pub(crate) country_code: Option<S<String>>,
@@ -88,6 +93,26 @@ pub(crate) struct RawAgent {
     pub(crate) max_expires: Option<S<u32>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    pub(crate) name: S<String>,
+    pub(crate) agents: S<Vec<S<String>>>,
+    pub(crate) strategy: Option<S<String>>,
+    pub(crate) wrap_up_s: Option<S<u32>>,
+    pub(crate) max_no_answer: Option<S<u32>>,
+    pub(crate) agent_attempts: Option<S<u32>>,
+    pub(crate) agent_mode: Option<S<String>>,
+    pub(crate) abandon_after_ms: Option<S<u32>>,
+    pub(crate) abandon_message: Option<S<String>>,
+    pub(crate) login_paused: Option<bool>,
+    // Session mode only.
+    pub(crate) login_extension: Option<S<String>>,
+    pub(crate) hangup_key: Option<S<String>>,
+    pub(crate) connect_tone: Option<S<String>>,
+    pub(crate) idle_audio: Option<S<String>>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRegistrar {
@@ -104,6 +129,7 @@ pub(crate) struct RawMedia {
     pub(crate) rtp_ports: Option<S<String>>,
     pub(crate) ringback: Option<S<String>>,
     pub(crate) media_timeout_s: Option<S<u32>>,
+    pub(crate) latch_window_ms: Option<S<u32>>,
     pub(crate) record_dir: Option<S<String>>,
 }
 
@@ -120,4 +146,13 @@ pub(crate) struct RawApi {
 pub(crate) struct RawCalls {
     pub(crate) originate_timeout_s: Option<S<u32>>,
     pub(crate) agent_ring_timeout_s: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    pub(crate) max_auth_failures: Option<S<u32>>,
+    pub(crate) ban_window_s: Option<S<u32>>,
+    pub(crate) ban_s: Option<S<u32>>,
+    pub(crate) ban_exempt: Option<S<Vec<S<String>>>>,
 }

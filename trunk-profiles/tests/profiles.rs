@@ -57,13 +57,14 @@ fn line_of(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
 }
 
 #[test]
-fn the_four_documented_profiles_are_shipped() {
+fn the_documented_profiles_are_shipped() {
     let names: Vec<String> = profiles().into_iter().map(|(n, _)| n).collect();
     for expected in [
         "carrier-register.toml",
         "ip-auth-trunk.toml",
         "pbx-kamailio-asterisk.toml",
         "minimal.toml",
+        "call-centre-pools.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -155,7 +156,7 @@ fn unknown_key_in_a_table_of_any_profile_names_file_line_and_key() {
 #[test]
 fn unknown_key_in_an_array_of_tables_entry_of_any_profile_names_index_and_line() {
     for (name, text) in profiles() {
-        for table in ["trunk", "agent"] {
+        for table in ["trunk", "agent", "pool"] {
             let header = format!("[[{table}]]");
             let count = text.lines().filter(|l| l.trim() == header).count();
             if count == 0 {
@@ -188,12 +189,13 @@ fn unknown_key_in_an_array_of_tables_entry_of_any_profile_names_index_and_line()
 
 #[test]
 fn unknown_key_in_every_array_of_tables_entry_is_located() {
-    // Beyond the last entry: each [[trunk]] and [[agent]] entry gets its own key path.
+    // Beyond the last entry: each [[trunk]], [[agent]] and [[pool]] entry gets its own key path.
     for (name, text) in profiles() {
         for (line_index, l) in text.lines().enumerate() {
             let table = match l.trim() {
                 "[[trunk]]" => "trunk",
                 "[[agent]]" => "agent",
+                "[[pool]]" => "pool",
                 _ => continue,
             };
             let index = text
@@ -207,4 +209,42 @@ fn unknown_key_in_every_array_of_tables_entry_is_located() {
             assert_eq!(d.key, format!("{table}[{index}].zzz"), "{name}: {d}");
         }
     }
+}
+
+#[test]
+fn the_call_centre_profile_reads_its_pool_queue_latching_and_bans() {
+    let (name, text) = profiles()
+        .into_iter()
+        .find(|(n, _)| n == "call-centre-pools.toml")
+        .expect("shipped");
+    let c = load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.trunk("carrier").unwrap();
+    assert_eq!(
+        (
+            t.max_channels.map(|n| n.get()),
+            t.max_cps.map(|n| n.get()),
+            t.max_queue
+        ),
+        (Some(60), Some(10), 200)
+    );
+    let p = c.pool("sales").expect("the sales pool");
+    assert_eq!(p.agents, ["1000", "1001", "1002"]);
+    assert_eq!(p.strategy.name(), "longest_idle");
+    assert_eq!(p.agent_mode.name(), "ring");
+    assert_eq!(p.wrap_up.as_secs(), 15);
+    assert_eq!((p.max_no_answer, p.agent_attempts), (3, 2));
+    assert_eq!(p.abandon_after.map(|d| d.as_millis()), Some(20_000));
+    assert_eq!(
+        p.abandon_message.as_deref(),
+        Some(profiles_dir().join("sounds/all-agents-busy.wav").as_path())
+    );
+    assert!(p.login_paused);
+    assert_eq!(c.media().latch_window.as_millis(), 2000);
+    let s = c.security();
+    assert_eq!(
+        (s.max_auth_failures, s.ban_window.as_secs(), s.ban.as_secs()),
+        (5, 600, 3600)
+    );
+    assert!(s.is_exempt("192.168.1.7".parse().unwrap()));
+    assert!(!s.is_exempt("203.0.113.9".parse().unwrap()));
 }
