@@ -8,6 +8,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::address::{
@@ -19,8 +20,6 @@ use crate::profile::*;
 use crate::raw::*;
 use crate::secret::Secret;
 use crate::{Config, EnvLookup};
-
-use ipnet::IpNet;
 
 /// Where a key that is absent would have gone: its table's header, or the file's start.
 type Anchor = Range<usize>;
