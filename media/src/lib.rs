@@ -14,7 +14,10 @@
 //! - [`playback`]: ringback WAVs read once (hound, and G.711 WAVs directly), encoded once per
 //!   codec into shared 20 ms frames, looped per call.
 //! - [`relay`]: two legs per call, in-place header rewrite, pass-through or transcoding,
-//!   telephone-event number rewrite, symmetric-RTP latching, media timeout.
+//!   telephone-event number rewrite, media timeout, and symmetric-RTP latching done safely
+//!   (RFC 4961, like Asterisk's `strictrtp`): a leg latches only within a window after its
+//!   negotiation, only to its signalled IP or one the runtime allowed
+//!   ([`relay::Relay::allow_source`]); other sources are dropped and counted.
 //! - [`record`]: stereo WAV (customer left, agent right) patched at every flush.
 //! - [`dtmf`]: RFC 4733 payloads and digits.
 //!
@@ -27,6 +30,11 @@
 //! 2. then, and at [`relay::Relay::next_deadline`], drain [`relay::Relay::poll_transmit`]
 //!    (ringback frames, concealment packets, RTCP sender reports);
 //! 3. [`relay::Relay::poll_event`] for media timeouts and latching.
+//!
+//! For a peer whose SDP does not name where its packets come from (an agent behind NAT), the
+//! runtime calls [`relay::Relay::allow_source`] with its registered source IP; the latch window
+//! is [`relay::RelayConfig::latch_window`], opened by each [`relay::Relay::update_leg`] that
+//! changes the leg, and [`relay::Relay::source_stats`] counts what was refused.
 //!
 //! Random values (SSRCs, initial sequence numbers and timestamps) come from the `RngCore` the
 //! caller passes, so tests are exact. Wall-clock time for RTCP comes in as an

@@ -39,9 +39,28 @@
 //! [`Relay::send_digit`] injects a digit towards a leg in that leg's form (events or tone);
 //! while it plays, the other leg's audio to that leg is held back, and the stream's sequence
 //! numbers and timestamps run on across it.
+//!
+//! # Latching
+//! Symmetric RTP (RFC 4961): a peer behind NAT sends from a port (or an IP) other than the one
+//! its SDP names, and only media sent back to where its packets come from reaches it. The relay
+//! latches as Asterisk's `strictrtp` and rtpengine's `strict-source` do, so that a third party
+//! who learns or guesses our port cannot take the stream:
+//! - **Only in a window.** A leg may latch only within [`RelayConfig::latch_window`] (2 s) of
+//!   [`Relay::update_leg`] setting or changing its negotiation (the answer, a re-INVITE or
+//!   UPDATE), and only once per negotiation.
+//! - **Only to an acceptable IP.** The candidate must be on the IP of the negotiated `c=`, or
+//!   on one the runtime allowed for the leg with [`Relay::allow_source`] (an agent's
+//!   registered source address); any port on it, since NAT picks ports. It latches after
+//!   [`RelayConfig::latch_after`] consecutive packets with a payload type the leg expects.
+//! - **Everything else is foreign.** Before the latch, media from the signalled address is
+//!   relayed as it is. A packet from any other source that cannot become the peer (another IP,
+//!   or any new source once the leg latched or the window closed) is dropped as
+//!   [`DropReason::ForeignSource`] and counted in [`Relay::source_stats`]; it never resets
+//!   or disturbs the count of a candidate. RTCP is read only from the peer's IP or an
+//!   acceptable one, and counted as foreign otherwise.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
@@ -87,8 +106,14 @@ impl Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayConfig {
     /// Consecutive packets from a new address, with an expected payload type, before we send
-    /// there instead (symmetric RTP, RFC 4961): one stray packet never moves a stream.
+    /// there instead (symmetric RTP, RFC 4961): one stray packet never moves a stream. Only a
+    /// source on an acceptable IP (see the module docs, *Latching*) counts, and only within
+    /// [`RelayConfig::latch_window`].
     pub latch_after: u32,
+    /// How long after a leg's negotiation is set or changed ([`Relay::update_leg`]) it may
+    /// latch to a new source. After the window, or once latched, packets from any source but
+    /// the leg's peer are dropped ([`DropReason::ForeignSource`]) until the next negotiation.
+    pub latch_window: Duration,
     /// No RTP from a leg for this long raises [`RelayEvent::MediaTimeout`].
     pub media_timeout: Duration,
     /// Interval between RTCP sender reports per stream (RFC 3550 §6.2).
@@ -101,6 +126,7 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             latch_after: 3,
+            latch_window: Duration::from_secs(2),
             media_timeout: Duration::from_secs(30),
             report_interval: ReportSchedule::DEFAULT_INTERVAL,
             max_concealed: 3,
@@ -130,9 +156,14 @@ pub enum DropReason {
     Malformed,
     /// RTCP: read for statistics, not forwarded (each leg has its own reports).
     Rtcp,
-    /// From an address that is not the leg's peer (counted towards latching if its payload type
-    /// is one the leg expects).
+    /// From an address that is not the leg's peer yet but may become it: a source on the
+    /// signalled or an allowed IP, within the latch window, with a payload type the leg
+    /// expects. Counted towards latching.
     UnexpectedSource,
+    /// From a source that cannot become the leg's peer: not on the signalled or an allowed IP,
+    /// or after the latch window, or after the leg latched. Counted in
+    /// [`SourceStats::dropped_foreign`], and it never disturbs a latch in progress.
+    ForeignSource,
     /// A payload type the leg did not negotiate (comfort noise, a stray codec).
     UnexpectedPayloadType,
     /// The other leg is hearing ringback; audio from this leg is not passed on yet.
@@ -164,6 +195,18 @@ pub struct Transmit {
     pub to: SocketAddr,
     /// Length of the packet in the buffer.
     pub len: usize,
+}
+
+/// What a leg's source checks saw ([`Relay::source_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceStats {
+    /// Packets (RTP or RTCP) dropped as [`DropReason::ForeignSource`]: from a source that is
+    /// not the leg's peer and cannot become it. A rising count during a call is someone else
+    /// streaming at our port (a misrouted stream, or an attempt to inject or hijack media).
+    pub dropped_foreign: u64,
+    /// The last such source.
+    pub last_foreign: Option<SocketAddr>,
 }
 
 /// Something the call logic should know.
@@ -334,7 +377,8 @@ struct Leg {
     /// Whether the negotiated direction lets us send to this leg (RFC 3264 §5.1).
     sending: bool,
     remote: Option<SocketAddr>,
-    candidate: Option<(SocketAddr, u32)>,
+    /// Symmetric-RTP latching: where the leg may move to, and what was refused.
+    latch: Latch,
     out: Outgoing,
     incoming: Option<ReceiverStats>,
     incoming_ssrc: Option<Ssrc>,
@@ -385,7 +429,7 @@ impl Leg {
             negotiated: None,
             sending: false,
             remote: None,
-            candidate: None,
+            latch: Latch::default(),
             out,
             incoming: None,
             incoming_ssrc: None,
@@ -451,6 +495,57 @@ impl Leg {
 }
 
 const SLOT: usize = 1500;
+
+/// One leg's symmetric-RTP latching state (see the module docs, *Latching*).
+#[derive(Debug, Default)]
+struct Latch {
+    /// The end of the window in which the leg may latch; `None` once it latched, and before
+    /// the leg's first negotiation.
+    open_until: Option<Instant>,
+    /// A source on an acceptable IP that sent expected payload types, and how many in a row.
+    candidate: Option<(SocketAddr, u32)>,
+    /// Source IPs the runtime vouches for besides the signalled one ([`Relay::allow_source`]).
+    allowed: Vec<IpAddr>,
+    stats: SourceStats,
+}
+
+/// What the source checks make of a packet that is not from the leg's current peer.
+enum Admission {
+    /// A latch candidate, on an acceptable IP within the window.
+    Candidate,
+    /// Nothing that may ever be the leg's peer until the next negotiation.
+    Foreign,
+}
+
+impl Latch {
+    /// Whether `ip` is one the leg's media may come from: the IP of the negotiated `c=`
+    /// (RTP or RTCP address), or one the runtime allowed. IPv4-mapped IPv6 addresses (a
+    /// dual-stack socket) compare as the IPv4 address they carry.
+    fn acceptable(&self, negotiated: &Negotiated, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        [negotiated.remote_rtp, negotiated.remote_rtcp]
+            .into_iter()
+            .flatten()
+            .any(|a| a.ip().to_canonical() == ip)
+            || self.allowed.contains(&ip)
+    }
+
+    /// Whether a packet from `from` (not the leg's peer) may count towards latching at `now`.
+    fn admit(&self, negotiated: &Negotiated, now: Instant, from: SocketAddr) -> Admission {
+        if self.open_until.is_some_and(|until| now < until)
+            && self.acceptable(negotiated, from.ip())
+        {
+            Admission::Candidate
+        } else {
+            Admission::Foreign
+        }
+    }
+
+    fn count_foreign(&mut self, from: SocketAddr) {
+        self.stats.dropped_foreign += 1;
+        self.stats.last_foreign = Some(from);
+    }
+}
 
 /// What [`Relay::update_leg`] does to a leg's transcoder.
 enum Rebuild {
@@ -536,7 +631,10 @@ impl Relay {
     /// SSRC, and its sequence numbers and timestamps run on with the marker bit on the next
     /// packet; the transcoders between the legs are rebuilt when a codec changed. A new remote
     /// address replaces a latched one; the same address as before keeps the latch (the NAT
-    /// binding is still the one packets come from). A `c=0.0.0.0` or `sendonly`/`inactive`
+    /// binding is still the one packets come from). A negotiation that differs from the leg's
+    /// current one (the first, or a re-INVITE/UPDATE that changes anything) opens a new latch
+    /// window of [`RelayConfig::latch_window`] from `now`; the same negotiation again (a
+    /// session refresh) leaves the latch as it is. A `c=0.0.0.0` or `sendonly`/`inactive`
     /// hold stops what we send to `side` and its media timeout until the next update. Ringback
     /// playing to `side` stops when its codec changes: the caller restarts it with the clip
     /// for the new codec.
@@ -574,13 +672,19 @@ impl Relay {
                 }
             }
         }
+        let latch_window = self.config.latch_window;
         let leg = &mut self.legs[i];
         let previous = leg.negotiated.take();
         let codec_changed = previous.as_ref().map(|p| p.codec) != Some(new_codec);
         let address_changed = previous.as_ref().and_then(|p| p.remote_rtp) != negotiated.remote_rtp;
         if previous.is_none() || address_changed {
             leg.remote = negotiated.remote_rtp;
-            leg.candidate = None;
+            leg.latch.candidate = None;
+        }
+        if previous.as_ref() != Some(&negotiated) {
+            // A new or changed negotiation: the leg may latch again, for a while.
+            leg.latch.open_until = Some(now + latch_window);
+            leg.latch.candidate = None;
         }
         if negotiated.remote_rtp.is_none() {
             leg.remote = None;
@@ -657,6 +761,35 @@ impl Relay {
     /// Where media for `side` goes now.
     pub fn destination(&self, side: Side) -> Option<SocketAddr> {
         self.legs[side.index()].remote
+    }
+
+    /// Accepts `ip` as a source of `side`'s media besides the IP its SDP signalled, for a peer
+    /// whose `c=` is not where its packets come from: an agent behind NAT, whose registered
+    /// source address (the Contact binding's transport address) is where its phone really
+    /// is. A source on `ip`, on any port (NAT picks the ports), may latch within the latch
+    /// window like one on the signalled IP; outside the window it is foreign like any other.
+    /// Kept across negotiations, for the relay's life; may be called before the leg is set
+    /// up. Calling it twice with one IP is the same as once.
+    pub fn allow_source(&mut self, side: Side, ip: IpAddr) {
+        let allowed = &mut self.legs[side.index()].latch.allowed;
+        let ip = ip.to_canonical();
+        if !allowed.contains(&ip) {
+            allowed.push(ip);
+        }
+    }
+
+    /// What `side`'s source checks refused so far.
+    pub fn source_stats(&self, side: Side) -> SourceStats {
+        self.legs[side.index()].latch.stats
+    }
+
+    /// Whether `side` may still latch to a new source at `now`: its latch window is open and
+    /// it has not latched since its last negotiation.
+    pub fn may_latch(&self, side: Side, now: Instant) -> bool {
+        self.legs[side.index()]
+            .latch
+            .open_until
+            .is_some_and(|until| now < until)
     }
 
     /// Whether packets to `side` are transcoded.
@@ -875,6 +1008,21 @@ impl Relay {
         match rtp::classify(&buf[..len]) {
             PacketKind::Rtp => {}
             PacketKind::Rtcp => {
+                let leg = &mut self.legs[side.index()];
+                // RTCP comes from the peer's IP (from another port: RFC 3550 §11 port + 1);
+                // reports from anywhere else would let a third party skew our statistics.
+                let from_peer_host = leg
+                    .remote
+                    .is_some_and(|r| r.ip().to_canonical() == from.ip().to_canonical());
+                let acceptable = from_peer_host
+                    || leg
+                        .negotiated
+                        .as_ref()
+                        .is_some_and(|n| leg.latch.acceptable(n, from.ip()));
+                if !acceptable {
+                    leg.latch.count_foreign(from);
+                    return Forward::Dropped(DropReason::ForeignSource);
+                }
                 self.read_rtcp(now, side, &buf[..len]);
                 return Forward::Dropped(DropReason::Rtcp);
             }
@@ -892,24 +1040,35 @@ impl Relay {
         };
         let in_codec = in_negotiated.codec;
         let in_event = in_negotiated.telephone_event;
+        let from_peer = ingress.remote == Some(from);
+        if !from_peer {
+            // Checked before the payload type, so that every packet from a source that cannot
+            // become the peer is counted, and none of them touches the latch candidate.
+            if let Admission::Foreign = ingress.latch.admit(in_negotiated, now, from) {
+                ingress.latch.count_foreign(from);
+                return Forward::Dropped(DropReason::ForeignSource);
+            }
+        }
         if !ingress.expects(header.payload_type) {
             return Forward::Dropped(DropReason::UnexpectedPayloadType);
         }
-        if ingress.remote != Some(from) {
-            let count = match ingress.candidate {
+        if !from_peer {
+            let count = match ingress.latch.candidate {
                 Some((addr, n)) if addr == from => n + 1,
                 _ => 1,
             };
             if count < latch_after {
-                ingress.candidate = Some((from, count));
+                ingress.latch.candidate = Some((from, count));
                 return Forward::Dropped(DropReason::UnexpectedSource);
             }
-            ingress.candidate = None;
+            // Latched: the window closes until the next negotiation.
+            ingress.latch.candidate = None;
+            ingress.latch.open_until = None;
             ingress.remote = Some(from);
             self.events
                 .push_back(RelayEvent::Latched { side, to: from });
         } else {
-            ingress.candidate = None;
+            ingress.latch.candidate = None;
         }
         let digit = self.collect_digit(side, &header, &buf[..len]);
         let (heard, keying) = self.detect_inband(side, &header, &buf[..len]);

@@ -284,19 +284,23 @@ fn stray_packets_never_hijack_the_stream() {
         let real = packet(0, i, u32::from(i) * 160, 0xc0c0, false, &[0xff; 160]);
         let (result, _) = forward(&mut relay, now, Side::Customer, CUSTOMER, &real);
         assert!(matches!(result, Forward::Send { .. }), "{result:?}");
-        // A stray packet between each real one, with a payload type the leg expects.
+        // A stray packet between each real one, with a payload type the leg expects. It is
+        // not on the customer's signalled IP, so it is foreign from the first packet, even
+        // within the latch window.
         let fake = packet(0, 40_000 + i, 7, 0xbad, false, &[0; 160]);
         let (result, _) = forward(&mut relay, now, Side::Customer, stray, &fake);
-        assert_eq!(result, Forward::Dropped(DropReason::UnexpectedSource));
+        assert_eq!(result, Forward::Dropped(DropReason::ForeignSource));
     }
     assert_eq!(relay.destination(Side::Customer), Some(addr(CUSTOMER)));
-    // Packets with a payload type the leg never negotiated do not even count.
+    // Packets with a payload type the leg never negotiated are foreign as well: the source is
+    // checked first, so every packet from it is counted.
     for i in 0..5u16 {
         let fake = packet(13, i, 0, 0xbad, false, &[0; 1]);
         let (result, _) = forward(&mut relay, t0, Side::Customer, stray, &fake);
-        assert_eq!(result, Forward::Dropped(DropReason::UnexpectedPayloadType));
+        assert_eq!(result, Forward::Dropped(DropReason::ForeignSource));
     }
     assert_eq!(relay.destination(Side::Customer), Some(addr(CUSTOMER)));
+    assert_eq!(relay.source_stats(Side::Customer).dropped_foreign, 25);
     assert_eq!(relay.poll_event(t0 + Duration::from_millis(400)), None);
 }
 
@@ -666,7 +670,7 @@ fn reinvite_moves_the_customers_address_and_codec_and_the_stream_runs_on() {
         );
     }
     // The customer's PCMA from its new address is decoded and sent to the agent as PCMU; the
-    // old address no longer counts.
+    // old address, on an IP the new SDP does not name, is now a foreign source.
     let pkt = packet(8, 50, 8000, 0xc1c1, false, &[0xd5; 160]);
     let (result, out) = forward(
         &mut relay,
@@ -682,7 +686,7 @@ fn reinvite_moves_the_customers_address_and_codec_and_the_stream_runs_on() {
     let header = RtpHeader::parse(&out).expect("valid");
     assert_eq!(header.payload_type, PayloadType(0));
     let (result, _) = forward(&mut relay, moved, Side::Customer, CUSTOMER, &pkt);
-    assert_eq!(result, Forward::Dropped(DropReason::UnexpectedSource));
+    assert_eq!(result, Forward::Dropped(DropReason::ForeignSource));
 }
 
 #[test]
