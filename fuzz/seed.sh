@@ -2,7 +2,8 @@
 # Seeds the fuzz corpora, fuzz/corpus/<target>/, from the shared real-world corpus:
 #   - RFC 4475 torture messages (rfc4475/*.dat), accepted and rejected alike;
 #   - SIP, SDP, RTP and RTCP payloads that tshark finds in the captures (pcaps/*), including
-#     SIP reassembled from TCP and unmasked from WebSocket, and RTP found heuristically.
+#     SIP reassembled from TCP and unmasked from WebSocket, and RTP found heuristically;
+#   - the capture files themselves (pcap, pcapng, NetMon), whole, for the `capture` target.
 # The seeds are derived data: fuzz/corpus is gitignored and rebuilt by every run (same names,
 # so a rerun overwrites rather than piles up). Inputs libFuzzer found stay beside them.
 #
@@ -39,6 +40,13 @@ for pcap in "$corpus"/pcaps/*; do
 done
 
 perl "$here/seed.pl" "$out" "$corpus/rfc4475" <"$work/payloads.txt"
+
+# The capture reader's seeds are the files as they are.
+mkdir -p "$out/capture"
+for pcap in "$corpus"/pcaps/*; do
+    case $pcap in *.pcap | *.pcapng | *.cap) ;; *) continue ;; esac
+    cp "$pcap" "$out/capture/seed-$(basename "$pcap")"
+done
 
 for dir in "$out"/*/; do
     printf 'seed.sh: %-18s %4d seeds\n' "$(basename "$dir")" "$(find "$dir" -type f -name 'seed-*' | wc -l)"

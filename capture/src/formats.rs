@@ -108,7 +108,9 @@ fn unreachable_owned() -> ! {
 
 #[derive(Debug, Clone, Copy)]
 struct Interface {
-    link_type: u32,
+    /// `None` for an interface whose description block is too short to hold a link type: it
+    /// keeps the numbering of the ones after it, and its frames are reported, not decoded.
+    link_type: Option<u32>,
     /// Timestamp units per second.
     units_per_sec: u64,
     /// Seconds added to every timestamp (`if_tsoffset`).
@@ -154,12 +156,14 @@ fn pcapng<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Event<'a>)) -> Result<(), Fo
             Err(e) => {
                 // Skip the block by its own length field (pcapng §3.1) and go on.
                 let order = parser.section().endianness;
+                let offset = bytes.len() - rest.len();
                 let Some((block_type, len, body)) = block_frame(rest, order) else {
                     sink(Event::Warning(Warning {
                         packet: index + 1,
                         kind: WarningKind::MalformedRecord,
                         message: format!(
-                            "malformed pcapng block ({e}); the rest of the file is unreadable"
+                            "malformed pcapng block at byte {offset} ({e}); the rest of the \
+                             file is unreadable"
                         ),
                     }));
                     return Ok(());
@@ -167,17 +171,29 @@ fn pcapng<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Event<'a>)) -> Result<(), Fo
                 rest = &rest[len..];
                 if block_type == 1 {
                     // An IDB whose options pcap-file rejects: keep the interface numbering by
-                    // reading the link type from its fixed part (pcapng §4.2).
-                    let lt = match order {
-                        Endianness::Big => u16::from_be_bytes([body[0], body[1]]),
-                        Endianness::Little => u16::from_le_bytes([body[0], body[1]]),
+                    // reading the link type from its fixed part (pcapng §4.2), when the block
+                    // is long enough to hold one.
+                    let link_type = match (order, body.get(..2)) {
+                        (Endianness::Big, Some(&[a, b])) => Some(u16::from_be_bytes([a, b])),
+                        (Endianness::Little, Some(&[a, b])) => Some(u16::from_le_bytes([a, b])),
+                        _ => None,
                     };
                     interfaces.push(Interface {
-                        link_type: u32::from(lt),
+                        link_type: link_type.map(u32::from),
                         units_per_sec: 1_000_000,
                         offset_secs: 0,
                     });
-                    if !warned_interface {
+                    if link_type.is_none() {
+                        sink(Event::Warning(Warning {
+                            packet: index + 1,
+                            kind: WarningKind::MalformedRecord,
+                            message: format!(
+                                "interface description block {} at byte {offset} is {len} bytes \
+                                 long, too short for its link type; its packets are skipped",
+                                interfaces.len() - 1
+                            ),
+                        }));
+                    } else if !warned_interface {
                         warned_interface = true;
                         sink(Event::Warning(Warning {
                             packet: index + 1,
@@ -204,7 +220,7 @@ fn pcapng<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Event<'a>)) -> Result<(), Fo
             Block::SectionHeader(_) => interfaces.clear(),
             Block::InterfaceDescription(idb) => {
                 let mut iface = Interface {
-                    link_type: u32::from(idb.linktype),
+                    link_type: Some(u32::from(idb.linktype)),
                     units_per_sec: 1_000_000,
                     offset_secs: 0,
                 };
@@ -224,15 +240,8 @@ fn pcapng<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Event<'a>)) -> Result<(), Fo
                 // pcap-file builds the Duration as if the units were nanoseconds; undo that.
                 let raw_ts = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
                 let data = borrowed(epb.data);
-                match interfaces.get(epb.interface_id as usize) {
-                    Some(iface) => sink(Event::Frame(Frame {
-                        index,
-                        time: iface.time(raw_ts),
-                        link_type: iface.link_type,
-                        data,
-                    })),
-                    None => sink(no_interface(index, epb.interface_id)),
-                }
+                let id = epb.interface_id;
+                sink(frame(&interfaces, id, index, |i| i.time(raw_ts), data));
             }
             Block::SimplePacket(spb) => {
                 index += 1;
@@ -240,28 +249,25 @@ fn pcapng<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Event<'a>)) -> Result<(), Fo
                 // its data is padded to 32 bits, the original length bounds it.
                 let data = borrowed(spb.data);
                 let len = data.len().min(spb.original_len as usize);
-                match interfaces.first() {
-                    Some(iface) => sink(Event::Frame(Frame {
-                        index,
-                        time: Duration::ZERO,
-                        link_type: iface.link_type,
-                        data: &data[..len],
-                    })),
-                    None => sink(no_interface(index, 0)),
-                }
+                sink(frame(
+                    &interfaces,
+                    0,
+                    index,
+                    |_| Duration::ZERO,
+                    &data[..len],
+                ));
             }
             Block::Packet(pb) => {
                 index += 1;
                 let data = borrowed(pb.data);
-                match interfaces.get(usize::from(pb.interface_id)) {
-                    Some(iface) => sink(Event::Frame(Frame {
-                        index,
-                        time: iface.time(pb.timestamp),
-                        link_type: iface.link_type,
-                        data,
-                    })),
-                    None => sink(no_interface(index, u32::from(pb.interface_id))),
-                }
+                let id = u32::from(pb.interface_id);
+                sink(frame(
+                    &interfaces,
+                    id,
+                    index,
+                    |i| i.time(pb.timestamp),
+                    data,
+                ));
             }
             _ => {}
         }
@@ -293,12 +299,37 @@ fn borrowed(data: std::borrow::Cow<'_, [u8]>) -> &'_ [u8] {
     }
 }
 
-fn no_interface(index: usize, id: u32) -> Event<'static> {
-    Event::Warning(Warning {
-        packet: index,
-        kind: WarningKind::MalformedRecord,
-        message: format!("packet block names interface {id}, which is not described"),
-    })
+/// Frame `index` on interface `id`, or the warning saying why it cannot be decoded.
+fn frame<'a>(
+    interfaces: &[Interface],
+    id: u32,
+    index: usize,
+    time: impl FnOnce(&Interface) -> Duration,
+    data: &'a [u8],
+) -> Event<'a> {
+    let warning = |message| {
+        Event::Warning(Warning {
+            packet: index,
+            kind: WarningKind::MalformedRecord,
+            message,
+        })
+    };
+    match usize::try_from(id).ok().and_then(|i| interfaces.get(i)) {
+        Some(iface) => match iface.link_type {
+            Some(link_type) => Event::Frame(Frame {
+                index,
+                time: time(iface),
+                link_type,
+                data,
+            }),
+            None => warning(format!(
+                "packet block names interface {id}, whose description block is unreadable"
+            )),
+        },
+        None => warning(format!(
+            "packet block names interface {id}, which is not described"
+        )),
+    }
 }
 
 /// NetMon 2.x: a 128-byte header with the start time and the offset of a frame table; the
@@ -398,6 +429,160 @@ mod tests {
         // 2005-07-17 15:39:20.502 UTC, the start of the corpus NetMon capture.
         let t = system_time(2005, 7, 17, 15, 39, 20, 502);
         assert_eq!(t, Duration::from_millis(1_121_614_760_502));
+    }
+
+    /// A little-endian pcapng block of `block_type` around `body` (padded to 32 bits).
+    fn block(block_type: u32, body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        body.resize(body.len().next_multiple_of(4), 0);
+        let len = (12 + body.len()) as u32;
+        [
+            &block_type.to_le_bytes()[..],
+            &len.to_le_bytes(),
+            &body,
+            &len.to_le_bytes(),
+        ]
+        .concat()
+    }
+
+    /// A section header with no options.
+    fn section_header() -> Vec<u8> {
+        let body = [
+            &0x1A2B_3C4Du32.to_le_bytes()[..],
+            &1u16.to_le_bytes(),
+            &0u16.to_le_bytes(),
+            &u64::MAX.to_le_bytes(),
+        ]
+        .concat();
+        block(PCAPNG_SHB, &body)
+    }
+
+    /// An interface description block with link type `link_type` and no options.
+    fn interface(link_type: u16) -> Vec<u8> {
+        let body = [
+            &link_type.to_le_bytes()[..],
+            &[0, 0],
+            &65535u32.to_le_bytes(),
+        ]
+        .concat();
+        block(1, &body)
+    }
+
+    /// An enhanced packet block on `interface` carrying `data`.
+    fn enhanced_packet(interface: u32, data: &[u8]) -> Vec<u8> {
+        let len = (data.len() as u32).to_le_bytes();
+        let body = [
+            &interface.to_le_bytes()[..],
+            &0u32.to_le_bytes(),
+            &1_000_000u32.to_le_bytes(),
+            &len,
+            &len,
+            data,
+        ]
+        .concat();
+        block(6, &body)
+    }
+
+    /// A frame as the tests compare it: number, link type, bytes.
+    type Seen = (usize, u32, Vec<u8>);
+
+    fn walk(bytes: &[u8]) -> (Vec<Seen>, Vec<Warning>) {
+        let mut frames = Vec::new();
+        let mut warnings = Vec::new();
+        for_each_frame(bytes, &mut |event| match event {
+            Event::Frame(f) => frames.push((f.index, f.link_type, f.data.to_vec())),
+            Event::Warning(w) => warnings.push(w),
+        })
+        .expect("a pcapng section header");
+        (frames, warnings)
+    }
+
+    #[test]
+    fn a_twelve_byte_interface_description_is_a_warning_naming_it_not_a_panic() {
+        // An IDB of length 12 has no body at all: no link type to read.
+        let bytes = [
+            section_header(),
+            block(1, &[]),
+            interface(1),
+            enhanced_packet(0, b"on the unreadable interface"),
+            enhanced_packet(1, b"on the Ethernet interface"),
+        ]
+        .concat();
+        let (frames, warnings) = walk(&bytes);
+        // The second IDB is still interface 1: the numbering is kept.
+        assert_eq!(frames, [(2, 1, b"on the Ethernet interface".to_vec())]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings[0].kind, WarningKind::MalformedRecord);
+        assert!(
+            warnings[0]
+                .message
+                .contains("interface description block 0 at byte 28 is 12 bytes long"),
+            "{}",
+            warnings[0].message
+        );
+        assert_eq!(warnings[1].packet, 1);
+        assert!(
+            warnings[1]
+                .message
+                .contains("interface 0, whose description block is unreadable"),
+            "{}",
+            warnings[1].message
+        );
+    }
+
+    #[test]
+    fn a_short_interface_description_keeps_its_link_type() {
+        // Four body bytes: the link type and the reserved field, no snap length.
+        let bytes = [
+            section_header(),
+            block(1, &[101, 0, 0, 0]),
+            enhanced_packet(0, b"raw IP"),
+        ]
+        .concat();
+        let (frames, _) = walk(&bytes);
+        assert_eq!(frames, [(1, 101, b"raw IP".to_vec())]);
+    }
+
+    #[test]
+    fn a_block_with_an_unusable_length_names_its_offset() {
+        // Length 8: shorter than any block (pcapng §3.1).
+        let bad = [
+            &1u32.to_le_bytes()[..],
+            &8u32.to_le_bytes(),
+            &8u32.to_le_bytes(),
+        ]
+        .concat();
+        let bytes = [section_header(), bad].concat();
+        let (frames, warnings) = walk(&bytes);
+        assert!(frames.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].message.contains("at byte 28"),
+            "{}",
+            warnings[0].message
+        );
+    }
+
+    #[test]
+    fn every_short_block_of_every_known_type_is_read_without_panicking() {
+        // Bodies from empty to 40 bytes, filled with zeros or ones, behind an interface, for
+        // every block type pcapng defines (and pcap-file parses): errors or warnings only.
+        let types = [1, 2, 3, 4, 5, 6, 7, 9, 10, 0x0A0D_0D0A, 0x8000_0001];
+        for block_type in types {
+            for fill in [0u8, 0xFF] {
+                for len in (0..=40).step_by(4) {
+                    let bytes = [
+                        section_header(),
+                        interface(1),
+                        block(block_type, &vec![fill; len]),
+                        enhanced_packet(0, b"after"),
+                    ]
+                    .concat();
+                    let mut events = 0;
+                    let _ = for_each_frame(&bytes, &mut |_| events += 1);
+                }
+            }
+        }
     }
 
     #[test]
