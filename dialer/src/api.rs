@@ -178,13 +178,21 @@ pub fn status_for(error: &ControlError) -> StatusCode {
     match error {
         ControlError::NoSuchCall(_) => StatusCode::NOT_FOUND,
         // The request is fine; the agent's state forbids it now.
-        ControlError::AgentUnavailable(_) | ControlError::AgentBusy(_) => StatusCode::CONFLICT,
-        // RFC 6585 §4: a limit of calls per second or channels.
-        ControlError::TrunkBusy(_) => StatusCode::TOO_MANY_REQUESTS,
-        // Well-formed, but names something that cannot be used.
-        ControlError::NoSuchTrunk(_) | ControlError::BadNumber(_) | ControlError::Other(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
+        ControlError::AgentUnavailable(_)
+        | ControlError::AgentBusy(_)
+        | ControlError::AgentLoggedOut(_)
+        | ControlError::PoolEmpty(_) => StatusCode::CONFLICT,
+        ControlError::NoSuchAgent(_) => StatusCode::NOT_FOUND,
+        // The trunk's queue for max_channels and max_cps is full: try again later.
+        ControlError::QueueFull { .. } | ControlError::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
         }
+        ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        // Well-formed, but names something that cannot be used.
+        ControlError::NoSuchTrunk(_)
+        | ControlError::NoSuchPool(_)
+        | ControlError::BadNumber(_)
+        | ControlError::Other(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -265,6 +273,8 @@ fn router(state: AppState) -> Router {
         .route("/calls", post(originate).get(list_calls))
         .route("/calls/:id", delete(hangup))
         .route("/agents", get(list_agents))
+        .route("/agents/:ext/pause", post(pause_agent))
+        .route("/agents/:ext/ready", post(ready_agent))
         .route("/trunks", get(list_trunks))
         .route("/events", get(events))
         .fallback(not_found)
@@ -377,7 +387,9 @@ async fn health(State(state): State<AppState>) -> Response {
 /// Reads an [`OriginateRequest`], naming the offending field in the error.
 pub fn parse_originate(body: &[u8]) -> Result<OriginateRequest, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err("the body is empty: expected a JSON object with `number` and `agent`".into());
+        return Err(
+            "the body is empty: expected a JSON object with `number` and `agent` or `pool`".into(),
+        );
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let request: OriginateRequest =
@@ -392,7 +404,13 @@ pub fn parse_originate(body: &[u8]) -> Result<OriginateRequest, String> {
     deserializer
         .end()
         .map_err(|e| format!("trailing characters after the JSON object: {e}"))?;
-    for (name, value) in [("number", &request.number), ("agent", &request.agent)] {
+    let named = [
+        ("number", Some(&request.number)),
+        ("agent", request.agent.as_ref()),
+        ("pool", request.pool.as_ref()),
+    ];
+    for (name, value) in named {
+        let Some(value) = value else { continue };
         if value.trim().is_empty() {
             return Err(format!("`{name}` must not be empty"));
         }
@@ -406,6 +424,8 @@ pub fn parse_originate(body: &[u8]) -> Result<OriginateRequest, String> {
             return Err("`trunk` must not be empty when given".into());
         }
     }
+    let spec = request.to_spec().map_err(|e| e.to_string())?;
+    spec.check().map_err(|e| e.to_string())?;
     Ok(request)
 }
 
@@ -450,6 +470,71 @@ async fn list_calls(State(state): State<AppState>) -> Response {
 async fn list_agents(State(state): State<AppState>) -> Response {
     match ask(&state, ControlRequest::ListAgents).await {
         Ok(agents) => Json::<Vec<AgentInfo>>(agents).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `POST /agents/{ext}/pause` with `{"reason": "lunch"}` (an empty body or `{}` pauses with
+/// reason `paused`).
+async fn pause_agent(
+    State(state): State<AppState>,
+    ext: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (extension, body) = match (ext, body) {
+        (Ok(Path(e)), Ok(b)) => (e, b),
+        (Err(e), _) => return bad_request(e.body_text()),
+        (_, Err(e)) => return bad_request(e.body_text()),
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Pause {
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    let pause: Pause = if body.iter().all(u8::is_ascii_whitespace) {
+        Pause { reason: None }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return bad_request(format!("expected {{\"reason\": \"...\"}}: {e}")),
+        }
+    };
+    let reason = pause.reason.unwrap_or_else(|| "paused".to_owned());
+    if reason.is_empty() || reason.len() > 64 || reason.chars().any(char::is_control) {
+        return bad_request("`reason`: 1 to 64 characters, no control characters");
+    }
+    match ask(&state, |tx| {
+        ControlRequest::PauseAgent(extension, reason, tx)
+    })
+    .await
+    {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => control_error(e),
+        Err(response) => response,
+    }
+}
+
+/// `POST /agents/{ext}/ready` (an empty body or `{}`).
+async fn ready_agent(
+    State(state): State<AppState>,
+    ext: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (extension, body) = match (ext, body) {
+        (Ok(Path(e)), Ok(b)) => (e, b),
+        (Err(e), _) => return bad_request(e.body_text()),
+        (_, Err(e)) => return bad_request(e.body_text()),
+    };
+    let empty = body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+            .is_ok_and(|m| m.is_empty());
+    if !empty {
+        return bad_request("expected an empty body or {}");
+    }
+    match ask(&state, |tx| ControlRequest::ReadyAgent(extension, tx)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => control_error(e),
         Err(response) => response,
     }
 }
@@ -547,7 +632,10 @@ mod tests {
 
     #[test]
     fn feed_lines_round_trip_including_lagged_and_unknown_events() {
-        let event = FeedLine::Event(ApiEvent::EarlyMedia { call: CallId(3) });
+        let event = FeedLine::Event(ApiEvent::EarlyMedia {
+            call: CallId(3),
+            tag: None,
+        });
         let lagged = FeedLine::Lagged { missed: 7 };
         let newer = FeedLine::Other(serde_json::json!({"event": "from_the_future", "x": 1}));
         for line in [event, lagged, newer] {
@@ -571,7 +659,10 @@ mod tests {
             "{type_error}"
         );
         let missing = parse_originate(br#"{"number": "5551234"}"#).unwrap_err();
-        assert!(missing.contains("missing field `agent`"), "{missing}");
+        assert!(
+            missing.contains("exactly one of \"agent\" and \"pool\""),
+            "{missing}"
+        );
         let unknown = parse_originate(br#"{"number":"1","agent":"2","ringbak":"x"}"#).unwrap_err();
         assert!(unknown.contains("unknown field `ringbak`"), "{unknown}");
         let empty = parse_originate(br#"{"number":" ","agent":"2"}"#).unwrap_err();
@@ -597,8 +688,12 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(
-            status_for(&ControlError::TrunkBusy("t".into())),
-            StatusCode::TOO_MANY_REQUESTS
+            status_for(&ControlError::QueueFull {
+                trunk: "t".into(),
+                queued: 1000,
+                max_queue: 1000
+            }),
+            StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
             status_for(&ControlError::NoSuchTrunk("t".into())),

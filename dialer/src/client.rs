@@ -202,6 +202,35 @@ impl Client {
         read_json(&url, expect(&url, response, StatusCode::OK)?)
     }
 
+    /// Pauses an agent: `POST /agents/{ext}/pause`.
+    pub fn pause_agent(&self, extension: &str, reason: &str) -> Result<(), ClientError> {
+        let body = serde_json::json!({ "reason": reason }).to_string();
+        self.post_empty(&format!("/agents/{extension}/pause"), body.as_bytes())
+    }
+
+    /// Makes an agent ready: `POST /agents/{ext}/ready`.
+    pub fn ready_agent(&self, extension: &str) -> Result<(), ClientError> {
+        self.post_empty(&format!("/agents/{extension}/ready"), b"{}")
+    }
+
+    fn post_empty(&self, path: &str, body: &[u8]) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let mut builder = self
+            .requests
+            .post(&url)
+            .header("Content-Type", "application/json");
+        if let Some(auth) = self.authorization() {
+            builder = builder.header("Authorization", auth);
+        }
+        let response = builder
+            .send(body)
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        expect(&url, response, StatusCode::NO_CONTENT).map(drop)
+    }
+
     /// Hangs a call up: `DELETE /calls/{id}`.
     pub fn hangup(&self, call: CallId) -> Result<(), ClientError> {
         let url = self.url(&format!("/calls/{call}"));

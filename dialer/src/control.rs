@@ -2,6 +2,8 @@
 //! `dialer call` follower, the CDR writer): requests with their replies, and the event
 //! stream. These are plain data; the runtime answers the requests and publishes the events.
 
+use crate::b2bua::agents::{AgentError, AgentState};
+use crate::b2bua::{AgentChoice, CallOutcome, OriginateError, OriginateSpec};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,14 +20,25 @@ impl std::fmt::Display for CallId {
     }
 }
 
-/// `POST /calls`: place a call to `number` through a trunk and bridge it to `agent`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST /calls`: place a call to `number` through a trunk and bridge it to `agent`, or to
+/// the best ready agent of `pool` when the customer answers (exactly one of the two).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginateRequest {
     /// The number to dial (rewritten by the trunk's number rules).
     pub number: String,
     /// The agent's extension.
-    pub agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// A pool: its agent is chosen when the customer answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The caller's own id for the call (at most 128 characters), in every event and the CDR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `X-` headers added to the agent's INVITE.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub agent_headers: std::collections::BTreeMap<String, String>,
     /// The trunk's name; the first trunk when absent.
     #[serde(default)]
     pub trunk: Option<String>,
@@ -40,10 +53,41 @@ pub struct OriginateRequest {
     pub pcap: Option<PathBuf>,
 }
 
+impl OriginateRequest {
+    /// The engine's originate spec, or why the request is malformed.
+    pub fn to_spec(&self) -> Result<OriginateSpec, ControlError> {
+        let agent = match (&self.agent, &self.pool) {
+            (Some(a), None) => AgentChoice::Extension(a.clone()),
+            (None, Some(p)) => AgentChoice::Pool(p.clone()),
+            _ => {
+                return Err(ControlError::BadRequest(
+                    "exactly one of \"agent\" and \"pool\" is required".into(),
+                ))
+            }
+        };
+        Ok(OriginateSpec {
+            number: self.number.clone(),
+            trunk: self.trunk.clone(),
+            agent,
+            ringback: self.ringback.clone(),
+            record: self.record.clone(),
+            pcap: self.pcap.clone(),
+            tag: self.tag.clone(),
+            agent_headers: self
+                .agent_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+}
+
 /// Where a call is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
+    /// Waiting in the trunk's queue for `max_channels` or `max_cps`.
+    Queued,
     /// INVITE sent to the trunk.
     Dialing,
     /// A provisional response from the customer's side.
@@ -54,6 +98,8 @@ pub enum CallState {
     AgentRinging,
     /// Customer and agent are talking.
     Bridged,
+    /// No agent was connected in time: the abandon message plays, then BYE.
+    Abandoning,
     /// Tearing down.
     Ending,
     /// Over.
@@ -67,8 +113,12 @@ pub struct CallInfo {
     pub id: CallId,
     /// Dialled number as asked.
     pub number: String,
-    /// Agent extension.
-    pub agent: String,
+    /// Agent extension (a pool call has none until an agent is chosen).
+    pub agent: Option<String>,
+    /// The pool, for a pool call.
+    pub pool: Option<String>,
+    /// The caller's tag.
+    pub tag: Option<String>,
     /// Trunk name.
     pub trunk: String,
     /// Current state.
@@ -82,8 +132,8 @@ pub struct CallInfo {
 pub struct AgentInfo {
     /// Extension.
     pub extension: String,
-    /// The Contact URI exactly as registered (or the static URI).
-    pub contact: String,
+    /// The Contact URI exactly as registered (or the static URI); `None` when logged out.
+    pub contact: Option<String>,
     /// Where its REGISTER really came from (calls go there).
     pub source: Option<SocketAddr>,
     /// The Contact differs from the source: the agent is behind NAT.
@@ -92,8 +142,20 @@ pub struct AgentInfo {
     pub expires_in_s: Option<u64>,
     /// The phone's User-Agent, when it sent one.
     pub user_agent: Option<String>,
-    /// On a call now.
+    /// On a call now (reserved, ringing or talking).
     pub busy: bool,
+    /// `logged_out`, `ready`, `reserved`, `ringing`, `talking`, `wrap_up` or `paused`.
+    pub state: AgentState,
+    /// Why it is paused.
+    pub reason: Option<String>,
+    /// When the state began (seconds since the Unix epoch).
+    pub state_since: f64,
+    /// Calls bridged to it since the dialer started.
+    pub calls_taken: u64,
+    /// Its call, while reserved, ringing or talking.
+    pub call: Option<CallId>,
+    /// The pools it belongs to.
+    pub pools: Vec<String>,
 }
 
 /// `GET /trunks` entry: a trunk and its registration, as `sofia status gateway` shows one.
@@ -118,10 +180,14 @@ pub struct TrunkInfo {
     pub retry_in_s: Option<f64>,
     /// What went wrong last (retrying) or for good (failed).
     pub error: Option<String>,
-    /// Live calls on the trunk.
+    /// Live calls on the trunk (holding a channel).
     pub calls: usize,
+    /// Calls waiting in the trunk's queue.
+    pub queued: usize,
     /// The trunk's channel limit, if any.
     pub max_channels: Option<u32>,
+    /// The trunk's INVITEs-per-second limit, if any.
+    pub max_cps: Option<u32>,
 }
 
 /// Who ended a call.
@@ -166,8 +232,19 @@ pub struct Cdr {
     pub number: String,
     /// Number as dialled after the trunk's rewriting.
     pub dialled: String,
-    /// Agent extension.
-    pub agent: String,
+    /// Agent extension (none when no agent was ever offered the call).
+    pub agent: Option<String>,
+    /// The pool, for a pool call.
+    pub pool: Option<String>,
+    /// The caller's tag.
+    pub tag: Option<String>,
+    /// Agents offered the call.
+    pub agent_attempts: u32,
+    /// Milliseconds from the customer's answer reaching the dialer to the agent's answer,
+    /// when the relay starts passing the agent's audio to the customer; `None` when no agent
+    /// was connected. Abandoned for the US TSR and Ofcom: answered and not connected within
+    /// 2000 ms.
+    pub connect_ms: Option<u64>,
     /// Trunk name.
     pub trunk: String,
     /// Seconds since the Unix epoch, when each step happened.
@@ -180,8 +257,9 @@ pub struct Cdr {
     pub bridged: Option<f64>,
     /// End.
     pub ended: f64,
-    /// `bridged`, `busy`, `no_answer`, `rejected`, `failed`, `cancelled`, `agent_failed`...
-    pub outcome: String,
+    /// `bridged`, `busy`, `no_answer`, `rejected`, `failed`, `cancelled`, `abandoned`,
+    /// `abandoned_no_agent`, `agent_failed`...
+    pub outcome: CallOutcome,
     /// Final SIP status that decided the outcome (200 for a normal clearing after answer).
     pub sip_status: u16,
     /// Q.850 cause (RFC 3398 §8.2.6.1 for SIP statuses; 16 normal clearing).
@@ -212,10 +290,26 @@ pub enum ApiEvent {
         call: CallId,
         /// Number as asked.
         number: String,
-        /// Agent.
-        agent: String,
+        /// Agent, when named by the originate.
+        agent: Option<String>,
+        /// Pool, for a pool call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pool: Option<String>,
         /// Trunk.
         trunk: String,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// The call waits in its trunk's queue.
+    Queued {
+        /// The call.
+        call: CallId,
+        /// Its place in the queue (1 is next).
+        position: usize,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// A provisional response from the customer's side.
     Progress {
@@ -223,11 +317,17 @@ pub enum ApiEvent {
         call: CallId,
         /// 180, 183 ...
         status: u16,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// The carrier sent early media (SDP in a 18x).
     EarlyMedia {
         /// The call.
         call: CallId,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// The customer answered.
     Answered {
@@ -235,11 +335,17 @@ pub enum ApiEvent {
         call: CallId,
         /// The codec negotiated with the trunk.
         codec: String,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// Ringback started playing to the customer.
     RingbackStarted {
         /// The call.
         call: CallId,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// The agent's phone is ringing.
     AgentRinging {
@@ -247,15 +353,24 @@ pub enum ApiEvent {
         call: CallId,
         /// Agent.
         agent: String,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// Customer and agent are connected.
     Bridged {
         /// The call.
         call: CallId,
+        /// The agent.
+        #[serde(default)]
+        agent: String,
         /// The codec negotiated with the agent.
         agent_codec: String,
         /// Media is transcoded between the legs.
         transcoding: bool,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// The call ended.
     Hangup {
@@ -263,6 +378,22 @@ pub enum ApiEvent {
         call: CallId,
         /// The call's record.
         cdr: Box<Cdr>,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// An agent's state changed.
+    AgentState {
+        /// Extension.
+        extension: String,
+        /// The new state.
+        state: AgentState,
+        /// Why (paused).
+        reason: Option<String>,
+        /// Its call, while reserved, ringing or talking.
+        call: Option<CallId>,
+        /// When (seconds since the Unix epoch).
+        since: f64,
     },
     /// An agent registered (or refreshed with a new contact).
     AgentRegistered {
@@ -300,15 +431,32 @@ impl ApiEvent {
     pub fn call(&self) -> Option<CallId> {
         match self {
             ApiEvent::CallCreated { call, .. }
+            | ApiEvent::Queued { call, .. }
             | ApiEvent::Progress { call, .. }
-            | ApiEvent::EarlyMedia { call }
+            | ApiEvent::EarlyMedia { call, .. }
             | ApiEvent::Answered { call, .. }
-            | ApiEvent::RingbackStarted { call }
+            | ApiEvent::RingbackStarted { call, .. }
             | ApiEvent::AgentRinging { call, .. }
             | ApiEvent::Bridged { call, .. }
             | ApiEvent::Hangup { call, .. } => Some(*call),
             ApiEvent::Sip(l) => l.call,
             _ => None,
+        }
+    }
+
+    /// Sets the tag of a call event (other events have none).
+    pub fn set_tag(&mut self, value: String) {
+        match self {
+            ApiEvent::CallCreated { tag, .. }
+            | ApiEvent::Queued { tag, .. }
+            | ApiEvent::Progress { tag, .. }
+            | ApiEvent::EarlyMedia { tag, .. }
+            | ApiEvent::Answered { tag, .. }
+            | ApiEvent::RingbackStarted { tag, .. }
+            | ApiEvent::AgentRinging { tag, .. }
+            | ApiEvent::Bridged { tag, .. }
+            | ApiEvent::Hangup { tag, .. } => *tag = Some(value),
+            _ => {}
         }
     }
 }
@@ -329,15 +477,76 @@ pub enum ControlError {
     /// No such trunk.
     #[error("no trunk named {0}")]
     NoSuchTrunk(String),
-    /// The trunk is at its channel or calls-per-second limit.
-    #[error("trunk {0} is at its limit")]
-    TrunkBusy(String),
+    /// No such pool.
+    #[error("no pool named {0}")]
+    NoSuchPool(String),
+    /// No agent of the pool is logged in.
+    #[error("no agent of pool {0} is logged in")]
+    PoolEmpty(String),
+    /// The agent is not logged in (pause/ready of an agent that is not registered).
+    #[error("agent {0} is not logged in")]
+    AgentLoggedOut(String),
+    /// No agent with this extension is configured.
+    #[error("no agent {0}")]
+    NoSuchAgent(String),
+    /// The trunk's queue is full.
+    #[error(
+        "trunk {trunk} is at its limit and {queued} calls already wait (max_queue {max_queue})"
+    )]
+    QueueFull {
+        /// Trunk name.
+        trunk: String,
+        /// Calls waiting.
+        queued: usize,
+        /// The limit.
+        max_queue: u32,
+    },
+    /// A field of the request is unusable.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The dialer is shutting down.
+    #[error("the dialer is shutting down")]
+    ShuttingDown,
     /// The number cannot be dialled (number rules).
     #[error("bad number: {0}")]
     BadNumber(String),
     /// Something else, such as a missing ringback file.
     #[error("{0}")]
     Other(String),
+}
+
+impl From<OriginateError> for ControlError {
+    fn from(e: OriginateError) -> Self {
+        match e {
+            OriginateError::NoSuchTrunk(t) => ControlError::NoSuchTrunk(t),
+            OriginateError::NoSuchPool(p) => ControlError::NoSuchPool(p),
+            OriginateError::PoolEmpty(p) => ControlError::PoolEmpty(p),
+            OriginateError::AgentUnavailable(a) => ControlError::AgentUnavailable(a),
+            OriginateError::AgentBusy(a) => ControlError::AgentBusy(a),
+            OriginateError::BadNumber(n) => ControlError::BadNumber(n),
+            OriginateError::QueueFull {
+                trunk,
+                queued,
+                max_queue,
+            } => ControlError::QueueFull {
+                trunk,
+                queued,
+                max_queue,
+            },
+            OriginateError::BadRequest(r) => ControlError::BadRequest(r),
+            OriginateError::ShuttingDown => ControlError::ShuttingDown,
+        }
+    }
+}
+
+impl From<AgentError> for ControlError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::Unknown(a) => ControlError::NoSuchAgent(a),
+            AgentError::LoggedOut(a) => ControlError::AgentLoggedOut(a),
+            AgentError::Busy(a) => ControlError::AgentBusy(a),
+        }
+    }
 }
 
 /// A request to the running dialer, with the channel for its reply.
@@ -356,6 +565,10 @@ pub enum ControlRequest {
     ListAgents(oneshot::Sender<Vec<AgentInfo>>),
     /// List trunks with their registration state.
     ListTrunks(oneshot::Sender<Vec<TrunkInfo>>),
+    /// Pause an agent with a reason.
+    PauseAgent(String, String, oneshot::Sender<Result<(), ControlError>>),
+    /// Make an agent ready.
+    ReadyAgent(String, oneshot::Sender<Result<(), ControlError>>),
 }
 
 /// What a client of the running dialer holds: the request channel and the event feed.

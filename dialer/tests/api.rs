@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dialer::api::{self, ApiError, FeedLine};
+use dialer::b2bua::{AgentState, CallOutcome};
 use dialer::control::{
     AgentInfo, ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, ControlHandle,
     ControlRequest, HungUpBy, LadderLine, OriginateRequest, TrunkInfo,
@@ -47,6 +48,8 @@ struct Harness {
     base: String,
     bursts: mpsc::UnboundedSender<Vec<ApiEvent>>,
     originated: Arc<Mutex<Vec<OriginateRequest>>>,
+    /// The reasons of the pause requests the fake dialer got.
+    paused: Arc<Mutex<Vec<String>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), ApiError>>>,
 }
@@ -58,6 +61,8 @@ impl Harness {
         let (stop, stop_rx) = oneshot::channel::<()>();
         let originated = Arc::new(Mutex::new(Vec::new()));
         let seen = originated.clone();
+        let paused = Arc::new(Mutex::new(Vec::new()));
+        let paused_seen = paused.clone();
         let thread = std::thread::spawn(move || {
             // One thread: a burst published by the fake dialer runs without the event streams
             // being polled in between, which is what makes the lag test exact.
@@ -79,7 +84,13 @@ impl Harness {
                 .await?;
                 addr_tx.send(api.local_addr()?).unwrap();
                 if setup.dialer {
-                    tokio::spawn(fake_dialer(requests_rx, bursts_rx, events, seen));
+                    tokio::spawn(fake_dialer(
+                        requests_rx,
+                        bursts_rx,
+                        events,
+                        seen,
+                        paused_seen,
+                    ));
                 } else {
                     drop(requests_rx);
                 }
@@ -94,6 +105,7 @@ impl Harness {
             base: format!("http://{addr}"),
             bursts,
             originated,
+            paused,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -127,7 +139,9 @@ fn call_info(id: CallId, number: &str, agent: &str) -> CallInfo {
     CallInfo {
         id,
         number: number.into(),
-        agent: agent.into(),
+        agent: Some(agent.into()),
+        pool: None,
+        tag: None,
         trunk: "carrier".into(),
         state: CallState::Dialing,
         age_s: 0.0,
@@ -138,21 +152,33 @@ fn agents() -> Vec<AgentInfo> {
     vec![
         AgentInfo {
             extension: "1001".into(),
-            contact: "<sip:1001@192.168.1.20:5062;ob>;+sip.instance=\"<urn:uuid:1>\"".into(),
+            contact: Some("<sip:1001@192.168.1.20:5062;ob>;+sip.instance=\"<urn:uuid:1>\"".into()),
             source: Some("203.0.113.9:40112".parse().unwrap()),
             nat: true,
             expires_in_s: Some(290),
             user_agent: Some("baresip".into()),
             busy: false,
+            state: AgentState::Ready,
+            reason: None,
+            state_since: 1000.0,
+            calls_taken: 0,
+            call: None,
+            pools: vec!["sales".into()],
         },
         AgentInfo {
             extension: "1002".into(),
-            contact: "sip:1002@198.51.100.4".into(),
+            contact: Some("sip:1002@198.51.100.4".into()),
             source: None,
             nat: false,
             expires_in_s: None,
             user_agent: None,
             busy: true,
+            state: AgentState::Talking,
+            reason: None,
+            state_since: 1000.0,
+            calls_taken: 3,
+            call: Some(CallId(2)),
+            pools: vec![],
         },
     ]
 }
@@ -170,7 +196,9 @@ fn trunks() -> Vec<TrunkInfo> {
             retry_in_s: None,
             error: None,
             calls: 2,
+            queued: 0,
             max_channels: Some(30),
+            max_cps: None,
         },
         TrunkInfo {
             name: "backup".into(),
@@ -183,7 +211,9 @@ fn trunks() -> Vec<TrunkInfo> {
             retry_in_s: Some(7.5),
             error: Some("503 Service Unavailable".into()),
             calls: 0,
+            queued: 0,
             max_channels: None,
+            max_cps: None,
         },
     ]
 }
@@ -206,14 +236,22 @@ fn cdr(call: CallId, bridged: bool) -> Box<Cdr> {
         agent_call_id: bridged.then(|| "a1@dialer".into()),
         number: "5551234".into(),
         dialled: "+15551234".into(),
-        agent: "1001".into(),
+        agent: Some("1001".into()),
+        pool: None,
+        tag: None,
+        agent_attempts: 1,
+        connect_ms: bridged.then_some(2500),
         trunk: "carrier".into(),
         created: 1000.0,
         progress: Some(1000.4),
         answered: bridged.then_some(1003.0),
         bridged: bridged.then_some(1005.5),
         ended: if bridged { 1065.5 } else { 1001.0 },
-        outcome: if bridged { "bridged" } else { "busy" }.into(),
+        outcome: if bridged {
+            CallOutcome::Bridged
+        } else {
+            CallOutcome::Busy
+        },
         sip_status: if bridged { 200 } else { 486 },
         q850_cause: if bridged { 16 } else { 17 },
         hung_up_by: if bridged {
@@ -236,22 +274,30 @@ fn script(call: CallId, number: &str) -> Vec<ApiEvent> {
     let created = ApiEvent::CallCreated {
         call,
         number: number.into(),
-        agent: "1001".into(),
+        agent: Some("1001".into()),
         trunk: "carrier".into(),
+        pool: None,
+        tag: None,
     };
     if number == "486" {
         return vec![
             created,
             sip(call, 0.001, "out", "INVITE", "1 INVITE"),
-            ApiEvent::Progress { call, status: 180 },
+            ApiEvent::Progress {
+                call,
+                status: 180,
+                tag: None,
+            },
             ApiEvent::Progress {
                 call: OTHER_CALL,
                 status: 183,
+                tag: None,
             },
             sip(call, 0.9, "in", "486 Busy Here", "1 INVITE"),
             ApiEvent::Hangup {
                 call,
                 cdr: cdr(call, false),
+                tag: None,
             },
         ];
     }
@@ -266,21 +312,28 @@ fn script(call: CallId, number: &str) -> Vec<ApiEvent> {
             "1 INVITE",
         ),
         sip(call, 0.031, "out", "INVITE", "2 INVITE"),
-        ApiEvent::Progress { call, status: 183 },
+        ApiEvent::Progress {
+            call,
+            status: 183,
+            tag: None,
+        },
         ApiEvent::Hangup {
             call: OTHER_CALL,
             cdr: cdr(OTHER_CALL, false),
+            tag: None,
         },
-        ApiEvent::EarlyMedia { call },
+        ApiEvent::EarlyMedia { call, tag: None },
         sip(call, 3.0, "in", "200 OK", "2 INVITE"),
         ApiEvent::Answered {
             call,
             codec: "PCMA".into(),
+            tag: None,
         },
-        ApiEvent::RingbackStarted { call },
+        ApiEvent::RingbackStarted { call, tag: None },
         ApiEvent::AgentRinging {
             call,
             agent: "1001".into(),
+            tag: None,
         },
         ApiEvent::AgentRegistered {
             extension: "1003".into(),
@@ -292,11 +345,14 @@ fn script(call: CallId, number: &str) -> Vec<ApiEvent> {
             call,
             agent_codec: "opus".into(),
             transcoding: true,
+            agent: "1001".into(),
+            tag: None,
         },
         sip(call, 65.5, "in", "BYE", "1 BYE"),
         ApiEvent::Hangup {
             call,
             cdr: cdr(call, true),
+            tag: None,
         },
     ]
 }
@@ -306,6 +362,7 @@ async fn fake_dialer(
     mut bursts: mpsc::UnboundedReceiver<Vec<ApiEvent>>,
     events: broadcast::Sender<ApiEvent>,
     originated: Arc<Mutex<Vec<OriginateRequest>>>,
+    paused: Arc<Mutex<Vec<String>>>,
 ) {
     let mut next = 1;
     loop {
@@ -313,8 +370,8 @@ async fn fake_dialer(
             Some(request) = requests.recv() => match request {
                 ControlRequest::Originate(request, reply) => {
                     originated.lock().unwrap().push(request.clone());
-                    if request.agent == "1002" {
-                        let _ = reply.send(Err(ControlError::AgentBusy(request.agent)));
+                    if request.agent.as_deref() == Some("1002") {
+                        let _ = reply.send(Err(ControlError::AgentBusy("1002".into())));
                         continue;
                     }
                     if let Some(trunk) = request.trunk.filter(|t| t != "carrier") {
@@ -323,7 +380,7 @@ async fn fake_dialer(
                     }
                     let call = CallId(next);
                     next += 1;
-                    let _ = reply.send(Ok(call_info(call, &request.number, &request.agent)));
+                    let _ = reply.send(Ok(call_info(call, &request.number, request.agent.as_deref().unwrap_or(""))));
                     for event in script(call, &request.number) {
                         let _ = events.send(event);
                     }
@@ -347,6 +404,22 @@ async fn fake_dialer(
                 }
                 ControlRequest::ListTrunks(reply) => {
                     let _ = reply.send(trunks());
+                }
+                ControlRequest::PauseAgent(extension, reason, reply) => {
+                    let answer = match extension.as_str() {
+                        "1001" => Ok(()),
+                        "1002" => Err(ControlError::AgentLoggedOut(extension)),
+                        _ => Err(ControlError::NoSuchAgent(extension)),
+                    };
+                    paused.lock().unwrap().push(reason);
+                    let _ = reply.send(answer);
+                }
+                ControlRequest::ReadyAgent(extension, reply) => {
+                    let answer = match extension.as_str() {
+                        "1001" => Ok(()),
+                        _ => Err(ControlError::NoSuchAgent(extension)),
+                    };
+                    let _ = reply.send(answer);
                 }
             },
             Some(burst) = bursts.recv() => {
@@ -549,11 +622,12 @@ fn originate_returns_201_with_the_call_and_hands_the_request_to_the_dialer() {
         h.originated.lock().unwrap().as_slice(),
         &[OriginateRequest {
             number: "5551234".into(),
-            agent: "1001".into(),
+            agent: Some("1001".into()),
             trunk: Some("carrier".into()),
             ringback: Some("/srv/wait.wav".into()),
             record: Some("/tmp/call.wav".into()),
             pcap: None,
+            ..OriginateRequest::default()
         }]
     );
 }
@@ -593,7 +667,23 @@ fn malformed_originate_is_400_naming_the_problem() {
             r#"{"number": 5551234, "agent": "1001"}"#,
             "`number`: invalid type",
         ),
-        (r#"{"number": "5551234"}"#, "missing field `agent`"),
+        (
+            r#"{"number": "5551234"}"#,
+            "exactly one of \"agent\" and \"pool\"",
+        ),
+        (
+            r#"{"number": "1", "agent": "1001", "pool": "sales"}"#,
+            "exactly one of \"agent\" and \"pool\"",
+        ),
+        (r#"{"number":"1","pool":""}"#, "`pool` must not be empty"),
+        (
+            r#"{"number":"1","pool":"sales","agent_headers":{"Via":"x"}}"#,
+            "not an X- header name",
+        ),
+        (
+            r#"{"number":"1","pool":"sales","agent_headers":{"X-Lead":"a\r\nVia: x"}}"#,
+            "control characters",
+        ),
         (
             r#"{"number":"1","agent":"2","ringbak":"x.wav"}"#,
             "unknown field `ringbak`",
@@ -615,6 +705,85 @@ fn malformed_originate_is_400_naming_the_problem() {
         assert!(detail.contains(expected), "{body}: {detail}");
     }
     assert!(h.originated.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_pool_originate_with_tag_and_agent_headers_reaches_the_dialer() {
+    let h = Harness::start(Setup::default());
+    let body =
+        r#"{"number":"5551234","pool":"sales","tag":"lead-42/1","agent_headers":{"X-Lead":"42"}}"#;
+    let answer = send("POST", &h.url("/calls"), None, Some(body));
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let sent = h.originated.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].pool.as_deref(), Some("sales"));
+    assert_eq!(sent[0].agent, None);
+    assert_eq!(sent[0].tag.as_deref(), Some("lead-42/1"));
+    assert_eq!(
+        sent[0].agent_headers.get("X-Lead").map(String::as_str),
+        Some("42")
+    );
+}
+
+#[test]
+fn pause_and_ready_answer_204_and_name_unknown_or_logged_out_agents() {
+    let h = Harness::start(Setup::default());
+    let pause = send(
+        "POST",
+        &h.url("/agents/1001/pause"),
+        None,
+        Some(r#"{"reason": "lunch"}"#),
+    );
+    assert_eq!(pause.status, 204, "{}", pause.body);
+    let pause = send("POST", &h.url("/agents/1001/pause"), None, Some(""));
+    assert_eq!(pause.status, 204, "{}", pause.body);
+    assert_eq!(*h.paused.lock().unwrap(), ["lunch", "paused"]);
+    let ready = send("POST", &h.url("/agents/1001/ready"), None, Some("{}"));
+    assert_eq!(ready.status, 204);
+    let ready = send("POST", &h.url("/agents/1001/ready"), None, None);
+    assert_eq!(ready.status, 204);
+    let out = send("POST", &h.url("/agents/1002/pause"), None, Some("{}"));
+    assert_eq!(out.status, 409);
+    assert_eq!(out.json()["error"], "agent_logged_out");
+    let unknown = send("POST", &h.url("/agents/9999/ready"), None, None);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"], "no_such_agent");
+    let bad = send(
+        "POST",
+        &h.url("/agents/1001/pause"),
+        None,
+        Some(r#"{"why":"x"}"#),
+    );
+    assert_eq!(bad.status, 400);
+    let bad = send(
+        "POST",
+        &h.url("/agents/1001/ready"),
+        None,
+        Some(r#"{"x":1}"#),
+    );
+    assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn dialer_agent_pause_and_ready_report_what_the_dialer_said() {
+    let h = Harness::start(Setup::default());
+    let out = dialer_bin(
+        &[
+            "agent", "pause", "1001", "--reason", "lunch", "--api", &h.base,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "agent 1001: paused (lunch)\n");
+    let out = dialer_bin(&["agent", "ready", "1001", "--api", &h.base], &[]);
+    assert_eq!(text(&out.stdout), "agent 1001: ready\n");
+    let out = dialer_bin(&["agent", "ready", "4242", "--api", &h.base], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no agent 4242"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -688,22 +857,29 @@ fn event_stream_is_chunked_ndjson_in_publication_order_and_filters_by_call() {
         ApiEvent::CallCreated {
             call: CallId(1),
             number: "5551234".into(),
-            agent: "1001".into(),
+            agent: Some("1001".into()),
             trunk: "carrier".into(),
+            pool: None,
+            tag: None,
         },
         ApiEvent::Progress {
             call: CallId(2),
             status: 180,
+            tag: None,
         },
         ApiEvent::AgentUnregistered {
             extension: "1003".into(),
             reason: "expired".into(),
         },
         sip(CallId(2), 1.5, "in", "200 OK", "1 INVITE"),
-        ApiEvent::RingbackStarted { call: CallId(1) },
+        ApiEvent::RingbackStarted {
+            call: CallId(1),
+            tag: None,
+        },
         ApiEvent::Answered {
             call: CallId(2),
             codec: "PCMU".into(),
+            tag: None,
         },
     ];
     h.publish(burst.clone());
@@ -726,6 +902,7 @@ fn a_lagging_follower_gets_a_lagged_line_then_the_newest_events() {
         .map(|status| ApiEvent::Progress {
             call: CallId(5),
             status: 180 + status,
+            tag: None,
         })
         .collect();
     h.publish(burst.clone());
@@ -749,10 +926,16 @@ fn bad_events_query_is_400() {
 fn shutdown_ends_open_event_streams_and_serve_returns_ok() {
     let h = Harness::start(Setup::default());
     let (_, mut stream) = open_events(&h, "/events");
-    h.publish(vec![ApiEvent::EarlyMedia { call: CallId(3) }]);
+    h.publish(vec![ApiEvent::EarlyMedia {
+        call: CallId(3),
+        tag: None,
+    }]);
     assert_eq!(
         next_line(&mut stream),
-        FeedLine::Event(ApiEvent::EarlyMedia { call: CallId(3) })
+        FeedLine::Event(ApiEvent::EarlyMedia {
+            call: CallId(3),
+            tag: None
+        })
     );
     h.shut_down().expect("serve returns Ok after shutdown");
     let mut rest = String::new();
@@ -823,7 +1006,7 @@ fn dialer_call_prints_the_events_and_the_summary_and_exits_0_when_bridged() {
             "[1] customer answered (PCMA)",
             "[1] ringback playing to the customer",
             "[1] agent 1001 ringing",
-            "[1] bridged with the agent (opus, transcoding)",
+            "[1] bridged with agent 1001 (opus, transcoding)",
             "[1] hung up by the agent: bridged, SIP 200, Q.850 16",
             "bridged: SIP 200, Q.850 16 (normal call clearing), hung up by the agent; \
              setup 3.00 s, agent wait 2.50 s, talk 60.00 s; codecs customer PCMA / agent opus; \
@@ -879,11 +1062,12 @@ fn dialer_call_prints_the_ladder_only_with_the_flag_and_passes_the_options_throu
         h.originated.lock().unwrap().as_slice(),
         &[OriginateRequest {
             number: "5551234".into(),
-            agent: "1001".into(),
+            agent: Some("1001".into()),
             trunk: Some("carrier".into()),
             ringback: Some("wait.wav".into()),
             record: Some("call.wav".into()),
             pcap: Some("call.pcap".into()),
+            ..OriginateRequest::default()
         }]
     );
 }
@@ -1045,13 +1229,40 @@ fn dialer_calls_agents_and_hangup_print_tables_json_and_errors() {
     let table = dialer_bin(&["agents", "--api", &h.base], &[]);
     let table = text(&table.stdout);
     let rows: Vec<&str> = table.lines().collect();
-    assert!(rows[0].starts_with("EXTENSION  SOURCE"), "{table}");
-    assert!(
-        rows[1].starts_with("1001       203.0.113.9:40112  yes  290"),
+    let cells = |row: &str| -> Vec<String> { row.split_whitespace().map(str::to_owned).collect() };
+    assert_eq!(
+        cells(rows[0])[..9],
+        [
+            "EXTENSION",
+            "STATE",
+            "FOR_S",
+            "CALLS",
+            "POOLS",
+            "SOURCE",
+            "NAT",
+            "EXPIRES_S",
+            "CONTACT"
+        ],
         "{table}"
     );
-    assert!(
-        rows[2].starts_with("1002       -                  no   static     busy"),
+    let first = cells(rows[1]);
+    assert_eq!(
+        [&first[..2], &first[3..8]].concat(),
+        [
+            "1001",
+            "ready",
+            "0",
+            "sales",
+            "203.0.113.9:40112",
+            "yes",
+            "290"
+        ],
+        "{table}"
+    );
+    let second = cells(rows[2]);
+    assert_eq!(
+        [&second[..2], &second[3..8]].concat(),
+        ["1002", "talking", "3", "-", "-", "no", "static"],
         "{table}"
     );
 
@@ -1075,7 +1286,7 @@ fn dialer_call_colours_events_and_the_ladder_when_asked() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("\x1b[32m[1] bridged with the agent (opus, transcoding)\x1b[0m"),
+        stdout.contains("\x1b[32m[1] bridged with agent 1001 (opus, transcoding)\x1b[0m"),
         "{stdout}"
     );
     assert!(

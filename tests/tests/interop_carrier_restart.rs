@@ -140,11 +140,12 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
     let info = client
         .originate(&OriginateRequest {
             number: "+15551234".into(),
-            agent: "1000".into(),
+            agent: Some("1000".into()),
             trunk: None,
             ringback: None,
             record: None,
             pcap: None,
+            ..OriginateRequest::default()
         })
         .expect("the dialer accepts the call");
     let cdr = wait_cdr(&run, Duration::from_secs(15)).expect("the call ends with a CDR");
@@ -385,11 +386,12 @@ fn a_carrier_that_lost_a_ringing_call_does_not_leave_it_stuck_after_cancel() {
         let info = client
             .originate(&OriginateRequest {
                 number: "+15551234".into(),
-                agent: "1000".into(),
+                agent: Some("1000".into()),
                 trunk: None,
                 ringback: None,
                 record: None,
                 pcap: None,
+                ..OriginateRequest::default()
             })
             .expect("the dialer places the call");
         poll_until(
@@ -470,11 +472,12 @@ fn sigterm_before_any_provisional_sends_no_cancel_and_ends_the_call_at_timer_b()
     let info = client
         .originate(&OriginateRequest {
             number: "+15551234".into(),
-            agent: "1000".into(),
+            agent: Some("1000".into()),
             trunk: None,
             ringback: None,
             record: None,
             pcap: None,
+            ..OriginateRequest::default()
         })
         .expect("the dialer places the call");
     poll_until(

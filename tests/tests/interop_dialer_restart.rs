@@ -227,11 +227,9 @@ fn sigterm_while_the_customer_rings_cancels_the_invite_writes_the_cdr_and_unregi
     let info = client
         .originate(&OriginateRequest {
             number: "+15551234".into(),
-            agent: "1000".into(),
+            agent: Some("1000".into()),
             trunk: Some("carrier".into()),
-            ringback: None,
-            record: None,
-            pcap: None,
+            ..OriginateRequest::default()
         })
         .expect("the dialer places the call");
     poll_until(

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dialer::b2bua::{AgentTarget, Core, CoreConfig, TrunkSettings};
+use dialer::b2bua::{AgentChoice, AgentTarget, Core, CoreConfig, OriginateSpec, TrunkSettings};
 use dialer::registrar::{AgentEntry, Registrar, RegistrarConfig};
 use media::relay::{Forward, Relay, RelayConfig, Side};
 use media::rtcp::NtpTimestamp;
@@ -74,6 +74,9 @@ fn b2bua_as(local: SocketAddr, trunk: SocketAddr) -> B2bua {
             caller_name: None,
             pai: false,
             max_channels: None,
+            max_cps: None,
+            max_queue: 0,
+            numbering: None,
         }],
         originate_timeout: Duration::from_secs(60),
         agent_ring_timeout: Duration::from_secs(20),
@@ -95,16 +98,11 @@ fn silent_agent() -> AgentTarget {
 
 fn originate_at(at: Duration, number: &'static str) -> Kick<B2bua> {
     Kick::at(at, move |b: &mut B2bua, now| {
+        b.core.agent_reachable(now, "1000", silent_agent());
         b.core
             .originate(
                 now,
-                number,
-                number,
-                None,
-                "1000",
-                silent_agent(),
-                None,
-                None,
+                OriginateSpec::new(number, AgentChoice::Extension("1000".into())),
             )
             .expect("the core accepts the call");
     })

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dialer::b2bua::{AgentTarget, Core, CoreConfig, TrunkSettings};
+use dialer::b2bua::{AgentChoice, AgentTarget, Core, CoreConfig, OriginateSpec, TrunkSettings};
 use media::sdp::Codec;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -131,6 +131,9 @@ fn replay_call(
             caller_name: None,
             pai: false,
             max_channels: None,
+            max_cps: None,
+            max_queue: 0,
+            numbering: None,
         }],
         originate_timeout: Duration::from_secs(60),
         agent_ring_timeout: Duration::from_secs(30),
@@ -167,8 +170,12 @@ fn replay_call(
     }
     let at = shape.customer_invite.at;
     let kick = Kick::at(at, move |b: &mut B2bua, now| {
+        b.core.agent_reachable(now, "1000", agent);
         b.core
-            .originate(now, &number, &number, None, "1000", agent, None, None)
+            .originate(
+                now,
+                OriginateSpec::new(number, AgentChoice::Extension("1000".into())),
+            )
             .expect("the core accepts the call");
     });
     let outcome = replay.run(&mut b2bua, vec![kick]);

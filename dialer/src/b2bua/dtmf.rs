@@ -125,10 +125,19 @@ impl Core {
         self.dtmf.agents.insert(extension.to_owned(), mode);
     }
 
+    /// How an agent takes DTMF.
+    pub(super) fn agent_dtmf(&self, extension: &str) -> DtmfMode {
+        self.dtmf.agents.get(extension).copied().unwrap_or_default()
+    }
+
     fn dtmf_mode(&self, call: &Call, side: Side) -> DtmfMode {
         match side {
             Side::Customer => self.dtmf.trunks.get(call.trunk).copied(),
-            Side::Agent => self.dtmf.agents.get(&call.agent_ext).copied(),
+            Side::Agent => call
+                .agent_ext
+                .as_ref()
+                .and_then(|e| self.dtmf.agents.get(e))
+                .copied(),
         }
         .unwrap_or_default()
     }

@@ -79,15 +79,17 @@ impl Core {
                 leg.state = LegState::Done;
                 let bridged = c.bridged.is_some();
                 let answered = c.answered.is_some();
-                let outcome = match (r.side, bridged, answered) {
-                    (_, true, _) => "bridged",
-                    (Side::Customer, false, true) => "abandoned",
-                    (Side::Agent, false, _) => "agent_failed",
-                    _ => "failed",
-                };
                 let by = match r.side {
                     Side::Customer => HungUpBy::Customer,
                     Side::Agent => HungUpBy::Agent,
+                };
+                // A customer who hangs up during the abandon message was abandoned by us.
+                let outcome = match (c.abandoning.take(), r.side, bridged, answered) {
+                    (Some(abandon), _, _, _) => abandon.outcome,
+                    (None, _, true, _) => CallOutcome::Bridged,
+                    (None, Side::Customer, false, true) => CallOutcome::Abandoned,
+                    (None, Side::Agent, false, _) => CallOutcome::AgentFailed,
+                    _ => CallOutcome::Failed,
                 };
                 self.end_call(
                     now,
@@ -299,14 +301,15 @@ impl Core {
         }
     }
 
-    /// A leg ended in failure (a final non-2xx, a timeout): the call ends with its outcome.
+    /// A leg ended in failure (a final non-2xx, a timeout): the call ends with its outcome,
+    /// or, for the agent leg of a pool call, the next agent is tried (see `pools.rs`).
     pub(super) fn leg_failed(
         &mut self,
         now: Time,
         call: CallId,
         side: Side,
         status: u16,
-        outcome: &'static str,
+        outcome: CallOutcome,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -318,28 +321,19 @@ impl Core {
             self.maybe_finish(now, call);
             return;
         }
-        let (outcome, by) = match side {
-            Side::Customer => (outcome, HungUpBy::Customer),
-            Side::Agent => (
-                match outcome {
-                    "busy" => "agent_busy",
-                    "no_answer" => "agent_no_answer",
-                    "rejected" => "agent_rejected",
-                    _ => "agent_failed",
+        match side {
+            Side::Customer => self.end_call(
+                now,
+                call,
+                Ending {
+                    outcome,
+                    status,
+                    cause: q850::cause_for_status(status),
+                    by: HungUpBy::Customer,
                 },
-                HungUpBy::Agent,
             ),
-        };
-        self.end_call(
-            now,
-            call,
-            Ending {
-                outcome,
-                status,
-                cause: q850::cause_for_status(status),
-                by,
-            },
-        );
+            Side::Agent => self.agent_leg_failed(now, call, status, outcome.on_agent_leg()),
+        }
     }
 
     /// A leg finished as part of ending the call (487 after our CANCEL).
@@ -386,9 +380,30 @@ impl Core {
             self.maybe_finish(now, call);
             return;
         }
-        c.ending = Some(ending);
         c.state = CallState::Ending;
         c.deadline = None;
+        c.abandon_at = None;
+        c.abandoning = None;
+        // The agent is free from now: wrap-up after a conversation, else at once.
+        if let Some(ext) = c.agent_ext.clone() {
+            let wrap_up = match c.choice {
+                Choice::Pool(p) => self.board.pools()[p].wrap_up,
+                Choice::Fixed => Duration::ZERO,
+            };
+            let why = if c.bridged.is_some() {
+                agents::Release::CallEnded { wrap_up }
+            } else {
+                agents::Release::Unused
+            };
+            self.board.release(now, &ext, call, why, 0);
+        }
+        self.waiting.retain(|w| *w != call);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.ending = Some(ending);
+        // Out of the trunk's queue, or out of the wait for its max_cps INVITE slot.
+        self.gates[c.trunk].forget(call);
         for side in [Side::Customer, Side::Agent] {
             let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) else {
                 continue;
@@ -455,6 +470,9 @@ impl Core {
             return;
         }
         let c = self.calls.remove(&call).expect("looked up above");
+        if c.holds_channel {
+            self.gates[c.trunk].channel_freed();
+        }
         self.by_sip_call_id.remove(&c.customer.call_id);
         if let Some(a) = &c.agent {
             self.by_sip_call_id.remove(&a.call_id);
@@ -479,13 +497,20 @@ impl Core {
             number: c.number.clone(),
             dialled: c.dialled.clone(),
             agent: c.agent_ext.clone(),
+            pool: self.pool_name(&c),
+            tag: c.tag.clone(),
+            agent_attempts: c.tried.len() as u32,
+            connect_ms: c
+                .answered
+                .zip(c.bridged)
+                .map(|(a, b)| b.since(a).as_millis() as u64),
             trunk: self.config.trunks[c.trunk].name.clone(),
             created: self.unix(c.created),
             progress: c.progress.map(|t| self.unix(t)),
             answered: c.answered.map(|t| self.unix(t)),
             bridged: c.bridged.map(|t| self.unix(t)),
             ended: self.unix(now),
-            outcome: ending.outcome.to_owned(),
+            outcome: ending.outcome,
             sip_status: ending.status,
             q850_cause: ending.cause,
             hung_up_by: ending.by,
@@ -504,9 +529,11 @@ impl Core {
             lost_from_customer: totals.lost_from_customer,
             lost_from_agent: totals.lost_from_agent,
         };
+        let tag = c.tag.clone();
         self.emit(ApiEvent::Hangup {
             call,
             cdr: Box::new(cdr),
+            tag,
         });
     }
 
@@ -517,17 +544,19 @@ impl Core {
         };
         let ending = match c.state {
             CallState::Dialing | CallState::Progress => Ending {
-                outcome: "no_answer",
+                outcome: CallOutcome::NoAnswer,
                 status: 487,
                 cause: q850::NO_ANSWER,
                 by: HungUpBy::Dialer,
             },
-            CallState::CustomerAnswered | CallState::AgentRinging => Ending {
-                outcome: "agent_no_answer",
-                status: 480,
-                cause: q850::NO_ANSWER,
-                by: HungUpBy::Dialer,
-            },
+            CallState::CustomerAnswered | CallState::AgentRinging => {
+                self.agent_ring_timed_out(now, call);
+                return;
+            }
+            CallState::Abandoning => {
+                self.abandon_message_done(now, call);
+                return;
+            }
             CallState::Ending => {
                 // 64*T1 after our CANCEL and still no final response to the INVITE: the
                 // INVITE counts as cancelled (RFC 3261 §9.1) and the leg is over.

@@ -49,9 +49,10 @@ impl Core {
                 (trunk.codecs.clone(), from, to, trunk.caller_id.clone())
             }
             Side::Agent => {
-                let target = c.agent_target.clone();
-                let codecs = target
-                    .as_ref()
+                let extension = c.agent_ext.clone().unwrap_or_default();
+                let codecs = self
+                    .board
+                    .target(&extension)
                     .map(|t| t.codecs.clone())
                     .unwrap_or_default();
                 // The agent sees the customer's number as the caller (RFC 3261 §8.1.1.3).
@@ -62,12 +63,17 @@ impl Core {
                 )));
                 from.display = Some(sip_core::message::scan::quote(&c.number));
                 let to = NameAddr::new(Uri::Sip(SipUri::new(
-                    Some(&c.agent_ext),
+                    Some(&extension),
                     contact_host.clone(),
                     Some(contact_port),
                 )));
                 (codecs, from, to, "dialer".to_owned())
             }
+        };
+        let agent_headers = if side == Side::Agent {
+            c.agent_headers.clone()
+        } else {
+            Vec::new()
         };
         let Some(leg) = leg_of(c, side) else {
             return;
@@ -113,7 +119,11 @@ impl Core {
             r.headers
                 .add(HeaderKind::PAssertedIdentity, pai.to_string());
         }
-        for (name, value) in auth_headers.unwrap_or_default() {
+        for (name, value) in auth_headers
+            .unwrap_or_default()
+            .into_iter()
+            .chain(agent_headers)
+        {
             r.headers.push(HeaderName::parse(&name), value);
         }
         // A new offer only for a new INVITE; retries resend the same session version.
@@ -146,7 +156,7 @@ impl Core {
                 leg.invite_tx = Some(tx);
                 self.by_tx.insert(tx, LegRef { call, side });
             }
-            Err(_) => self.leg_failed(now, call, side, 500, "failed"),
+            Err(_) => self.leg_failed(now, call, side, 500, CallOutcome::Failed),
         }
     }
 
@@ -190,7 +200,7 @@ impl Core {
                     // it answers itself; the INVITE goes on.
                 }
                 Some(r) if method == Method::Invite => {
-                    self.leg_failed(now, r.call, r.side, 408, "failed")
+                    self.leg_failed(now, r.call, r.side, 408, CallOutcome::Failed)
                 }
                 Some(r) => self.on_bye_done(now, r),
                 None => self.others.push_back(Event::Timeout {
@@ -304,11 +314,11 @@ impl Core {
             self.leg_done(now, r.call, r.side);
         } else {
             let outcome = match status {
-                486 | 600 => "busy",
-                408 | 480 => "no_answer",
-                487 => "cancelled",
-                403 | 603 => "rejected",
-                _ => "failed",
+                486 | 600 => CallOutcome::Busy,
+                408 | 480 => CallOutcome::NoAnswer,
+                487 => CallOutcome::Cancelled,
+                403 | 603 => CallOutcome::Rejected,
+                _ => CallOutcome::Failed,
             };
             self.leg_failed(now, r.call, r.side, status, outcome);
         }
@@ -425,20 +435,38 @@ impl Core {
                         });
                     }
                 }
-                self.emit(ApiEvent::Progress {
-                    call: id,
-                    status: response.status,
-                });
+                self.emit_call(
+                    id,
+                    ApiEvent::Progress {
+                        call: id,
+                        status: response.status,
+                        tag: None,
+                    },
+                );
                 if early {
-                    self.emit(ApiEvent::EarlyMedia { call: id });
+                    self.emit_call(
+                        id,
+                        ApiEvent::EarlyMedia {
+                            call: id,
+                            tag: None,
+                        },
+                    );
                 }
             }
             Side::Agent => {
                 if response.status == 180 || response.status == 183 {
-                    let (id, agent) = (c.id, c.agent_ext.clone());
+                    let (id, agent) = (c.id, c.agent_ext.clone().unwrap_or_default());
                     if c.state != CallState::AgentRinging {
                         c.state = CallState::AgentRinging;
-                        self.emit(ApiEvent::AgentRinging { call: id, agent });
+                        self.board.ringing(now, &agent, id);
+                        self.emit_call(
+                            id,
+                            ApiEvent::AgentRinging {
+                                call: id,
+                                agent,
+                                tag: None,
+                            },
+                        );
                     }
                 }
             }
@@ -521,7 +549,7 @@ impl Core {
                 // A 2xx we cannot make a dialog of (no To tag, no Contact): ACK what we can
                 // is impossible; end the leg.
                 leg.state = LegState::Done;
-                self.leg_failed(now, id, r.side, 502, "failed");
+                self.leg_failed(now, id, r.side, 502, CallOutcome::Failed);
                 return;
             }
         };
@@ -568,7 +596,7 @@ impl Core {
                 now,
                 id,
                 Ending {
-                    outcome: "failed",
+                    outcome: CallOutcome::Failed,
                     status: 488,
                     cause: q850::cause_for_status(488),
                     by: HungUpBy::Dialer,
@@ -603,7 +631,14 @@ impl Core {
                 c.state = CallState::CustomerAnswered;
                 c.deadline = None;
                 let ringback = c.ringback.clone();
-                self.emit(ApiEvent::Answered { call: id, codec });
+                self.emit_call(
+                    id,
+                    ApiEvent::Answered {
+                        call: id,
+                        codec,
+                        tag: None,
+                    },
+                );
                 self.actions.push_back(Action::Media {
                     call: id,
                     op: MediaOp::StartRingback {
@@ -611,13 +646,24 @@ impl Core {
                         path: ringback,
                     },
                 });
-                self.emit(ApiEvent::RingbackStarted { call: id });
+                self.emit_call(
+                    id,
+                    ApiEvent::RingbackStarted {
+                        call: id,
+                        tag: None,
+                    },
+                );
                 self.call_agent(now, id);
             }
             Side::Agent => {
                 c.bridged = Some(now);
                 c.state = CallState::Bridged;
                 c.deadline = None;
+                c.abandon_at = None;
+                let agent = c.agent_ext.clone().unwrap_or_default();
+                self.board.talking(now, &agent, id);
+                self.waiting.retain(|w| *w != id);
+                let c = self.calls.get_mut(&id).expect("checked above");
                 let transcoding = c
                     .customer
                     .negotiated
@@ -629,11 +675,16 @@ impl Core {
                         side: Side::Customer,
                     },
                 });
-                self.emit(ApiEvent::Bridged {
-                    call: id,
-                    agent_codec: codec,
-                    transcoding,
-                });
+                self.emit_call(
+                    id,
+                    ApiEvent::Bridged {
+                        call: id,
+                        agent,
+                        agent_codec: codec,
+                        transcoding,
+                        tag: None,
+                    },
+                );
                 // A hold from before the bridge (the customer put the ringback on hold, or
                 // the agent answered on hold) reaches the other party now.
                 for side in [Side::Customer, Side::Agent] {
@@ -654,39 +705,6 @@ impl Core {
         }
     }
 
-    fn call_agent(&mut self, now: Time, call: CallId) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let Some(target) = c.agent_target.clone() else {
-            return;
-        };
-        let sip_call_id = self.endpoint.new_call_id();
-        let tag = self.endpoint.new_tag();
-        let session_id = u64::from(self.rng.next_u32());
-        let mut leg = Leg::new(
-            sip_call_id.clone(),
-            tag,
-            Target {
-                addr: target.destination,
-                transport: target.transport,
-            },
-            session_id,
-        );
-        leg.rtp_port = c.ports.map(|p| p.1).unwrap_or(0);
-        leg.apply_timer_config(self.agent_timer);
-        c.agent = Some(leg);
-        c.deadline = Some(now + self.config.agent_ring_timeout);
-        self.by_sip_call_id.insert(
-            sip_call_id,
-            LegRef {
-                call,
-                side: Side::Agent,
-            },
-        );
-        self.send_invite(now, call, Side::Agent, target.uri, None);
-    }
-
     fn on_redirect(&mut self, now: Time, r: LegRef, response: &Response) {
         let max = self.config.max_redirects;
         let Some(c) = self.calls.get_mut(&r.call) else {
@@ -695,6 +713,14 @@ impl Core {
         let Some(leg) = leg_of(c, r.side) else {
             return;
         };
+        if r.side == Side::Agent {
+            // A 3xx from an agent's phone is never followed: an agent login could otherwise
+            // make the dialer call any number (premium, the trunk) and bridge it to the
+            // customer. It counts as the agent declining.
+            leg.state = LegState::Done;
+            self.leg_failed(now, r.call, r.side, response.status, CallOutcome::Rejected);
+            return;
+        }
         let next = response.contacts().ok().and_then(|cs| {
             cs.into_iter()
                 .find_map(|c| c.address().map(|a| a.uri.clone()))
@@ -711,7 +737,7 @@ impl Core {
             }
             _ => {
                 leg.state = LegState::Done;
-                self.leg_failed(now, r.call, r.side, response.status, "failed");
+                self.leg_failed(now, r.call, r.side, response.status, CallOutcome::Failed);
             }
         }
     }
@@ -729,7 +755,7 @@ impl Core {
             leg.invite.clone(),
         ) else {
             leg.state = LegState::Done;
-            self.leg_failed(now, r.call, r.side, response.status, "rejected");
+            self.leg_failed(now, r.call, r.side, response.status, CallOutcome::Rejected);
             return;
         };
         let kind = if response.status == 407 {
@@ -770,7 +796,7 @@ impl Core {
             }
             _ => {
                 leg.state = LegState::Done;
-                self.leg_failed(now, r.call, r.side, response.status, "rejected");
+                self.leg_failed(now, r.call, r.side, response.status, CallOutcome::Rejected);
             }
         }
     }

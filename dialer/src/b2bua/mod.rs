@@ -16,16 +16,22 @@
 //! agent still rings) on the other; a 200 crossing that CANCEL is ACKed and then ended with
 //! a BYE.
 
+pub mod agents;
 mod dtmf;
 mod ending;
 mod hold;
 mod late;
 mod legs;
+mod limits;
+mod pools;
 pub mod q850;
 mod session_timer;
+pub mod spec;
 
+pub use agents::{AgentBoard, AgentState, AgentStatusInfo, PoolSettings, Strategy};
 pub use dtmf::DtmfMode;
 pub use session_timer::SessionTimerConfig;
+pub use spec::{AgentChoice, CallOutcome, OriginateError, OriginateSpec};
 
 use crate::control::{ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, HungUpBy};
 use media::relay::Side;
@@ -72,6 +78,13 @@ pub struct TrunkSettings {
     pub pai: bool,
     /// Most concurrent calls.
     pub max_channels: Option<u32>,
+    /// Most new INVITEs per second.
+    pub max_cps: Option<u32>,
+    /// Most calls waiting for `max_channels` or `max_cps`.
+    pub max_queue: u32,
+    /// How a dialled number is checked and rewritten for this trunk; `None` passes it as
+    /// given (a replay of a capture whose Request-URI user is not a number).
+    pub numbering: Option<trunk_profiles::NumberRewrite>,
 }
 
 /// Where and how to call an agent right now.
@@ -122,6 +135,14 @@ pub enum MediaOp {
         side: Side,
         /// The WAV (None: the configured default).
         path: Option<PathBuf>,
+    },
+    /// Play a message once to a leg (the abandon message), then report
+    /// [`MediaReport::MessageDone`].
+    PlayMessage {
+        /// Which leg.
+        side: Side,
+        /// The WAV.
+        path: PathBuf,
     },
     /// Stop the ringback.
     StopRingback {
@@ -183,6 +204,8 @@ pub enum MediaReport {
     Timeout(Side),
     /// The session could not be opened or failed.
     Failed(String),
+    /// A [`MediaOp::PlayMessage`] has been played to the end (or could not be played).
+    MessageDone(Side),
     /// A leg sent a key press (RFC 4733 telephone-events, or a tone an `inband` leg's audio
     /// carried), now ended.
     Digit {
@@ -326,34 +349,55 @@ impl Leg {
     }
 }
 
+/// Who takes a call's customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Choice {
+    /// The agent named by the originate, reserved from the start.
+    Fixed,
+    /// The best ready agent of this pool (by index), chosen when the customer answers.
+    Pool(usize),
+}
+
 #[derive(Debug)]
 struct Call {
     id: CallId,
     number: String,
     dialled: String,
-    agent_ext: String,
+    /// The agent reserved for (or last offered) the call.
+    agent_ext: Option<String>,
+    choice: Choice,
+    /// Agents offered this call, in order (the pool's `agent_attempts` bounds it).
+    tried: Vec<String>,
+    tag: Option<String>,
+    agent_headers: Vec<(String, String)>,
     trunk: usize,
     ringback: Option<PathBuf>,
     record: Option<PathBuf>,
     state: CallState,
     customer: Leg,
     agent: Option<Leg>,
-    agent_target: Option<AgentTarget>,
     ports: Option<(u16, u16)>,
     created: Time,
     progress: Option<Time>,
     answered: Option<Time>,
     bridged: Option<Time>,
+    /// The originate timeout, the agent ring timeout, or the wait for a CANCELled INVITE.
     deadline: Option<Time>,
+    /// A pool call's customer is abandoned (message, BYE) when not bridged by then.
+    abandon_at: Option<Time>,
+    /// The abandon message plays; the call ends this way when it is over.
+    abandoning: Option<Ending>,
     ending: Option<Ending>,
     totals: Option<MediaTotals>,
     /// CloseMedia was asked for; the CDR waits for the statistics.
     media_closing: bool,
+    /// Out of the trunk's queue: the call counts against `max_channels`.
+    holds_channel: bool,
 }
 
 #[derive(Clone, Debug)]
 struct Ending {
-    outcome: &'static str,
+    outcome: CallOutcome,
     status: u16,
     cause: u8,
     by: HungUpBy,
@@ -393,6 +437,14 @@ pub struct Core {
     dtmf: dtmf::DtmfSettings,
     /// Legs of recently ended calls, so that a late 2xx is ACKed and ended with BYE.
     ended: VecDeque<late::EndedLeg>,
+    /// Agent states and pools.
+    board: AgentBoard,
+    /// Each trunk's limits and queue, by index.
+    gates: Vec<limits::TrunkGate>,
+    /// Answered pool calls waiting for a ready agent, oldest first.
+    waiting: VecDeque<CallId>,
+    /// No new calls.
+    shutting_down: bool,
 }
 
 impl std::fmt::Debug for Core {
@@ -419,7 +471,6 @@ impl Core {
         epoch_unix: f64,
     ) -> Core {
         Core {
-            config,
             endpoint,
             rng,
             calls: HashMap::new(),
@@ -436,6 +487,15 @@ impl Core {
             ignored_tx: std::collections::HashSet::new(),
             dtmf: dtmf::DtmfSettings::default(),
             ended: VecDeque::new(),
+            gates: config
+                .trunks
+                .iter()
+                .map(|t| limits::TrunkGate::new(t.max_channels, t.max_cps, t.max_queue))
+                .collect(),
+            board: AgentBoard::default(),
+            waiting: VecDeque::new(),
+            shutting_down: false,
+            config,
         }
     }
 
@@ -493,12 +553,18 @@ impl Core {
                 })
                 .flatten()
                 .chain(c.deadline)
+                .chain(c.abandon_at)
             })
             .min();
-        match (self.endpoint.next_timeout(), calls) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.endpoint.next_timeout(),
+            calls,
+            self.board.next_timeout(),
+        ]
+        .into_iter()
+        .chain(self.gates.iter().map(limits::TrunkGate::next_timeout))
+        .flatten()
+        .min()
     }
 
     /// The dialer's call for a SIP Call-ID (for labelling the ladder).
@@ -508,36 +574,52 @@ impl Core {
 
     /// Live calls.
     pub fn calls(&self, now: Time) -> Vec<CallInfo> {
-        let mut v: Vec<CallInfo> = self
-            .calls
-            .values()
-            .map(|c| CallInfo {
-                id: c.id,
-                number: c.number.clone(),
-                agent: c.agent_ext.clone(),
-                trunk: self.config.trunks[c.trunk].name.clone(),
-                state: c.state,
-                age_s: now.since(c.created).as_secs_f64(),
-            })
-            .collect();
+        let mut v: Vec<CallInfo> = self.calls.values().map(|c| self.info(c, now)).collect();
         v.sort_by_key(|c| c.id);
         v
     }
 
-    /// True when the agent is on a live call.
-    pub fn agent_busy(&self, extension: &str) -> bool {
-        self.calls.values().any(|c| c.agent_ext == extension)
+    fn info(&self, c: &Call, now: Time) -> CallInfo {
+        CallInfo {
+            id: c.id,
+            number: c.number.clone(),
+            agent: c.agent_ext.clone(),
+            pool: self.pool_name(c),
+            tag: c.tag.clone(),
+            trunk: self.config.trunks[c.trunk].name.clone(),
+            state: c.state,
+            age_s: now.since(c.created).as_secs_f64(),
+        }
     }
 
-    /// Live calls on a trunk.
+    fn pool_name(&self, c: &Call) -> Option<String> {
+        match c.choice {
+            Choice::Pool(p) => self.board.pools().get(p).map(|p| p.name.clone()),
+            Choice::Fixed => None,
+        }
+    }
+
+    /// True when the agent is reserved for, rung for, or talking on a call.
+    pub fn agent_busy(&self, extension: &str) -> bool {
+        matches!(
+            self.board.state(extension),
+            Some(AgentState::Reserved | AgentState::Ringing | AgentState::Talking)
+        )
+    }
+
     /// The trunks, by index.
     pub fn trunks(&self) -> &[TrunkSettings] {
         &self.config.trunks
     }
 
-    /// Live calls on a trunk (by index).
+    /// Calls holding a channel on a trunk (by index); queued calls are not counted.
     pub fn trunk_load(&self, trunk: usize) -> usize {
-        self.calls.values().filter(|c| c.trunk == trunk).count()
+        self.gates.get(trunk).map_or(0, |g| g.live() as usize)
+    }
+
+    /// Calls waiting in a trunk's queue (by index).
+    pub fn trunk_queued(&self, trunk: usize) -> usize {
+        self.gates.get(trunk).map_or(0, limits::TrunkGate::queued)
     }
 
     fn pump(&mut self) {
@@ -553,51 +635,89 @@ impl Core {
         self.actions.push_back(Action::Event(e));
     }
 
+    /// Emits a call's event with the call's tag.
+    fn emit_call(&mut self, call: CallId, mut e: ApiEvent) {
+        if let Some(tag) = self.calls.get(&call).and_then(|c| c.tag.clone()) {
+            e.set_tag(tag);
+        }
+        self.emit(e);
+    }
+
     fn unix(&self, t: Time) -> f64 {
         self.epoch_unix + t.0.as_secs_f64()
     }
 
-    /// Starts a call: the runtime opens its media, then [`Core::media_opened`] sends the
-    /// INVITE. `dialled` is the number after the trunk's rewriting.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts a call. The trunk, the number rules and the agent or pool are checked here;
+    /// then the call takes a channel of its trunk (or waits in the trunk's queue), the
+    /// runtime opens its media, and [`Core::media_opened`] sends the INVITE.
     pub fn originate(
         &mut self,
         now: Time,
-        number: &str,
-        dialled: &str,
-        trunk: Option<&str>,
-        agent_ext: &str,
-        agent: AgentTarget,
-        ringback: Option<PathBuf>,
-        record: Option<PathBuf>,
-    ) -> Result<CallInfo, ControlError> {
-        let trunk_index = match trunk {
+        spec: OriginateSpec,
+    ) -> Result<CallInfo, OriginateError> {
+        self.now = now;
+        if self.shutting_down {
+            return Err(OriginateError::ShuttingDown);
+        }
+        spec.check()?;
+        let trunk_index = match &spec.trunk {
             None => 0,
             Some(name) => self
                 .config
                 .trunks
                 .iter()
                 .position(|t| t.name.eq_ignore_ascii_case(name))
-                .ok_or_else(|| ControlError::NoSuchTrunk(name.to_owned()))?,
+                .ok_or_else(|| OriginateError::NoSuchTrunk(name.to_owned()))?,
         };
         let t = self
             .config
             .trunks
             .get(trunk_index)
-            .ok_or_else(|| ControlError::NoSuchTrunk("(none configured)".into()))?;
-        if let Some(max) = t.max_channels {
-            if self.trunk_load(trunk_index) >= max as usize {
-                return Err(ControlError::TrunkBusy(t.name.clone()));
+            .ok_or_else(|| OriginateError::NoSuchTrunk("(none configured)".into()))?;
+        let dialled = match &t.numbering {
+            Some(rules) => rules
+                .rewrite(&spec.number)
+                .map_err(|e| OriginateError::BadNumber(e.to_string()))?,
+            None => spec.number.clone(),
+        };
+        let id = CallId(self.next_call);
+        let (choice, agent_ext) = match &spec.agent {
+            AgentChoice::Extension(ext) => {
+                self.board.reserve(now, ext, id).map_err(|e| match e {
+                    agents::AgentError::Busy(x) => OriginateError::AgentBusy(x),
+                    agents::AgentError::Unknown(x) | agents::AgentError::LoggedOut(x) => {
+                        OriginateError::AgentUnavailable(x)
+                    }
+                })?;
+                (Choice::Fixed, Some(ext.clone()))
             }
-        }
-        if self.agent_busy(agent_ext) {
-            return Err(ControlError::AgentBusy(agent_ext.to_owned()));
+            AgentChoice::Pool(name) => {
+                let pool = self
+                    .board
+                    .pool_index(name)
+                    .ok_or_else(|| OriginateError::NoSuchPool(name.clone()))?;
+                if !self.board.pool_has_agents(pool) {
+                    return Err(OriginateError::PoolEmpty(name.clone()));
+                }
+                (Choice::Pool(pool), None)
+            }
+        };
+        let admitted = self.gates[trunk_index].admit(now, id);
+        if admitted == limits::Admit::Full {
+            if let Some(ext) = &agent_ext {
+                self.board.release(now, ext, id, agents::Release::Unused, 0);
+            }
+            let gate = &self.gates[trunk_index];
+            return Err(OriginateError::QueueFull {
+                trunk: t.name.clone(),
+                queued: gate.queued(),
+                max_queue: gate.max_queue(),
+            });
         }
         let target = Target {
             addr: t.proxy,
             transport: t.transport,
         };
-        let id = CallId(self.next_call);
         self.next_call += 1;
         let sip_call_id = self.endpoint.new_call_id();
         let tag = self.endpoint.new_tag();
@@ -612,60 +732,94 @@ impl Core {
             },
         );
         let trunk_name = t.name.clone();
+        let queued = admitted == limits::Admit::Queued;
         let call = Call {
             id,
-            number: number.to_owned(),
-            dialled: dialled.to_owned(),
-            agent_ext: agent_ext.to_owned(),
+            number: spec.number.clone(),
+            dialled,
+            agent_ext,
+            choice,
+            tried: Vec::new(),
+            tag: spec.tag.clone(),
+            agent_headers: spec.agent_headers.clone(),
             trunk: trunk_index,
-            ringback,
-            record,
-            state: CallState::Dialing,
+            ringback: spec.ringback.clone(),
+            record: spec.record.clone(),
+            state: if queued {
+                CallState::Queued
+            } else {
+                CallState::Dialing
+            },
             customer,
             agent: None,
-            agent_target: Some(agent),
             ports: None,
             created: now,
             progress: None,
             answered: None,
             bridged: None,
             deadline: None,
+            abandon_at: None,
+            abandoning: None,
             ending: None,
             totals: None,
             media_closing: false,
+            holds_channel: !queued,
         };
         self.calls.insert(id, call);
-        self.emit(ApiEvent::CallCreated {
-            call: id,
-            number: number.to_owned(),
-            agent: agent_ext.to_owned(),
-            trunk: trunk_name.clone(),
-        });
-        self.actions.push_back(Action::OpenMedia { call: id });
-        Ok(CallInfo {
+        let info = self.info(&self.calls[&id], now);
+        self.emit_call(
             id,
-            number: number.to_owned(),
-            agent: agent_ext.to_owned(),
-            trunk: trunk_name,
-            state: CallState::Dialing,
-            age_s: 0.0,
-        })
+            ApiEvent::CallCreated {
+                call: id,
+                number: spec.number.clone(),
+                agent: info.agent.clone(),
+                pool: info.pool.clone(),
+                trunk: trunk_name,
+                tag: None,
+            },
+        );
+        if queued {
+            let position = self.gates[trunk_index].queued();
+            self.emit_call(
+                id,
+                ApiEvent::Queued {
+                    call: id,
+                    position,
+                    tag: None,
+                },
+            );
+        } else {
+            self.actions.push_back(Action::OpenMedia { call: id });
+        }
+        self.service(now);
+        Ok(info)
     }
 
-    /// The media session is open with these local RTP ports: send the customer INVITE.
+    /// The media session is open with these local RTP ports: send the customer INVITE (at
+    /// once, or when the trunk's `max_cps` allows).
     pub fn media_opened(&mut self, now: Time, call: CallId, customer_port: u16, agent_port: u16) {
+        self.now = now;
         let Some(c) = self.calls.get_mut(&call) else {
             // The call ended while its media was being opened.
             self.actions.push_back(Action::CloseMedia { call });
             return;
         };
+        c.ports = Some((customer_port, agent_port));
         if c.ending.is_some() {
-            c.ports = Some((customer_port, agent_port));
             self.maybe_finish(now, call);
+            self.service(now);
             return;
         }
-        c.ports = Some((customer_port, agent_port));
         c.customer.rtp_port = customer_port;
+        let trunk = c.trunk;
+        if self.gates[trunk].invite_now(now, call) {
+            self.dial_customer(now, call);
+        }
+        self.service(now);
+    }
+
+    /// Sends the customer INVITE of a call whose media is open.
+    fn dial_customer(&mut self, now: Time, call: CallId) {
         self.announce_dtmf_modes(call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -679,7 +833,7 @@ impl Core {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let trunk = self.config.trunks[c.trunk].clone();
+        let trunk = &self.config.trunks[c.trunk];
         let uri = Uri::Sip(SipUri::new(
             Some(&c.dialled),
             Host::Domain(trunk.domain.clone()),
@@ -691,12 +845,13 @@ impl Core {
 
     /// Media could not be opened or failed mid-call.
     pub fn media_event(&mut self, now: Time, call: CallId, report: MediaReport) {
+        self.now = now;
         match report {
             MediaReport::Timeout(side) => self.end_call(
                 now,
                 call,
                 Ending {
-                    outcome: "media_timeout",
+                    outcome: CallOutcome::MediaTimeout,
                     status: 200,
                     cause: q850::TEMPORARY_FAILURE,
                     by: match side {
@@ -714,33 +869,39 @@ impl Core {
                 now,
                 call,
                 Ending {
-                    outcome: "failed",
+                    outcome: CallOutcome::Failed,
                     status: 500,
                     cause: q850::TEMPORARY_FAILURE,
                     by: HungUpBy::Dialer,
                 },
             ),
+            MediaReport::MessageDone(Side::Customer) => self.abandon_message_done(now, call),
+            MediaReport::MessageDone(Side::Agent) => {}
         }
+        self.service(now);
     }
 
     /// The media session's final statistics; completes the CDR of an ended call.
     pub fn media_closed(&mut self, now: Time, call: CallId, totals: MediaTotals) {
+        self.now = now;
         if let Some(c) = self.calls.get_mut(&call) {
             c.totals = Some(totals);
         }
         self.maybe_finish(now, call);
+        self.service(now);
     }
 
     /// Hangs a call up from the API.
     pub fn hangup(&mut self, now: Time, call: CallId) -> Result<(), ControlError> {
+        self.now = now;
         let Some(c) = self.calls.get(&call) else {
             return Err(ControlError::NoSuchCall(call.0));
         };
         // The outcome says how far the call got; who ended it is `hung_up_by`.
         let outcome = if c.bridged.is_some() {
-            "bridged"
+            CallOutcome::Bridged
         } else {
-            "hangup"
+            CallOutcome::Hangup
         };
         // Before the customer answered the INVITE is CANCELled and ends 487 Request
         // Terminated (RFC 3261 §9.2); after, the BYE ends it with 200.
@@ -755,11 +916,14 @@ impl Core {
                 by: HungUpBy::Dialer,
             },
         );
+        self.service(now);
         Ok(())
     }
 
-    /// Ends every call (shutdown): BYE or CANCEL for each leg the dialer owns.
+    /// Ends every call (shutdown): BYE or CANCEL for each leg the dialer owns, and takes no
+    /// new ones.
     pub fn hangup_all(&mut self, now: Time) {
+        self.shutting_down = true;
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
             let _ = self.hangup(now, id);
@@ -782,6 +946,7 @@ impl Core {
         self.endpoint.handle_datagram(now, transport, source, bytes);
         self.now = now;
         self.pump();
+        self.service(now);
     }
 
     /// Timers.
@@ -789,6 +954,7 @@ impl Core {
         self.now = now;
         self.endpoint.handle_timeout(now);
         self.pump();
+        self.board.handle_timeout(now);
         let due: Vec<CallId> = self
             .calls
             .values()
@@ -800,6 +966,15 @@ impl Core {
                 c.deadline = None;
             }
             self.call_timer(now, id);
+        }
+        let abandoned: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.abandon_at.is_some_and(|d| d <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in abandoned {
+            self.abandon_timer(now, id);
         }
         let due_sessions: Vec<(CallId, Side)> = self
             .calls
@@ -844,6 +1019,38 @@ impl Core {
             .collect();
         for (id, side) in due_updates {
             self.media_update_due(now, id, side);
+        }
+        self.pump();
+        self.service(now);
+    }
+
+    /// What every input ends with: queued calls that may now go out, deferred INVITEs,
+    /// waiting customers given to agents that became ready, and agent state events.
+    fn service(&mut self, now: Time) {
+        for trunk in 0..self.gates.len() {
+            while let Some(call) = self.gates[trunk].poll_release(now) {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.holds_channel = true;
+                    c.state = CallState::Dialing;
+                    self.actions.push_back(Action::OpenMedia { call });
+                } else {
+                    self.gates[trunk].channel_freed();
+                }
+            }
+            while let Some(call) = self.gates[trunk].poll_invite(now) {
+                self.dial_customer(now, call);
+            }
+        }
+        self.offer_to_newly_ready(now);
+        while let Some(change) = self.board.poll_change() {
+            let since = self.unix(change.at);
+            self.emit(ApiEvent::AgentState {
+                extension: change.extension,
+                state: change.state,
+                reason: change.reason,
+                call: change.call,
+                since,
+            });
         }
         self.pump();
     }

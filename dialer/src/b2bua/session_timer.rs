@@ -233,7 +233,7 @@ impl Core {
             now,
             call,
             Ending {
-                outcome: "session_timer_expired",
+                outcome: CallOutcome::SessionTimerExpired,
                 status: 408,
                 cause: q850::TIMER_EXPIRY,
                 by: HungUpBy::Dialer,
@@ -439,12 +439,12 @@ impl Core {
 
     /// Our refresh failed for good (RFC 4028 §10): BYE on both legs.
     pub(super) fn refresh_failed(&mut self, now: Time, call: CallId, side: Side, status: u16) {
-        let mut outcome = "session_refresh_failed";
+        let mut outcome = CallOutcome::SessionRefreshFailed;
         if let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) {
             if leg.session.is_none() {
                 // RFC 3261 §14.1: a re-INVITE (a direction change on a leg without a
                 // session timer) that times out or gets 408/481 ends the dialog too.
-                outcome = "reinvite_failed";
+                outcome = CallOutcome::ReinviteFailed;
             }
             leg.session = None;
             leg.refresh = None;

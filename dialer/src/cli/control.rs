@@ -1,5 +1,5 @@
 //! The commands that talk to a running dialer through its control API ([`crate::client`]):
-//! `dialer call`, `dialer calls`, `dialer agents`, `dialer hangup`.
+//! `dialer call`, `dialer calls`, `dialer agents`, `dialer agent pause|ready`, `dialer hangup`.
 //!
 //! `dialer call` opens the event stream first and only then originates, so no event of the new
 //! call can be published before the follower is subscribed; it then keeps the lines of its own
@@ -72,14 +72,24 @@ pub enum Colour {
     Never,
 }
 
-/// `dialer call NUMBER --agent EXT ...`
+/// `dialer call NUMBER --agent EXT ...` or `dialer call NUMBER --pool NAME ...`
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["agent", "pool"])))]
 pub struct CallArgs {
     /// The number to dial.
     pub number: String,
-    /// The agent's extension.
+    /// The agent's extension (reserved for the call before the customer is dialled).
     #[arg(long, value_name = "EXT")]
-    pub agent: String,
+    pub agent: Option<String>,
+    /// A pool: the best ready agent when the customer answers.
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
+    /// Your own id for the call (at most 128 characters), carried in its events and CDR.
+    #[arg(long, value_name = "T")]
+    pub tag: Option<String>,
+    /// An X- header for the agent's INVITE, as NAME=VALUE (repeatable).
+    #[arg(long = "agent-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub agent_headers: Vec<(String, String)>,
     /// The trunk; the first configured one when absent.
     #[arg(long, value_name = "NAME")]
     pub trunk: Option<String>,
@@ -123,6 +133,30 @@ pub struct ListArgs {
     pub api: ApiArgs,
 }
 
+/// `dialer agent pause|ready EXT`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Pause an agent: it takes no calls (one on a call is paused when the call ends).
+    Pause {
+        /// The agent's extension.
+        extension: String,
+        /// Why (shown in `dialer agents` and the agent_state event).
+        #[arg(long, value_name = "R", default_value = "paused")]
+        reason: String,
+        /// The API to ask.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Make an agent ready for calls.
+    Ready {
+        /// The agent's extension.
+        extension: String,
+        /// The API to ask.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
 /// `dialer hangup ID`.
 #[derive(Debug, Clone, Args)]
 pub struct HangupArgs {
@@ -134,6 +168,13 @@ pub struct HangupArgs {
     /// The API to ask.
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -166,6 +207,9 @@ pub fn call_command(args: &CallArgs, streams: &mut Streams<'_>) -> io::Result<Ex
     let request = OriginateRequest {
         number: args.number.clone(),
         agent: args.agent.clone(),
+        pool: args.pool.clone(),
+        tag: args.tag.clone(),
+        agent_headers: args.agent_headers.iter().cloned().collect(),
         trunk: args.trunk.clone(),
         ringback: args.ringback.clone(),
         record: args.record.clone(),
@@ -298,18 +342,37 @@ async fn standalone_call(
     let Some(agents) = ask(control, ControlRequest::ListAgents).await else {
         return fail(streams, STOPPED);
     };
-    if !agents.iter().any(|a| a.extension == request.agent) {
+    // The agent, or any member of the pool, must be logged in.
+    let wanted = |extension: &str, pools: &[String]| match (&request.agent, &request.pool) {
+        (Some(a), _) => a == extension,
+        (None, Some(p)) => pools.contains(p),
+        (None, None) => false,
+    };
+    let who = match (&request.agent, &request.pool) {
+        (Some(a), _) => format!("agent {a}"),
+        (None, Some(p)) => format!("an agent of pool {p}"),
+        (None, None) => "an agent".to_owned(),
+    };
+    let members: Vec<(String, Vec<String>)> = agents
+        .iter()
+        .map(|a| (a.extension.clone(), a.pools.clone()))
+        .collect();
+    let logged_in = agents
+        .iter()
+        .any(|a| a.state != crate::b2bua::AgentState::LoggedOut && wanted(&a.extension, &a.pools));
+    if !logged_in {
         writeln!(
             streams.stderr,
-            "dialer: waiting up to {} s for agent {} to register",
+            "dialer: waiting up to {} s for {who} to register",
             agent_wait.as_secs_f64(),
-            request.agent
         )?;
         let registered = async {
             loop {
                 match events.recv().await {
                     Ok(ApiEvent::AgentRegistered { extension, .. })
-                        if extension == request.agent =>
+                        if members
+                            .iter()
+                            .any(|(e, pools)| *e == extension && wanted(e, pools)) =>
                     {
                         return true
                     }
@@ -321,8 +384,7 @@ async fn standalone_call(
         let in_time = tokio::time::timeout(agent_wait, registered).await;
         if !in_time.unwrap_or(false) {
             let message = format!(
-                "agent {} did not register within {} s",
-                request.agent,
+                "{who} did not register within {} s",
                 agent_wait.as_secs_f64()
             );
             return fail(streams, message);
@@ -389,9 +451,14 @@ impl Follower {
     }
 
     fn header(&self, info: &CallInfo, out: &mut dyn Write) -> io::Result<()> {
+        let who = match (&info.agent, &info.pool) {
+            (Some(agent), _) => format!("agent {agent}"),
+            (None, Some(pool)) => format!("pool {pool}"),
+            (None, None) => "no agent".to_owned(),
+        };
         let text = format!(
-            "call {}: {} via {} for agent {}",
-            info.id, info.number, info.trunk, info.agent
+            "call {}: {} via {} for {who}",
+            info.id, info.number, info.trunk
         );
         writeln!(out, "{}", self.paint(BOLD, &text))?;
         out.flush()
@@ -438,31 +505,55 @@ pub fn describe(event: &ApiEvent) -> String {
             call,
             number,
             agent,
+            pool,
             trunk,
-        } => format!("[{call}] created: {number} via {trunk}, agent {agent}"),
-        ApiEvent::Progress { call, status } => format!(
+            ..
+        } => match (agent, pool) {
+            (Some(agent), _) => format!("[{call}] created: {number} via {trunk}, agent {agent}"),
+            (None, Some(pool)) => format!("[{call}] created: {number} via {trunk}, pool {pool}"),
+            (None, None) => format!("[{call}] created: {number} via {trunk}"),
+        },
+        ApiEvent::Queued { call, position, .. } => {
+            format!("[{call}] queued at the trunk's limit (position {position})")
+        }
+        ApiEvent::Progress { call, status, .. } => format!(
             "[{call}] progress: {status} {}",
             sip_core::message::reason_phrase(*status)
         ),
-        ApiEvent::EarlyMedia { call } => format!("[{call}] early media from the carrier"),
-        ApiEvent::Answered { call, codec } => format!("[{call}] customer answered ({codec})"),
-        ApiEvent::RingbackStarted { call } => format!("[{call}] ringback playing to the customer"),
-        ApiEvent::AgentRinging { call, agent } => format!("[{call}] agent {agent} ringing"),
+        ApiEvent::EarlyMedia { call, .. } => format!("[{call}] early media from the carrier"),
+        ApiEvent::Answered { call, codec, .. } => {
+            format!("[{call}] customer answered ({codec})")
+        }
+        ApiEvent::RingbackStarted { call, .. } => {
+            format!("[{call}] ringback playing to the customer")
+        }
+        ApiEvent::AgentRinging { call, agent, .. } => format!("[{call}] agent {agent} ringing"),
         ApiEvent::Bridged {
             call,
+            agent,
             agent_codec,
             transcoding,
+            ..
         } => format!(
-            "[{call}] bridged with the agent ({agent_codec}{})",
+            "[{call}] bridged with agent {agent} ({agent_codec}{})",
             if *transcoding { ", transcoding" } else { "" }
         ),
-        ApiEvent::Hangup { call, cdr } => format!(
+        ApiEvent::Hangup { call, cdr, .. } => format!(
             "[{call}] hung up by the {}: {}, SIP {}, Q.850 {}",
             hung_up_by(cdr.hung_up_by),
             cdr.outcome,
             cdr.sip_status,
             cdr.q850_cause
         ),
+        ApiEvent::AgentState {
+            extension,
+            state,
+            reason,
+            ..
+        } => match reason {
+            Some(reason) => format!("agent {extension}: {} ({reason})", state.as_str()),
+            None => format!("agent {extension}: {}", state.as_str()),
+        },
         ApiEvent::AgentRegistered {
             extension,
             contact,
@@ -637,7 +728,11 @@ pub fn calls_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<E
             vec![
                 c.id.to_string(),
                 c.number.clone(),
-                c.agent.clone(),
+                match (&c.agent, &c.pool) {
+                    (Some(agent), _) => agent.clone(),
+                    (None, Some(pool)) => format!("({pool})"),
+                    (None, None) => "-".to_owned(),
+                },
                 c.trunk.clone(),
                 serde_json::to_value(c.state)
                     .ok()
@@ -680,9 +775,11 @@ pub fn trunks_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<
                 format!("{}/{}", t.proxy, t.transport),
                 t.state.clone(),
                 t.expires_in_s.map_or_else(dash, |s| s.to_string()),
-                match t.max_channels {
-                    Some(max) => format!("{}/{max}", t.calls),
-                    None => t.calls.to_string(),
+                match (t.max_channels, t.queued) {
+                    (Some(max), 0) => format!("{}/{max}", t.calls),
+                    (Some(max), q) => format!("{}/{max} +{q} queued", t.calls),
+                    (None, 0) => t.calls.to_string(),
+                    (None, q) => format!("{} +{q} queued", t.calls),
                 },
                 detail,
             ]
@@ -713,14 +810,29 @@ pub fn agents_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<
     let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|a| {
+            let state = match &a.reason {
+                Some(reason) => format!("{} ({reason})", a.state.as_str()),
+                None => a.state.as_str().to_owned(),
+            };
+            let since = a.state_since;
             vec![
                 a.extension.clone(),
+                state,
+                format!("{:.0}", (now_unix() - since).max(0.0)),
+                a.calls_taken.to_string(),
+                if a.pools.is_empty() {
+                    "-".to_owned()
+                } else {
+                    a.pools.join(",")
+                },
                 a.source.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 if a.nat { "yes" } else { "no" }.to_owned(),
-                a.expires_in_s
-                    .map_or_else(|| "static".to_owned(), |s| s.to_string()),
-                if a.busy { "busy" } else { "idle" }.to_owned(),
-                a.contact.clone(),
+                match (a.expires_in_s, &a.contact) {
+                    (Some(s), _) => s.to_string(),
+                    (None, Some(_)) => "static".to_owned(),
+                    (None, None) => "-".to_owned(),
+                },
+                a.contact.clone().unwrap_or_else(|| "-".to_owned()),
                 a.user_agent.clone().unwrap_or_default(),
             ]
         })
@@ -731,10 +843,13 @@ pub fn agents_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<
         table(
             &[
                 "EXTENSION",
+                "STATE",
+                "FOR_S",
+                "CALLS",
+                "POOLS",
                 "SOURCE",
                 "NAT",
                 "EXPIRES_S",
-                "STATE",
                 "CONTACT",
                 "USER_AGENT"
             ],
@@ -742,6 +857,45 @@ pub fn agents_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<
         )
     )?;
     Ok(Exit::Success)
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `dialer agent pause|ready`.
+pub fn agent_command(command: &AgentCommand, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    let (api, extension, result) = match command {
+        AgentCommand::Pause {
+            extension,
+            reason,
+            api,
+        } => (
+            api,
+            extension,
+            api.client().map(|c| c.pause_agent(extension, reason)),
+        ),
+        AgentCommand::Ready { extension, api } => (
+            api,
+            extension,
+            api.client().map(|c| c.ready_agent(extension)),
+        ),
+    };
+    let _ = api;
+    match result {
+        Ok(Ok(())) => {
+            let what = match command {
+                AgentCommand::Pause { reason, .. } => format!("paused ({reason})"),
+                AgentCommand::Ready { .. } => "ready".to_owned(),
+            };
+            writeln!(streams.stdout, "agent {extension}: {what}")?;
+            Ok(Exit::Success)
+        }
+        Ok(Err(e)) => client_error(streams, &e),
+        Err(message) => fail(streams, message),
+    }
 }
 
 /// `dialer hangup`.
@@ -772,14 +926,22 @@ mod tests {
             agent_call_id: bridged.then(|| "a@x".into()),
             number: "5551234".into(),
             dialled: "+15551234".into(),
-            agent: "1001".into(),
+            agent: Some("1001".into()),
+            pool: None,
+            tag: None,
+            agent_attempts: 1,
+            connect_ms: bridged.then_some(1500),
             trunk: "carrier".into(),
             created: 100.0,
             progress: Some(100.5),
             answered: bridged.then_some(102.0),
             bridged: bridged.then_some(103.5),
             ended: if bridged { 133.5 } else { 101.0 },
-            outcome: if bridged { "bridged" } else { "busy" }.into(),
+            outcome: if bridged {
+                crate::b2bua::CallOutcome::Bridged
+            } else {
+                crate::b2bua::CallOutcome::Busy
+            },
             sip_status: if bridged { 200 } else { 486 },
             q850_cause: if bridged { 16 } else { 17 },
             hung_up_by: if bridged {

@@ -57,8 +57,15 @@ pub enum Command {
     Call(control::CallArgs),
     /// List the running dialer's live calls.
     Calls(control::ListArgs),
-    /// List the agents registered to the running dialer.
+    /// List the running dialer's agents: state (ready, talking, paused ...), calls taken,
+    /// pools, registration.
     Agents(control::ListArgs),
+    /// Pause an agent or make it ready.
+    Agent {
+        /// What to do.
+        #[command(subcommand)]
+        command: control::AgentCommand,
+    },
     /// List the running dialer's trunks and their registration state.
     Trunks(control::ListArgs),
     /// Hang up one of the running dialer's calls.
@@ -199,6 +206,7 @@ pub fn run_with(cli: Cli, streams: &mut Streams<'_>) -> Exit {
         Command::Call(args) => control::call_command(&args, streams),
         Command::Calls(args) => control::calls_command(&args, streams),
         Command::Agents(args) => control::agents_command(&args, streams),
+        Command::Agent { command } => control::agent_command(&command, streams),
         Command::Trunks(args) => control::trunks_command(&args, streams),
         Command::Hangup(args) => control::hangup_command(&args, streams),
     };

@@ -680,11 +680,10 @@ listen = "127.0.0.1:{api_port}"
         .send(ControlRequest::Originate(
             OriginateRequest {
                 number: "5551234567".into(),
-                agent: "1000".into(),
-                trunk: None,
-                ringback: None,
+                agent: Some("1000".into()),
                 record: Some(recording.clone()),
                 pcap: Some(call_pcap.clone()),
+                ..OriginateRequest::default()
             },
             reply_tx,
         ))

@@ -82,6 +82,14 @@ pub enum MediaCommand {
         /// The clips, per codec.
         ringback: Arc<Ringback>,
     },
+    /// Play `message` to `side` once, in place of any ringback, then report
+    /// [`MediaEvent::MessageDone`] (at once when the leg has no clip for its codec).
+    PlayMessage {
+        /// The leg that hears it.
+        side: Side,
+        /// The clips, per codec.
+        message: Arc<Ringback>,
+    },
     /// Stop ringback to `side`: the other leg's audio follows with the stream's numbering
     /// running on and the marker bit set.
     StopRingback {
@@ -152,6 +160,11 @@ pub enum MediaEvent {
         event: u8,
         /// How long the key was pressed.
         duration: Duration,
+    },
+    /// A [`MediaCommand::PlayMessage`] has played to its end.
+    MessageDone {
+        /// The leg that heard it.
+        side: Side,
     },
     /// The task ended; nothing follows.
     Closed {
@@ -336,6 +349,7 @@ struct MediaTask {
 enum Command {
     SetLeg(Side, Box<Negotiated>),
     StartRingback(Side, Arc<Ringback>),
+    PlayMessage(Side, Arc<Ringback>),
     StopRingback(Side),
     Record(Box<PathBuf>),
     Capture(super::tap::SharedTap),
@@ -353,6 +367,7 @@ impl From<MediaCommand> for Command {
             MediaCommand::StartRingback { side, ringback } => {
                 Command::StartRingback(side, ringback)
             }
+            MediaCommand::PlayMessage { side, message } => Command::PlayMessage(side, message),
             MediaCommand::StopRingback { side } => Command::StopRingback(side),
             MediaCommand::Record { path } => Command::Record(Box::new(path)),
             MediaCommand::Capture { tap } => Command::Capture(tap),
@@ -474,6 +489,8 @@ struct State {
     locals: [SocketAddr; 4],
     /// Each leg's DTMF mode, given to the relay when it is created.
     dtmf: [DtmfMode; 2],
+    /// When the message playing to each side ends.
+    message_end: [Option<Instant>; 2],
 }
 
 impl State {
@@ -491,15 +508,17 @@ impl State {
             tap: None,
             locals: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
             dtmf: [DtmfMode::Rfc4733; 2],
+            message_end: [None, None],
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         let relay = self.relay.as_ref().and_then(Relay::next_deadline);
-        match (relay, self.record_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [relay, self.record_due]
+            .into_iter()
+            .chain(self.message_end)
+            .flatten()
+            .min()
     }
 
     fn fail(&self, reason: String) {
@@ -514,8 +533,10 @@ impl State {
                 self.ringback[side_index(side)] = Some(ringback);
                 self.start_ringback(side, now);
             }
+            Command::PlayMessage(side, message) => self.play_message(side, message, now),
             Command::StopRingback(side) => {
                 self.ringback[side_index(side)] = None;
+                self.message_end[side_index(side)] = None;
                 if let Some(relay) = &mut self.relay {
                     relay.stop_ringback(side);
                 }
@@ -597,6 +618,29 @@ impl State {
                 self.fail(format!("no ringback clip for {codec:?}"));
             }
         }
+    }
+
+    /// Plays a message once through the ringback player, stopped after the clip's length.
+    fn play_message(&mut self, side: Side, message: Arc<Ringback>, now: Instant) {
+        let i = side_index(side);
+        let frames = self
+            .relay
+            .as_ref()
+            .and_then(|r| r.codec(side))
+            .and_then(|codec| message.clip(codec))
+            .map_or(0, |clip| clip.len());
+        if let Some(relay) = &mut self.relay {
+            relay.stop_ringback(side);
+        }
+        if frames == 0 {
+            self.ringback[i] = None;
+            let _ = self.events.send(MediaEvent::MessageDone { side });
+            return;
+        }
+        self.ringback[i] = Some(message);
+        self.start_ringback(side, now);
+        let length = Duration::from_millis(u64::from(media::playback::FRAME_MS) * frames as u64);
+        self.message_end[i] = Some(now + length);
     }
 
     fn record(&mut self, path: PathBuf, now: Instant) {
@@ -769,6 +813,17 @@ impl State {
     fn on_deadline(&mut self, fds: &[RawFd; 4]) {
         let now = Instant::now();
         self.transmit_due(now, fds);
+        for side in [Side::Customer, Side::Agent] {
+            let i = side_index(side);
+            if self.message_end[i].is_some_and(|end| now >= end) {
+                self.message_end[i] = None;
+                self.ringback[i] = None;
+                if let Some(relay) = &mut self.relay {
+                    relay.stop_ringback(side);
+                }
+                let _ = self.events.send(MediaEvent::MessageDone { side });
+            }
+        }
         if self.record_due.is_some_and(|due| now >= due) {
             self.record_due = Some(now + RECORD_FLUSH);
             if let Some(Err(error)) = self.recorder.as_mut().map(|r| r.flush()) {

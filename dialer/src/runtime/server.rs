@@ -131,7 +131,6 @@ struct State {
     ringbacks: HashMap<PathBuf, Arc<Ringback>>,
     default_ringback: Option<PathBuf>,
     agent_codecs: HashMap<String, Vec<Codec>>,
-    trunks: Vec<trunk_profiles::Trunk>,
     options: RunOptions,
     cdr_file: Option<std::fs::File>,
     shutting_down: bool,
@@ -195,6 +194,10 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     .map_err(|e| RunError::Registrar(e.to_string()))?;
     let registrar = Registrar::new(rconf, Box::new(StdRng::seed_from_u64(seed.next_u64())))
         .map_err(|e| RunError::Registrar(e.to_string()))?;
+    core.set_agents(
+        config.agents().iter().map(|a| a.extension.clone()),
+        settings::pools(&config),
+    );
     let mut registrations = Vec::new();
     for (t, proxy) in config.trunks().iter().zip(&proxies) {
         if let Some(rc) = settings::registration_config(t, *proxy, local, config.sip().external_ip)
@@ -206,8 +209,15 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     }
     let default_ringback = config.media().ringback.clone();
     let mut ringbacks = HashMap::new();
-    if let Some(p) = &default_ringback {
-        ringbacks.insert(p.clone(), Arc::new(load_ringback(p)?));
+    let messages = config
+        .pools()
+        .iter()
+        .filter_map(|p| p.abandon_message.clone());
+    for p in default_ringback.iter().cloned().chain(messages) {
+        if !ringbacks.contains_key(&p) {
+            let clip = Arc::new(load_ringback(&p)?);
+            ringbacks.insert(p, clip);
+        }
     }
     let (events, _) = broadcast::channel(4096);
     let (req_tx, req_rx) = mpsc::channel(256);
@@ -270,7 +280,6 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         ringbacks,
         default_ringback,
         agent_codecs,
-        trunks: config.trunks().to_vec(),
         options: options.clone(),
         cdr_file,
         shutting_down: false,
@@ -296,6 +305,10 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         });
     }
     let now = state.clock.now();
+    // Agents with a static contact are reachable from the start.
+    for a in config.agents() {
+        state.refresh_agent(now, &a.extension);
+    }
     for (_, reg) in &mut state.registrations {
         reg.start(now, state.core.endpoint());
     }
@@ -497,25 +510,69 @@ impl State {
                 let _ = reply.send(self.core.hangup(now, id));
             }
             ControlRequest::ListAgents(reply) => {
-                let agents = self
-                    .registrar
-                    .bindings(now)
-                    .into_iter()
-                    .map(|b| AgentInfo {
-                        extension: b.extension.clone(),
-                        contact: b.contact.uri.to_string(),
-                        source: Some(b.source),
-                        nat: b.nat,
-                        expires_in_s: b.remaining(now).map(|d| d.as_secs()),
-                        user_agent: b.user_agent.clone(),
-                        busy: self.core.agent_busy(&b.extension),
-                    })
-                    .collect();
-                let _ = reply.send(agents);
+                let _ = reply.send(self.agents(now));
+            }
+            ControlRequest::PauseAgent(extension, reason, reply) => {
+                let r = self.core.pause_agent(now, &extension, &reason);
+                let _ = reply.send(r.map_err(ControlError::from));
+            }
+            ControlRequest::ReadyAgent(extension, reply) => {
+                let r = self.core.ready_agent(now, &extension);
+                let _ = reply.send(r.map_err(ControlError::from));
             }
             ControlRequest::ListTrunks(reply) => {
                 let _ = reply.send(self.trunks(now));
             }
+        }
+    }
+
+    /// Every configured agent: its state, and its best registration when it has one.
+    fn agents(&self, now: sip_core::time::Time) -> Vec<AgentInfo> {
+        let unix = self.clock.unix_at_start();
+        self.core
+            .agent_states()
+            .into_iter()
+            .map(|a| {
+                let binding = self.registrar.lookup(&a.extension, now);
+                AgentInfo {
+                    busy: a.call.is_some(),
+                    contact: binding.map(|b| b.contact.uri.to_string()),
+                    source: binding.map(|b| b.source),
+                    nat: binding.is_some_and(|b| b.nat),
+                    expires_in_s: binding.and_then(|b| b.remaining(now)).map(|d| d.as_secs()),
+                    user_agent: binding.and_then(|b| b.user_agent.clone()),
+                    state: a.state,
+                    reason: a.reason,
+                    state_since: unix + a.since.0.as_secs_f64(),
+                    calls_taken: a.calls_taken,
+                    call: a.call,
+                    pools: a.pools,
+                    extension: a.extension,
+                }
+            })
+            .collect()
+    }
+
+    /// Tells the core where an agent can be called now (its best binding), or that it
+    /// cannot.
+    fn refresh_agent(&mut self, now: sip_core::time::Time, extension: &str) {
+        let target = self.registrar.lookup(extension, now).map(|b| {
+            let codecs = self
+                .agent_codecs
+                .get(extension)
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .unwrap_or_else(|| vec![Codec::Pcmu, Codec::Pcma, Codec::Opus]);
+            AgentTarget {
+                uri: b.request_uri().clone(),
+                destination: b.source,
+                transport: b.transport,
+                codecs,
+            }
+        });
+        match target {
+            Some(t) => self.core.agent_reachable(now, extension, t),
+            None => self.core.agent_unreachable(now, extension),
         }
     }
 
@@ -542,7 +599,9 @@ impl State {
                     retry_in_s: None,
                     error: None,
                     calls: self.core.trunk_load(i),
+                    queued: self.core.trunk_queued(i),
                     max_channels: t.max_channels,
+                    max_cps: t.max_cps,
                 };
                 let registration = self.registrations.iter().find(|(n, _)| *n == t.name);
                 if let Some((_, r)) = registration {
@@ -587,59 +646,32 @@ impl State {
     ) -> Result<crate::control::CallInfo, ControlError> {
         let now = self.clock.now();
         if self.shutting_down {
-            return Err(ControlError::Other("the dialer is shutting down".into()));
+            return Err(ControlError::ShuttingDown);
         }
-        let trunk = match &o.trunk {
-            Some(name) => self
-                .trunks
-                .iter()
-                .find(|t| t.name.eq_ignore_ascii_case(name))
-                .ok_or_else(|| ControlError::NoSuchTrunk(name.clone()))?,
-            None => self
-                .trunks
-                .first()
-                .ok_or_else(|| ControlError::NoSuchTrunk("(none configured)".into()))?,
-        };
-        let dialled = trunk
-            .rewrite_number(&o.number)
-            .map_err(|e| ControlError::BadNumber(e.to_string()))?;
-        let binding = self
-            .registrar
-            .lookup(&o.agent, now)
-            .ok_or_else(|| ControlError::AgentUnavailable(o.agent.clone()))?;
-        let codecs = self
-            .agent_codecs
-            .get(&o.agent)
-            .filter(|c| !c.is_empty())
-            .cloned()
-            .unwrap_or_else(|| vec![Codec::Pcmu, Codec::Pcma, Codec::Opus]);
-        let target = AgentTarget {
-            uri: binding.request_uri().clone(),
-            destination: binding.source,
-            transport: binding.transport,
-            codecs,
-        };
-        let ringback = o.ringback.clone().or_else(|| self.default_ringback.clone());
+        let spec = o.to_spec()?;
+        let ringback = spec
+            .ringback
+            .clone()
+            .or_else(|| self.default_ringback.clone());
         if let Some(p) = &ringback {
             if !self.ringbacks.contains_key(p) {
                 let rb = load_ringback(p).map_err(|e| ControlError::Other(e.to_string()))?;
                 self.ringbacks.insert(p.clone(), Arc::new(rb));
             }
         }
-        let info = self.core.originate(
-            now,
-            &o.number,
-            &dialled,
-            o.trunk.as_deref(),
-            &o.agent,
-            target,
-            ringback.clone(),
-            o.record.clone(),
-        )?;
-        let tap = match &o.pcap {
+        // The pcap opens before the call exists: a path that cannot be written refuses the
+        // call instead of leaving one behind.
+        let tap = match &spec.pcap {
             Some(path) => Some(super::tap::PcapTap::shared(path).map_err(ControlError::Other)?),
             None => None,
         };
+        let info = self.core.originate(
+            now,
+            crate::b2bua::OriginateSpec {
+                ringback: ringback.clone(),
+                ..spec
+            },
+        )?;
         self.media.insert(
             info.id,
             CallMedia {
@@ -678,6 +710,10 @@ impl State {
                 MediaEvent::Failed { reason } => {
                     self.core
                         .media_event(now, call, MediaReport::Failed(reason))
+                }
+                MediaEvent::MessageDone { side } => {
+                    self.core
+                        .media_event(now, call, MediaReport::MessageDone(side))
                 }
                 MediaEvent::Digit {
                     side,
@@ -861,19 +897,28 @@ impl State {
                     contact.uri
                 );
                 self.publish(ApiEvent::AgentRegistered {
-                    extension,
+                    extension: extension.clone(),
                     contact: contact.uri.to_string(),
                     source,
                     nat,
                 });
+                let now = self.clock.now();
+                self.refresh_agent(now, &extension);
             }
             RegistrarEvent::AgentUnregistered {
                 extension, reason, ..
-            } => self.publish(ApiEvent::AgentUnregistered {
-                extension,
-                reason: format!("{reason:?}").to_lowercase(),
-            }),
-            _ => {}
+            } => {
+                self.publish(ApiEvent::AgentUnregistered {
+                    extension: extension.clone(),
+                    reason: format!("{reason:?}").to_lowercase(),
+                });
+                let now = self.clock.now();
+                self.refresh_agent(now, &extension);
+            }
+            RegistrarEvent::AgentRefreshed { extension, .. } => {
+                let now = self.clock.now();
+                self.refresh_agent(now, &extension);
+            }
         }
     }
 
@@ -931,6 +976,15 @@ impl State {
                     None => return,
                 }
             }
+            MediaOp::PlayMessage { side, path } => match self.ringbacks.get(&path).cloned() {
+                Some(message) => MediaCommand::PlayMessage { side, message },
+                None => {
+                    let now = self.clock.now();
+                    self.core
+                        .media_event(now, call, MediaReport::MessageDone(side));
+                    return;
+                }
+            },
             MediaOp::StopRingback { side } => MediaCommand::StopRingback { side },
             MediaOp::Record { path } => MediaCommand::Record { path },
             MediaOp::SetDtmf { side, mode } => MediaCommand::SetDtmf { side, mode },

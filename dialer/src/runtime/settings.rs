@@ -1,7 +1,7 @@
 //! Turning a `dialer.toml` into the cores' settings: addresses resolved, secrets exposed
 //! only to the cores that hash them, codecs mapped.
 
-use crate::b2bua::{CoreConfig, DtmfMode, TrunkSettings};
+use crate::b2bua::{CoreConfig, DtmfMode, PoolSettings, Strategy, TrunkSettings};
 use media::sdp::Codec;
 use sip_core::auth::{Credentials, Secret as AuthSecret};
 use sip_core::message::{Host, Uri};
@@ -129,6 +129,9 @@ pub fn core_config(
             caller_name: t.caller_name.clone(),
             pai: t.pai,
             max_channels: t.max_channels.map(|n| n.get()),
+            max_cps: t.max_cps.map(|n| n.get()),
+            max_queue: t.max_queue,
+            numbering: Some(t.numbering.clone()),
         })
         .collect();
     CoreConfig {
@@ -140,6 +143,29 @@ pub fn core_config(
         agent_ring_timeout: config.calls().agent_ring_timeout,
         max_redirects: 3,
     }
+}
+
+/// The pools as the core uses them; an unset `abandon_after_ms` is the agent ring timeout
+/// (ring mode: the customer hears ringback for as long as an agent may ring).
+pub fn pools(config: &Config) -> Vec<PoolSettings> {
+    config
+        .pools()
+        .iter()
+        .map(|p| PoolSettings {
+            name: p.name.clone(),
+            agents: p.agents.clone(),
+            strategy: match p.strategy {
+                trunk_profiles::PoolStrategy::LongestIdle => Strategy::LongestIdle,
+                trunk_profiles::PoolStrategy::FewestCalls => Strategy::FewestCalls,
+            },
+            wrap_up: p.wrap_up,
+            max_no_answer: p.max_no_answer,
+            agent_attempts: p.agent_attempts,
+            abandon_after: p.abandon_after.unwrap_or(config.calls().agent_ring_timeout),
+            abandon_message: p.abandon_message.clone(),
+            login_paused: p.login_paused,
+        })
+        .collect()
 }
 
 /// The registration of a trunk with `register = true`.

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use dialer::b2bua::{
-    Action, AgentTarget, Core, CoreConfig, MediaOp, MediaTotals, SessionTimerConfig, TrunkSettings,
+    Action, AgentChoice, AgentTarget, Core, CoreConfig, MediaOp, MediaTotals, OriginateSpec,
+    SessionTimerConfig, TrunkSettings,
 };
 use dialer::control::{ApiEvent, Cdr};
 use media::sdp::{answer_offer, Codec, LocalEndpoint, MediaConfig, SessionDescription};
@@ -129,6 +130,16 @@ pub struct Net {
     pub agent_codecs: Vec<Codec>,
 }
 
+/// National numbers become `+1...` (the carrier wants E.164).
+pub fn us_e164() -> trunk_profiles::NumberRewrite {
+    let mut n = trunk_profiles::NumberRewrite::default();
+    n.e164 = true;
+    n.country_code = Some("1".into());
+    n.national_prefix = "0".into();
+    n.international_prefix = "00".into();
+    n
+}
+
 pub fn trunk() -> TrunkSettings {
     TrunkSettings {
         name: "carrier".into(),
@@ -141,6 +152,9 @@ pub fn trunk() -> TrunkSettings {
         caller_name: Some("Outbound".into()),
         pai: true,
         max_channels: Some(2),
+        max_cps: None,
+        max_queue: 0,
+        numbering: Some(us_e164()),
     }
 }
 
@@ -343,20 +357,21 @@ impl Net {
         }
     }
 
+    /// Agent 1000 reachable at its NAT address with this network's codecs.
+    pub fn agent_registers(&mut self) {
+        let target = AgentTarget {
+            codecs: self.agent_codecs.clone(),
+            ..Self::agent_target()
+        };
+        self.core.agent_reachable(self.now, "1000", target);
+    }
+
     pub fn originate(&mut self) {
+        self.agent_registers();
         self.core
             .originate(
                 self.now,
-                "5551234567",
-                "+15551234567",
-                None,
-                "1000",
-                AgentTarget {
-                    codecs: self.agent_codecs.clone(),
-                    ..Self::agent_target()
-                },
-                None,
-                None,
+                OriginateSpec::new("5551234567", AgentChoice::Extension("1000".into())),
             )
             .expect("originate");
         self.settle();
