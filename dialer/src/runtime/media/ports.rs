@@ -1,17 +1,33 @@
 //! The pool of local RTP ports: even ports of the configured range (`media.rtp_ports` of the
 //! trunk profile), each with the odd port above it for RTCP (RFC 3550 §11).
+//!
+//! Each lease is drawn at random, so that an off-path attacker who saw one call's port cannot
+//! guess the next call's and stream at it before the peer does (the relay's latching accepts
+//! a new source only for a short while after the answer; an unguessable port keeps strangers
+//! from even trying). The random source is injected ([`PortPool::with_rng`]) so tests are
+//! exact; [`PortPool::new`] seeds one from the operating system.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
 /// Even RTP ports from a range, lent out one at a time and returned when the lease drops.
 ///
-/// A returned port goes to the back of the queue: it is reused as late as possible, so that
-/// stray packets of an ended call rarely reach the next one. Cloning shares the pool.
+/// A lease is drawn at random from the older half of the free pairs (those free the longest):
+/// a port just returned, by an ended call or by a bind that found it taken by another process,
+/// waits until half the pool has been drawn before it can come back, and each draw still has
+/// half the free pairs to choose from. Cloning shares the pool.
 #[derive(Clone)]
 pub struct PortPool {
-    free: Arc<Mutex<VecDeque<u16>>>,
+    free: Arc<Mutex<Free>>,
+}
+
+/// The free pairs, oldest first, and the random source that picks among them.
+struct Free {
+    ports: Vec<u16>,
+    rng: Box<dyn RngCore + Send>,
 }
 
 impl fmt::Debug for PortPool {
@@ -33,36 +49,58 @@ pub struct EmptyPortRange {
 }
 
 impl PortPool {
-    /// Every even `p` with `first <= p` and `p + 1 <= last`.
+    /// Every even `p` with `first <= p` and `p + 1 <= last`, drawn with a random source seeded
+    /// from the operating system.
     pub fn new(first: u16, last: u16) -> Result<PortPool, EmptyPortRange> {
+        PortPool::with_rng(first, last, StdRng::from_entropy())
+    }
+
+    /// [`PortPool::new`] drawing from `rng` (seeded in tests, for exact orders).
+    pub fn with_rng(
+        first: u16,
+        last: u16,
+        rng: impl RngCore + Send + 'static,
+    ) -> Result<PortPool, EmptyPortRange> {
         let start = u32::from(first).next_multiple_of(2);
-        let free: VecDeque<u16> = (start..u32::from(last))
+        let ports: Vec<u16> = (start..u32::from(last))
             .step_by(2)
             .filter_map(|p| u16::try_from(p).ok())
             .filter(|&p| p != 0)
             .collect();
-        if free.is_empty() {
+        if ports.is_empty() {
             return Err(EmptyPortRange { first, last });
         }
         Ok(PortPool {
-            free: Arc::new(Mutex::new(free)),
+            free: Arc::new(Mutex::new(Free {
+                ports,
+                rng: Box::new(rng),
+            })),
         })
     }
 
     /// How many RTP/RTCP pairs are free now.
     pub fn free_pairs(&self) -> usize {
-        self.lock().len()
+        self.lock().ports.len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<u16>> {
-        // A panic while the lock is held leaves the queue itself consistent (each operation is
-        // one push or pop), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, Free> {
+        // A panic while the lock is held leaves the list itself consistent (each operation is
+        // one removal or push), so a poisoned lock is still usable.
         self.free.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The next free even port, if any.
+    /// A free even port drawn at random, if any.
     pub(crate) fn take(&self) -> Option<PortLease> {
-        let port = self.lock().pop_front()?;
+        let mut free = self.lock();
+        let Free { ports, rng } = &mut *free;
+        if ports.is_empty() {
+            return None;
+        }
+        let index = rng.gen_range(0..ports.len().div_ceil(2));
+        // `remove`, not `swap_remove`, keeps the rest oldest first (a memmove of at most
+        // 64 KiB, once per call leg).
+        let port = ports.remove(index);
+        drop(free);
         Some(PortLease {
             pool: self.clone(),
             port,
@@ -86,7 +124,7 @@ impl PortLease {
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        self.pool.lock().push_back(self.port);
+        self.pool.lock().ports.push(self.port);
     }
 }
 
@@ -94,27 +132,100 @@ impl Drop for PortLease {
 mod tests {
     use super::*;
 
+    fn pool(first: u16, last: u16, seed: u64) -> PortPool {
+        PortPool::with_rng(first, last, StdRng::seed_from_u64(seed)).expect("a pair fits")
+    }
+
+    /// Takes every pair, in the order drawn.
+    fn drain(pool: &PortPool) -> Vec<PortLease> {
+        std::iter::from_fn(|| pool.take()).collect()
+    }
+
     #[test]
     fn only_even_ports_with_room_for_rtcp_are_lent() {
-        let pool = PortPool::new(10001, 10006).expect("two pairs fit");
-        let a = pool.take().expect("free");
-        let b = pool.take().expect("free");
-        assert_eq!((a.port(), b.port()), (10002, 10004));
-        assert!(
-            pool.take().is_none(),
+        let pool = pool(10001, 10006, 1);
+        let mut ports: Vec<u16> = drain(&pool).iter().map(PortLease::port).collect();
+        ports.sort_unstable();
+        assert_eq!(
+            ports,
+            [10002, 10004],
             "10006 has no odd port above it in range"
         );
     }
 
     #[test]
-    fn a_dropped_lease_returns_to_the_back_of_the_queue() {
-        let pool = PortPool::new(20000, 20005).expect("three pairs");
+    fn leases_are_distinct_even_ports_with_rtcp_inside_the_range() {
+        let (first, last) = (16384, 16483);
+        let pool = pool(first, last, 7);
+        let leases = drain(&pool);
+        let mut ports: Vec<u16> = leases.iter().map(PortLease::port).collect();
+        for &port in &ports {
+            assert_eq!(port % 2, 0, "{port} is even");
+            assert!(
+                first <= port && port + 1 <= last,
+                "{port} and {} in range",
+                port + 1
+            );
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), leases.len(), "no port lent twice");
+    }
+
+    #[test]
+    fn every_pair_is_handed_out_before_the_pool_is_exhausted() {
+        let pool = pool(20000, 20199, 3);
+        let leases = drain(&pool);
+        let mut ports: Vec<u16> = leases.iter().map(PortLease::port).collect();
+        ports.sort_unstable();
+        let all: Vec<u16> = (20000..20199).step_by(2).collect();
+        assert_eq!(ports, all);
+        assert_eq!(pool.free_pairs(), 0);
+        assert!(pool.take().is_none());
+    }
+
+    #[test]
+    fn leases_are_not_handed_out_in_order() {
+        let pool = pool(20000, 20199, 3);
+        let ports: Vec<u16> = drain(&pool).iter().map(PortLease::port).collect();
+        let mut sorted = ports.clone();
+        sorted.sort_unstable();
+        assert_ne!(ports, sorted, "not from the bottom of the range up");
+        assert_ne!(ports[0], 20000);
+    }
+
+    #[test]
+    fn two_pools_with_different_seeds_give_different_orders() {
+        let order = |seed| -> Vec<u16> {
+            let pool = pool(30000, 30999, seed);
+            drain(&pool).iter().map(PortLease::port).collect()
+        };
+        assert_eq!(order(1), order(1), "a seed gives one order");
+        assert_ne!(order(1), order(2));
+    }
+
+    #[test]
+    fn returned_ports_come_back() {
+        let pool = pool(40000, 40009, 5);
+        let leases = drain(&pool);
+        assert_eq!(leases.len(), 5);
+        let returned = leases[2].port();
+        drop(leases);
+        assert_eq!(pool.free_pairs(), 5);
+        let again: Vec<u16> = drain(&pool).iter().map(PortLease::port).collect();
+        assert_eq!(again.len(), 5);
+        assert!(again.contains(&returned));
+    }
+
+    #[test]
+    fn a_port_just_returned_waits_for_half_the_pool() {
+        let pool = pool(40000, 40019, 9);
         let first = pool.take().expect("free");
-        assert_eq!(first.port(), 20000);
+        let port = first.port();
         drop(first);
-        assert_eq!(pool.free_pairs(), 3);
-        let next = pool.take().expect("free");
-        assert_eq!(next.port(), 20002, "the port just freed is reused last");
+        // Ten pairs free, the returned one last: the next four draws come from the others.
+        let next: Vec<PortLease> = (0..4).map(|_| pool.take().expect("free")).collect();
+        assert!(next.iter().all(|l| l.port() != port));
     }
 
     #[test]
@@ -126,5 +237,14 @@ mod tests {
                 last: 30001
             })
         );
+    }
+
+    #[test]
+    fn an_os_seeded_pool_lends_ports() {
+        let pool = PortPool::new(50000, 50003).expect("two pairs");
+        let a = pool.take().expect("free");
+        let b = pool.take().expect("free");
+        assert_ne!(a.port(), b.port());
+        assert!(pool.take().is_none());
     }
 }
