@@ -114,8 +114,8 @@ pub struct RelayConfig {
     /// latch to a new source. After the window, or once latched, packets from any source but
     /// the leg's peer are dropped ([`DropReason::ForeignSource`]) until the next negotiation.
     pub latch_window: Duration,
-    /// No RTP from a leg for this long raises [`RelayEvent::MediaTimeout`].
-    pub media_timeout: Duration,
+    /// No RTP from a leg for this long raises [`RelayEvent::MediaTimeout`]; `None`: never.
+    pub media_timeout: Option<Duration>,
     /// Interval between RTCP sender reports per stream (RFC 3550 §6.2).
     pub report_interval: Duration,
     /// Lost packets concealed on the transcoding path before the gap is left silent.
@@ -127,7 +127,7 @@ impl Default for RelayConfig {
         RelayConfig {
             latch_after: 3,
             latch_window: Duration::from_secs(2),
-            media_timeout: Duration::from_secs(30),
+            media_timeout: Some(Duration::from_secs(30)),
             report_interval: ReportSchedule::DEFAULT_INTERVAL,
             max_concealed: 3,
         }
@@ -831,8 +831,11 @@ impl Relay {
         self.legs
             .iter()
             .flat_map(|leg| {
-                let timeout =
-                    (!leg.timeout_reported).then(|| leg.last_rx + self.config.media_timeout);
+                let timeout = self
+                    .config
+                    .media_timeout
+                    .filter(|_| !leg.timeout_reported)
+                    .map(|t| leg.last_rx + t);
                 let dtmf = match &leg.dtmf {
                     Some(injection) => Some(injection.due()),
                     None if !leg.dtmf_queue.is_empty() && leg.ringback.is_none() => {
@@ -849,7 +852,11 @@ impl Relay {
     /// The next event, if any; checks media timeouts at `now`.
     pub fn poll_event(&mut self, now: Instant) -> Option<RelayEvent> {
         for (i, leg) in self.legs.iter_mut().enumerate() {
-            if !leg.timeout_reported && now >= leg.last_rx + self.config.media_timeout {
+            let silent = self
+                .config
+                .media_timeout
+                .is_some_and(|t| now >= leg.last_rx + t);
+            if !leg.timeout_reported && silent {
                 leg.timeout_reported = true;
                 let side = if i == 0 { Side::Customer } else { Side::Agent };
                 self.events.push_back(RelayEvent::MediaTimeout { side });

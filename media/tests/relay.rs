@@ -309,7 +309,7 @@ fn silence_from_a_leg_raises_media_timeout_in_virtual_time() {
     let t0 = epoch();
     let (customer, agent) = pcmu_legs();
     let config = RelayConfig {
-        media_timeout: Duration::from_secs(5),
+        media_timeout: Some(Duration::from_secs(5)),
         ..RelayConfig::default()
     };
     let mut relay = relay(config, customer, agent, t0);
@@ -694,7 +694,7 @@ fn hold_with_a_zero_address_stops_sending_and_the_media_timeout_until_resumed() 
     let t0 = epoch();
     let (customer, agent) = pcmu_legs();
     let config = RelayConfig {
-        media_timeout: Duration::from_secs(5),
+        media_timeout: Some(Duration::from_secs(5)),
         ..RelayConfig::default()
     };
     let mut relay = relay(config, customer.clone(), agent, t0);

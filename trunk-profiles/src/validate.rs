@@ -60,6 +60,9 @@ const AGENT_MODES: Choices<AgentMode> =
 /// yet, so the mode and its keys are refused rather than silently ignored; everything else
 /// (parsing, the typed fields, value checks) is in place, and enabling it is this line.
 const SESSION_MODE_AVAILABLE: bool = false;
+/// Registrar bans (`[security]`) are parsed and checked, but the dialer does not enforce them
+/// yet: every key is refused so that nothing is silently ignored.
+const SECURITY_AVAILABLE: bool = false;
 
 /// DTMF keys (RFC 4733 §3.2 events 0-15) a `hangup_key` may be.
 const DTMF_KEYS: &str = "0123456789*#ABCD";
@@ -1058,6 +1061,26 @@ impl<'a> Checker<'a> {
     }
 
     fn security(&mut self, raw: &RawSecurity) -> Security {
+        if !SECURITY_AVAILABLE {
+            let spans = [
+                (
+                    "max_auth_failures",
+                    raw.max_auth_failures.as_ref().map(|v| v.span()),
+                ),
+                ("ban_window_s", raw.ban_window_s.as_ref().map(|v| v.span())),
+                ("ban_s", raw.ban_s.as_ref().map(|v| v.span())),
+                ("ban_exempt", raw.ban_exempt.as_ref().map(|v| v.span())),
+            ];
+            for (key, span) in spans {
+                if let Some(span) = span {
+                    self.err(
+                        span,
+                        format!("security.{key}"),
+                        "registrar bans are not available yet, expected no [security] keys",
+                    );
+                }
+            }
+        }
         let max_auth_failures = self.bounded(
             &raw.max_auth_failures,
             "security.max_auth_failures",

@@ -144,6 +144,14 @@ pub enum MediaOp {
         /// The WAV.
         path: PathBuf,
     },
+    /// RTP for a leg may also come from this address (an agent behind NAT sends from its
+    /// registered source, not from the private address in its SDP; RFC 4961 latching).
+    AllowSource {
+        /// Which leg.
+        side: Side,
+        /// The address.
+        ip: IpAddr,
+    },
     /// Stop the ringback.
     StopRingback {
         /// Which leg.

@@ -141,6 +141,13 @@ impl Core {
                 side: Side::Agent,
             },
         );
+        self.actions.push_back(Action::Media {
+            call,
+            op: MediaOp::AllowSource {
+                side: Side::Agent,
+                ip: target.destination.ip(),
+            },
+        });
         if pool_call {
             // The previous agent of this call may have taken DTMF another way.
             let mode = self.agent_dtmf(&extension);

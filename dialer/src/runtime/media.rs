@@ -90,6 +90,13 @@ pub enum MediaCommand {
         /// The clips, per codec.
         message: Arc<Ringback>,
     },
+    /// `side`'s RTP may also come from `ip` (an agent's registered source behind NAT).
+    AllowSource {
+        /// The leg.
+        side: Side,
+        /// The address.
+        ip: std::net::IpAddr,
+    },
     /// Stop ringback to `side`: the other leg's audio follows with the stream's numbering
     /// running on and the marker bit set.
     StopRingback {
@@ -350,6 +357,7 @@ enum Command {
     SetLeg(Side, Box<Negotiated>),
     StartRingback(Side, Arc<Ringback>),
     PlayMessage(Side, Arc<Ringback>),
+    AllowSource(Side, std::net::IpAddr),
     StopRingback(Side),
     Record(Box<PathBuf>),
     Capture(super::tap::SharedTap),
@@ -368,6 +376,7 @@ impl From<MediaCommand> for Command {
                 Command::StartRingback(side, ringback)
             }
             MediaCommand::PlayMessage { side, message } => Command::PlayMessage(side, message),
+            MediaCommand::AllowSource { side, ip } => Command::AllowSource(side, ip),
             MediaCommand::StopRingback { side } => Command::StopRingback(side),
             MediaCommand::Record { path } => Command::Record(Box::new(path)),
             MediaCommand::Capture { tap } => Command::Capture(tap),
@@ -491,6 +500,8 @@ struct State {
     dtmf: [DtmfMode; 2],
     /// When the message playing to each side ends.
     message_end: [Option<Instant>; 2],
+    /// Extra sources each leg may latch to, given to the relay when it is created.
+    allowed: Vec<(Side, std::net::IpAddr)>,
 }
 
 impl State {
@@ -509,6 +520,7 @@ impl State {
             locals: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
             dtmf: [DtmfMode::Rfc4733; 2],
             message_end: [None, None],
+            allowed: Vec::new(),
         }
     }
 
@@ -534,6 +546,12 @@ impl State {
                 self.start_ringback(side, now);
             }
             Command::PlayMessage(side, message) => self.play_message(side, message, now),
+            Command::AllowSource(side, ip) => {
+                self.allowed.push((side, ip));
+                if let Some(relay) = &mut self.relay {
+                    relay.allow_source(side, ip);
+                }
+            }
             Command::StopRingback(side) => {
                 self.ringback[side_index(side)] = None;
                 self.message_end[side_index(side)] = None;
@@ -581,6 +599,9 @@ impl State {
                 .map(|mut relay| {
                     for side in [Side::Customer, Side::Agent] {
                         relay.set_dtmf_mode(side, self.dtmf[side_index(side)]);
+                    }
+                    for (side, ip) in &self.allowed {
+                        relay.allow_source(*side, *ip);
                     }
                     self.relay = Some(relay);
                 })

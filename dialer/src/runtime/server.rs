@@ -228,10 +228,9 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         events: events.clone(),
     };
     let relay_config = RelayConfig {
-        media_timeout: config
-            .media()
-            .media_timeout
-            .unwrap_or(Duration::from_secs(3600)),
+        // `media_timeout_s = 0` is None: no timeout at all.
+        media_timeout: config.media().media_timeout,
+        latch_window: config.media().latch_window,
         ..RelayConfig::default()
     };
     let cdr_file = match &options.cdr_file {
@@ -986,6 +985,7 @@ impl State {
                 }
             },
             MediaOp::StopRingback { side } => MediaCommand::StopRingback { side },
+            MediaOp::AllowSource { side, ip } => MediaCommand::AllowSource { side, ip },
             MediaOp::Record { path } => MediaCommand::Record { path },
             MediaOp::SetDtmf { side, mode } => MediaCommand::SetDtmf { side, mode },
             MediaOp::SendDigit {
