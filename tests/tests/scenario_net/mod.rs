@@ -1,13 +1,17 @@
 //! The virtual-time network of the B2BUA scenario tests: the core between a simulated
 //! carrier (a proxy and its gateways on 192.0.2.50-59) and a simulated agent behind NAT,
-//! with an optional seeded loss of SIP datagrams in both directions.
+//! with an optional seeded loss of SIP datagrams in both directions. A network built
+//! with [`Net::with_pool`] has three agents (1000, 1001, 1002, see [`AGENTS`]) in pool
+//! `sales`; `agent` is always 1000, the others are in `more_agents`.
 #![allow(dead_code)]
 
 use dialer::b2bua::{
-    Action, AgentChoice, AgentTarget, Core, CoreConfig, MediaOp, MediaTotals, OriginateSpec,
-    SessionTimerConfig, TrunkSettings,
+    Action, AgentChoice, AgentState, AgentTarget, Core, CoreConfig, MediaOp, MediaReport,
+    MediaTotals, OriginateError, OriginateSpec, PoolSettings, SessionTimerConfig, Strategy,
+    TrunkSettings,
 };
-use dialer::control::{ApiEvent, Cdr};
+use dialer::control::{ApiEvent, CallId, Cdr};
+use media::relay::Side;
 use media::sdp::{answer_offer, Codec, LocalEndpoint, MediaConfig, SessionDescription};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +21,7 @@ use sip_core::message::{HeaderKind, Host, Message, Method, Request, Response, Si
 use sip_core::time::Time;
 use sip_core::transaction::{TransactionId, Transport};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DIALER: &str = "192.0.2.10:5060";
@@ -27,6 +32,17 @@ pub const CARRIER_GW: &str = "192.0.2.51:5060";
 pub const CARRIER_GW2: &str = "192.0.2.52:5060";
 pub const AGENT_PRIVATE: &str = "10.0.0.5:5060";
 pub const AGENT_PUBLIC: &str = "203.0.113.7:40000";
+/// The agents of a pool network: extension, address behind its NAT, address its packets
+/// appear to come from. The first is `net.agent`.
+pub const AGENTS: [(&str, &str, &str); 3] = [
+    ("1000", AGENT_PRIVATE, AGENT_PUBLIC),
+    ("1001", "10.0.0.6:5060", "203.0.113.7:40002"),
+    ("1002", "10.0.0.7:5060", "203.0.113.7:40004"),
+];
+/// The pool of a pool network.
+pub const POOL: &str = "sales";
+/// The abandon message of [`sales_pool`].
+pub const ABANDON_WAV: &str = "/var/lib/dialer/abandon.wav";
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -119,9 +135,15 @@ pub struct Net {
     pub core: Core,
     pub carrier: Peer,
     pub agent: Peer,
+    /// Agents 1001 and 1002 (see [`AGENTS`]); only a pool network calls them.
+    pub more_agents: Vec<Peer>,
     pub actions: Vec<Action>,
     /// Every SIP message the dialer sent (and the network did not drop).
     pub sent: Vec<(SocketAddr, Message)>,
+    /// When each message of `sent` went out (same index).
+    pub sent_at: Vec<Time>,
+    /// Every abandon message the core asked to play: when, for which call, which file.
+    pub played: Vec<(Time, CallId, PathBuf)>,
     /// Probability that a SIP datagram is lost, each direction.
     pub loss: f64,
     loss_rng: ChaCha8Rng,
@@ -158,6 +180,23 @@ pub fn trunk() -> TrunkSettings {
     }
 }
 
+/// Pool `sales` with agents 1000, 1001, 1002: longest idle, no wrap-up, never paused for
+/// not answering, 3 attempts, abandoned after 2 s with [`ABANDON_WAV`]. Tests change what
+/// they test.
+pub fn sales_pool() -> PoolSettings {
+    PoolSettings {
+        name: POOL.into(),
+        agents: AGENTS.iter().map(|a| a.0.to_owned()).collect(),
+        strategy: Strategy::LongestIdle,
+        wrap_up: Duration::ZERO,
+        max_no_answer: 0,
+        agent_attempts: 3,
+        abandon_after: Duration::from_secs(2),
+        abandon_message: Some(PathBuf::from(ABANDON_WAV)),
+        login_paused: false,
+    }
+}
+
 fn is_carrier(a: SocketAddr) -> bool {
     matches!(a.ip(), std::net::IpAddr::V4(ip) if ip.octets()[..3] == [192, 0, 2] && (50..60).contains(&ip.octets()[3]))
 }
@@ -186,13 +225,34 @@ impl Net {
             core: Self::core(trunk(), trunk_timer, agent_timer),
             carrier: Peer::new(CARRIER, CARRIER, 3),
             agent: Peer::new(AGENT_PRIVATE, AGENT_PUBLIC, 4),
+            more_agents: AGENTS[1..]
+                .iter()
+                .zip(5..)
+                .map(|((_, private, public), seed)| Peer::new(private, public, seed))
+                .collect(),
             actions: vec![],
             sent: vec![],
+            sent_at: vec![],
+            played: vec![],
             loss: 0.0,
             loss_rng: ChaCha8Rng::seed_from_u64(0),
             dropped: 0,
             agent_codecs: vec![Codec::Pcmu, Codec::Pcma],
         }
+    }
+
+    /// A network whose core has the agents of [`AGENTS`] (all logged out) and this pool.
+    pub fn with_pool(pool: PoolSettings) -> Net {
+        Self::with_trunk_and_pool(trunk(), pool)
+    }
+
+    /// A pool network on this trunk.
+    pub fn with_trunk_and_pool(trunk: TrunkSettings, pool: PoolSettings) -> Net {
+        let mut net = Self::new();
+        net.core = Self::core(trunk, None, None);
+        net.core
+            .set_agents(AGENTS.iter().map(|a| a.0.to_owned()), vec![pool]);
+        net
     }
 
     fn core(
@@ -238,6 +298,214 @@ impl Net {
         }
     }
 
+    /// Where an agent of [`AGENTS`] is called: its Contact behind NAT, sent to its public
+    /// address.
+    pub fn target_of(extension: &str) -> AgentTarget {
+        let (_, private, public) = agent_entry(extension);
+        AgentTarget {
+            uri: Uri::parse(&format!("sip:{extension}@{private};ob")).unwrap(),
+            destination: addr(public),
+            transport: Transport::Udp,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+        }
+    }
+
+    /// The simulated phone of an agent of [`AGENTS`].
+    pub fn agent_peer(&mut self, extension: &str) -> &mut Peer {
+        match AGENTS.iter().position(|a| a.0 == extension) {
+            Some(0) => &mut self.agent,
+            Some(i) => &mut self.more_agents[i - 1],
+            None => panic!("no agent {extension} in the network"),
+        }
+    }
+
+    /// The agent a message from the dialer to `to` reaches.
+    fn agent_at(&mut self, to: SocketAddr) -> Option<&mut Peer> {
+        if to == self.agent.seen_as {
+            return Some(&mut self.agent);
+        }
+        self.more_agents.iter_mut().find(|p| p.seen_as == to)
+    }
+
+    fn peer_count(&self) -> usize {
+        2 + self.more_agents.len()
+    }
+
+    fn peer(&mut self, i: usize) -> &mut Peer {
+        match i {
+            0 => &mut self.carrier,
+            1 => &mut self.agent,
+            _ => &mut self.more_agents[i - 2],
+        }
+    }
+
+    /// The agent registers (or is given as static): reachable at [`Net::target_of`].
+    pub fn register_agent(&mut self, extension: &str) {
+        self.core
+            .agent_reachable(self.now, extension, Self::target_of(extension));
+        self.settle();
+    }
+
+    /// Originates a call for pool `sales`, with a tag.
+    pub fn originate_pool(
+        &mut self,
+        number: &str,
+        tag: Option<&str>,
+    ) -> Result<CallId, OriginateError> {
+        let mut spec = OriginateSpec::new(number, AgentChoice::Pool(POOL.into()));
+        spec.tag = tag.map(str::to_owned);
+        self.originate_spec(spec)
+    }
+
+    /// Originates a call as specified.
+    pub fn originate_spec(&mut self, spec: OriginateSpec) -> Result<CallId, OriginateError> {
+        let r = self.core.originate(self.now, spec).map(|info| info.id);
+        self.settle();
+        r
+    }
+
+    /// The carrier answers the next customer INVITE it has with a 200 (PCMA, like
+    /// [`Net::customer_answers`]); returns the INVITE and the dialer's call for it.
+    pub fn carrier_answers_next(&mut self, tag: &str) -> (Request, CallId) {
+        let (tx, invite) = self.carrier_invite();
+        let call = self
+            .core
+            .call_for_sip_call_id(invite.call_id().unwrap())
+            .expect("the INVITE belongs to a call");
+        let ok = carrier_ok(
+            &invite,
+            tag,
+            Some(answer(&invite, vec![Codec::Pcma], "192.0.2.51", 30000)),
+        );
+        self.carrier.respond(self.now, tx, ok);
+        self.settle();
+        (invite, call)
+    }
+
+    /// The ACK the carrier got for the 2xx of this customer INVITE.
+    pub fn carrier_ack_for(&self, invite: &Request) -> Request {
+        self.carrier
+            .received_requests(Method::Ack)
+            .into_iter()
+            .find(|a| a.call_id().ok() == invite.call_id().ok())
+            .expect("the carrier got the ACK")
+    }
+
+    /// The customer hangs up: the carrier sends BYE in the dialog of this INVITE.
+    pub fn customer_hangs_up(&mut self, invite: &Request) {
+        let ack = self.carrier_ack_for(invite);
+        let bye = in_dialog(&ack, Method::Bye, 2, "sip:dialer@192.0.2.10:5060");
+        self.carrier.send(self.now, bye);
+        self.settle();
+    }
+
+    /// An agent rings (180) for the INVITE it has; returns it to be answered later.
+    pub fn agent_rings(&mut self, extension: &str) -> (TransactionId, Request) {
+        let now = self.now;
+        let peer = self.agent_peer(extension);
+        let (tx, invite) = peer
+            .take_request(Method::Invite)
+            .unwrap_or_else(|| panic!("an INVITE reached agent {extension}"));
+        peer.respond(now, tx, make_response(&invite, 180, Some("a1")));
+        self.settle();
+        (tx, invite)
+    }
+
+    /// An agent answers (200, PCMU) the INVITE it rings for.
+    pub fn agent_picks_up(&mut self, extension: &str, tx: TransactionId, invite: &Request) {
+        let (_, private, _) = agent_entry(extension);
+        let mut ok = make_response(invite, 200, Some("a1"));
+        ok.headers.add(
+            HeaderKind::Contact,
+            format!("<sip:{extension}@{private};ob>"),
+        );
+        let ip = private.split(':').next().unwrap();
+        ok.set_body(
+            "application/sdp",
+            answer(invite, vec![Codec::Pcmu], ip, 4000),
+        );
+        let now = self.now;
+        self.agent_peer(extension).respond(now, tx, ok);
+        self.settle();
+    }
+
+    /// An agent answers its INVITE with 180 and 200.
+    pub fn agent_answers_as(&mut self, extension: &str) {
+        let (tx, invite) = self.agent_rings(extension);
+        self.agent_picks_up(extension, tx, &invite);
+    }
+
+    /// An agent refuses its INVITE with this status.
+    pub fn agent_refuses(&mut self, extension: &str, status: u16) {
+        let now = self.now;
+        let peer = self.agent_peer(extension);
+        let (tx, invite) = peer
+            .take_request(Method::Invite)
+            .unwrap_or_else(|| panic!("an INVITE reached agent {extension}"));
+        peer.respond(now, tx, make_response(&invite, status, Some("a1")));
+        self.settle();
+    }
+
+    /// The media task reports that the abandon message of the call has played.
+    pub fn message_done(&mut self, call: CallId) {
+        self.core
+            .media_event(self.now, call, MediaReport::MessageDone(Side::Customer));
+        self.settle();
+    }
+
+    /// The `agent_state` events so far: extension, state, reason, call, in order.
+    pub fn agent_changes(&self) -> Vec<(String, AgentState, Option<String>, Option<CallId>)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                ApiEvent::AgentState {
+                    extension,
+                    state,
+                    reason,
+                    call,
+                    ..
+                } => Some((extension.clone(), *state, reason.clone(), *call)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An agent's state as `GET /agents` has it.
+    pub fn agent_state(&self, extension: &str) -> AgentState {
+        self.core
+            .agent_states()
+            .into_iter()
+            .find(|a| a.extension == extension)
+            .unwrap_or_else(|| panic!("agent {extension} is on the board"))
+            .state
+    }
+
+    /// The INVITEs the dialer sent to an agent of [`AGENTS`] (no retransmissions), when.
+    pub fn invites_to_agent(&self, extension: &str) -> Vec<(Time, Request)> {
+        let to = addr(agent_entry(extension).2);
+        self.sent_unique_timed(Method::Invite)
+            .into_iter()
+            .filter(|(_, t, _)| *t == to)
+            .map(|(at, _, r)| (at, r))
+            .collect()
+    }
+
+    /// The requests of a method the dialer sent, each once, with when they first went out.
+    pub fn sent_unique_timed(&self, method: Method) -> Vec<(Time, SocketAddr, Request)> {
+        let mut seen = std::collections::HashSet::new();
+        self.sent
+            .iter()
+            .zip(&self.sent_at)
+            .filter_map(|((to, m), at)| match m {
+                Message::Request(r) if r.method == method => Some((*at, *to, r.clone())),
+                _ => None,
+            })
+            .filter(|(_, to, r)| {
+                seen.insert((*to, r.call_id().unwrap().to_owned(), r.cseq().unwrap().seq))
+            })
+            .collect()
+    }
+
     /// Moves every queued packet until the network is quiet; answers OpenMedia and
     /// CloseMedia.
     pub fn settle(&mut self) {
@@ -259,6 +527,13 @@ impl Net {
                         },
                     );
                 }
+                if let Action::Media {
+                    call,
+                    op: MediaOp::PlayMessage { path, .. },
+                } = &a
+                {
+                    self.played.push((self.now, *call, path.clone()));
+                }
                 self.actions.push(a);
             }
             while let Some(t) = self.core.poll_transmit() {
@@ -267,13 +542,9 @@ impl Net {
                     self.deliver_from_dialer(t);
                 }
             }
-            for which in 0..2 {
+            for which in 0..self.peer_count() {
                 loop {
-                    let peer = if which == 0 {
-                        &mut self.carrier
-                    } else {
-                        &mut self.agent
-                    };
+                    let peer = self.peer(which);
                     let Some(o) = peer.endpoint.poll_output() else {
                         break;
                     };
@@ -301,10 +572,12 @@ impl Net {
     fn deliver_from_dialer(&mut self, t: Transmit) {
         let msg = Message::parse(&t.bytes).expect("the dialer sends parseable SIP");
         self.sent.push((t.to, msg.clone()));
+        self.sent_at.push(self.now);
+        let now = self.now;
         let peer = if is_carrier(t.to) {
             &mut self.carrier
-        } else if t.to == addr(AGENT_PUBLIC) {
-            &mut self.agent
+        } else if let Some(agent) = self.agent_at(t.to) {
+            agent
         } else {
             panic!(
                 "the dialer sent to {} which nobody listens on: {msg:?}",
@@ -313,27 +586,28 @@ impl Net {
         };
         peer.received.push((t.to, msg));
         peer.endpoint
-            .handle_datagram(self.now, t.transport, addr(DIALER), &t.bytes);
+            .handle_datagram(now, t.transport, addr(DIALER), &t.bytes);
     }
 
     /// Runs every timer of the core and the peers up to `now + by`.
     pub fn advance(&mut self, by: Duration) {
         let end = self.now + by;
         loop {
-            let next = [
-                self.core.next_timeout(),
-                self.carrier.endpoint.next_timeout(),
-                self.agent.endpoint.next_timeout(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t <= end)
-            .min();
+            let peers = (0..self.peer_count())
+                .filter_map(|i| self.peer(i).endpoint.next_timeout())
+                .min();
+            let next = [self.core.next_timeout(), peers]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t <= end)
+                .min();
             let Some(at) = next else { break };
             self.now = at.max(self.now);
             self.core.handle_timeout(self.now);
-            self.carrier.endpoint.handle_timeout(self.now);
-            self.agent.endpoint.handle_timeout(self.now);
+            for i in 0..self.peer_count() {
+                let now = self.now;
+                self.peer(i).endpoint.handle_timeout(now);
+            }
             self.settle();
         }
         self.now = end;
@@ -476,6 +750,13 @@ impl Net {
         self.agent.respond(self.now, tx, ok);
         self.settle();
     }
+}
+
+fn agent_entry(extension: &str) -> (&'static str, &'static str, &'static str) {
+    *AGENTS
+        .iter()
+        .find(|a| a.0 == extension)
+        .unwrap_or_else(|| panic!("no agent {extension} in the network"))
 }
 
 /// The SDP answer a peer gives to the dialer's offer.
