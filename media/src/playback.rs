@@ -374,6 +374,15 @@ impl Ringback {
         Ok(Ringback { clips })
     }
 
+    /// Encodes audio made in memory (a built-in tone or silence); `name` names it in errors.
+    pub fn from_pcm(pcm: &Pcm, name: &Path, codecs: &[Codec]) -> Result<Ringback, PlaybackError> {
+        let clips = codecs
+            .iter()
+            .map(|&codec| EncodedClip::encode(pcm, codec, name).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Ringback { clips })
+    }
+
     /// The clip for `codec`, if it was loaded for it.
     pub fn clip(&self, codec: Codec) -> Option<Arc<EncodedClip>> {
         self.clips.iter().find(|c| c.codec == codec).cloned()

@@ -305,6 +305,29 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// A stream that is never sent: it only fills a leg's place while the leg is rebuilt.
+    fn placeholder(report_interval: Duration) -> Outgoing {
+        Outgoing {
+            ssrc: Ssrc(0),
+            clock_rate: 8000,
+            samples_per_packet: 8 * FRAME_MS,
+            ptime: Duration::from_millis(u64::from(FRAME_MS)),
+            started: false,
+            next_seq: 0,
+            next_ts: 0,
+            last_seq: 0,
+            last_ts: 0,
+            last_sent: None,
+            source: None,
+            src_seq_base: 0,
+            src_ts_base: 0,
+            out_seq_base: 0,
+            out_ts_base: 0,
+            stats: SenderStats::default(),
+            schedule: ReportSchedule::new(report_interval),
+        }
+    }
+
     /// The sequence number and timestamp that continue the stream at `now`: the next number,
     /// and the timestamp advanced by the packets' worth of time that passed since the last
     /// one sent, at least one packet — no jump, no overlap.
@@ -721,6 +744,32 @@ impl Relay {
         leg.last_rx = now;
         leg.timeout_reported = !leg.expects_media();
         Ok(())
+    }
+
+    /// Takes `side` away, as if the relay had been made without it ([`Relay::new_one_sided`]):
+    /// what the leg's peer sent, its latch, its statistics, its transcoder and anything
+    /// playing to it are forgotten, but our stream towards `side` keeps its SSRC, and its
+    /// sequence numbers and timestamps run on when [`Relay::update_leg`] sets the leg again.
+    /// This is how one agent's session takes one customer after another: the customer leg is
+    /// replaced, the agent hears one stream throughout.
+    pub fn reset_leg(&mut self, side: Side, now: Instant) {
+        let i = side.index();
+        let out = std::mem::replace(
+            &mut self.legs[i].out,
+            Outgoing::placeholder(self.config.report_interval),
+        );
+        let dtmf_mode = self.legs[i].dtmf_mode;
+        let allowed = std::mem::take(&mut self.legs[i].latch.allowed);
+        let mut leg = Leg::new(out, &self.config, now);
+        leg.out.source = None;
+        leg.dtmf_mode = dtmf_mode;
+        leg.latch.allowed = allowed;
+        self.legs[i] = leg;
+        // The other leg's transcoder decoded this leg's codec: it is rebuilt with the next one.
+        let other = &mut self.legs[side.other().index()];
+        other.transcoder = None;
+        other.pending.clear();
+        other.out.source = None;
     }
 
     /// The transcoder leg `index` needs to receive `from` and send `to`, or `Keep` when the one

@@ -735,3 +735,83 @@ fn hold_with_a_zero_address_stops_sending_and_the_media_timeout_until_resumed() 
         })
     );
 }
+
+/// A second customer, on another address, for the session tests.
+fn second_customer() -> Negotiated {
+    let body = "v=0\r\no=trunk 2 1 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\nm=audio 4100 RTP/AVP 8\r\n";
+    let offer = SessionDescription::parse(body).expect("offer parses");
+    answer_offer(&offer, &MediaConfig::default(), &local(30004))
+        .expect("acceptable")
+        .1
+}
+
+#[test]
+fn a_reset_customer_leg_takes_the_next_customer_while_the_agent_hears_one_stream() {
+    let t0 = epoch();
+    let (customer, agent) = pcmu_legs();
+    let mut relay = relay(RelayConfig::default(), customer, agent, t0);
+    let header = |out: &[u8]| RtpHeader::parse(out).expect("relayed RTP");
+    let mut agent_stream = Vec::new();
+    for n in 0..5u16 {
+        let now = t0 + Duration::from_millis(20 * u64::from(n));
+        let pkt = packet(0, 100 + n, 160 * u32::from(n), 0x1111, n == 0, &[0xff; 160]);
+        let (result, out) = forward(&mut relay, now, Side::Customer, CUSTOMER, &pkt);
+        assert!(matches!(result, Forward::Send { .. }), "{result:?}");
+        agent_stream.push(header(&out));
+    }
+    // The first customer hangs up; a minute later the next one (PCMA: transcoded) is on.
+    let later = t0 + Duration::from_secs(60);
+    relay.reset_leg(Side::Customer, later);
+    assert!(!relay.has_leg(Side::Customer));
+    let pkt = packet(0, 105, 800, 0x1111, false, &[0xff; 160]);
+    let (result, _) = forward(&mut relay, later, Side::Customer, CUSTOMER, &pkt);
+    assert!(
+        matches!(result, Forward::Dropped(_)),
+        "the old customer is gone: {result:?}"
+    );
+    relay
+        .update_leg(Side::Customer, second_customer(), later)
+        .expect("the second customer's leg");
+    for n in 0..5u16 {
+        let now = later + Duration::from_millis(20 * u64::from(n));
+        let pkt = packet(
+            8,
+            9000 + n,
+            40_000 + 160 * u32::from(n),
+            0x2222,
+            n == 0,
+            &[0xd5; 160],
+        );
+        let (result, out) = forward(&mut relay, now, Side::Customer, "198.51.100.9:4100", &pkt);
+        assert!(matches!(result, Forward::Send { .. }), "{result:?}");
+        agent_stream.push(header(&out));
+    }
+    let ssrc = agent_stream[0].ssrc;
+    assert!(
+        agent_stream.iter().all(|h| h.ssrc == ssrc),
+        "one SSRC for the agent"
+    );
+    for w in agent_stream.windows(2) {
+        assert_eq!(
+            w[1].sequence,
+            w[0].sequence.wrapping_add(1),
+            "no gap, no jump"
+        );
+        assert!(w[1].timestamp.wrapping_sub(w[0].timestamp) > 0);
+    }
+    assert_eq!(
+        agent_stream[5].payload_type, agent_stream[0].payload_type,
+        "PCMU to the agent"
+    );
+    assert!(
+        agent_stream[5].marker,
+        "a new stretch of the stream starts with the marker"
+    );
+    let gap = agent_stream[5]
+        .timestamp
+        .wrapping_sub(agent_stream[4].timestamp);
+    assert!(
+        (8000 * 59..=8000 * 61).contains(&gap),
+        "the timestamp advanced by the minute: {gap}"
+    );
+}

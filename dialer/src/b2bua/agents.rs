@@ -25,6 +25,17 @@ pub enum Strategy {
     FewestCalls,
 }
 
+/// How a pool's agents take customers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AgentMode {
+    /// Each customer rings the agent's phone.
+    #[default]
+    Ring,
+    /// The agent's phone is called once at login and that dialog stays up for the shift;
+    /// each customer is switched onto it.
+    Session,
+}
+
 /// A pool of agents, as the core uses it.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
@@ -47,6 +58,15 @@ pub struct PoolSettings {
     pub abandon_message: Option<PathBuf>,
     /// An agent that registers starts `paused` (reason `login`).
     pub login_paused: bool,
+    /// Ring or session.
+    pub mode: AgentMode,
+    /// Session mode: the RFC 4733 event code (0-15) with which the agent ends the customer
+    /// call and stays logged in.
+    pub hangup_key: Option<u8>,
+    /// Session mode: a WAV played to the agent when a customer is switched on.
+    pub connect_tone: Option<PathBuf>,
+    /// Session mode: a WAV looped to the agent between customers (silence without one).
+    pub idle_audio: Option<PathBuf>,
 }
 
 /// The states of `GET /agents` and the `agent_state` event.
@@ -140,6 +160,9 @@ struct Agent {
     target: Option<AgentTarget>,
     /// A pause asked for during a call, taken when the call is over.
     pause_after_call: Option<String>,
+    /// The agent's session (session mode): logged in while it lasts, whatever the
+    /// registration does.
+    session: Option<CallId>,
 }
 
 impl Agent {
@@ -152,6 +175,7 @@ impl Agent {
             unanswered: 0,
             target: None,
             pause_after_call: None,
+            session: None,
         }
     }
 }
@@ -288,16 +312,19 @@ impl AgentBoard {
     /// The agent can be called at `target` (registered, refreshed, or a static contact). An
     /// extension the board did not know joins it.
     pub fn reachable(&mut self, now: Time, extension: &str, target: AgentTarget) {
-        let login_paused = self
-            .pools
-            .iter()
-            .any(|p| p.login_paused && p.agents.iter().any(|a| a == extension));
+        let member = |p: &&PoolSettings| p.agents.iter().any(|a| a == extension);
+        let login_paused = self.pools.iter().filter(member).any(|p| p.login_paused);
+        // An agent only of session-mode pools is logged in by its session, not by registering.
+        let session_only = {
+            let mut pools = self.pools.iter().filter(member).peekable();
+            pools.peek().is_some() && pools.all(|p| p.mode == AgentMode::Session)
+        };
         let a = self
             .agents
             .entry(extension.to_owned())
             .or_insert_with(Agent::logged_out);
         a.target = Some(target);
-        if a.status == Status::LoggedOut {
+        if a.status == Status::LoggedOut && !session_only {
             let next = if login_paused {
                 Status::Paused {
                     reason: "login".into(),
@@ -316,9 +343,38 @@ impl AgentBoard {
             return;
         };
         a.target = None;
-        if a.status.call().is_none() {
+        if a.status.call().is_none() && a.session.is_none() {
             self.set(now, extension, Status::LoggedOut);
         }
+    }
+
+    /// The agent's session is up: it is ready for the pool's customers.
+    pub fn session_up(&mut self, now: Time, extension: &str, session: CallId) {
+        let Some(a) = self.agents.get_mut(extension) else {
+            return;
+        };
+        a.session = Some(session);
+        a.unanswered = 0;
+        let next = match a.pause_after_call.take() {
+            Some(reason) => Status::Paused { reason },
+            None => Status::Ready,
+        };
+        self.set(now, extension, next);
+    }
+
+    /// The agent's session ended (its BYE, a failure, a logout): the shift is over.
+    pub fn session_down(&mut self, now: Time, extension: &str) {
+        let Some(a) = self.agents.get_mut(extension) else {
+            return;
+        };
+        a.session = None;
+        a.pause_after_call = None;
+        self.set(now, extension, Status::LoggedOut);
+    }
+
+    /// The agent's session, if it has one.
+    pub fn session(&self, extension: &str) -> Option<CallId> {
+        self.agents.get(extension)?.session
     }
 
     /// Where to call the agent, when it is reachable.
@@ -374,10 +430,17 @@ impl AgentBoard {
     /// The best ready agent of a pool, leaving out `tried`.
     pub fn choose(&self, pool: usize, tried: &[String]) -> Option<String> {
         let p = self.pools.get(pool)?;
+        let session_mode = p.mode == AgentMode::Session;
         let candidates = p.agents.iter().filter_map(|e| {
             let a = self.agents.get(e)?;
-            (a.status == Status::Ready && a.target.is_some() && !tried.contains(e))
-                .then_some((e, a))
+            // A session agent takes customers only through its session; its phone is never
+            // rung for a ring-mode pool meanwhile.
+            let reachable = if session_mode {
+                a.session.is_some()
+            } else {
+                a.session.is_none() && a.target.is_some()
+            };
+            (a.status == Status::Ready && reachable && !tried.contains(e)).then_some((e, a))
         });
         let best = match p.strategy {
             Strategy::LongestIdle => candidates.min_by_key(|(e, a)| (a.ready_since, *e)),
@@ -392,9 +455,10 @@ impl AgentBoard {
     pub fn pool_has_agents(&self, pool: usize) -> bool {
         self.pools.get(pool).is_some_and(|p| {
             p.agents.iter().any(|e| {
-                self.agents
-                    .get(e)
-                    .is_some_and(|a| a.status != Status::LoggedOut)
+                self.agents.get(e).is_some_and(|a| match p.mode {
+                    AgentMode::Session => a.session.is_some(),
+                    AgentMode::Ring => a.status != Status::LoggedOut,
+                })
             })
         })
     }
@@ -407,7 +471,7 @@ impl AgentBoard {
             .agents
             .get_mut(extension)
             .ok_or_else(|| AgentError::Unknown(extension.to_owned()))?;
-        if a.target.is_none() {
+        if a.target.is_none() && a.session.is_none() {
             return Err(AgentError::LoggedOut(extension.to_owned()));
         }
         match &a.status {
@@ -463,7 +527,7 @@ impl AgentBoard {
         if why == Release::NotAnswered {
             a.unanswered += 1;
         }
-        let next = if a.target.is_none() {
+        let next = if a.target.is_none() && a.session.is_none() {
             Status::LoggedOut
         } else if why == Release::NotAnswered && max_no_answer > 0 && a.unanswered >= max_no_answer
         {
@@ -571,6 +635,10 @@ mod tests {
             abandon_after: Duration::from_secs(2),
             abandon_message: None,
             login_paused: false,
+            mode: AgentMode::Ring,
+            hangup_key: None,
+            connect_tone: None,
+            idle_audio: None,
         }
     }
 

@@ -384,8 +384,17 @@ impl Core {
         c.deadline = None;
         c.abandon_at = None;
         c.abandoning = None;
+        let session = matches!(c.role, Role::Session { .. });
+        c.ending = Some(ending.clone());
+        if session {
+            self.session_ending(now, call);
+        }
+        self.unlink_session(call);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         // The agent is free from now: wrap-up after a conversation, else at once.
-        if let Some(ext) = c.agent_ext.clone() {
+        if let Some(ext) = c.agent_ext.clone().filter(|_| !session) {
             let wrap_up = match c.choice {
                 Choice::Pool(p) => self.board.pools()[p].wrap_up,
                 Choice::Fixed => Duration::ZERO,
@@ -529,6 +538,10 @@ impl Core {
             lost_from_customer: totals.lost_from_customer,
             lost_from_agent: totals.lost_from_agent,
         };
+        if matches!(c.role, Role::Session { .. }) {
+            // A session is the agent's shift, not a call: its end is the agent's logged_out.
+            return;
+        }
         let tag = c.tag.clone();
         self.emit(ApiEvent::Hangup {
             call,

@@ -624,6 +624,7 @@ impl Core {
             },
         });
         self.start_session_timer(now, id, r.side, &response);
+        let session = self.is_session(id);
         let c = self.calls.get_mut(&id).expect("checked above");
         match r.side {
             Side::Customer => {
@@ -655,6 +656,7 @@ impl Core {
                 );
                 self.call_agent(now, id);
             }
+            Side::Agent if session => self.session_up(now, id),
             Side::Agent => {
                 c.bridged = Some(now);
                 c.state = CallState::Bridged;

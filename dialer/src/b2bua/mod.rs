@@ -26,6 +26,7 @@ mod limits;
 mod pools;
 pub mod q850;
 mod session_timer;
+mod sessions;
 pub mod spec;
 
 pub use agents::{AgentBoard, AgentState, AgentStatusInfo, PoolSettings, Strategy};
@@ -144,6 +145,20 @@ pub enum MediaOp {
         /// The WAV.
         path: PathBuf,
     },
+    /// Loop a clip to a leg while nothing else plays to it (a session agent between
+    /// customers: `idle_audio`, or silence when `None`).
+    StartIdle {
+        /// Which leg.
+        side: Side,
+        /// The WAV.
+        path: Option<PathBuf>,
+    },
+    /// A session's media lets go of the customer call switched onto it and reports its
+    /// counts ([`MediaReport::Detached`]).
+    DetachCustomer {
+        /// The customer call.
+        call: CallId,
+    },
     /// RTP for a leg may also come from this address (an agent behind NAT sends from its
     /// registered source, not from the private address in its SDP; RFC 4961 latching).
     AllowSource {
@@ -201,6 +216,19 @@ pub enum Action {
         /// The call.
         call: CallId,
     },
+    /// Switch a customer call's media onto an agent session's: the customer's RTP moves into
+    /// the session's media (its sockets and stream), which relays it to and from the agent
+    /// with the agent's stream running on. From then on media commands for `call` go to
+    /// the session's media, and `CloseMedia` for `call` becomes
+    /// [`MediaOp::DetachCustomer`] there.
+    LinkMedia {
+        /// The customer call.
+        call: CallId,
+        /// The agent's session.
+        session: CallId,
+        /// A WAV played to the agent first (`None`: the built-in short tone).
+        connect_tone: Option<PathBuf>,
+    },
     /// Tell the followers.
     Event(ApiEvent),
 }
@@ -214,6 +242,14 @@ pub enum MediaReport {
     Failed(String),
     /// A [`MediaOp::PlayMessage`] has been played to the end (or could not be played).
     MessageDone(Side),
+    /// A session's media let go of the customer switched onto it (see
+    /// [`Action::LinkMedia`]); the customer call's statistics.
+    Detached {
+        /// The customer call.
+        call: CallId,
+        /// Its counts.
+        totals: MediaTotals,
+    },
     /// A leg sent a key press (RFC 4733 telephone-events, or a tone an `inband` leg's audio
     /// carried), now ended.
     Digit {
@@ -357,6 +393,16 @@ impl Leg {
     }
 }
 
+/// What a call is: a customer's call, or an agent's session (session-mode pools).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// A customer call; `session` is the agent session it is switched onto, once connected.
+    Customer { session: Option<CallId> },
+    /// An agent's session: only the agent leg is used, for the whole shift; `customer` is the
+    /// call switched onto it now.
+    Session { customer: Option<CallId> },
+}
+
 /// Who takes a call's customer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Choice {
@@ -401,6 +447,7 @@ struct Call {
     media_closing: bool,
     /// Out of the trunk's queue: the call counts against `max_channels`.
     holds_channel: bool,
+    role: Role,
 }
 
 #[derive(Clone, Debug)]
@@ -536,7 +583,8 @@ impl Core {
     /// Next action for the runtime.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.pump();
-        self.actions.pop_front()
+        let action = self.actions.pop_front()?;
+        Some(self.route_media(action))
     }
 
     /// Next endpoint event the call logic did not take (REGISTER, OPTIONS out of dialog,
@@ -582,7 +630,12 @@ impl Core {
 
     /// Live calls.
     pub fn calls(&self, now: Time) -> Vec<CallInfo> {
-        let mut v: Vec<CallInfo> = self.calls.values().map(|c| self.info(c, now)).collect();
+        let mut v: Vec<CallInfo> = self
+            .calls
+            .values()
+            .filter(|c| matches!(c.role, Role::Customer { .. }))
+            .map(|c| self.info(c, now))
+            .collect();
         v.sort_by_key(|c| c.id);
         v
     }
@@ -772,6 +825,7 @@ impl Core {
             totals: None,
             media_closing: false,
             holds_channel: !queued,
+            role: Role::Customer { session: None },
         };
         self.calls.insert(id, call);
         let info = self.info(&self.calls[&id], now);
@@ -819,6 +873,11 @@ impl Core {
             return;
         }
         c.customer.rtp_port = customer_port;
+        if matches!(c.role, Role::Session { .. }) {
+            self.call_agent(now, call);
+            self.service(now);
+            return;
+        }
         let trunk = c.trunk;
         if self.gates[trunk].invite_now(now, call) {
             self.dial_customer(now, call);
@@ -854,6 +913,10 @@ impl Core {
     /// Media could not be opened or failed mid-call.
     pub fn media_event(&mut self, now: Time, call: CallId, report: MediaReport) {
         self.now = now;
+        let Some((call, report)) = self.session_media_event(now, call, report) else {
+            self.service(now);
+            return;
+        };
         match report {
             MediaReport::Timeout(side) => self.end_call(
                 now,
@@ -885,6 +948,9 @@ impl Core {
             ),
             MediaReport::MessageDone(Side::Customer) => self.abandon_message_done(now, call),
             MediaReport::MessageDone(Side::Agent) => {}
+            MediaReport::Detached { call, totals } => {
+                self.media_closed(now, call, totals);
+            }
         }
         self.service(now);
     }

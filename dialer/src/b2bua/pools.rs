@@ -62,7 +62,7 @@ impl Core {
         &self.board
     }
 
-    fn pool_of(&self, call: &Call) -> Option<&PoolSettings> {
+    pub(super) fn pool_of(&self, call: &Call) -> Option<&PoolSettings> {
         match call.choice {
             Choice::Pool(p) => self.board.pools().get(p),
             Choice::Fixed => None,
@@ -76,9 +76,9 @@ impl Core {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let extension = match c.choice {
-            Choice::Fixed => c.agent_ext.clone(),
-            Choice::Pool(pool) => {
+        let extension = match (c.role, c.choice) {
+            (Role::Session { .. }, _) | (_, Choice::Fixed) => c.agent_ext.clone(),
+            (_, Choice::Pool(pool)) => {
                 if c.abandon_at.is_none() {
                     let after = self.board.pools()[pool].abandon_after;
                     let answered = c.answered.unwrap_or(now);
@@ -89,7 +89,12 @@ impl Core {
                 let Some(c) = self.calls.get(&call) else {
                     return;
                 };
+                let session_mode = self.board.pools()[pool].mode == agents::AgentMode::Session;
                 match self.board.choose(pool, &c.tried) {
+                    Some(ext) if session_mode => {
+                        self.connect_to_session(now, call, &ext);
+                        return;
+                    }
                     Some(ext) => {
                         let reserved = self.board.reserve(now, &ext, call);
                         debug_assert!(reserved.is_ok(), "choose returns ready agents");
@@ -116,8 +121,11 @@ impl Core {
             return;
         };
         c.agent_ext = Some(extension.clone());
-        c.tried.push(extension.clone());
-        let pool_call = matches!(c.choice, Choice::Pool(_));
+        let session = matches!(c.role, Role::Session { .. });
+        if !session {
+            c.tried.push(extension.clone());
+        }
+        let pool_call = matches!(c.choice, Choice::Pool(_)) && !session;
         let sip_call_id = self.endpoint.new_call_id();
         let tag = self.endpoint.new_tag();
         let session_id = u64::from(self.rng.next_u32());
@@ -216,7 +224,8 @@ impl Core {
             cause: q850::cause_for_status(status),
             by: HungUpBy::Agent,
         };
-        let Some(pool) = self.pool_of(c) else {
+        let session = matches!(c.role, Role::Session { .. });
+        let Some(pool) = self.pool_of(c).filter(|_| !session) else {
             self.end_call(now, call, ending);
             return;
         };

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::control::CallId;
 use media::codec::Codec;
 use media::playback::Ringback;
 use media::record::Recorder;
@@ -89,6 +90,29 @@ pub enum MediaCommand {
         side: Side,
         /// The clips, per codec.
         message: Arc<Ringback>,
+    },
+    /// Loop `clip` to `side` while nothing else plays to it (a session agent's idle audio).
+    StartIdle {
+        /// The leg.
+        side: Side,
+        /// The clips, per codec.
+        clip: Arc<Ringback>,
+    },
+    /// Hand this call's customer (its sockets and negotiation) over to an agent session's
+    /// task, which plays `connect_tone` to the agent and then relays the two; this task then
+    /// ends with [`MediaEvent::HandedOver`] instead of `Closed`.
+    HandOver {
+        /// The customer call.
+        call: CallId,
+        /// The session's task.
+        to: MediaLink,
+        /// Played to the agent first.
+        connect_tone: Arc<Ringback>,
+    },
+    /// A session's task lets go of the customer call on it: [`MediaEvent::Detached`].
+    Detach {
+        /// The customer call.
+        call: CallId,
     },
     /// `side`'s RTP may also come from `ip` (an agent's registered source behind NAT).
     AllowSource {
@@ -168,6 +192,17 @@ pub enum MediaEvent {
         /// How long the key was pressed.
         duration: Duration,
     },
+    /// The customer was handed over to a session's task ([`MediaCommand::HandOver`]); this
+    /// task has ended.
+    HandedOver,
+    /// A session's task let go of a customer call ([`MediaCommand::Detach`], or the session
+    /// closing with it on): that call's counts.
+    Detached {
+        /// The customer call.
+        call: CallId,
+        /// Its counts while it was on the session.
+        stats: MediaStats,
+    },
     /// A [`MediaCommand::PlayMessage`] has played to its end.
     MessageDone {
         /// The leg that heard it.
@@ -207,6 +242,34 @@ pub struct MediaPorts {
     pub agent: SocketAddr,
 }
 
+/// Where a call's customer can be handed over to: an agent session's task.
+#[derive(Debug, Clone)]
+pub struct MediaLink {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// A customer moving into a session's task.
+#[derive(Debug)]
+struct Attached {
+    call: CallId,
+    sockets: LegSockets,
+    negotiated: Option<Negotiated>,
+    dtmf: DtmfMode,
+    connect_tone: Arc<Ringback>,
+    /// Packets already sent to the customer (ringback) by its own task.
+    sent_before: u64,
+}
+
+/// The customer a session's task relays now, and the counts at its start.
+#[derive(Debug)]
+struct OnSession {
+    call: CallId,
+    /// The session's own customer sockets (never used), parked while the customer's are in.
+    parked: LegSockets,
+    sent_at_start: [u64; 2],
+    sent_before: u64,
+}
+
 /// The handle of one call's media task.
 #[derive(Debug)]
 pub struct MediaSession {
@@ -244,6 +307,7 @@ impl MediaSession {
             },
             state,
             commands: receiver,
+            on_session: None,
         };
         tokio::spawn(task.run());
         Ok((
@@ -265,9 +329,17 @@ impl MediaSession {
     pub fn ports(&self) -> MediaPorts {
         self.ports
     }
+
+    /// Where a customer can be handed over to this task (an agent session's).
+    pub fn link(&self) -> MediaLink {
+        MediaLink {
+            commands: self.commands.clone(),
+        }
+    }
 }
 
 /// A leg's RTP and RTCP sockets and the port lease they hold.
+#[derive(Debug)]
 struct LegSockets {
     rtp: tokio::net::UdpSocket,
     rtcp: tokio::net::UdpSocket,
@@ -348,6 +420,8 @@ struct MediaTask {
     sockets: Sockets,
     state: State,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// An agent session's task: the customer switched onto it.
+    on_session: Option<OnSession>,
 }
 
 /// [`MediaCommand`] as queued: its large parts boxed, so that the channel's blocks (32 slots
@@ -357,6 +431,10 @@ enum Command {
     SetLeg(Side, Box<Negotiated>),
     StartRingback(Side, Arc<Ringback>),
     PlayMessage(Side, Arc<Ringback>),
+    StartIdle(Side, Arc<Ringback>),
+    HandOver(CallId, MediaLink, Arc<Ringback>),
+    Attach(Box<Attached>),
+    Detach(CallId),
     AllowSource(Side, std::net::IpAddr),
     StopRingback(Side),
     Record(Box<PathBuf>),
@@ -377,6 +455,13 @@ impl From<MediaCommand> for Command {
             }
             MediaCommand::PlayMessage { side, message } => Command::PlayMessage(side, message),
             MediaCommand::AllowSource { side, ip } => Command::AllowSource(side, ip),
+            MediaCommand::StartIdle { side, clip } => Command::StartIdle(side, clip),
+            MediaCommand::HandOver {
+                call,
+                to,
+                connect_tone,
+            } => Command::HandOver(call, to, connect_tone),
+            MediaCommand::Detach { call } => Command::Detach(call),
             MediaCommand::StopRingback { side } => Command::StopRingback(side),
             MediaCommand::Record { path } => Command::Record(Box::new(path)),
             MediaCommand::Capture { tap } => Command::Capture(tap),
@@ -395,6 +480,8 @@ impl From<MediaCommand> for Command {
 enum Flow {
     Continue,
     Stop,
+    /// Hand the customer over and end.
+    HandOver(CallId, MediaLink, Arc<Ringback>),
 }
 
 /// What woke the task.
@@ -418,7 +505,8 @@ impl MediaTask {
         let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
-        let fds = self.sockets.fds();
+        let mut fds = self.sockets.fds();
+        let mut hand_over = None;
         loop {
             if let Some(at) = self.state.next_deadline() {
                 if !matches!(armed, Some(armed) if at >= armed) {
@@ -446,11 +534,22 @@ impl MediaTask {
             })
             .await;
             match wake {
-                Wake::Command(Some(command)) => {
-                    if let Flow::Stop = self.state.command(command, &fds) {
+                Wake::Command(Some(Command::Attach(attached))) => {
+                    self.attach(*attached);
+                    fds = self.sockets.fds();
+                }
+                Wake::Command(Some(Command::Detach(call))) => {
+                    self.detach(call);
+                    fds = self.sockets.fds();
+                }
+                Wake::Command(Some(command)) => match self.state.command(command, &fds) {
+                    Flow::Continue => {}
+                    Flow::Stop => break,
+                    Flow::HandOver(call, to, tone) => {
+                        hand_over = Some((call, to, tone));
                         break;
                     }
-                }
+                },
                 // The session handle was dropped: end as if closed.
                 Wake::Command(None) | Wake::Shutdown => break,
                 Wake::Readable { socket } => {
@@ -467,10 +566,89 @@ impl MediaTask {
                 }
             }
         }
-        self.finish();
+        match hand_over {
+            Some((call, to, tone)) => self.hand_over(call, to, tone),
+            None => self.finish(),
+        }
     }
 
-    fn finish(self) {
+    /// Moves the customer into a session's task; this task ends without `Closed` (the
+    /// customer's counts come from the session when it lets the customer go).
+    fn hand_over(self, call: CallId, to: MediaLink, connect_tone: Arc<Ringback>) {
+        let MediaTask { sockets, state, .. } = self;
+        let [customer, agent] = sockets.legs;
+        drop(agent);
+        let attached = Attached {
+            call,
+            sockets: customer,
+            negotiated: state.legs[0].clone(),
+            dtmf: state.dtmf[0],
+            connect_tone,
+            sent_before: state.sent[0],
+        };
+        let _ = to.commands.send(Command::Attach(Box::new(attached)));
+        let _ = state.events.send(MediaEvent::HandedOver);
+    }
+
+    /// A customer switched onto this session: its sockets replace the session's unused
+    /// customer pair, the relay takes its stream, the agent hears the connect tone first.
+    fn attach(&mut self, attached: Attached) {
+        if let Some(previous) = self.on_session.as_ref().map(|o| o.call) {
+            self.detach(previous);
+        }
+        let now = Instant::now();
+        let Attached {
+            call,
+            sockets,
+            negotiated,
+            dtmf,
+            connect_tone,
+            sent_before,
+        } = attached;
+        let parked = std::mem::replace(&mut self.sockets.legs[0], sockets);
+        self.state.locals[0] = self.sockets.legs[0]
+            .rtp
+            .local_addr()
+            .unwrap_or(self.state.locals[0]);
+        self.state.locals[1] = self.sockets.legs[0]
+            .rtcp
+            .local_addr()
+            .unwrap_or(self.state.locals[1]);
+        self.on_session = Some(OnSession {
+            call,
+            parked,
+            sent_at_start: self.state.sent,
+            sent_before,
+        });
+        self.state.attach(negotiated, dtmf, connect_tone, now);
+    }
+
+    /// The customer call on this session is over: its sockets close, the agent hears the
+    /// idle audio again, and the call's counts go back.
+    fn detach(&mut self, call: CallId) {
+        if self.on_session.as_ref().map(|o| o.call) != Some(call) {
+            return;
+        }
+        let Some(on) = self.on_session.take() else {
+            return;
+        };
+        let stats = self.state.detach(&on, Instant::now());
+        let customer = std::mem::replace(&mut self.sockets.legs[0], on.parked);
+        drop(customer);
+        if let (Ok(rtp), Ok(rtcp)) = (
+            self.sockets.legs[0].rtp.local_addr(),
+            self.sockets.legs[0].rtcp.local_addr(),
+        ) {
+            self.state.locals[0] = rtp;
+            self.state.locals[1] = rtcp;
+        }
+        let _ = self.state.events.send(MediaEvent::Detached { call, stats });
+    }
+
+    fn finish(mut self) {
+        if let Some(call) = self.on_session.as_ref().map(|o| o.call) {
+            self.detach(call);
+        }
         let MediaTask { sockets, state, .. } = self;
         // Ports go back to the pool before the task reports Closed.
         drop(sockets);
@@ -502,6 +680,8 @@ struct State {
     message_end: [Option<Instant>; 2],
     /// Extra sources each leg may latch to, given to the relay when it is created.
     allowed: Vec<(Side, std::net::IpAddr)>,
+    /// What loops to each side when nothing else plays (a session agent's idle audio).
+    idle: [Option<Arc<Ringback>>; 2],
 }
 
 impl State {
@@ -521,6 +701,7 @@ impl State {
             dtmf: [DtmfMode::Rfc4733; 2],
             message_end: [None, None],
             allowed: Vec::new(),
+            idle: [None, None],
         }
     }
 
@@ -546,6 +727,14 @@ impl State {
                 self.start_ringback(side, now);
             }
             Command::PlayMessage(side, message) => self.play_message(side, message, now),
+            Command::StartIdle(side, clip) => {
+                self.idle[side_index(side)] = Some(clip.clone());
+                self.ringback[side_index(side)] = Some(clip);
+                self.start_ringback(side, now);
+            }
+            Command::HandOver(call, to, tone) => return Flow::HandOver(call, to, tone),
+            // Handled by the task, which owns the sockets.
+            Command::Attach(_) | Command::Detach(_) => {}
             Command::AllowSource(side, ip) => {
                 self.allowed.push((side, ip));
                 if let Some(relay) = &mut self.relay {
@@ -641,6 +830,64 @@ impl State {
         }
     }
 
+    /// A customer switched onto this session's agent (see [`MediaTask::attach`]).
+    fn attach(
+        &mut self,
+        negotiated: Option<Negotiated>,
+        dtmf: DtmfMode,
+        connect_tone: Arc<Ringback>,
+        now: Instant,
+    ) {
+        self.dtmf[0] = dtmf;
+        if let Some(relay) = &mut self.relay {
+            relay.reset_leg(Side::Customer, now);
+            relay.set_dtmf_mode(Side::Customer, dtmf);
+        }
+        self.legs[0] = None;
+        if let Some(negotiated) = negotiated {
+            self.set_leg(Side::Customer, negotiated, now);
+        }
+        // The agent hears the tone, then the customer (the relay holds the customer's audio
+        // back while something plays to the agent).
+        self.ringback[1] = None;
+        if let Some(relay) = &mut self.relay {
+            relay.stop_ringback(Side::Agent);
+        }
+        self.play_message(Side::Agent, connect_tone, now);
+    }
+
+    /// The customer on this session is gone: its counts, and the agent's idle audio again.
+    fn detach(&mut self, on: &OnSession, now: Instant) -> MediaStats {
+        let lost = self
+            .relay
+            .as_ref()
+            .and_then(|r| r.receive_stats(Side::Customer))
+            .map_or(0, |s| s.cumulative_lost().max(0) as u64);
+        let stats = MediaStats {
+            packets_to_customer: on.sent_before + self.sent[0] - on.sent_at_start[0],
+            packets_to_agent: self.sent[1] - on.sent_at_start[1],
+            lost_from_customer: lost,
+            lost_from_agent: 0,
+            customer_codec: self.legs[0]
+                .as_ref()
+                .map(|n| codec_name(n.codec).to_owned()),
+            agent_codec: self.legs[1]
+                .as_ref()
+                .map(|n| codec_name(n.codec).to_owned()),
+        };
+        if let Some(relay) = &mut self.relay {
+            relay.reset_leg(Side::Customer, now);
+        }
+        self.legs[0] = None;
+        self.message_end[1] = None;
+        self.ringback[1] = self.idle[1].clone();
+        if let Some(relay) = &mut self.relay {
+            relay.stop_ringback(Side::Agent);
+        }
+        self.start_ringback(Side::Agent, now);
+        stats
+    }
+
     /// Plays a message once through the ringback player, stopped after the clip's length.
     fn play_message(&mut self, side: Side, message: Arc<Ringback>, now: Instant) {
         let i = side_index(side);
@@ -667,7 +914,12 @@ impl State {
     fn record(&mut self, path: PathBuf, now: Instant) {
         let customer = self.legs[0].as_ref().map_or(Codec::Pcmu, |n| n.codec);
         let agent = self.legs[1].as_ref().map_or(customer, |n| n.codec);
-        let recorder = File::create(&path)
+        // Never truncates: an existing file (even one that appeared since the API checked the
+        // name) fails the recording instead.
+        let recorder = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
             .map_err(|e| e.to_string())
             .and_then(|file| {
                 Recorder::new(BufWriter::new(file), customer, agent).map_err(|e| e.to_string())
@@ -841,6 +1093,11 @@ impl State {
                 self.ringback[i] = None;
                 if let Some(relay) = &mut self.relay {
                     relay.stop_ringback(side);
+                }
+                // A session agent with no customer goes back to its idle audio.
+                if self.legs[side_index(side.other())].is_none() {
+                    self.ringback[i] = self.idle[i].clone();
+                    self.start_ringback(side, now);
                 }
                 let _ = self.events.send(MediaEvent::MessageDone { side });
             }

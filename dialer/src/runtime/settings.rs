@@ -1,6 +1,7 @@
 //! Turning a `dialer.toml` into the cores' settings: addresses resolved, secrets exposed
 //! only to the cores that hash them, codecs mapped.
 
+use crate::b2bua::agents::AgentMode;
 use crate::b2bua::{CoreConfig, DtmfMode, PoolSettings, Strategy, TrunkSettings};
 use media::sdp::Codec;
 use sip_core::auth::{Credentials, Secret as AuthSecret};
@@ -145,8 +146,9 @@ pub fn core_config(
     }
 }
 
-/// The pools as the core uses them; an unset `abandon_after_ms` is the agent ring timeout
-/// (ring mode: the customer hears ringback for as long as an agent may ring).
+/// The pools as the core uses them. An unset `abandon_after_ms` is the agent ring timeout in
+/// ring mode (the customer hears ringback for as long as an agent may ring) and 2000 ms in
+/// session mode (the US TSR and Ofcom 2-second rule, 16 CFR 310.4(b)(4)(i)).
 pub fn pools(config: &Config) -> Vec<PoolSettings> {
     config
         .pools()
@@ -161,11 +163,35 @@ pub fn pools(config: &Config) -> Vec<PoolSettings> {
             wrap_up: p.wrap_up,
             max_no_answer: p.max_no_answer,
             agent_attempts: p.agent_attempts,
-            abandon_after: p.abandon_after.unwrap_or(config.calls().agent_ring_timeout),
+            abandon_after: p.abandon_after.unwrap_or(match p.agent_mode {
+                trunk_profiles::AgentMode::Ring => config.calls().agent_ring_timeout,
+                trunk_profiles::AgentMode::Session => SESSION_ABANDON_AFTER,
+            }),
             abandon_message: p.abandon_message.clone(),
             login_paused: p.login_paused,
+            mode: match p.agent_mode {
+                trunk_profiles::AgentMode::Ring => AgentMode::Ring,
+                trunk_profiles::AgentMode::Session => AgentMode::Session,
+            },
+            hangup_key: p.hangup_key.and_then(dtmf_event),
+            connect_tone: p.connect_tone.clone(),
+            idle_audio: p.idle_audio.clone(),
         })
         .collect()
+}
+
+/// The default `abandon_after_ms` of a session-mode pool.
+const SESSION_ABANDON_AFTER: std::time::Duration = std::time::Duration::from_millis(2000);
+
+/// The RFC 4733 §3.2 event code of a DTMF key.
+pub fn dtmf_event(key: char) -> Option<u8> {
+    match key.to_ascii_uppercase() {
+        d @ '0'..='9' => Some(d as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        l @ 'A'..='D' => Some(l as u8 - b'A' + 12),
+        _ => None,
+    }
 }
 
 /// The registration of a trunk with `register = true`.
