@@ -532,19 +532,15 @@ fn wrap_up_keeps_an_agent_from_the_next_call_until_it_ends() {
     assert_eq!(state_of(&net, call), Some(CallState::CustomerAnswered));
 
     net.advance(secs(1));
-    let ready = net
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            ApiEvent::AgentState {
-                extension,
-                state: AgentState::Ready,
-                since,
-                ..
-            } if extension == "1000" => Some(*since),
-            _ => None,
-        })
-        .last();
+    let ready = net.events().into_iter().rev().find_map(|e| match e {
+        ApiEvent::AgentState {
+            extension,
+            state: AgentState::Ready,
+            since,
+            ..
+        } if extension == "1000" => Some(*since),
+        _ => None,
+    });
     assert_eq!(ready, Some(unix(ended_at + secs(5))));
     let invites = net.invites_to_agent("1000");
     assert_eq!(invites.len(), 2);

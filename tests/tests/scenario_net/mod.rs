@@ -194,6 +194,10 @@ pub fn sales_pool() -> PoolSettings {
         abandon_after: Duration::from_secs(2),
         abandon_message: Some(PathBuf::from(ABANDON_WAV)),
         login_paused: false,
+        mode: dialer::b2bua::agents::AgentMode::Ring,
+        hangup_key: None,
+        connect_tone: None,
+        idle_audio: None,
     }
 }
 
