@@ -286,12 +286,7 @@ fn pool_ring_mode_gives_customers_to_the_longest_idle_agent_and_skips_a_rejectin
     phone1000
         .wait_established(Duration::from_secs(20))
         .expect("after 1001's 486 agent 1000 answers");
-    assert_eq!(
-        state(&agent_info(&client, "1000")),
-        "talking",
-        "{:?}",
-        agents(&client)
-    );
+    wait_state(&client, "1000", "talking");
     poll_until(
         "1.5 s of audio recorded by agent 1000",
         Duration::from_secs(10),
