@@ -15,8 +15,9 @@
 //! Every error has a JSON body `{"error": NAME, "detail": ...}`. A [`ControlError`] is that
 //! error itself (`{"error":"agent_busy","detail":"1001"}`) with the status of [`status_for`];
 //! the API's own errors are `bad_request` (400: malformed JSON, naming the field), `unauthorized`
-//! (401), `not_found` (404), `payload_too_large` (413), `unavailable` (503: the dialer task is
-//! gone) and `timeout` (504: the dialer did not answer within [`REPLY_TIMEOUT`]).
+//! (401), `forbidden` (403: a foreign `Host` or `Origin`), `not_found` (404),
+//! `payload_too_large` (413), `unsupported_media_type` (415), `unavailable` (503: the dialer
+//! task is gone) and `timeout` (504: the dialer did not answer within [`REPLY_TIMEOUT`]).
 //!
 //! # Security
 //! With a token set, every route (unknown ones too, so routes are not probed) wants
@@ -25,6 +26,17 @@
 //! tokens with [`subtle`], so its time depends on neither the token's content nor its length.
 //! Without a token the API only serves a loopback address: [`bind`] refuses anything else,
 //! because whoever reaches the port can place calls on the trunk's account.
+//!
+//! What a web page could make a browser send is refused before any route runs, so a browser on
+//! the same machine is no way in: a `Host` that is not the listen address (`ip:port`, any IP
+//! literal with the port when listening on `0.0.0.0`/`[::]`, `localhost:port` on loopback) or
+//! a name of [`Api::allow_hosts`] gets `403 forbidden` (DNS rebinding); so does an `Origin`
+//! that is present and is not the API's own (`http://` one of those, or `https://` an allowed
+//! name); a POST whose `Content-Type` is not `application/json` (the types a page can send
+//! cross-site without a CORS preflight, or none) gets `415 unsupported_media_type`, its detail
+//! naming the type expected. The file names of `POST /calls` (`record`, `pcap`, `ringback`)
+//! are confined to the directories of [`Api::confine_paths`] ([`crate::paths`]); a refused
+//! one is `422 bad_path` with `{"field": ..., "problem": ...}` as detail.
 //!
 //! # The event stream
 //! Each `GET /events` subscribes to [`ControlHandle::events`] before the response headers are
@@ -76,6 +88,7 @@ use crate::control::{
     AgentInfo, ApiEvent, CallId, CallInfo, ControlError, ControlHandle, ControlRequest,
     OriginateRequest, TrunkInfo,
 };
+use crate::paths::MediaDirs;
 
 /// Where `dialer run` serves the API unless configured otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -192,6 +205,7 @@ pub fn status_for(error: &ControlError) -> StatusCode {
         ControlError::NoSuchTrunk(_)
         | ControlError::NoSuchPool(_)
         | ControlError::BadNumber(_)
+        | ControlError::BadPath { .. }
         | ControlError::Other(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -201,6 +215,10 @@ pub fn status_for(error: &ControlError) -> StatusCode {
 pub struct Api {
     listener: TcpListener,
     token: Option<String>,
+    /// `[api] allowed_hosts`, lowercase.
+    allowed_hosts: Vec<String>,
+    /// Where request paths may point.
+    dirs: MediaDirs,
 }
 
 /// Checks the address against the token rule and binds it.
@@ -218,7 +236,12 @@ pub async fn bind(listen: SocketAddr, token: Option<String>) -> Result<Api, ApiE
             addr: listen,
             source,
         })?;
-    Ok(Api { listener, token })
+    Ok(Api {
+        listener,
+        token,
+        allowed_hosts: Vec::new(),
+        dirs: MediaDirs::default(),
+    })
 }
 
 /// Binds `listen` and serves the API until `shutdown` completes.
@@ -237,6 +260,20 @@ impl Api {
         self.listener.local_addr().map_err(ApiError::Serve)
     }
 
+    /// Also accepts these names (`host` or `host:port`, `[api] allowed_hosts`) in `Host` and
+    /// `Origin`, besides the listen address: what a reverse proxy in front of the API sends.
+    pub fn allow_hosts(mut self, hosts: impl IntoIterator<Item = String>) -> Api {
+        self.allowed_hosts = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Confines the `record`, `pcap` and `ringback` of `POST /calls` to these directories
+    /// (see [`crate::paths`]); without them, a request naming any of the three is refused.
+    pub fn confine_paths(mut self, dirs: MediaDirs) -> Api {
+        self.dirs = dirs;
+        self
+    }
+
     /// Serves until `shutdown` completes, then ends the event streams and drains.
     pub async fn run(
         self,
@@ -244,10 +281,16 @@ impl Api {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ApiError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let listen = self.local_addr()?;
         let state = AppState {
             handle,
             token_digest: self.token.as_deref().map(|t| Arc::new(digest(t))),
             stop: stop_rx,
+            own: Arc::new(OwnAddress {
+                listen,
+                allowed_hosts: self.allowed_hosts,
+            }),
+            dirs: Arc::new(self.dirs),
         };
         axum::serve(self.listener, router(state))
             .with_graceful_shutdown(async move {
@@ -265,6 +308,8 @@ struct AppState {
     handle: ControlHandle,
     token_digest: Option<Arc<[u8; 32]>>,
     stop: watch::Receiver<bool>,
+    own: Arc<OwnAddress>,
+    dirs: Arc<MediaDirs>,
 }
 
 fn router(state: AppState) -> Router {
@@ -280,6 +325,11 @@ fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Outermost: a cross-site or rebound request is refused before anything else runs.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_cross_site,
+        ))
         .with_state(state)
 }
 
@@ -441,10 +491,13 @@ async fn originate(State(state): State<AppState>, body: Result<Bytes, BytesRejec
         }
         Err(e) => return bad_request(e.body_text()),
     };
-    let request = match parse_originate(&body) {
+    let mut request = match parse_originate(&body) {
         Ok(request) => request,
         Err(message) => return bad_request(message),
     };
+    if let Err(e) = crate::paths::confine_request(&mut request, &state.dirs) {
+        return control_error(e.into());
+    }
     match ask(&state, |tx| ControlRequest::Originate(request, tx)).await {
         Ok(Ok(info)) => {
             let location = format!("/calls/{}", info.id);
@@ -620,6 +673,158 @@ fn feed(
             }
         },
     )
+}
+
+/// The API's own address: the socket it listens on and `[api] allowed_hosts`.
+#[derive(Debug)]
+struct OwnAddress {
+    listen: SocketAddr,
+    allowed_hosts: Vec<String>,
+}
+
+/// The media types a POST body may have. A browser sends `text/plain`,
+/// `application/x-www-form-urlencoded` and `multipart/form-data` cross-site without a CORS
+/// preflight, so none of them is accepted (a route that takes CSV would add `text/csv`).
+const POST_TYPES: &[&str] = &["application/json"];
+
+/// `host[:port]` split, lowercase; an IPv6 host keeps its brackets. `None` when malformed.
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, rest) = authority.split_at(end + 1);
+        match rest {
+            "" => (host.to_owned(), None),
+            _ => (host.to_owned(), Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((_, port)) if port.contains(':') => return None,
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (authority.clone(), None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host, port))
+}
+
+impl OwnAddress {
+    /// `authority` (a `Host`, or an `Origin`'s host and port) names this API. `default_port`
+    /// is the port a missing one means (80 for `Host` and `http:`, 443 for `https:`);
+    /// `listener` is false for an `https:` origin, which only a proxy can serve.
+    fn accepts(&self, authority: &str, default_port: u16, listener: bool) -> bool {
+        let Some((host, port)) = split_authority(authority) else {
+            return false;
+        };
+        if listener && port.unwrap_or(default_port) == self.listen.port() {
+            let ip = host.trim_start_matches('[').trim_end_matches(']');
+            let listen_ip = self.listen.ip().to_canonical();
+            match ip.parse::<std::net::IpAddr>() {
+                // An IP literal is never a rebound name; on 0.0.0.0 or [::] any address of
+                // the machine can be the one the client connected to.
+                Ok(ip) if listen_ip.is_unspecified() || ip.to_canonical() == listen_ip => {
+                    return true
+                }
+                Ok(_) => {}
+                Err(_) if host == "localhost" && listen_ip.is_loopback() => return true,
+                Err(_) => {}
+            }
+        }
+        self.allowed_hosts
+            .iter()
+            .any(|entry| match split_authority(entry) {
+                Some((h, None)) => h == host,
+                Some((h, Some(p))) => h == host && port.unwrap_or(default_port) == p,
+                None => false,
+            })
+    }
+}
+
+/// Refuses what a browser could be made to send from another site: a `Host` that is not the
+/// API's (DNS rebinding: a page whose name now resolves to this address), an `Origin` that is
+/// not the API's own (403), and a POST whose body is not `application/json` (415).
+async fn refuse_cross_site(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let own = &state.own;
+    let host = match request.headers().get(header::HOST) {
+        Some(value) => value.to_str().ok().map(str::to_owned),
+        // HTTP/2 carries it in the URI (`:authority`).
+        None => request.uri().authority().map(|a| a.as_str().to_owned()),
+    };
+    if !host.is_some_and(|h| own.accepts(&h, 80, true)) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the Host header is not this API's address: expected {}{} or a name of \
+                 [api] allowed_hosts",
+                own.listen,
+                if own.listen.ip().is_loopback() {
+                    format!(", localhost:{}", own.listen.port())
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let ok = origin
+            .to_str()
+            .ok()
+            .is_some_and(|o| match o.split_once("://") {
+                Some((scheme, authority)) if scheme.eq_ignore_ascii_case("http") => {
+                    own.accepts(authority, 80, true)
+                }
+                Some((scheme, authority)) if scheme.eq_ignore_ascii_case("https") => {
+                    own.accepts(authority, 443, false)
+                }
+                _ => false,
+            });
+        if !ok {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the Origin header is not this API's own origin: expected none, \
+                     http://{} or an [api] allowed_hosts name",
+                    own.listen
+                ),
+            );
+        }
+    }
+    if request.method() == axum::http::Method::POST {
+        let media_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        if !media_type.is_some_and(|t| POST_TYPES.contains(&t.as_str())) {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "expected Content-Type: {} (an empty body too)",
+                    POST_TYPES.join(" or ")
+                ),
+            );
+        }
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> Response {

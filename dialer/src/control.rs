@@ -513,6 +513,15 @@ pub enum ControlError {
     /// Something else, such as a missing ringback file.
     #[error("{0}")]
     Other(String),
+    /// A file name in the request (`record`, `pcap`, `ringback`) that may not be used:
+    /// `{"error":"bad_path","detail":{"field":"record","problem":"..."}}`.
+    #[error("`{field}`: {problem}")]
+    BadPath {
+        /// The request field.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl From<OriginateError> for ControlError {

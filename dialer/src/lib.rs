@@ -57,5 +57,6 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod pcap;
+pub mod paths;
 pub mod registrar;
 pub mod runtime;

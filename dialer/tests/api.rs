@@ -19,6 +19,7 @@ use dialer::control::{
     AgentInfo, ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, ControlHandle,
     ControlRequest, HungUpBy, LadderLine, OriginateRequest, TrunkInfo,
 };
+use dialer::paths::MediaDirs;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -31,6 +32,10 @@ struct Setup {
     token: Option<&'static str>,
     capacity: usize,
     dialer: bool,
+    /// `[api] allowed_hosts`.
+    allowed_hosts: Vec<String>,
+    /// `[media] record_dir`, `ringback_dir`, `pcap_dir`.
+    dirs: MediaDirs,
 }
 
 impl Default for Setup {
@@ -39,7 +44,26 @@ impl Default for Setup {
             token: None,
             capacity: 64,
             dialer: true,
+            allowed_hosts: Vec::new(),
+            dirs: MediaDirs::default(),
         }
+    }
+}
+
+/// A fresh directory for one test.
+fn scratch(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dialer-api-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every request path confined to `dir`.
+fn dirs_in(dir: &std::path::Path) -> MediaDirs {
+    MediaDirs {
+        record: Some(dir.to_owned()),
+        ringback: Some(dir.to_owned()),
+        pcap: Some(dir.to_owned()),
     }
 }
 
@@ -81,7 +105,9 @@ impl Harness {
                     "127.0.0.1:0".parse().unwrap(),
                     setup.token.map(String::from),
                 )
-                .await?;
+                .await?
+                .allow_hosts(setup.allowed_hosts)
+                .confine_paths(setup.dirs);
                 addr_tx.send(api.local_addr()?).unwrap();
                 if setup.dialer {
                     tokio::spawn(fake_dialer(
@@ -465,6 +491,13 @@ fn send(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Ans
                 .body(body.to_owned())
                 .unwrap(),
         ),
+        // Every POST is JSON, an empty one too: anything else is 415.
+        None if method == "POST" => http().run(
+            request
+                .header("Content-Type", "application/json")
+                .body(())
+                .unwrap(),
+        ),
         None => http().run(request.body(()).unwrap()),
     };
     let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
@@ -610,9 +643,14 @@ fn non_loopback_listen_without_a_token_is_refused() {
 
 #[test]
 fn originate_returns_201_with_the_call_and_hands_the_request_to_the_dialer() {
-    let h = Harness::start(Setup::default());
+    let dir = scratch("originate");
+    std::fs::write(dir.join("wait.wav"), b"RIFF").unwrap();
+    let h = Harness::start(Setup {
+        dirs: dirs_in(&dir),
+        ..Setup::default()
+    });
     let body = r#"{"number":"5551234","agent":"1001","trunk":"carrier",
-                  "ringback":"/srv/wait.wav","record":"/tmp/call.wav"}"#;
+                  "ringback":"wait.wav","record":"call.wav"}"#;
     let answer = send("POST", &h.url("/calls"), None, Some(body));
     assert_eq!(answer.status, 201, "{}", answer.body);
     assert_eq!(answer.headers["location"], "/calls/1");
@@ -624,8 +662,8 @@ fn originate_returns_201_with_the_call_and_hands_the_request_to_the_dialer() {
             number: "5551234".into(),
             agent: Some("1001".into()),
             trunk: Some("carrier".into()),
-            ringback: Some("/srv/wait.wav".into()),
-            record: Some("/tmp/call.wav".into()),
+            ringback: Some(dir.join("wait.wav")),
+            record: Some(dir.join("call.wav")),
             pcap: None,
             ..OriginateRequest::default()
         }]
@@ -1019,7 +1057,12 @@ fn dialer_call_prints_the_events_and_the_summary_and_exits_0_when_bridged() {
 
 #[test]
 fn dialer_call_prints_the_ladder_only_with_the_flag_and_passes_the_options_through() {
-    let h = Harness::start(Setup::default());
+    let dir = scratch("call-options");
+    std::fs::write(dir.join("wait.wav"), b"RIFF").unwrap();
+    let h = Harness::start(Setup {
+        dirs: dirs_in(&dir),
+        ..Setup::default()
+    });
     let out = dialer_bin(
         &[
             "call",
@@ -1064,9 +1107,10 @@ fn dialer_call_prints_the_ladder_only_with_the_flag_and_passes_the_options_throu
             number: "5551234".into(),
             agent: Some("1001".into()),
             trunk: Some("carrier".into()),
-            ringback: Some("wait.wav".into()),
-            record: Some("call.wav".into()),
-            pcap: Some("call.pcap".into()),
+            // The names given, joined to their configured directories by the API.
+            ringback: Some(dir.join("wait.wav")),
+            record: Some(dir.join("call.wav")),
+            pcap: Some(dir.join("call.pcap")),
             ..OriginateRequest::default()
         }]
     );
@@ -1294,4 +1338,272 @@ fn dialer_call_colours_events_and_the_ladder_when_asked() {
         "{stdout}"
     );
     assert!(stdout.contains("\x1b[36m        0.001 --> "), "{stdout}");
+}
+
+/// One request written by hand over TCP, so `Host`, `Origin` and `Content-Type` are exactly
+/// these; returns the status and the body.
+fn raw(h: &Harness, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    use std::io::{Read, Write};
+    let addr = h.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    // Bodies are small: a chunked one is a single chunk, or Content-Length.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.split("\r\n").nth(1).unwrap_or("").to_owned()
+    } else {
+        body.to_owned()
+    };
+    Answer {
+        status,
+        headers: ureq::http::HeaderMap::new(),
+        body,
+    }
+}
+
+const ORIGINATE: &str = r#"{"number":"5551234","agent":"1001"}"#;
+
+#[test]
+fn a_post_a_browser_sends_without_preflight_is_415_and_places_no_call() {
+    let h = Harness::start(Setup::default());
+    let host = h.base.trim_start_matches("http://").to_owned();
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut headers = vec![("Host", host.as_str())];
+        if let Some(t) = content_type {
+            headers.push(("Content-Type", t));
+        }
+        let answer = raw(&h, "POST", "/calls", &headers, ORIGINATE);
+        assert_eq!(answer.status, 415, "{content_type:?}: {}", answer.body);
+        let json = answer.json();
+        assert_eq!(json["error"], "unsupported_media_type");
+        let detail = json["detail"].as_str().unwrap();
+        assert!(detail.contains("application/json"), "{detail}");
+    }
+    // Pause and ready too, whatever their body.
+    let answer = raw(&h, "POST", "/agents/1001/ready", &[("Host", &host)], "");
+    assert_eq!(answer.status, 415, "{}", answer.body);
+    let answer = raw(
+        &h,
+        "POST",
+        "/agents/1001/pause",
+        &[("Host", &host), ("Content-Type", "text/plain")],
+        r#"{"reason":"lunch"}"#,
+    );
+    assert_eq!(answer.status, 415, "{}", answer.body);
+    assert!(h.originated.lock().unwrap().is_empty());
+    assert!(h.paused.lock().unwrap().is_empty());
+    // JSON with parameters is JSON.
+    let answer = raw(
+        &h,
+        "POST",
+        "/calls",
+        &[
+            ("Host", &host),
+            ("Content-Type", "Application/JSON; charset=utf-8"),
+        ],
+        ORIGINATE,
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(h.originated.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_foreign_origin_is_403_and_places_no_call_and_the_own_origin_passes() {
+    let h = Harness::start(Setup::default());
+    let host = h.base.trim_start_matches("http://").to_owned();
+    let port = host.rsplit(':').next().unwrap().to_owned();
+    for origin in [
+        "http://evil.example".to_owned(),
+        format!("http://evil.example:{port}"),
+        format!("https://{host}"),
+        format!("http://127.0.0.2:{port}"),
+        "null".to_owned(),
+    ] {
+        let answer = raw(
+            &h,
+            "POST",
+            "/calls",
+            &[
+                ("Host", &host),
+                ("Origin", &origin),
+                ("Content-Type", "application/json"),
+            ],
+            ORIGINATE,
+        );
+        assert_eq!(answer.status, 403, "{origin}: {}", answer.body);
+        assert_eq!(answer.json()["error"], "forbidden");
+        assert!(answer.json()["detail"].as_str().unwrap().contains("Origin"));
+        // A GET with a foreign origin is refused too (the body would not be readable, but
+        // it must not run either).
+        let get = raw(
+            &h,
+            "GET",
+            "/calls",
+            &[("Host", &host), ("Origin", &origin)],
+            "",
+        );
+        assert_eq!(get.status, 403, "{origin}");
+    }
+    assert!(h.originated.lock().unwrap().is_empty());
+    for origin in [format!("http://{host}"), format!("http://localhost:{port}")] {
+        let answer = raw(
+            &h,
+            "POST",
+            "/calls",
+            &[
+                ("Host", &host),
+                ("Origin", &origin),
+                ("Content-Type", "application/json"),
+            ],
+            ORIGINATE,
+        );
+        assert_eq!(answer.status, 201, "{origin}: {}", answer.body);
+    }
+    assert_eq!(h.originated.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_foreign_host_is_403_and_the_listen_address_localhost_and_allowed_hosts_pass() {
+    let h = Harness::start(Setup {
+        allowed_hosts: vec!["Dialer.Example.com".into(), "proxy.example.com:8443".into()],
+        ..Setup::default()
+    });
+    let host = h.base.trim_start_matches("http://").to_owned();
+    let port = host.rsplit(':').next().unwrap().to_owned();
+    let json = ("Content-Type", "application/json");
+    for foreign in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("127.0.0.1:{}", port.parse::<u16>().unwrap().wrapping_add(1)),
+        format!("localhost.evil.example:{port}"),
+        "proxy.example.com:9999".to_owned(),
+        "proxy.example.com".to_owned(),
+        "".to_owned(),
+    ] {
+        let answer = raw(&h, "GET", "/health", &[("Host", &foreign)], "");
+        assert_eq!(answer.status, 403, "{foreign:?}: {}", answer.body);
+        assert_eq!(answer.json()["error"], "forbidden");
+        let detail = answer.json()["detail"].as_str().unwrap().to_owned();
+        assert!(
+            detail.contains("Host") && detail.contains(&host),
+            "{detail}"
+        );
+        let post = raw(&h, "POST", "/calls", &[("Host", &foreign), json], ORIGINATE);
+        assert_eq!(post.status, 403, "{foreign:?}");
+    }
+    assert!(h.originated.lock().unwrap().is_empty());
+    for own in [
+        host.clone(),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        "dialer.example.com".to_owned(),
+        "dialer.example.com:443".to_owned(),
+        "proxy.example.com:8443".to_owned(),
+    ] {
+        let answer = raw(&h, "GET", "/health", &[("Host", &own)], "");
+        assert_eq!(answer.status, 200, "{own}: {}", answer.body);
+    }
+    // Behind a TLS proxy the browser's origin is https and the allowed name.
+    let answer = raw(
+        &h,
+        "POST",
+        "/calls",
+        &[
+            ("Host", "dialer.example.com"),
+            ("Origin", "https://dialer.example.com"),
+            json,
+        ],
+        ORIGINATE,
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    // The CLI client connects to the URL it is given: its Host passes.
+    let client = dialer::client::Client::new(&h.base, None).unwrap();
+    client.pause_agent("1001", "lunch").unwrap();
+    client.ready_agent("1001").unwrap();
+    assert_eq!(h.paused.lock().unwrap().as_slice(), ["lunch"]);
+}
+
+#[test]
+fn request_paths_outside_their_directories_are_422_naming_the_field() {
+    let dir = scratch("paths");
+    std::fs::write(dir.join("old.wav"), b"an earlier recording").unwrap();
+    std::fs::write(dir.join("tone.wav"), b"RIFF").unwrap();
+    let h = Harness::start(Setup {
+        dirs: dirs_in(&dir),
+        ..Setup::default()
+    });
+    for (field, name, problem) in [
+        ("record", "../escape.wav", "`..`"),
+        ("record", "/tmp/escape.wav", "absolute"),
+        ("pcap", "sub/../../escape.pcap", "`..`"),
+        ("pcap", "/etc/passwd", "absolute"),
+        ("ringback", "../../etc/passwd", "`..`"),
+        ("ringback", "/etc/passwd", "absolute"),
+        ("ringback", "missing.wav", "no such file"),
+        ("record", "old.wav", "already exists"),
+        ("record", "a\u{0}b.wav", "NUL"),
+    ] {
+        let body = serde_json::json!({"number": "5551234", "agent": "1001", field: name});
+        let answer = send("POST", &h.url("/calls"), None, Some(&body.to_string()));
+        assert_eq!(answer.status, 422, "{field} {name:?}: {}", answer.body);
+        let json = answer.json();
+        assert_eq!(json["error"], "bad_path", "{json}");
+        assert_eq!(json["detail"]["field"], field, "{json}");
+        let said = json["detail"]["problem"].as_str().unwrap();
+        assert!(said.contains(problem), "{field} {name:?}: {said}");
+        // The server's own directory is not described to the client.
+        assert!(!said.contains(dir.to_str().unwrap()), "{said}");
+    }
+    assert!(h.originated.lock().unwrap().is_empty(), "no call placed");
+    assert_eq!(
+        std::fs::read(dir.join("old.wav")).unwrap(),
+        b"an earlier recording"
+    );
+    let body = r#"{"number":"5551234","agent":"1001","record":"new.wav","ringback":"tone.wav"}"#;
+    let answer = send("POST", &h.url("/calls"), None, Some(body));
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let seen = h.originated.lock().unwrap()[0].clone();
+    assert_eq!(seen.record, Some(dir.join("new.wav")));
+    assert_eq!(seen.ringback, Some(dir.join("tone.wav")));
+    assert_eq!(seen.pcap, None);
+}
+
+#[test]
+fn a_path_whose_directory_is_not_configured_is_refused() {
+    let h = Harness::start(Setup::default());
+    for field in ["record", "pcap", "ringback"] {
+        let body = serde_json::json!({"number": "5551234", "agent": "1001", field: "x.wav"});
+        let answer = send("POST", &h.url("/calls"), None, Some(&body.to_string()));
+        assert_eq!(answer.status, 422, "{field}: {}", answer.body);
+        let json = answer.json();
+        assert_eq!(json["detail"]["field"], field);
+        let problem = json["detail"]["problem"].as_str().unwrap();
+        assert!(
+            problem.contains(&format!("[media] {field}_dir is not configured")),
+            "{problem}"
+        );
+    }
+    assert!(h.originated.lock().unwrap().is_empty());
 }

@@ -203,6 +203,16 @@ pub(crate) fn render(c: &Config) -> String {
         "record_dir",
         opt(m.record_dir.as_ref().map(|p| p.display())).replace(NOT_SET, "(not set: no recording)"),
     );
+    line(
+        "ringback_dir",
+        opt(m.ringback_dir.as_ref().map(|p| p.display()))
+            .replace(NOT_SET, "(not set: a request's ringback is refused)"),
+    );
+    line(
+        "pcap_dir",
+        opt(m.pcap_dir.as_ref().map(|p| p.display()))
+            .replace(NOT_SET, "(not set: a request's pcap is refused)"),
+    );
 
     let calls = c.calls();
     line(
@@ -224,5 +234,7 @@ pub(crate) fn render(c: &Config) -> String {
         _ => "(not set: loopback only)".into(),
     };
     line("token", token);
+    let hosts: Vec<String> = api.allowed_hosts.iter().map(|h| quoted(h)).collect();
+    line("allowed_hosts", format!("[{}]", hosts.join(", ")));
     o
 }

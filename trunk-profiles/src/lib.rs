@@ -29,8 +29,9 @@
 //!
 //! # What it does not do
 //! - No IO beyond reading the file and checking that the WAV files it names (`media.ringback`,
-//!   a pool's `abandon_message` and session sounds) exist; no DNS (a trunk's proxy stays a name
-//!   until the runtime resolves it), no directory creation for `record_dir`.
+//!   a pool's `abandon_message` and session sounds) and `media.ringback_dir` exist; no DNS (a
+//!   trunk's proxy stays a name until the runtime resolves it), no directory creation for
+//!   `record_dir` or `pcap_dir`.
 //! - No hot reload and no writing of configuration files.
 //! - No WAV parsing: the media crate reads the ringback and announcement files.
 //! - No behaviour: pools, queues, latching and bans are settings here; the dialer's engine and

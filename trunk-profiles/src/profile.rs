@@ -419,8 +419,15 @@ pub struct Media {
     /// are dropped. Zero never latches: only the address in the SDP is accepted.
     pub latch_window: Duration,
     /// Directory for call recordings, resolved against the config file's directory; `None`
-    /// records nothing.
+    /// records nothing. A request's `record` is a name relative to it.
     pub record_dir: Option<PathBuf>,
+    /// Directory the ringback WAVs a request names (`ringback`) are looked up in, resolved
+    /// against the config file's directory; `None` refuses a request's own ringback (the
+    /// configured `ringback` still plays).
+    pub ringback_dir: Option<PathBuf>,
+    /// Directory for the per-call captures a request asks for (`pcap`), resolved against the
+    /// config file's directory; `None` refuses them.
+    pub pcap_dir: Option<PathBuf>,
 }
 
 /// `[api]`: the control HTTP API.
@@ -433,6 +440,9 @@ pub struct Api {
     pub token: Option<Secret>,
     /// The environment variable the token came from, if it came from one.
     pub token_env: Option<String>,
+    /// Host names (`dialer.example.com`) or `host:port` a reverse proxy may use in `Host` and
+    /// `Origin`, lowercase, besides the listen address itself; empty by default.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[calls]`: how long each leg of a call may ring.

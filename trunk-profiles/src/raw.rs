@@ -131,6 +131,8 @@ pub(crate) struct RawMedia {
     pub(crate) media_timeout_s: Option<S<u32>>,
     pub(crate) latch_window_ms: Option<S<u32>>,
     pub(crate) record_dir: Option<S<String>>,
+    pub(crate) ringback_dir: Option<S<String>>,
+    pub(crate) pcap_dir: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -139,6 +141,7 @@ pub(crate) struct RawApi {
     pub(crate) listen: Option<S<String>>,
     pub(crate) token: Option<S<Secret>>,
     pub(crate) token_env: Option<S<String>>,
+    pub(crate) allowed_hosts: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -274,6 +274,32 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A directory named relative to the config file's directory. One the dialer only reads
+    /// from (`must_exist`) must be an existing directory; one it writes into is checked when
+    /// a file is created there.
+    fn directory(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        base_dir: &Path,
+        must_exist: bool,
+    ) -> Option<PathBuf> {
+        let v = v.as_ref()?;
+        let name = self.text(
+            v,
+            key,
+            |s| !s.is_empty() && !s.chars().any(char::is_control),
+            "a directory path without control characters",
+        )?;
+        let path = base_dir.join(name);
+        if must_exist && !path.is_dir() {
+            let msg = format!("directory {:?} not found (relative paths are resolved against the config file's directory), expected an existing directory", path.display().to_string());
+            self.err(v.span(), key, msg);
+            return None;
+        }
+        Some(path)
+    }
+
     fn opt_wav(
         &mut self,
         v: &Option<Spanned<String>>,
@@ -889,16 +915,17 @@ impl<'a> Checker<'a> {
             (0, 60_000),
             "milliseconds (0 never latches)",
         );
-        let record_dir = raw.record_dir.as_ref().and_then(|v| {
-            self.text(v, "media.record_dir", |s| !s.is_empty(), "a directory path")
-                .map(|s| base_dir.join(s))
-        });
+        let record_dir = self.directory(&raw.record_dir, "media.record_dir", base_dir, false);
+        let ringback_dir = self.directory(&raw.ringback_dir, "media.ringback_dir", base_dir, true);
+        let pcap_dir = self.directory(&raw.pcap_dir, "media.pcap_dir", base_dir, false);
         Media {
             rtp_ports,
             ringback,
             media_timeout,
             latch_window: Duration::from_millis(latch_window.into()),
             record_dir,
+            ringback_dir,
+            pcap_dir,
         }
     }
 
@@ -1177,12 +1204,91 @@ impl<'a> Checker<'a> {
             Some((t, var)) => (Some(t), var),
             None => (None, None),
         };
+        let mut allowed_hosts: Vec<String> = Vec::new();
+        if let Some(list) = &raw.allowed_hosts {
+            for (i, item) in list.get_ref().iter().enumerate() {
+                let key = format!("api.allowed_hosts[{i}]");
+                match allowed_host(item.get_ref()) {
+                    Ok(host) if allowed_hosts.contains(&host) => {
+                        let msg = format!("duplicate host {host:?}, expected each host once");
+                        self.err(item.span(), key, msg);
+                    }
+                    Ok(host) => allowed_hosts.push(host),
+                    Err(why) => {
+                        let msg = format!("invalid value {:?}: {why}, expected a host name like \"dialer.example.com\" or host:port like \"dialer.example.com:8443\"", item.get_ref());
+                        self.err(item.span(), key, msg);
+                    }
+                }
+            }
+        }
         Api {
             listen,
             token,
             token_env,
+            allowed_hosts,
         }
     }
+}
+
+/// One `[api] allowed_hosts` entry, lowercased: a DNS name or an IP literal (IPv6 in brackets),
+/// with an optional port; never a scheme, path, user or wildcard.
+fn allowed_host(entry: &str) -> Result<String, String> {
+    if entry.is_empty() {
+        return Err("empty".into());
+    }
+    if entry
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "/@*?#\\".contains(c))
+    {
+        return Err("a host, not a URL or pattern (no scheme, path, user or wildcard)".into());
+    }
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let (ip, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address without its closing ']'")?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+        match after {
+            "" => (&entry[..ip.len() + 2], None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (&entry[..ip.len() + 2], Some(port)),
+                None => return Err("only :port may follow ']'".into()),
+            },
+        }
+    } else {
+        match entry.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err("an IPv6 address needs brackets, as in \"[::1]:8021\"".into())
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (entry, None),
+        }
+    };
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p != 0 && !port.starts_with('0') => {}
+            _ => return Err(format!("port {port:?} is not 1-65535")),
+        }
+    }
+    if !host.starts_with('[') && host.parse::<std::net::Ipv4Addr>().is_err() {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(format!("{host:?} is not a DNS name"));
+        }
+        if host
+            .split('.')
+            .all(|l| l.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(format!("{host:?} is not an IPv4 address"));
+        }
+    }
+    Ok(entry.to_ascii_lowercase())
 }
 
 fn secs(s: u32) -> Duration {

@@ -535,6 +535,11 @@ pub async fn demo(out_dir: &Path, talk: Duration) -> Result<DemoReport, String> 
     let recording = out_dir.join("demo.wav");
     let pcap = out_dir.join("demo.pcap");
     let call_pcap = out_dir.join("demo-call.pcap");
+    // The dialer never overwrites a recording or a capture: the demo's own outputs of an
+    // earlier run make way.
+    for old in [&recording, &call_pcap] {
+        let _ = std::fs::remove_file(old);
+    }
 
     let tap = Tap::default();
     let carrier = Peer::bind(11).await.map_err(|e| e.to_string())?;

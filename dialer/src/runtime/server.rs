@@ -289,11 +289,17 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         let token = api.token.as_ref().map(|t| t.expose().to_owned());
         let handle = control.clone();
         let mut sd = shutdown_rx.clone();
+        let no_token = token.is_none();
         let server = crate::api::bind(api.listen, token)
             .await
-            .map_err(|e| RunError::Api(e.to_string()))?;
+            .map_err(|e| RunError::Api(e.to_string()))?
+            .allow_hosts(api.allowed_hosts.clone())
+            .confine_paths(crate::paths::MediaDirs::from_config(config.media()));
         if let Ok(a) = server.local_addr() {
             eprintln!("dialer: control API on http://{a}");
+        }
+        if no_token {
+            eprintln!("dialer: warning: the control API has no [api] token: any local user or process can place calls");
         }
         tokio::spawn(async move {
             let _ = server
@@ -659,18 +665,44 @@ impl State {
             }
         }
         // The pcap opens before the call exists: a path that cannot be written refuses the
-        // call instead of leaving one behind.
-        let tap = match &spec.pcap {
-            Some(path) => Some(super::tap::PcapTap::shared(path).map_err(ControlError::Other)?),
+        // call instead of leaving one behind. It is created new (`create_new`), so an existing
+        // file is never truncated, whoever names it; the API has confined the name to
+        // `[media] pcap_dir` already (crate::paths).
+        let pcap = spec.pcap.clone();
+        let tap = match &pcap {
+            Some(path) => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => ControlError::BadPath {
+                            field: "pcap".into(),
+                            problem: "already exists: the dialer never overwrites a file".into(),
+                        },
+                        _ => ControlError::Other(format!("{}: {e}", path.display())),
+                    })?;
+                Some(super::tap::PcapTap::shared(path).map_err(ControlError::Other)?)
+            }
             None => None,
         };
-        let info = self.core.originate(
+        let placed = self.core.originate(
             now,
             crate::b2bua::OriginateSpec {
                 ringback: ringback.clone(),
                 ..spec
             },
-        )?;
+        );
+        let info = match placed {
+            Ok(info) => info,
+            Err(e) => {
+                // The capture was created for this call only: a refused call leaves no file.
+                if let Some(path) = &pcap {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e.into());
+            }
+        };
         self.media.insert(
             info.id,
             CallMedia {
