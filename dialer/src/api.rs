@@ -9,6 +9,8 @@
 //! | `DELETE /calls/{id}` | `204` when the call is being hung up, `404` when there is no such call |
 //! | `GET /agents` | `200` with the registrations, `[AgentInfo]` (source address and NAT flag) |
 //! | `GET /trunks` | `200` with the trunks and their registration state, `[TrunkInfo]` |
+//! | `GET /bans` | `200` with the sources banned for failing authentication, `[BanInfo]` |
+//! | `DELETE /bans/{ip}` | `204` when the ban is lifted, `404` (`not_banned`) when the address is not banned |
 //! | `GET /events[?call=ID]` | `200`, `application/x-ndjson`, chunked: one [`ApiEvent`] per line, forever |
 //! | `GET /health` | `200 {"status":"ok"}`, or `503 {"status":"dialer_stopped"}` |
 //!
@@ -321,6 +323,8 @@ fn router(state: AppState) -> Router {
         .route("/agents/:ext/pause", post(pause_agent))
         .route("/agents/:ext/ready", post(ready_agent))
         .route("/trunks", get(list_trunks))
+        .route("/bans", get(list_bans))
+        .route("/bans/:ip", delete(lift_ban))
         .route("/events", get(events))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -588,6 +592,37 @@ async fn ready_agent(
     match ask(&state, |tx| ControlRequest::ReadyAgent(extension, tx)).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => control_error(e),
+        Err(response) => response,
+    }
+}
+
+/// `GET /bans`.
+async fn list_bans(State(state): State<AppState>) -> Response {
+    match ask(&state, ControlRequest::ListBans).await {
+        Ok(bans) => Json::<Vec<crate::control::BanInfo>>(bans).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `DELETE /bans/{ip}`: an IPv4 or IPv6 address.
+async fn lift_ban(
+    State(state): State<AppState>,
+    ip: Result<Path<String>, PathRejection>,
+) -> Response {
+    let ip = match ip {
+        Ok(Path(ip)) => ip,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let Ok(address) = ip.parse::<std::net::IpAddr>() else {
+        return bad_request(format!("{ip:?} is not an IP address"));
+    };
+    match ask(&state, |tx| ControlRequest::LiftBan(address, tx)).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            "not_banned",
+            format!("{address} is not banned"),
+        ),
         Err(response) => response,
     }
 }

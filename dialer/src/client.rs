@@ -1,5 +1,5 @@
 //! A small blocking client for the control API ([`crate::api`]), used by `dialer call`,
-//! `dialer calls`, `dialer agents` and `dialer hangup`.
+//! `dialer calls`, `dialer agents`, `dialer hangup`, `dialer bans` and `dialer unban`.
 //!
 //! # Why ureq
 //! The commands make one request at a time and then read one stream line by line, so a blocking
@@ -229,6 +229,31 @@ impl Client {
                 source,
             })?;
         expect(&url, response, StatusCode::NO_CONTENT).map(drop)
+    }
+
+    /// The sources banned for failing authentication: `GET /bans`.
+    pub fn bans(&self) -> Result<Vec<crate::control::BanInfo>, ClientError> {
+        let url = self.url("/bans");
+        let response = self.get(&self.requests, "/bans")?;
+        read_json(&url, expect(&url, response, StatusCode::OK)?)
+    }
+
+    /// Lifts the ban of `address`: `DELETE /bans/{ip}`; `Ok(false)` when it was not banned.
+    pub fn unban(&self, address: std::net::IpAddr) -> Result<bool, ClientError> {
+        let url = self.url(&format!("/bans/{address}"));
+        let mut builder = self.requests.delete(&url);
+        if let Some(auth) = self.authorization() {
+            builder = builder.header("Authorization", auth);
+        }
+        let response = builder.call().map_err(|source| ClientError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
+        match expect(&url, response, StatusCode::NO_CONTENT) {
+            Ok(_) => Ok(true),
+            Err(ClientError::Api { error, .. }) if error == "not_banned" => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Hangs a call up: `DELETE /calls/{id}`.

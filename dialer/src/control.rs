@@ -158,6 +158,19 @@ pub struct AgentInfo {
     pub pools: Vec<String>,
 }
 
+/// `GET /bans` entry: a source address banned for failing authentication (`[security]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanInfo {
+    /// The banned address (every port of it).
+    pub address: std::net::IpAddr,
+    /// When the ban started, seconds since the Unix epoch.
+    pub since: u64,
+    /// When it lifts, seconds since the Unix epoch.
+    pub until: u64,
+    /// The failed authentications that got it banned.
+    pub failures: u32,
+}
+
 /// `GET /trunks` entry: a trunk and its registration, as `sofia status gateway` shows one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrunkInfo {
@@ -574,6 +587,10 @@ pub enum ControlRequest {
     ListAgents(oneshot::Sender<Vec<AgentInfo>>),
     /// List trunks with their registration state.
     ListTrunks(oneshot::Sender<Vec<TrunkInfo>>),
+    /// List the sources banned for failing authentication.
+    ListBans(oneshot::Sender<Vec<BanInfo>>),
+    /// Lift the ban of an address; the answer says whether it was banned.
+    LiftBan(std::net::IpAddr, oneshot::Sender<bool>),
     /// Pause an agent with a reason.
     PauseAgent(String, String, oneshot::Sender<Result<(), ControlError>>),
     /// Make an agent ready.

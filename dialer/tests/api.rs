@@ -431,6 +431,12 @@ async fn fake_dialer(
                 ControlRequest::ListTrunks(reply) => {
                     let _ = reply.send(trunks());
                 }
+                ControlRequest::ListBans(reply) => {
+                    let _ = reply.send(Vec::new());
+                }
+                ControlRequest::LiftBan(_, reply) => {
+                    let _ = reply.send(false);
+                }
                 ControlRequest::PauseAgent(extension, reason, reply) => {
                     let answer = match extension.as_str() {
                         "1001" => Ok(()),

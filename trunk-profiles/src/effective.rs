@@ -224,7 +224,25 @@ pub(crate) fn render(c: &Config) -> String {
         secs(calls.agent_ring_timeout).to_string(),
     );
 
-    // [security] is refused until registrar bans are enforced: nothing to show.
+    let sec = c.security();
+    line(
+        "\n[security]\nmax_auth_failures",
+        sec.max_auth_failures.to_string(),
+    );
+    line("ban_window_s", secs(sec.ban_window).to_string());
+    line(
+        "ban_s",
+        match secs(sec.ban) {
+            0 => "0 (failures logged, nobody banned)".into(),
+            s => s.to_string(),
+        },
+    );
+    let nets: Vec<String> = sec
+        .ban_exempt
+        .iter()
+        .map(|n| quoted(&n.to_string()))
+        .collect();
+    line("ban_exempt", format!("[{}]", nets.join(", ")));
 
     let api = c.api();
     line("\n[api]\nlisten", quoted(&api.listen.to_string()));

@@ -60,9 +60,9 @@ const AGENT_MODES: Choices<AgentMode> =
 /// yet, so the mode and its keys are refused rather than silently ignored; everything else
 /// (parsing, the typed fields, value checks) is in place, and enabling it is this line.
 const SESSION_MODE_AVAILABLE: bool = false;
-/// Registrar bans (`[security]`) are parsed and checked, but the dialer does not enforce them
-/// yet: every key is refused so that nothing is silently ignored.
-const SECURITY_AVAILABLE: bool = false;
+/// Registrar bans (`[security]`) are enforced by the dialer's registrar, so the keys are
+/// accepted (turning this off again refuses every key rather than ignoring it).
+const SECURITY_AVAILABLE: bool = true;
 
 /// DTMF keys (RFC 4733 §3.2 events 0-15) a `hangup_key` may be.
 const DTMF_KEYS: &str = "0123456789*#ABCD";

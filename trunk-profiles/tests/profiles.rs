@@ -212,7 +212,7 @@ fn unknown_key_in_every_array_of_tables_entry_is_located() {
 }
 
 #[test]
-fn the_call_centre_profile_reads_its_pool_queue_and_latching() {
+fn the_call_centre_profile_reads_its_pool_queue_latching_and_bans() {
     let (name, text) = profiles()
         .into_iter()
         .find(|(n, _)| n == "call-centre-pools.toml")
@@ -240,4 +240,11 @@ fn the_call_centre_profile_reads_its_pool_queue_and_latching() {
     );
     assert!(p.login_paused);
     assert_eq!(c.media().latch_window.as_millis(), 2000);
+    let s = c.security();
+    assert_eq!(
+        (s.max_auth_failures, s.ban_window.as_secs(), s.ban.as_secs()),
+        (5, 600, 3600)
+    );
+    assert!(s.is_exempt("192.168.1.7".parse().unwrap()));
+    assert!(!s.is_exempt("203.0.113.9".parse().unwrap()));
 }

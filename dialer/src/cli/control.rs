@@ -170,6 +170,16 @@ pub struct HangupArgs {
     pub api: ApiArgs,
 }
 
+/// `dialer unban IP`.
+#[derive(Debug, Clone, Args)]
+pub struct UnbanArgs {
+    /// The banned address (from `dialer bans`).
+    pub address: std::net::IpAddr,
+    /// The API to ask.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
 fn parse_header(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
@@ -893,6 +903,51 @@ pub fn agent_command(command: &AgentCommand, streams: &mut Streams<'_>) -> io::R
             writeln!(streams.stdout, "agent {extension}: {what}")?;
             Ok(Exit::Success)
         }
+        Ok(Err(e)) => client_error(streams, &e),
+        Err(message) => fail(streams, message),
+    }
+}
+
+/// `dialer bans`.
+pub fn bans_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    let bans = match args.api.client().map(|c| c.bans()) {
+        Ok(Ok(bans)) => bans,
+        Ok(Err(e)) => return client_error(streams, &e),
+        Err(message) => return fail(streams, message),
+    };
+    if args.json {
+        print_json(streams, &bans)?;
+        return Ok(Exit::Success);
+    }
+    let now = now_unix() as u64;
+    let rows: Vec<Vec<String>> = bans
+        .iter()
+        .map(|b| {
+            vec![
+                b.address.to_string(),
+                crate::registrar::utc_timestamp(b.since),
+                crate::registrar::utc_timestamp(b.until),
+                b.until.saturating_sub(now).to_string(),
+                b.failures.to_string(),
+            ]
+        })
+        .collect();
+    write!(
+        streams.stdout,
+        "{}",
+        table(&["ADDRESS", "SINCE", "UNTIL", "LEFT_S", "FAILURES"], &rows)
+    )?;
+    Ok(Exit::Success)
+}
+
+/// `dialer unban`.
+pub fn unban_command(args: &UnbanArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    match args.api.client().map(|c| c.unban(args.address)) {
+        Ok(Ok(true)) => {
+            writeln!(streams.stdout, "{}: ban lifted", args.address)?;
+            Ok(Exit::Success)
+        }
+        Ok(Ok(false)) => fail(streams, format!("{} is not banned", args.address)),
         Ok(Err(e)) => client_error(streams, &e),
         Err(message) => fail(streams, message),
     }

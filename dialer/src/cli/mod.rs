@@ -70,6 +70,10 @@ pub enum Command {
     Trunks(control::ListArgs),
     /// Hang up one of the running dialer's calls.
     Hangup(control::HangupArgs),
+    /// List the source addresses the running dialer bans for failing authentication.
+    Bans(control::ListArgs),
+    /// Lift the ban of a source address.
+    Unban(control::UnbanArgs),
 }
 
 /// `dialer sip ...`
@@ -209,6 +213,8 @@ pub fn run_with(cli: Cli, streams: &mut Streams<'_>) -> Exit {
         Command::Agent { command } => control::agent_command(&command, streams),
         Command::Trunks(args) => control::trunks_command(&args, streams),
         Command::Hangup(args) => control::hangup_command(&args, streams),
+        Command::Bans(args) => control::bans_command(&args, streams),
+        Command::Unban(args) => control::unban_command(&args, streams),
     };
     match result {
         Ok(exit) => exit,

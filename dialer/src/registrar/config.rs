@@ -54,6 +54,8 @@ pub struct RegistrarConfig {
     pub algorithms: Vec<sip_core::auth::Algorithm>,
     /// The agents.
     pub agents: Vec<AgentEntry>,
+    /// When sources that fail authentication are banned (`[security]`).
+    pub security: super::BanConfig,
 }
 
 impl fmt::Debug for RegistrarConfig {
@@ -73,6 +75,7 @@ impl fmt::Debug for RegistrarConfig {
             .field("supported", &self.supported)
             .field("algorithms", &self.algorithms)
             .field("agents", &self.agents)
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -177,7 +180,7 @@ pub enum RegistrarConfigError {
 
 impl RegistrarConfig {
     /// Settings with the defaults of `dialer.toml` (min 60 s, max 3600 s, nonces fresh for
-    /// 300 s) and no agents.
+    /// 300 s, 5 failures in 600 s ban a source for 3600 s) and no agents.
     pub fn new(realm: impl Into<String>, nonce_secret: impl Into<Vec<u8>>) -> Self {
         RegistrarConfig {
             realm: realm.into(),
@@ -200,10 +203,11 @@ impl RegistrarConfig {
             supported: Vec::new(),
             algorithms: vec![sip_core::auth::Algorithm::Md5],
             agents: Vec::new(),
+            security: super::BanConfig::default(),
         }
     }
 
-    /// The settings a `dialer.toml` gives: `[registrar]` and every `[[agent]]`.
+    /// The settings a `dialer.toml` gives: `[registrar]`, `[security]` and every `[[agent]]`.
     ///
     /// `resolve` turns a static contact's host and port into an address; the registrar does
     /// no DNS, so the runtime passes a resolver, and [`ip_literal`] accepts IP literals only.
@@ -220,6 +224,7 @@ impl RegistrarConfig {
         out.nonce_ttl = registrar.nonce_ttl;
         out.default_expires = DEFAULT_EXPIRES.clamp(out.min_expires, out.max_expires);
         out.server = Some(config.sip().user_agent.clone());
+        out.security = super::BanConfig::from_profiles(config.security());
         for agent in config.agents() {
             let secret = match &agent.secret {
                 trunk_profiles::AgentSecret::Password(p) => Secret::Password(p.expose().into()),

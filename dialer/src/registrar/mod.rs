@@ -4,13 +4,27 @@
 //! # What it does
 //! - [`Registrar::handle_register`] answers one REGISTER following RFC 3261 §10.3 in order:
 //!   malformed headers get 400; `Require` naming any extension gets 420 with `Unsupported`
-//!   (step 2); a To host outside the configured domain gets 404 (step 5); an unknown extension
-//!   or a source outside the agent's `allow` networks gets 403; no usable credentials get 401
-//!   with a `WWW-Authenticate` per algorithm the agent's secret can answer (step 3, digest by
-//!   [`sip_core::auth::DigestServer`]: SHA-256 and MD5 for a password, MD5 only for an MD5
-//!   HA1), an expired nonce gets 401 with `stale=true`; credentials for another user get 403
-//!   (step 4); then the Contacts are applied (steps 6 and 7) and a 200 lists every current
-//!   binding with its `expires` (step 8).
+//!   (step 2); a To host outside the configured domain gets 404 (step 5); no usable
+//!   credentials get 401 with a `WWW-Authenticate` per algorithm the agent's secret can answer
+//!   (step 3, digest by [`sip_core::auth::DigestServer`]: SHA-256 and MD5 for a password, MD5
+//!   only for an MD5 HA1), an expired nonce gets 401 with `stale=true`; then the Contacts are
+//!   applied (steps 6 and 7) and a 200 lists every current binding with its `expires`
+//!   (step 8).
+//! - One answer for every failure (Asterisk's `alwaysauthreject`): an unknown extension, a
+//!   wrong password, a source outside the agent's `allow` networks, credentials for another
+//!   user (step 4), a spent or replayed nonce all get the same 401 as a first REGISTER, with a
+//!   fresh nonce, so a scanner (sipvicious `svwar`) cannot tell which extensions exist. An
+//!   unknown extension is challenged by a decoy digest server whose nonces look like every
+//!   agent's. A nonce answered wrongly is spent: answering it again is a failure
+//!   (`stale_nonce`) whatever the password.
+//! - Failures ([`AuthFailure`], with a [`FailureReason`]) are returned in
+//!   [`RegisterOutcome::failure`] and queued for [`Registrar::poll_failure`], and counted per
+//!   source address in [`Bans`]: `max_failures` within the window ban the address
+//!   ([`Registrar::is_banned`]; the runtime drops its datagrams unanswered). A REGISTER
+//!   without credentials, with another realm's credentials, with a nonce this registrar did not
+//!   issue (a previous run's) or with an expired nonce and the right password is challenged
+//!   without counting: it tells nothing about the password. [`failure_line`] is the log line
+//!   for each failure, the one `contrib/fail2ban/dialer.conf` matches.
 //! - Bindings: each Contact's `expires` parameter, else the `Expires` header, else the
 //!   default; a non-zero value under `min_expires` fails the request with 423 and
 //!   `Min-Expires`; a value above the agent's maximum is shortened; 0 removes; `Contact: *`
@@ -48,12 +62,12 @@
 //!   [`RegistrarConfig::from_profiles`].
 //! - No persistence: a restart forgets bindings, and agents re-register within their
 //!   registration period.
-//! - No lockout after failed attempts: each wrong answer is challenged again.
+//! - No lockout of an extension after failed attempts (that would let anyone lock agents
+//!   out): sources are banned, extensions never.
 //!
 //! # Choices the RFC leaves open
-//! - Unknown extension: 403, not 404. A scanner outside every agent's `allow` networks gets
-//!   403 for every extension, known or not, so the answers do not reveal which extensions
-//!   exist (the reason for Asterisk's `alwaysauthreject`).
+//! - Unknown extension, disallowed network, credentials for another user: 401, not 404 or
+//!   403, so the answers do not reveal which extensions exist or where they may register from.
 //! - Same Call-ID with a CSeq not above the stored one: 500 (§10.3 step 7 says the request
 //!   "fails" without a code; §12.2.2 answers out-of-order requests with 500).
 //! - More Contacts than `max_bindings_per_agent`: the least recently refreshed bindings not
@@ -63,15 +77,16 @@
 //!   §10.2.4 has a UA keep one Call-ID per boot cycle, so a new one means the agent restarted.
 //!
 //! # Errors and panics
-//! A bad REGISTER is answered (400, 403, 420, 423, 500), never an error or a panic; a bad
+//! A bad REGISTER is answered (400, 401, 403, 420, 423, 500), never an error or a panic; a bad
 //! configuration is a [`RegistrarConfigError`] from [`Registrar::new`]. A panic is a bug.
 
+mod bans;
 mod binding;
 mod config;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -88,6 +103,7 @@ use sip_core::message::{
 use sip_core::time::Time;
 use sip_core::transaction::Transport;
 
+pub use bans::{canonical, Ban, BanConfig, Bans, Counted, MAX_BANS, MAX_TRACKED_SOURCES};
 pub use binding::Binding;
 pub use config::{
     ip_literal, AgentEntry, RegistrarConfig, RegistrarConfigError, StaticContact, DEFAULT_EXPIRES,
@@ -102,6 +118,136 @@ pub struct RegisterOutcome {
     /// Bindings created, refreshed or removed, in order; empty unless the REGISTER succeeded
     /// or found bindings that had lapsed.
     pub events: Vec<RegistrarEvent>,
+    /// The failed authentication this REGISTER was, if it was one (also queued for
+    /// [`Registrar::poll_failure`]).
+    pub failure: Option<AuthFailure>,
+}
+
+/// Why an authentication failed: the `reason=` of [`failure_line`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// No agent has this extension.
+    UnknownExtension,
+    /// The digest response is wrong.
+    WrongPassword,
+    /// The source is outside the agent's `allow` networks.
+    DisallowedNetwork,
+    /// A nonce already spent by a wrong answer, or a nonce count already used (a replay).
+    StaleNonce,
+    /// The credentials name another user than the address-of-record (§10.3 step 4).
+    UsernameMismatch,
+    /// Credentials for our realm that do not parse or answer something not offered (an
+    /// algorithm, a qop, an opaque, another Request-URI).
+    BadCredentials,
+}
+
+impl FailureReason {
+    /// The name in logs: `unknown_extension`, `wrong_password` ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::UnknownExtension => "unknown_extension",
+            FailureReason::WrongPassword => "wrong_password",
+            FailureReason::DisallowedNetwork => "disallowed_network",
+            FailureReason::StaleNonce => "stale_nonce",
+            FailureReason::UsernameMismatch => "username_mismatch",
+            FailureReason::BadCredentials => "bad_credentials",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// When.
+    pub at: Time,
+    /// Where the REGISTER came from.
+    pub source: SocketAddr,
+    /// The To user (the extension tried), as received.
+    pub extension: String,
+    /// Why it failed.
+    pub reason: FailureReason,
+    /// Failures of this source within the ban window, this one included (0 when exempt).
+    pub failures: u32,
+    /// The ban this failure started, if it did.
+    pub banned: Option<Ban>,
+}
+
+/// How many failures wait for [`Registrar::poll_failure`] at most (the oldest go first).
+pub const MAX_PENDING_FAILURES: usize = 1024;
+
+/// `2026-12-07T12:00:00Z` for `unix_secs` seconds since the Unix epoch (UTC, RFC 3339).
+pub fn utc_timestamp(unix_secs: u64) -> String {
+    let days = unix_secs / 86_400;
+    let rem = unix_secs % 86_400;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// A value from the wire made safe for a one-line log: printable ASCII without spaces or
+/// `=`, at most 64 characters, `-` when empty; anything else becomes `?`.
+fn log_token(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '=' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push('-');
+    }
+    out
+}
+
+/// The log line of a failure at `unix_secs`, the one `contrib/fail2ban/dialer.conf` matches:
+/// `2026-12-07T12:00:00Z WARN dialer::registrar: authentication failed source=203.0.113.9
+/// extension=1000 reason=wrong_password` (one line). The source is the address alone; the
+/// extension, which the sender chose, is reduced to [`log_token`] characters after it.
+pub fn failure_line(unix_secs: u64, failure: &AuthFailure) -> String {
+    format!(
+        "{} WARN dialer::registrar: authentication failed source={} extension={} reason={}",
+        utc_timestamp(unix_secs),
+        canonical(failure.source.ip()),
+        log_token(&failure.extension),
+        failure.reason
+    )
+}
+
+/// The log line of a ban starting at `unix_secs` and lifting `ban_s` seconds later.
+pub fn ban_line(unix_secs: u64, ban: &Ban) -> String {
+    let length = ban.until.since(ban.since).as_secs();
+    format!(
+        "{} WARN dialer::registrar: source banned source={} failures={} ban_s={length} until={}",
+        utc_timestamp(unix_secs),
+        ban.address,
+        ban.failures,
+        utc_timestamp(unix_secs + length)
+    )
 }
 
 /// A change in where an agent can be reached.
@@ -168,6 +314,9 @@ struct AgentState {
     digest: DigestServer,
     /// The timestamp of the last nonce issued, so that each challenge gets a new one.
     last_nonce: Option<u64>,
+    /// Nonces spent by a wrong answer, with when, oldest first (bounded by
+    /// [`MAX_SPENT_NONCES`]; older than the nonce lifetime they are stale anyway).
+    spent: VecDeque<(String, Time)>,
     /// Live registered bindings, in creation order.
     bindings: Vec<Binding>,
     /// The configured contact, if any.
@@ -178,6 +327,10 @@ struct AgentState {
 pub struct Registrar {
     config: RegistrarConfig,
     agents: BTreeMap<String, AgentState>,
+    /// Challenges unknown extensions, so that they look like known ones.
+    decoy: AgentState,
+    bans: Bans,
+    pending: VecDeque<AuthFailure>,
     /// The earliest `expires_at` among the registered bindings, recomputed whenever bindings
     /// change (a REGISTER committed, [`Registrar::expire`]): [`Registrar::next_expiry`] is
     /// asked on every turn of the signalling loop and must not walk the agent table.
@@ -202,11 +355,25 @@ impl fmt::Debug for Registrar {
     }
 }
 
+/// Nonces remembered as spent per agent.
+const MAX_SPENT_NONCES: usize = 256;
+
 /// A refusal: the status and what to add to the response.
 struct Refusal {
     status: u16,
     reason: Option<&'static str>,
     headers: Vec<(HeaderKind, String)>,
+    /// The failed authentication it answers, with the extension tried.
+    failure: Option<(FailureReason, String)>,
+}
+
+/// Why [`AgentState::authenticate`] did not authenticate.
+enum AuthError {
+    /// Challenged again without counting a failure: no credentials, an expired nonce with
+    /// the right password, a nonce not issued by this registrar.
+    Challenge(Refusal),
+    /// A failed attempt, challenged again with a fresh nonce.
+    Failed(FailureReason, Refusal),
 }
 
 impl Refusal {
@@ -215,6 +382,7 @@ impl Refusal {
             status,
             reason: None,
             headers: Vec::new(),
+            failure: None,
         }
     }
 
@@ -280,14 +448,41 @@ impl Registrar {
                     entry: entry.clone(),
                     digest: DigestServer::new(server),
                     last_nonce: None,
+                    spent: VecDeque::new(),
                     bindings: Vec::new(),
                     static_binding,
                 },
             );
         }
+        // The decoy's key: the nonce secret and an empty extension (no agent has one); its
+        // password, derived from the key, is never told to anyone.
+        let mut key = config.nonce_secret.clone();
+        key.push(0);
+        let mut server = ServerConfig::new(config.realm.clone(), key.clone());
+        server.nonce_lifetime = config.nonce_ttl;
+        server.algorithms = config.algorithms.clone();
+        let decoy_password: String = {
+            use sha2::Digest;
+            let mut hash = sha2::Sha256::new();
+            hash.update(b"decoy\0");
+            hash.update(&key);
+            hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let decoy = AgentState {
+            entry: AgentEntry::with_password("", decoy_password, Vec::new()),
+            digest: DigestServer::new(server),
+            last_nonce: None,
+            spent: VecDeque::new(),
+            bindings: Vec::new(),
+            static_binding: None,
+        };
+        let bans = Bans::new(config.security.clone());
         Ok(Registrar {
             config,
             agents,
+            decoy,
+            bans,
+            pending: VecDeque::new(),
             earliest_expiry: None,
             rng,
         })
@@ -307,9 +502,13 @@ impl Registrar {
         transport: Transport,
     ) -> RegisterOutcome {
         let mut events = self.expire(now);
+        let mut failure = None;
         let response = match self.register(now, request, source, transport, &mut events) {
             Ok(response) => response,
-            Err(refusal) => {
+            Err(mut refusal) => {
+                if let Some((reason, extension)) = refusal.failure.take() {
+                    failure = Some(self.fail(now, source, extension, reason));
+                }
                 let mut response = self.reply(request, refusal.status);
                 if let Some(reason) = refusal.reason {
                     response.reason = reason.to_owned();
@@ -320,7 +519,57 @@ impl Registrar {
                 response
             }
         };
-        RegisterOutcome { response, events }
+        RegisterOutcome {
+            response,
+            events,
+            failure,
+        }
+    }
+
+    /// Counts a failure, queues it for [`Registrar::poll_failure`] and returns it.
+    fn fail(
+        &mut self,
+        now: Time,
+        source: SocketAddr,
+        extension: String,
+        reason: FailureReason,
+    ) -> AuthFailure {
+        self.bans.expire(now);
+        let counted = self.bans.record_failure(now, source.ip());
+        let failure = AuthFailure {
+            at: now,
+            source,
+            extension,
+            reason,
+            failures: counted.failures,
+            banned: counted.banned,
+        };
+        if self.pending.len() >= MAX_PENDING_FAILURES {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(failure.clone());
+        failure
+    }
+
+    /// The next failed authentication not yet taken, oldest first: the runtime logs each
+    /// (see [`failure_line`]).
+    pub fn poll_failure(&mut self) -> Option<AuthFailure> {
+        self.pending.pop_front()
+    }
+
+    /// Whether datagrams from `ip` are to be dropped unanswered at `now`.
+    pub fn is_banned(&self, now: Time, ip: std::net::IpAddr) -> bool {
+        self.bans.is_banned(now, ip)
+    }
+
+    /// The bans in force at `now`, the oldest first.
+    pub fn bans(&self, now: Time) -> Vec<Ban> {
+        self.bans.list(now)
+    }
+
+    /// Lifts the ban of `ip` (and forgets its failures); `None` when it was not banned.
+    pub fn lift_ban(&mut self, now: Time, ip: std::net::IpAddr) -> Option<Ban> {
+        self.bans.lift(now, ip)
     }
 
     fn register(
@@ -373,17 +622,33 @@ impl Registrar {
                 return Err(Refusal::new(404));
             }
         }
-        // Unknown and disallowed look the same (see the module docs).
+        // Unknown, disallowed and wrong look the same (see the module docs).
         let extension = to.uri.user().unwrap_or_default().to_owned();
-        let agent = self
-            .agents
-            .get_mut(&extension)
-            .ok_or_else(|| Refusal::new(403))?;
-        if !agent.entry.allows(source.ip()) {
-            return Err(Refusal::new(403));
-        }
+        let known = self.agents.contains_key(&extension);
+        let agent = match self.agents.get_mut(&extension) {
+            Some(agent) => agent,
+            None => &mut self.decoy,
+        };
+        let allowed = known && agent.entry.allows(source.ip());
         // §10.3 steps 3 and 4.
-        agent.authenticate(now, request)?;
+        let failed = match agent.authenticate(now, request, !known) {
+            Ok(()) if allowed => None,
+            // Right credentials from the wrong place (or the decoy's, which nobody knows).
+            Ok(()) => Some((FailureReason::DisallowedNetwork, agent.refuse(now, request))),
+            Err(AuthError::Challenge(refusal)) => return Err(refusal),
+            Err(AuthError::Failed(reason, refusal)) => Some((reason, refusal)),
+        };
+        if let Some((reason, mut refusal)) = failed {
+            let reason = if !known {
+                FailureReason::UnknownExtension
+            } else if !allowed {
+                FailureReason::DisallowedNetwork
+            } else {
+                reason
+            };
+            refusal.failure = Some((reason, extension));
+            return Err(refusal);
+        }
         let max = agent.entry.max_expires.unwrap_or(self.config.max_expires);
         let updates = read_contacts(&self.config, &contacts, expires_header, max)?;
         let user_agent = request
@@ -684,16 +949,34 @@ fn read_contacts(
 }
 
 impl AgentState {
-    /// §10.3 steps 3 and 4: the request carries valid digest credentials of this agent.
-    fn authenticate(&mut self, now: Time, request: &Request) -> Result<(), Refusal> {
-        let realm = &self.digest.config().realm;
-        let ours = request
-            .headers
-            .get_all(HeaderKind::Authorization)
-            .find(|v| parse_credentials(v).is_ok_and(|c| &c.realm == realm));
-        let Some(authorization) = ours else {
-            return Err(self.challenge(now, false));
+    /// §10.3 steps 3 and 4: the request carries valid digest credentials of this agent
+    /// (of any user for the decoy, `any_user`).
+    fn authenticate(
+        &mut self,
+        now: Time,
+        request: &Request,
+        any_user: bool,
+    ) -> Result<(), AuthError> {
+        let Some(authorization) = self.ours(request) else {
+            return Err(AuthError::Challenge(self.challenge(now, false)));
         };
+        let nonce = parse_credentials(authorization)
+            .map(|c| c.nonce)
+            .unwrap_or_default();
+        let ttl = self.digest.config().nonce_lifetime;
+        while self
+            .spent
+            .front()
+            .is_some_and(|(_, at)| now.since(*at) > ttl)
+        {
+            self.spent.pop_front();
+        }
+        if self.spent.iter().any(|(n, _)| *n == nonce) {
+            return Err(AuthError::Failed(
+                FailureReason::StaleNonce,
+                self.challenge(now, false),
+            ));
+        }
         let uri = request.uri.to_string();
         let digest_request = DigestRequest {
             method: request.method.as_str(),
@@ -704,17 +987,54 @@ impl AgentState {
         let verification = self
             .digest
             .verify(now.0, &digest_request, authorization, |user| {
-                (user == extension).then(|| secret.clone())
+                (any_user || user == extension).then(|| secret.clone())
             });
-        match verification {
-            Verification::Authenticated { .. } => Ok(()),
-            Verification::Stale => Err(self.challenge(now, true)),
+        let reason = match verification {
+            Verification::Authenticated { .. } => return Ok(()),
+            Verification::Stale => return Err(AuthError::Challenge(self.challenge(now, true))),
+            // Not ours (a previous run's key): nothing about the password was tried.
+            Verification::Rejected(RejectReason::InvalidNonce) => {
+                return Err(AuthError::Challenge(self.challenge(now, false)));
+            }
             // §10.3 step 4: valid or not, these credentials name someone who may not
             // register this address-of-record.
-            Verification::Rejected(RejectReason::UnknownUser) => Err(Refusal::new(403)),
-            // RFC 3261 §22.4: refused credentials are challenged again.
-            Verification::Rejected(_) => Err(self.challenge(now, false)),
+            Verification::Rejected(RejectReason::UnknownUser) => FailureReason::UsernameMismatch,
+            Verification::Rejected(
+                RejectReason::WrongResponse | RejectReason::SecretUnusable(_),
+            ) => FailureReason::WrongPassword,
+            Verification::Rejected(RejectReason::NonceCountReplay { .. }) => {
+                FailureReason::StaleNonce
+            }
+            Verification::Rejected(_) => FailureReason::BadCredentials,
+        };
+        // RFC 3261 §22.4: refused credentials are challenged again, with a fresh nonce.
+        Err(AuthError::Failed(reason, self.refuse(now, request)))
+    }
+
+    /// The Authorization value answering our realm, if any.
+    fn ours<'r>(&self, request: &'r Request) -> Option<&'r str> {
+        let realm = &self.digest.config().realm;
+        request
+            .headers
+            .get_all(HeaderKind::Authorization)
+            .find(|v| parse_credentials(v).is_ok_and(|c| &c.realm == realm))
+    }
+
+    /// A failed attempt: its nonce is spent, and a fresh challenge answers it.
+    fn refuse(&mut self, now: Time, request: &Request) -> Refusal {
+        let nonce = self
+            .ours(request)
+            .and_then(|a| parse_credentials(a).ok())
+            .map(|c| c.nonce);
+        if let Some(nonce) = nonce {
+            if !self.spent.iter().any(|(n, _)| *n == nonce) {
+                if self.spent.len() >= MAX_SPENT_NONCES {
+                    self.spent.pop_front();
+                }
+                self.spent.push_back((nonce, now));
+            }
         }
+        self.challenge(now, false)
     }
 
     /// A 401 with one challenge per offered algorithm the secret can answer, all with one

@@ -421,53 +421,290 @@ fn a1_hash_agent_is_challenged_with_md5_only_and_authenticates() {
     );
 }
 
-#[test]
-fn source_outside_allow_gets_403_without_a_challenge() {
-    let mut registrar = registrar();
-    let mut phone = Phone::new(
-        "1001",
-        "pw-1001",
-        "<sip:1001@198.51.100.9>",
-        "198.51.100.9:5060",
-    );
-    let outcomes = phone.register(&mut registrar, secs(0));
-    assert_eq!(outcomes.len(), 1);
-    assert_eq!(outcomes[0].response.status, 403);
-    assert_eq!(
-        outcomes[0]
-            .response
-            .headers
-            .count(HeaderKind::WwwAuthenticate),
-        0
-    );
+/// A response without its To tag, nonce, Via and CSeq (which echo the request): what a
+/// scanner compares.
+fn shape(response: &Response) -> String {
+    let mut response = response.clone();
+    let challenges: Vec<String> = response
+        .headers
+        .get_all(HeaderKind::WwwAuthenticate)
+        .map(|v| {
+            let mut c = parse_challenge(v).unwrap();
+            c.nonce = "N".into();
+            c.to_header_value()
+        })
+        .collect();
+    response.headers.remove(HeaderKind::WwwAuthenticate);
+    for c in challenges {
+        response.headers.add(HeaderKind::WwwAuthenticate, c);
+    }
+    let text = String::from_utf8(response.to_bytes()).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with("Via:") && !l.starts_with("CSeq:"))
+        .map(|l| {
+            if l.starts_with("To:") {
+                l.split(";tag=").next().unwrap().to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
-fn unknown_extension_gets_the_same_403_as_a_disallowed_source() {
+fn every_failure_gets_the_same_401_as_a_first_register() {
     let mut registrar = registrar();
-    let mut phone = Phone::new("4242", "x", "<sip:4242@192.168.1.20>", "192.168.1.20:5060");
-    let outcome = phone.register_final(&mut registrar, secs(0));
-    assert_eq!(outcome.response.status, 403);
-    assert_eq!(
-        outcome.response.headers.count(HeaderKind::WwwAuthenticate),
-        0
-    );
-}
+    // The reference: a known extension's first REGISTER, from an allowed source.
+    let mut probe = Phone::new("1000", "x", "<sip:1000@192.168.1.20>", "192.168.1.20:5060");
+    probe.call_id = "same".into();
+    let first = registrar.handle_register(secs(0), &probe.request(), probe.source, Transport::Udp);
+    assert_eq!(first.response.status, 401);
+    assert!(first.failure.is_none(), "a first REGISTER is no failure");
+    let reference = shape(&first.response);
 
-#[test]
-fn credentials_of_another_extension_get_403() {
-    let mut registrar = registrar();
-    // Authenticates as 1000 (correct password) but registers 1001's address-of-record.
-    let mut phone = Phone::new(
+    let mut cases = vec![
+        // Unknown extension.
+        (
+            Phone::new("4242", "x", "<sip:4242@192.168.1.20>", "192.168.1.20:5060"),
+            "unknown_extension",
+        ),
+        // Wrong password.
+        (
+            Phone::new(
+                "1000",
+                "wrong",
+                "<sip:1000@192.168.1.20>",
+                "192.168.1.20:5060",
+            ),
+            "wrong_password",
+        ),
+        // Right password, source outside allow.
+        (
+            Phone::new(
+                "1001",
+                "pw-1001",
+                "<sip:1001@198.51.100.9>",
+                "198.51.100.9:5060",
+            ),
+            "disallowed_network",
+        ),
+    ];
+    // Right password of 1000, for 1001's address-of-record.
+    let mut other = Phone::new(
         "1001",
         "pw-1000",
         "<sip:1001@192.168.1.20>",
         "192.168.1.20:5060",
     );
-    phone.credentials = Credentials::with_password("1000", "pw-1000");
-    let outcome = phone.register_final(&mut registrar, secs(0));
-    assert_eq!(outcome.response.status, 403);
-    assert!(registrar.lookup("1001", secs(0)).is_none());
+    other.credentials = Credentials::with_password("1000", "pw-1000");
+    cases.push((other, "username_mismatch"));
+    for (mut phone, reason) in cases {
+        phone.call_id = "same".into();
+        // The same first answer whoever asks ...
+        let request = phone.request();
+        let outcome = registrar.handle_register(secs(1), &request, phone.source, Transport::Udp);
+        assert_eq!(outcome.response.status, 401, "{reason}");
+        assert!(outcome.failure.is_none());
+        let ext = phone.extension.clone();
+        assert_eq!(
+            shape(&outcome.response),
+            reference.replace("1000", &ext),
+            "{reason}"
+        );
+        // ... and after the credentials, the same 401 again, with a fresh nonce.
+        let nonce = challenges_of(&outcome.response)[0].nonce.clone();
+        assert!(phone.answer(&request, &outcome.response));
+        let request = phone.request();
+        let outcome = registrar.handle_register(secs(1), &request, phone.source, Transport::Udp);
+        assert_eq!(outcome.response.status, 401, "{reason}");
+        assert_eq!(
+            shape(&outcome.response),
+            reference.replace("1000", &ext),
+            "{reason}"
+        );
+        assert_ne!(challenges_of(&outcome.response)[0].nonce, nonce);
+        let failure = outcome.failure.expect("a failure");
+        assert_eq!(failure.reason.as_str(), reason);
+        assert_eq!(failure.extension, ext);
+        assert_eq!(failure.source, phone.source);
+        assert_eq!(registrar.poll_failure(), Some(failure));
+        assert_eq!(registrar.poll_failure(), None);
+        assert!(outcome.events.is_empty());
+    }
+    assert!(registrar.lookup("1001", secs(1)).is_none());
+}
+
+#[test]
+fn unknown_extensions_get_nonces_like_a_known_one() {
+    let mut registrar = registrar();
+    let mut known = baresip();
+    let mut unknown = Phone::new("4242", "x", "<sip:4242@192.168.1.20>", "192.168.1.20:5060");
+    let a = registrar.handle_register(secs(0), &known.request(), known.source, Transport::Udp);
+    let b = registrar.handle_register(secs(0), &unknown.request(), unknown.source, Transport::Udp);
+    let (a, b) = (
+        &challenges_of(&a.response)[0],
+        &challenges_of(&b.response)[0],
+    );
+    assert_eq!(a.nonce.len(), b.nonce.len());
+    assert_ne!(a.nonce, b.nonce);
+    assert_eq!(
+        (&a.realm, a.algorithm, &a.qop),
+        (&b.realm, b.algorithm, &b.qop)
+    );
+}
+
+#[test]
+fn a_wrong_answer_spends_its_nonce_even_for_the_right_password() {
+    let mut registrar = registrar();
+    let mut thief = Phone::new("1000", "guess", BARESIP_CONTACT, "192.168.1.20:5060");
+    let outcomes = thief.register(&mut registrar, secs(0));
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(
+        outcomes[1].failure.as_ref().unwrap().reason,
+        FailureReason::WrongPassword
+    );
+    // The right password on the spent nonce (the same client state, next nonce count).
+    thief.credentials = Credentials::with_password("1000", "pw-1000");
+    thief.reuse_nonce();
+    let outcome =
+        registrar.handle_register(secs(1), &thief.request(), thief.source, Transport::Udp);
+    assert_eq!(outcome.response.status, 401);
+    assert_eq!(outcome.failure.unwrap().reason, FailureReason::StaleNonce);
+    // A fresh challenge answered right succeeds.
+    let mut good = baresip();
+    assert_eq!(
+        good.register_final(&mut registrar, secs(2)).response.status,
+        200
+    );
+}
+
+#[test]
+fn a_nonce_of_another_key_or_an_expired_one_is_no_failure() {
+    let mut other = registrar_with(RegistrarConfig {
+        nonce_secret: b"a previous run".to_vec(),
+        ..config()
+    });
+    let mut registrar = registrar();
+    let mut phone = baresip();
+    phone.register_final(&mut other, secs(0));
+    // The dialer restarted with a new key: the cached nonce is not ours.
+    phone.reuse_nonce();
+    let outcome =
+        registrar.handle_register(secs(10), &phone.request(), phone.source, Transport::Udp);
+    assert_eq!(outcome.response.status, 401);
+    assert!(outcome.failure.is_none());
+    assert!(registrar.poll_failure().is_none());
+}
+
+#[test]
+fn max_failures_from_one_source_ban_it_whatever_the_extension() {
+    let mut config = config();
+    config.security.max_failures = 3;
+    let mut registrar = registrar_with(config);
+    let scanner = "203.0.113.9:5060";
+    let mut failures = Vec::new();
+    for (i, ext) in ["1000", "4242", "1000"].into_iter().enumerate() {
+        assert!(!registrar.is_banned(secs(i as u64), addr(scanner).ip()));
+        let mut phone = Phone::new(ext, "guess", &format!("<sip:{ext}@203.0.113.9>"), scanner);
+        let last = phone
+            .register(&mut registrar, secs(i as u64))
+            .pop()
+            .unwrap();
+        failures.push(last.failure.unwrap());
+    }
+    assert_eq!(
+        failures
+            .iter()
+            .map(|f| (f.reason.as_str(), f.failures))
+            .collect::<Vec<_>>(),
+        [
+            ("wrong_password", 1),
+            ("unknown_extension", 2),
+            ("wrong_password", 3)
+        ]
+    );
+    let ban = failures[2].banned.expect("the third failure bans");
+    assert_eq!(
+        (ban.since, ban.until, ban.failures),
+        (secs(2), secs(3602), 3)
+    );
+    assert!(registrar.is_banned(secs(2), addr(scanner).ip()));
+    assert!(!registrar.is_banned(secs(2), addr("203.0.113.10:5060").ip()));
+    assert_eq!(registrar.bans(secs(100)), [ban]);
+    assert!(registrar.bans(secs(3602)).is_empty());
+    assert_eq!(registrar.lift_ban(secs(3), addr(scanner).ip()), Some(ban));
+    assert!(!registrar.is_banned(secs(3), addr(scanner).ip()));
+    assert_eq!(registrar.lift_ban(secs(3), addr(scanner).ip()), None);
+    // The right password from the same place works once the ban is lifted.
+    let mut good = Phone::new("1000", "pw-1000", "<sip:1000@203.0.113.9>", scanner);
+    assert_eq!(
+        good.register_final(&mut registrar, secs(4)).response.status,
+        200
+    );
+}
+
+#[test]
+fn exempt_sources_and_ban_zero_are_logged_but_never_banned() {
+    let mut config = config();
+    config.security.max_failures = 1;
+    config.security.exempt = vec![net("192.168.1.0/24")];
+    let mut registrar = registrar_with(config.clone());
+    let mut phone = Phone::new("1000", "guess", BARESIP_CONTACT, "192.168.1.20:5060");
+    let failure = phone
+        .register(&mut registrar, secs(0))
+        .pop()
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!((failure.failures, failure.banned), (0, None));
+    assert!(!registrar.is_banned(secs(0), phone.source.ip()));
+
+    config.security.ban = Duration::ZERO;
+    let mut registrar = registrar_with(config);
+    let mut phone = Phone::new(
+        "1000",
+        "guess",
+        "<sip:1000@203.0.113.9>",
+        "203.0.113.9:5060",
+    );
+    let failure = phone
+        .register(&mut registrar, secs(0))
+        .pop()
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!((failure.failures, failure.banned), (1, None));
+    assert!(!registrar.is_banned(secs(0), phone.source.ip()));
+    assert!(registrar.bans(secs(0)).is_empty());
+}
+
+#[test]
+fn the_failure_line_has_the_time_source_extension_and_reason_on_one_line() {
+    assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+    assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(utc_timestamp(1_796_644_800), "2026-12-07T12:00:00Z");
+    let mut failure = AuthFailure {
+        at: secs(5),
+        source: addr("[::ffff:203.0.113.9]:5060"),
+        extension: "1000".into(),
+        reason: FailureReason::WrongPassword,
+        failures: 1,
+        banned: None,
+    };
+    assert_eq!(
+        failure_line(1_796_644_800, &failure),
+        "2026-12-07T12:00:00Z WARN dialer::registrar: authentication failed source=203.0.113.9 extension=1000 reason=wrong_password"
+    );
+    // What the sender chose cannot add fields or lines.
+    failure.extension = "x reason=ok\nsource=192.0.2.1".into();
+    failure.source = addr("[2001:db8::9]:5060");
+    assert_eq!(
+        failure_line(0, &failure),
+        "1970-01-01T00:00:00Z WARN dialer::registrar: authentication failed source=2001:db8::9 extension=x?reason?ok?source?192.0.2.1 reason=wrong_password"
+    );
+    failure.extension = String::new();
+    assert!(failure_line(0, &failure).contains(" extension=- "));
 }
 
 #[test]

@@ -443,8 +443,23 @@ impl State {
 
     fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
         let now = self.clock.now();
+        // [security]: a banned source's datagrams are dropped unanswered, before parsing.
+        if self.registrar.is_banned(now, from.ip()) {
+            return;
+        }
         self.ladder(false, from, bytes);
         self.core.handle_datagram(now, Transport::Udp, from, bytes);
+        // A REGISTER in it reaches the registrar through drain (as after every turn of the
+        // loop); each failed authentication is then one warn line, for fail2ban.
+        self.drain();
+        let unix = self.clock.unix_at_start();
+        while let Some(failure) = self.registrar.poll_failure() {
+            let at = (unix + failure.at.0.as_secs_f64()) as u64;
+            eprintln!("{}", crate::registrar::failure_line(at, &failure));
+            if let Some(ban) = &failure.banned {
+                eprintln!("{}", crate::registrar::ban_line(at, ban));
+            }
+        }
     }
 
     fn on_timeout(&mut self) {
@@ -527,6 +542,34 @@ impl State {
             }
             ControlRequest::ListTrunks(reply) => {
                 let _ = reply.send(self.trunks(now));
+            }
+            ControlRequest::ListBans(reply) => {
+                let unix = self.clock.unix_at_start();
+                let to_unix = |t: sip_core::time::Time| (unix + t.0.as_secs_f64()) as u64;
+                let bans = self
+                    .registrar
+                    .bans(now)
+                    .into_iter()
+                    .map(|b| crate::control::BanInfo {
+                        address: b.address,
+                        since: to_unix(b.since),
+                        until: to_unix(b.until),
+                        failures: b.failures,
+                    })
+                    .collect();
+                let _ = reply.send(bans);
+            }
+            ControlRequest::LiftBan(ip, reply) => {
+                let lifted = self.registrar.lift_ban(now, ip);
+                if let Some(ban) = &lifted {
+                    let at = (self.clock.unix_at_start() + now.0.as_secs_f64()) as u64;
+                    eprintln!(
+                        "{} INFO dialer::registrar: ban lifted source={}",
+                        crate::registrar::utc_timestamp(at),
+                        ban.address
+                    );
+                }
+                let _ = reply.send(lifted.is_some());
             }
         }
     }
