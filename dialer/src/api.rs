@@ -322,6 +322,8 @@ fn router(state: AppState) -> Router {
         .route("/agents", get(list_agents))
         .route("/agents/:ext/pause", post(pause_agent))
         .route("/agents/:ext/ready", post(ready_agent))
+        .route("/agents/:ext/login", post(login_agent))
+        .route("/agents/:ext/logout", post(logout_agent))
         .route("/trunks", get(list_trunks))
         .route("/bans", get(list_bans))
         .route("/bans/:ip", delete(lift_ban))
@@ -566,6 +568,50 @@ async fn pause_agent(
     })
     .await
     {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => control_error(e),
+        Err(response) => response,
+    }
+}
+
+/// `POST /agents/{ext}/login` (an empty body or `{}`): the agent's phone is called for its
+/// session (session-mode pools).
+async fn login_agent(
+    State(state): State<AppState>,
+    ext: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    agent_action(state, ext, body, ControlRequest::LoginAgent).await
+}
+
+/// `POST /agents/{ext}/logout` (an empty body or `{}`): the agent's session ends.
+async fn logout_agent(
+    State(state): State<AppState>,
+    ext: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    agent_action(state, ext, body, ControlRequest::LogoutAgent).await
+}
+
+/// An agent request without parameters: the body must be empty or `{}`.
+async fn agent_action(
+    state: AppState,
+    ext: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+    request: fn(String, oneshot::Sender<Result<(), ControlError>>) -> ControlRequest,
+) -> Response {
+    let (extension, body) = match (ext, body) {
+        (Ok(Path(e)), Ok(b)) => (e, b),
+        (Err(e), _) => return bad_request(e.body_text()),
+        (_, Err(e)) => return bad_request(e.body_text()),
+    };
+    let empty = body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+            .is_ok_and(|m| m.is_empty());
+    if !empty {
+        return bad_request("expected an empty body or {}");
+    }
+    match ask(&state, |tx| request(extension, tx)).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => control_error(e),
         Err(response) => response,

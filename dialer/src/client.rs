@@ -213,6 +213,16 @@ impl Client {
         self.post_empty(&format!("/agents/{extension}/ready"), b"{}")
     }
 
+    /// Logs an agent in (session mode): `POST /agents/{ext}/login`.
+    pub fn login_agent(&self, extension: &str) -> Result<(), ClientError> {
+        self.post_empty(&format!("/agents/{extension}/login"), b"{}")
+    }
+
+    /// Ends an agent's session: `POST /agents/{ext}/logout`.
+    pub fn logout_agent(&self, extension: &str) -> Result<(), ClientError> {
+        self.post_empty(&format!("/agents/{extension}/logout"), b"{}")
+    }
+
     fn post_empty(&self, path: &str, body: &[u8]) -> Result<(), ClientError> {
         let url = self.url(path);
         let mut builder = self

@@ -150,6 +150,9 @@ pub struct AgentInfo {
     pub reason: Option<String>,
     /// When the state began (seconds since the Unix epoch).
     pub state_since: f64,
+    /// How long the agent has been in its state, in seconds.
+    #[serde(default)]
+    pub state_for_s: f64,
     /// Calls bridged to it since the dialer started.
     pub calls_taken: u64,
     /// Its call, while reserved, ringing or talking.
@@ -587,14 +590,18 @@ pub enum ControlRequest {
     ListAgents(oneshot::Sender<Vec<AgentInfo>>),
     /// List trunks with their registration state.
     ListTrunks(oneshot::Sender<Vec<TrunkInfo>>),
-    /// List the sources banned for failing authentication.
-    ListBans(oneshot::Sender<Vec<BanInfo>>),
-    /// Lift the ban of an address; the answer says whether it was banned.
-    LiftBan(std::net::IpAddr, oneshot::Sender<bool>),
     /// Pause an agent with a reason.
     PauseAgent(String, String, oneshot::Sender<Result<(), ControlError>>),
     /// Make an agent ready.
     ReadyAgent(String, oneshot::Sender<Result<(), ControlError>>),
+    /// Log an agent of a session-mode pool in: its phone is called for its session.
+    LoginAgent(String, oneshot::Sender<Result<(), ControlError>>),
+    /// End an agent's session.
+    LogoutAgent(String, oneshot::Sender<Result<(), ControlError>>),
+    /// List the sources banned for failing authentication.
+    ListBans(oneshot::Sender<Vec<BanInfo>>),
+    /// Lift the ban of an address; the answer says whether it was banned.
+    LiftBan(std::net::IpAddr, oneshot::Sender<bool>),
 }
 
 /// What a client of the running dialer holds: the request channel and the event feed.

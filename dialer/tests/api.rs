@@ -187,6 +187,7 @@ fn agents() -> Vec<AgentInfo> {
             state: AgentState::Ready,
             reason: None,
             state_since: 1000.0,
+            state_for_s: 12.0,
             calls_taken: 0,
             call: None,
             pools: vec!["sales".into()],
@@ -202,6 +203,7 @@ fn agents() -> Vec<AgentInfo> {
             state: AgentState::Talking,
             reason: None,
             state_since: 1000.0,
+            state_for_s: 95.0,
             calls_taken: 3,
             call: Some(CallId(2)),
             pools: vec![],
@@ -444,6 +446,14 @@ async fn fake_dialer(
                         _ => Err(ControlError::NoSuchAgent(extension)),
                     };
                     paused.lock().unwrap().push(reason);
+                    let _ = reply.send(answer);
+                }
+                ControlRequest::LoginAgent(extension, reply)
+                | ControlRequest::LogoutAgent(extension, reply) => {
+                    let answer = match extension.as_str() {
+                        "1001" => Ok(()),
+                        _ => Err(ControlError::NoSuchAgent(extension)),
+                    };
                     let _ = reply.send(answer);
                 }
                 ControlRequest::ReadyAgent(extension, reply) => {

@@ -59,7 +59,7 @@ const AGENT_MODES: Choices<AgentMode> =
 /// Whether `agent_mode = "session"` is accepted. The dialer does not implement session mode
 /// yet, so the mode and its keys are refused rather than silently ignored; everything else
 /// (parsing, the typed fields, value checks) is in place, and enabling it is this line.
-const SESSION_MODE_AVAILABLE: bool = false;
+const SESSION_MODE_AVAILABLE: bool = true;
 /// Registrar bans (`[security]`) are enforced by the dialer's registrar, so the keys are
 /// accepted (turning this off again refuses every key rather than ignoring it).
 const SECURITY_AVAILABLE: bool = true;
@@ -1034,6 +1034,18 @@ impl<'a> Checker<'a> {
             is_sip_user,
             "an extension to dial, like \"*55\" (letters, digits and -_.!~*'()&=+$,;?/)",
         );
+        if agent_mode == AgentMode::Session {
+            // The dialer takes no INVITE from agents yet: a session starts with
+            // POST /agents/{ext}/login.
+            if let Some(v) = &raw.login_extension {
+                self.err(
+                    v.span(),
+                    k("login_extension"),
+                    "logging in by dialling an extension is not available yet, expected no \
+                     login_extension (log agents in with POST /agents/{ext}/login)",
+                );
+            }
+        }
         let hangup_key = raw.hangup_key.as_ref().and_then(|v| {
             let mut chars = v.get_ref().chars().map(|c| c.to_ascii_uppercase());
             match (chars.next(), chars.next()) {

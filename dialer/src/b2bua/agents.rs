@@ -348,6 +348,27 @@ impl AgentBoard {
         }
     }
 
+    /// A session agent is being logged in: its phone is called for `session`.
+    pub fn logging_in(
+        &mut self,
+        now: Time,
+        extension: &str,
+        session: CallId,
+    ) -> Result<(), AgentError> {
+        let a = self
+            .agents
+            .get(extension)
+            .ok_or_else(|| AgentError::Unknown(extension.to_owned()))?;
+        if a.target.is_none() {
+            return Err(AgentError::LoggedOut(extension.to_owned()));
+        }
+        if a.status.call().is_some() || a.session.is_some() {
+            return Err(AgentError::Busy(extension.to_owned()));
+        }
+        self.set(now, extension, Status::Reserved { call: session });
+        Ok(())
+    }
+
     /// The agent's session is up: it is ready for the pool's customers.
     pub fn session_up(&mut self, now: Time, extension: &str, session: CallId) {
         let Some(a) = self.agents.get_mut(extension) else {

@@ -236,7 +236,12 @@ impl Core {
             self.detach_agent_leg(now, call);
             self.call_agent(now, call);
         } else {
+            // The agents were tried; the dialer hangs up the answered customer.
             self.detach_agent_leg(now, call);
+            let ending = Ending {
+                by: HungUpBy::Dialer,
+                ..ending
+            };
             self.abandon(now, call, ending);
         }
     }

@@ -45,7 +45,7 @@ impl Core {
             return Err(ControlError::AgentUnavailable(extension.to_owned()));
         };
         let id = CallId(self.next_call);
-        self.board.reserve(now, extension, id)?;
+        self.board.logging_in(now, extension, id)?;
         self.next_call += 1;
         let pool_name = self.board.pools()[pool].name.clone();
         // The customer leg of a session is never used: it is over from the start.
@@ -310,7 +310,16 @@ impl Core {
                     .and_then(|c| self.pool_of(c))
                     .and_then(|p| p.hangup_key);
                 if let (Some(customer), true) = (customer, key == Some(event)) {
-                    let _ = self.hangup(now, customer);
+                    self.end_call(
+                        now,
+                        customer,
+                        Ending {
+                            outcome: CallOutcome::Bridged,
+                            status: 200,
+                            cause: q850::NORMAL_CLEARING,
+                            by: HungUpBy::Agent,
+                        },
+                    );
                 }
                 None
             }

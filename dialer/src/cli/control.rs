@@ -155,6 +155,23 @@ pub enum AgentCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Log an agent of a session-mode pool in: its phone is called once, and customers are
+    /// switched onto that call for the whole shift.
+    Login {
+        /// The agent's extension.
+        extension: String,
+        /// The API to ask.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// End an agent's session (and the customer call on it, if any).
+    Logout {
+        /// The agent's extension.
+        extension: String,
+        /// The API to ask.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 /// `dialer hangup ID`.
@@ -824,11 +841,10 @@ pub fn agents_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<
                 Some(reason) => format!("{} ({reason})", a.state.as_str()),
                 None => a.state.as_str().to_owned(),
             };
-            let since = a.state_since;
             vec![
                 a.extension.clone(),
                 state,
-                format!("{:.0}", (now_unix() - since).max(0.0)),
+                format!("{:.0}", a.state_for_s),
                 a.calls_taken.to_string(),
                 if a.pools.is_empty() {
                     "-".to_owned()
@@ -869,36 +885,34 @@ pub fn agents_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<
     Ok(Exit::Success)
 }
 
-fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// `dialer agent pause|ready`.
+/// `dialer agent pause|ready|login|logout`.
 pub fn agent_command(command: &AgentCommand, streams: &mut Streams<'_>) -> io::Result<Exit> {
-    let (api, extension, result) = match command {
+    let (extension, result) = match command {
         AgentCommand::Pause {
             extension,
             reason,
             api,
         } => (
-            api,
             extension,
             api.client().map(|c| c.pause_agent(extension, reason)),
         ),
-        AgentCommand::Ready { extension, api } => (
-            api,
-            extension,
-            api.client().map(|c| c.ready_agent(extension)),
-        ),
+        AgentCommand::Ready { extension, api } => {
+            (extension, api.client().map(|c| c.ready_agent(extension)))
+        }
+        AgentCommand::Login { extension, api } => {
+            (extension, api.client().map(|c| c.login_agent(extension)))
+        }
+        AgentCommand::Logout { extension, api } => {
+            (extension, api.client().map(|c| c.logout_agent(extension)))
+        }
     };
-    let _ = api;
     match result {
         Ok(Ok(())) => {
             let what = match command {
                 AgentCommand::Pause { reason, .. } => format!("paused ({reason})"),
                 AgentCommand::Ready { .. } => "ready".to_owned(),
+                AgentCommand::Login { .. } => "calling its phone for the session".to_owned(),
+                AgentCommand::Logout { .. } => "session ending".to_owned(),
             };
             writeln!(streams.stdout, "agent {extension}: {what}")?;
             Ok(Exit::Success)
@@ -919,7 +933,7 @@ pub fn bans_command(args: &ListArgs, streams: &mut Streams<'_>) -> io::Result<Ex
         print_json(streams, &bans)?;
         return Ok(Exit::Success);
     }
-    let now = now_unix() as u64;
+    let now = crate::runtime::clock::unix_now() as u64;
     let rows: Vec<Vec<String>> = bans
         .iter()
         .map(|b| {

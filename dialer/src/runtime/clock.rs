@@ -37,3 +37,11 @@ impl Clock {
         self.unix_at_start
     }
 }
+
+/// Wall-clock seconds since the Unix epoch now (for commands that show how long ago or how
+/// long until something the dialer reported).
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

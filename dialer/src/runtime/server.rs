@@ -116,8 +116,45 @@ struct CallMedia {
     tap: Option<super::tap::SharedTap>,
 }
 
+/// Clips the dialer makes itself.
+struct Clips {
+    /// What a session agent hears between customers without `idle_audio`: silence, so that
+    /// its phone keeps receiving RTP in one stream.
+    silence: Arc<Ringback>,
+    /// What a session agent hears when a customer is switched on without `connect_tone`:
+    /// a 120 ms beep at 1400 Hz (a "zip tone").
+    connect_tone: Arc<Ringback>,
+}
+
+impl Clips {
+    fn new() -> Result<Clips, RunError> {
+        let codecs = [Codec::Pcmu, Codec::Pcma, Codec::Opus];
+        let rate = 8000;
+        let silence = media::playback::Pcm {
+            rate,
+            samples: vec![0.0; rate as usize],
+        };
+        let beep = media::playback::Pcm {
+            rate,
+            samples: (0..(rate as usize * 120 / 1000))
+                .map(|n| 0.3 * (2.0 * std::f32::consts::PI * 1400.0 * n as f32 / rate as f32).sin())
+                .collect(),
+        };
+        let make = |pcm: &media::playback::Pcm, name: &str| {
+            Ringback::from_pcm(pcm, Path::new(name), &codecs)
+                .map(Arc::new)
+                .map_err(|e| RunError::Ringback(e.to_string()))
+        };
+        Ok(Clips {
+            silence: make(&silence, "(silence)")?,
+            connect_tone: make(&beep, "(connect tone)")?,
+        })
+    }
+}
+
 struct State {
     clock: Clock,
+    clips: Clips,
     sock: Arc<UdpSocket>,
     core: Core,
     registrar: Registrar,
@@ -260,6 +297,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         .collect();
     let mut state = State {
         clock,
+        clips: Clips::new()?,
         sock: Arc::new(sock),
         core,
         registrar,
@@ -540,6 +578,16 @@ impl State {
                 let r = self.core.ready_agent(now, &extension);
                 let _ = reply.send(r.map_err(ControlError::from));
             }
+            ControlRequest::LoginAgent(extension, reply) => {
+                let r = match self.shutting_down {
+                    true => Err(ControlError::ShuttingDown),
+                    false => self.core.login_agent(now, &extension).map(drop),
+                };
+                let _ = reply.send(r);
+            }
+            ControlRequest::LogoutAgent(extension, reply) => {
+                let _ = reply.send(self.core.logout_agent(now, &extension));
+            }
             ControlRequest::ListTrunks(reply) => {
                 let _ = reply.send(self.trunks(now));
             }
@@ -592,6 +640,7 @@ impl State {
                     state: a.state,
                     reason: a.reason,
                     state_since: unix + a.since.0.as_secs_f64(),
+                    state_for_s: now.since(a.since).as_secs_f64(),
                     calls_taken: a.calls_taken,
                     call: a.call,
                     pools: a.pools,
@@ -802,6 +851,26 @@ impl State {
                         duration,
                     },
                 ),
+                MediaEvent::Detached {
+                    call: customer,
+                    stats,
+                } => {
+                    self.media.remove(&customer);
+                    let totals = MediaTotals {
+                        packets_to_agent: stats.packets_to_agent,
+                        packets_to_customer: stats.packets_to_customer,
+                        lost_from_customer: stats.lost_from_customer,
+                        lost_from_agent: stats.lost_from_agent,
+                    };
+                    self.core.media_event(
+                        now,
+                        call,
+                        MediaReport::Detached {
+                            call: customer,
+                            totals,
+                        },
+                    );
+                }
                 MediaEvent::Closed { stats } => {
                     self.media.remove(&call);
                     self.core.media_closed(
@@ -1033,7 +1102,36 @@ impl State {
                     }
                 }
             }
+            Action::LinkMedia {
+                call,
+                session,
+                connect_tone,
+            } => self.link_media(call, session, connect_tone),
             Action::Event(e) => self.publish(e),
+        }
+    }
+
+    /// Hands a customer call's media over to an agent session's task.
+    fn link_media(&mut self, call: CallId, session: CallId, connect_tone: Option<PathBuf>) {
+        let link = self
+            .media
+            .get(&session)
+            .and_then(|m| m.session.as_ref())
+            .map(MediaSession::link);
+        let tone = connect_tone
+            .and_then(|p| self.ringbacks.get(&p).cloned())
+            .unwrap_or_else(|| self.clips.connect_tone.clone());
+        match (link, self.media.get(&call).and_then(|m| m.session.as_ref())) {
+            (Some(to), Some(customer)) => customer.send(MediaCommand::HandOver {
+                call,
+                to,
+                connect_tone: tone,
+            }),
+            _ => {
+                let now = self.clock.now();
+                self.core
+                    .media_event(now, call, MediaReport::Failed("no session media".into()));
+            }
         }
     }
 
@@ -1061,6 +1159,13 @@ impl State {
             },
             MediaOp::StopRingback { side } => MediaCommand::StopRingback { side },
             MediaOp::AllowSource { side, ip } => MediaCommand::AllowSource { side, ip },
+            MediaOp::StartIdle { side, path } => MediaCommand::StartIdle {
+                side,
+                clip: path
+                    .and_then(|p| self.ringbacks.get(&p).cloned())
+                    .unwrap_or_else(|| self.clips.silence.clone()),
+            },
+            MediaOp::DetachCustomer { call } => MediaCommand::Detach { call },
             MediaOp::Record { path } => MediaCommand::Record { path },
             MediaOp::SetDtmf { side, mode } => MediaCommand::SetDtmf { side, mode },
             MediaOp::SendDigit {
