@@ -13,10 +13,13 @@
 //! - One answer for every failure (Asterisk's `alwaysauthreject`): an unknown extension, a
 //!   wrong password, a source outside the agent's `allow` networks, credentials for another
 //!   user (step 4), a spent or replayed nonce all get the same 401 as a first REGISTER, with a
-//!   fresh nonce, so a scanner (sipvicious `svwar`) cannot tell which extensions exist. An
-//!   unknown extension is challenged by a decoy digest server whose nonces look like every
-//!   agent's. A nonce answered wrongly is spent: answering it again is a failure
-//!   (`stale_nonce`) whatever the password.
+//!   fresh nonce, so a scanner (sipvicious `svwar`) cannot tell which extensions exist. One
+//!   digest server challenges everyone (its nonces show their issue time and serial number,
+//!   one sequence for all), and an unknown extension is checked against a decoy whose
+//!   password nobody knows. A nonce answered wrongly is spent: answering it again is a
+//!   failure (`stale_nonce`) whatever the password. One difference remains by configuration:
+//!   with SHA-256 in `algorithms`, an agent stored as an MD5 HA1 is challenged with MD5 only,
+//!   an unknown extension with every algorithm.
 //! - Failures ([`AuthFailure`], with a [`FailureReason`]) are returned in
 //!   [`RegisterOutcome::failure`] and queued for [`Registrar::poll_failure`], and counted per
 //!   source address in [`Bans`]: `max_failures` within the window ban the address
@@ -310,25 +313,27 @@ pub enum UnregisterReason {
 
 struct AgentState {
     entry: AgentEntry,
-    /// This agent's digest server (see [`Registrar::new`] for why there is one per agent).
-    digest: DigestServer,
-    /// The timestamp of the last nonce issued, so that each challenge gets a new one.
-    last_nonce: Option<u64>,
-    /// Nonces spent by a wrong answer, with when, oldest first (bounded by
-    /// [`MAX_SPENT_NONCES`]; older than the nonce lifetime they are stale anyway).
-    spent: VecDeque<(String, Time)>,
     /// Live registered bindings, in creation order.
     bindings: Vec<Binding>,
     /// The configured contact, if any.
     static_binding: Option<Binding>,
 }
 
+/// The one digest server of every agent (see [`Registrar::new`]) and the nonces spent.
+struct Auth {
+    digest: DigestServer,
+    /// Nonces spent by a wrong answer, with when, oldest first (bounded by
+    /// [`MAX_SPENT_NONCES`]; older than the nonce lifetime they are stale anyway).
+    spent: VecDeque<(String, Time)>,
+}
+
 /// The registrar: agent table, bindings and the digest server.
 pub struct Registrar {
     config: RegistrarConfig,
     agents: BTreeMap<String, AgentState>,
-    /// Challenges unknown extensions, so that they look like known ones.
-    decoy: AgentState,
+    auth: Auth,
+    /// Who an unknown extension is checked against: nobody knows its password.
+    decoy: AgentEntry,
     bans: Bans,
     pending: VecDeque<AuthFailure>,
     /// The earliest `expires_at` among the registered bindings, recomputed whenever bindings
@@ -355,8 +360,8 @@ impl fmt::Debug for Registrar {
     }
 }
 
-/// Nonces remembered as spent per agent.
-const MAX_SPENT_NONCES: usize = 256;
+/// Nonces remembered as spent.
+const MAX_SPENT_NONCES: usize = 1024;
 
 /// A refusal: the status and what to add to the response.
 struct Refusal {
@@ -406,12 +411,11 @@ struct ContactUpdate {
 impl Registrar {
     /// A registrar for `config`, with `rng` for To tags.
     ///
-    /// Each agent gets its own [`DigestServer`] under a key derived from the nonce secret and
-    /// its extension, and each challenge a nonce timestamp above the previous one: a
-    /// `DigestServer` nonce is a function of its key and the second it was issued, and it
-    /// refuses a second first use (`nc=1`) of a nonce as a replay (RFC 7616 §3.4), so two
-    /// agents — or two phones of one agent — challenged in the same second would otherwise
-    /// share a nonce and the second one would be refused.
+    /// One [`DigestServer`] challenges every agent and every unknown extension: its nonces
+    /// carry the issue time and a serial number in clear (each nonce is unique, so two phones
+    /// challenged in the same second never share one), and a server per agent would number
+    /// its own challenges, which would tell a scanner which extensions have a server of
+    /// their own. The nonce counts it tracks are per nonce, whoever answers it.
     pub fn new(
         config: RegistrarConfig,
         rng: Box<dyn RngCore + Send>,
@@ -419,13 +423,6 @@ impl Registrar {
         config.validate()?;
         let mut agents = BTreeMap::new();
         for entry in &config.agents {
-            // Extensions are SIP user parts, which cannot hold a NUL: the keys are distinct.
-            let mut key = config.nonce_secret.clone();
-            key.push(0);
-            key.extend_from_slice(entry.extension.as_bytes());
-            let mut server = ServerConfig::new(config.realm.clone(), key);
-            server.nonce_lifetime = config.nonce_ttl;
-            server.algorithms = config.algorithms.clone();
             let static_binding = entry.static_contact.as_ref().map(|s| Binding {
                 extension: entry.extension.clone(),
                 contact: s.contact.clone(),
@@ -446,40 +443,32 @@ impl Registrar {
                 entry.extension.clone(),
                 AgentState {
                     entry: entry.clone(),
-                    digest: DigestServer::new(server),
-                    last_nonce: None,
-                    spent: VecDeque::new(),
                     bindings: Vec::new(),
                     static_binding,
                 },
             );
         }
-        // The decoy's key: the nonce secret and an empty extension (no agent has one); its
-        // password, derived from the key, is never told to anyone.
-        let mut key = config.nonce_secret.clone();
-        key.push(0);
-        let mut server = ServerConfig::new(config.realm.clone(), key.clone());
+        let mut server = ServerConfig::new(config.realm.clone(), config.nonce_secret.clone());
         server.nonce_lifetime = config.nonce_ttl;
         server.algorithms = config.algorithms.clone();
+        let auth = Auth {
+            digest: DigestServer::new(server),
+            spent: VecDeque::new(),
+        };
+        // The decoy's password is derived from the nonce secret and told to nobody.
         let decoy_password: String = {
             use sha2::Digest;
             let mut hash = sha2::Sha256::new();
             hash.update(b"decoy\0");
-            hash.update(&key);
+            hash.update(&config.nonce_secret);
             hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
         };
-        let decoy = AgentState {
-            entry: AgentEntry::with_password("", decoy_password, Vec::new()),
-            digest: DigestServer::new(server),
-            last_nonce: None,
-            spent: VecDeque::new(),
-            bindings: Vec::new(),
-            static_binding: None,
-        };
+        let decoy = AgentEntry::with_password("", decoy_password, Vec::new());
         let bans = Bans::new(config.security.clone());
         Ok(Registrar {
             config,
             agents,
+            auth,
             decoy,
             bans,
             pending: VecDeque::new(),
@@ -624,17 +613,19 @@ impl Registrar {
         }
         // Unknown, disallowed and wrong look the same (see the module docs).
         let extension = to.uri.user().unwrap_or_default().to_owned();
-        let known = self.agents.contains_key(&extension);
-        let agent = match self.agents.get_mut(&extension) {
-            Some(agent) => agent,
-            None => &mut self.decoy,
+        let (entry, known) = match self.agents.get(&extension) {
+            Some(agent) => (&agent.entry, true),
+            None => (&self.decoy, false),
         };
-        let allowed = known && agent.entry.allows(source.ip());
+        let allowed = known && entry.allows(source.ip());
         // §10.3 steps 3 and 4.
-        let failed = match agent.authenticate(now, request, !known) {
+        let failed = match self.auth.authenticate(now, request, entry, !known) {
             Ok(()) if allowed => None,
             // Right credentials from the wrong place (or the decoy's, which nobody knows).
-            Ok(()) => Some((FailureReason::DisallowedNetwork, agent.refuse(now, request))),
+            Ok(()) => Some((
+                FailureReason::DisallowedNetwork,
+                self.auth.refuse(now, request, entry),
+            )),
             Err(AuthError::Challenge(refusal)) => return Err(refusal),
             Err(AuthError::Failed(reason, refusal)) => Some((reason, refusal)),
         };
@@ -649,6 +640,10 @@ impl Registrar {
             refusal.failure = Some((reason, extension));
             return Err(refusal);
         }
+        let agent = self
+            .agents
+            .get_mut(&extension)
+            .expect("authenticated as a known extension");
         let max = agent.entry.max_expires.unwrap_or(self.config.max_expires);
         let updates = read_contacts(&self.config, &contacts, expires_header, max)?;
         let user_agent = request
@@ -948,17 +943,18 @@ fn read_contacts(
     Ok(Some(updates))
 }
 
-impl AgentState {
-    /// §10.3 steps 3 and 4: the request carries valid digest credentials of this agent
-    /// (of any user for the decoy, `any_user`).
+impl Auth {
+    /// §10.3 steps 3 and 4: the request carries valid digest credentials of `entry` (of any
+    /// user for the decoy, `any_user`).
     fn authenticate(
         &mut self,
         now: Time,
         request: &Request,
+        entry: &AgentEntry,
         any_user: bool,
     ) -> Result<(), AuthError> {
         let Some(authorization) = self.ours(request) else {
-            return Err(AuthError::Challenge(self.challenge(now, false)));
+            return Err(AuthError::Challenge(self.challenge(now, false, entry)));
         };
         let nonce = parse_credentials(authorization)
             .map(|c| c.nonce)
@@ -974,7 +970,7 @@ impl AgentState {
         if self.spent.iter().any(|(n, _)| *n == nonce) {
             return Err(AuthError::Failed(
                 FailureReason::StaleNonce,
-                self.challenge(now, false),
+                self.challenge(now, false, entry),
             ));
         }
         let uri = request.uri.to_string();
@@ -983,7 +979,7 @@ impl AgentState {
             uri: &uri,
             body: &request.body,
         };
-        let (extension, secret) = (&self.entry.extension, &self.entry.secret);
+        let (extension, secret) = (&entry.extension, &entry.secret);
         let verification = self
             .digest
             .verify(now.0, &digest_request, authorization, |user| {
@@ -991,10 +987,12 @@ impl AgentState {
             });
         let reason = match verification {
             Verification::Authenticated { .. } => return Ok(()),
-            Verification::Stale => return Err(AuthError::Challenge(self.challenge(now, true))),
+            Verification::Stale => {
+                return Err(AuthError::Challenge(self.challenge(now, true, entry)));
+            }
             // Not ours (a previous run's key): nothing about the password was tried.
             Verification::Rejected(RejectReason::InvalidNonce) => {
-                return Err(AuthError::Challenge(self.challenge(now, false)));
+                return Err(AuthError::Challenge(self.challenge(now, false, entry)));
             }
             // §10.3 step 4: valid or not, these credentials name someone who may not
             // register this address-of-record.
@@ -1008,7 +1006,7 @@ impl AgentState {
             Verification::Rejected(_) => FailureReason::BadCredentials,
         };
         // RFC 3261 §22.4: refused credentials are challenged again, with a fresh nonce.
-        Err(AuthError::Failed(reason, self.refuse(now, request)))
+        Err(AuthError::Failed(reason, self.refuse(now, request, entry)))
     }
 
     /// The Authorization value answering our realm, if any.
@@ -1021,7 +1019,7 @@ impl AgentState {
     }
 
     /// A failed attempt: its nonce is spent, and a fresh challenge answers it.
-    fn refuse(&mut self, now: Time, request: &Request) -> Refusal {
+    fn refuse(&mut self, now: Time, request: &Request, entry: &AgentEntry) -> Refusal {
         let nonce = self
             .ours(request)
             .and_then(|a| parse_credentials(a).ok())
@@ -1034,16 +1032,16 @@ impl AgentState {
                 self.spent.push_back((nonce, now));
             }
         }
-        self.challenge(now, false)
+        self.challenge(now, false, entry)
     }
 
     /// A 401 with one challenge per offered algorithm the secret can answer, all with one
     /// fresh nonce (RFC 8760 §2.4). An MD5 HA1 cannot answer SHA-256, so it gets MD5 only.
-    fn challenge(&mut self, now: Time, stale: bool) -> Refusal {
-        let nonce = self.new_nonce(now);
+    fn challenge(&mut self, now: Time, stale: bool, entry: &AgentEntry) -> Refusal {
+        let nonce = self.digest.nonce(now.0);
         let server = self.digest.config();
         let mut refusal = Refusal::new(401);
-        let usable = |algorithm: &Algorithm| match &self.entry.secret {
+        let usable = |algorithm: &Algorithm| match &entry.secret {
             Secret::Password(_) => true,
             Secret::Ha1 { hash, .. } => algorithm.hash() == *hash && !algorithm.is_session(),
         };
@@ -1058,20 +1056,6 @@ impl AgentState {
                 .push((HeaderKind::WwwAuthenticate, challenge.to_header_value()));
         }
         refusal
-    }
-
-    /// A nonce with an issue time above the previous one's, running at most a quarter of the
-    /// nonce lifetime ahead of the clock (beyond that, only under a flood of challenges,
-    /// the last one is repeated).
-    fn new_nonce(&mut self, now: Time) -> String {
-        let now_secs = now.0.as_secs();
-        let ceiling = now_secs + self.digest.config().nonce_lifetime.as_secs() / 4;
-        let issued = match self.last_nonce {
-            Some(last) if last >= now_secs => (last + 1).min(ceiling).max(last),
-            _ => now_secs,
-        };
-        self.last_nonce = Some(issued);
-        self.digest.nonce(Duration::from_secs(issued))
     }
 }
 

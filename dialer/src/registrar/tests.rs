@@ -552,6 +552,30 @@ fn unknown_extensions_get_nonces_like_a_known_one() {
         (&a.realm, a.algorithm, &a.qop),
         (&b.realm, b.algorithm, &b.qop)
     );
+    // The nonce carries its issue time and a serial number in clear: one sequence for
+    // everyone, so neither tells a scanner which extension has its own digest server.
+    let mut clear = Vec::new();
+    for ext in ["4243", "1000", "4244", "1001", "4245"] {
+        let mut phone = Phone::new(
+            ext,
+            "x",
+            &format!("<sip:{ext}@192.168.1.20>"),
+            "192.168.1.20:5060",
+        );
+        let outcome =
+            registrar.handle_register(secs(7), &phone.request(), phone.source, Transport::Udp);
+        let nonce = challenges_of(&outcome.response)[0].nonce.clone();
+        clear.push((
+            u64::from_str_radix(&nonce[..16], 16).unwrap(),
+            u64::from_str_radix(&nonce[16..32], 16).unwrap(),
+        ));
+    }
+    let first = clear[0].1;
+    assert_eq!(
+        clear,
+        (0..5).map(|i| (7, first + i)).collect::<Vec<_>>(),
+        "issue times and serials"
+    );
 }
 
 #[test]
