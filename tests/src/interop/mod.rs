@@ -37,6 +37,7 @@ pub mod restarting_registrar;
 pub mod robust;
 pub mod rtp_pcap;
 pub mod sipp;
+pub mod sipvicious;
 pub mod trace;
 pub mod tshark;
 pub mod wire;
@@ -89,6 +90,7 @@ fn debian_package(tool: &str) -> &'static str {
         "tshark" => "tshark",
         "ip" => "iproute2",
         "iptables" => "iptables",
+        "svwar" | "svcrack" | "sipvicious_svwar" | "sipvicious_svcrack" => "sipvicious",
         _ => "unknown",
     }
 }
