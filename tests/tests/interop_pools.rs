@@ -676,3 +676,99 @@ fn max_cps_5_spaces_twenty_calls_at_least_190_ms_apart_at_the_carrier() {
         .expect("dialer run stops");
     eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// A child process killed when the test lets go of it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_closed_standard_output_never_stops_the_dialer() {
+    const CALLS: u32 = 5;
+    let t = CallTest::new("pools-closed-stdout", &["sipp"]).expect("setup");
+    let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
+    let mut carrier_cfg =
+        carrier_config(&t.dir, "carrier_busy.xml", LOOPBACK, media_port, CALLS, &[])
+            .expect("carrier");
+    carrier_cfg.timeout = Duration::from_secs(40);
+    let carrier = Sipp::start(carrier_cfg, t.dir.path()).expect("sipp carrier starts");
+    let nobody = addr(free_port(LOOPBACK).expect("agent 1001 port"));
+    let config = write_config(
+        &t,
+        carrier.addr(),
+        &Layout {
+            agents: vec![AgentEntry::Static("1001", nobody)],
+            pool: Some(String::new()),
+            trunk_extra: String::new(),
+        },
+    );
+    let cdr_file = t.dir.path().join("cdr.jsonl");
+    let stderr =
+        std::fs::File::create(t.dir.path().join("dialer-run.stderr")).expect("stderr file");
+    // `dialer run | head -0`: standard output is a pipe whose reader is gone before the first
+    // line; every write to it fails (EPIPE).
+    let mut cmd = t.command(&["run", "--ladder", "--config"]);
+    cmd.arg(&config)
+        .arg("--cdr")
+        .arg(&cdr_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr);
+    let mut child = cmd.spawn().expect("dialer run starts");
+    drop(child.stdout.take());
+    let mut run = KillOnDrop(child);
+    let client = t.client().expect("API client");
+    poll_until(
+        "the API up",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || client.calls().ok(),
+    )
+    .expect("dialer run's API answers");
+    for i in 0..CALLS {
+        client
+            .originate(&pool_call(&format!("+1555200{i:02}"), &format!("lead-{i}")))
+            .expect("the dialer keeps placing calls");
+        let lines = poll_until(
+            "the call's CDR in the --cdr file",
+            Duration::from_secs(15),
+            Duration::from_millis(20),
+            || {
+                let n = std::fs::read_to_string(&cdr_file)
+                    .map(|t| t.lines().count())
+                    .unwrap_or(0);
+                (n > i as usize).then_some(n)
+            },
+        )
+        .expect("CDR written");
+        assert_eq!(lines, i as usize + 1);
+        assert!(
+            run.0.try_wait().expect("status").is_none(),
+            "dialer run is still up"
+        );
+    }
+    carrier
+        .expect_success(Duration::from_secs(20))
+        .expect("the carrier answered every INVITE");
+    for line in std::fs::read_to_string(&cdr_file)
+        .expect("CDR file")
+        .lines()
+    {
+        let cdr: serde_json::Value = serde_json::from_str(line).expect("a JSON CDR");
+        assert_eq!(text(&cdr, "outcome"), "busy", "{cdr}");
+    }
+    let pid = run.0.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let status = poll_until(
+        "dialer run exiting on SIGTERM",
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || run.0.try_wait().ok().flatten(),
+    )
+    .expect("dialer run exits");
+    assert!(status.success(), "exit status {status}");
+}

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod demo;
 pub mod ladder;
 pub mod media;
+pub mod output;
 pub mod register;
 pub mod server;
 pub mod settings;

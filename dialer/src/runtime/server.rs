@@ -25,7 +25,6 @@ use sip_core::registration::{
 };
 use sip_core::transaction::{TimerConfig, Transport};
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,14 +82,20 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
     /// The longest the signalling loop keeps going after the shutdown: [`calls_drain`].
     stop_within: Duration,
+    /// The thread writing CDRs and notices.
+    output: Option<super::output::OutputThread>,
 }
 
 impl Running {
-    /// Ends every call, un-registers, and waits (bounded) for the dialer to stop.
-    pub async fn shutdown(self) {
+    /// Ends every call, un-registers, and waits (bounded) for the dialer to stop; then every
+    /// CDR still queued is written.
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         let bound = self.stop_within + Duration::from_secs(3);
-        let _ = tokio::time::timeout(bound, self.task).await;
+        let finished = tokio::time::timeout(bound, self.task).await.is_ok();
+        if let (true, Some(output)) = (finished, self.output.take()) {
+            let _ = tokio::task::spawn_blocking(move || output.join()).await;
+        }
     }
 }
 
@@ -169,7 +174,8 @@ struct State {
     default_ringback: Option<PathBuf>,
     agent_codecs: HashMap<String, Vec<Codec>>,
     options: RunOptions,
-    cdr_file: Option<std::fs::File>,
+    /// CDR lines, the ladder and notices, written by a thread of their own.
+    output: super::output::Output,
     shutting_down: bool,
     /// Our SIP address as peers see it, for captures.
     sip_local: SocketAddr,
@@ -271,17 +277,12 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         ..RelayConfig::default()
     };
     let cdr_file = match &options.cdr_file {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| {
-                    RunError::Ringback(format!("cannot open CDR file {}: {e}", p.display()))
-                })?,
-        ),
+        Some(p) => Some(super::output::open_cdr_file(p).map_err(|e| {
+            RunError::Ringback(format!("cannot open CDR file {}: {e}", p.display()))
+        })?),
         None => None,
     };
+    let (output, output_thread) = super::output::Output::start(cdr_file);
     for a in config.agents() {
         core.set_agent_dtmf(&a.extension, settings::dtmf_mode(a.dtmf));
     }
@@ -318,7 +319,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         default_ringback,
         agent_codecs,
         options: options.clone(),
-        cdr_file,
+        output,
         shutting_down: false,
         sip_local: local,
     };
@@ -369,6 +370,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         shutdown,
         task,
         stop_within,
+        output: Some(output_thread),
     })
 }
 
@@ -493,9 +495,10 @@ impl State {
         let unix = self.clock.unix_at_start();
         while let Some(failure) = self.registrar.poll_failure() {
             let at = (unix + failure.at.0.as_secs_f64()) as u64;
-            eprintln!("{}", crate::registrar::failure_line(at, &failure));
+            self.output
+                .err(crate::registrar::failure_line(at, &failure));
             if let Some(ban) = &failure.banned {
-                eprintln!("{}", crate::registrar::ban_line(at, ban));
+                self.output.err(crate::registrar::ban_line(at, ban));
             }
         }
     }
@@ -537,7 +540,7 @@ impl State {
             super::tap::write_shared(tap, from, to, bytes);
         }
         if self.options.ladder {
-            eprintln!("{}", ladder::format(&line, self.options.colour));
+            self.output.err(ladder::format(&line, self.options.colour));
         }
         let _ = self.events.send(ApiEvent::Sip(line));
     }
@@ -545,10 +548,7 @@ impl State {
     fn publish(&mut self, e: ApiEvent) {
         if let ApiEvent::Hangup { cdr, .. } = &e {
             if let Ok(json) = serde_json::to_string(cdr) {
-                println!("{json}");
-                if let Some(f) = self.cdr_file.as_mut() {
-                    let _ = writeln!(f, "{json}");
-                }
+                self.output.cdr(json);
             }
         }
         let _ = self.events.send(e);
@@ -611,11 +611,11 @@ impl State {
                 let lifted = self.registrar.lift_ban(now, ip);
                 if let Some(ban) = &lifted {
                     let at = (self.clock.unix_at_start() + now.0.as_secs_f64()) as u64;
-                    eprintln!(
+                    self.output.err(format!(
                         "{} INFO dialer::registrar: ban lifted source={}",
                         crate::registrar::utc_timestamp(at),
                         ban.address
-                    );
+                    ));
                 }
                 let _ = reply.send(lifted.is_some());
             }
@@ -977,9 +977,10 @@ impl State {
             other => ("registering", format!("{other:?}")),
         };
         if detail.is_empty() {
-            eprintln!("dialer: trunk {trunk}: {state}");
+            self.output.err(format!("dialer: trunk {trunk}: {state}"));
         } else {
-            eprintln!("dialer: trunk {trunk}: {state} {detail}");
+            self.output
+                .err(format!("dialer: trunk {trunk}: {state} {detail}"));
         }
         self.publish(ApiEvent::TrunkRegistration {
             trunk: trunk.to_owned(),
@@ -1035,10 +1036,10 @@ impl State {
                 nat,
                 ..
             } => {
-                eprintln!(
+                self.output.err(format!(
                     "dialer: agent {extension} registered from {source} (contact {}, nat {nat})",
                     contact.uri
-                );
+                ));
                 self.publish(ApiEvent::AgentRegistered {
                     extension: extension.clone(),
                     contact: contact.uri.to_string(),
