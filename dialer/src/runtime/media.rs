@@ -575,7 +575,16 @@ impl MediaTask {
     /// Moves the customer into a session's task; this task ends without `Closed` (the
     /// customer's counts come from the session when it lets the customer go).
     fn hand_over(self, call: CallId, to: MediaLink, connect_tone: Arc<Ringback>) {
-        let MediaTask { sockets, state, .. } = self;
+        let MediaTask {
+            sockets, mut state, ..
+        } = self;
+        // The recording and the capture of the call end here, complete.
+        drop(state.tap.take());
+        if let Some(recorder) = state.recorder.take() {
+            if let Err(error) = (*recorder).finish() {
+                state.fail(format!("recording: {error}"));
+            }
+        }
         let [customer, agent] = sockets.legs;
         drop(agent);
         let attached = Attached {
