@@ -331,7 +331,7 @@ async fn media_follows_the_customer_to_its_nat_rewritten_port() {
 #[tokio::test]
 async fn a_silent_customer_raises_a_media_timeout() {
     let mut call = call(RelayConfig {
-        media_timeout: Duration::from_millis(200),
+        media_timeout: Some(Duration::from_millis(200)),
         ..RelayConfig::default()
     })
     .await;
