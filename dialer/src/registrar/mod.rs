@@ -50,7 +50,10 @@
 //! [`sip_core::endpoint::Endpoint`] reports as `Event::Request` to
 //! [`Registrar::handle_register`] with the time, source and transport, sends the returned
 //! response with `Endpoint::respond`, and publishes the returned [`RegistrarEvent`]s. It calls
-//! [`Registrar::expire`] when [`Registrar::next_expiry`] is reached. Time is a
+//! [`Registrar::expire`] when [`Registrar::next_expiry`] is reached. Before parsing a
+//! datagram it asks [`Registrar::is_banned`] and drops those of banned sources; after a
+//! REGISTER it logs each [`Registrar::poll_failure`] with [`failure_line`] (and
+//! [`ban_line`] when the failure started a ban). Time is a
 //! [`Time`] argument, nonces are bound to an injected secret and To tags come from an injected
 //! [`RngCore`], so every answer is reproducible in tests.
 //!

@@ -1398,3 +1398,39 @@ fn two_phones_of_one_agent_challenged_in_the_same_second_both_register() {
     }
     assert_eq!(registrar.contacts("1000", secs(3)).len(), 2);
 }
+
+#[test]
+fn the_security_table_of_a_dialer_toml_reaches_the_ban_table() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../trunk-profiles/profiles");
+    let text = std::fs::read_to_string(dir.join("call-centre-pools.toml")).unwrap();
+    let env = |_: &str| Some("from-the-environment".to_string());
+    let profile =
+        trunk_profiles::Config::from_str_in_dir(&text, "call-centre-pools.toml", &dir, &env)
+            .unwrap();
+    let config = RegistrarConfig::from_profiles(&profile, b"k".to_vec(), &ip_literal).unwrap();
+    assert_eq!(config.security.max_failures, 5);
+    assert_eq!(config.security.window, Duration::from_secs(600));
+    assert_eq!(config.security.ban, Duration::from_secs(3600));
+    assert!(config.security.is_exempt("192.168.1.7".parse().unwrap()));
+    assert!(!config.security.is_exempt("203.0.113.9".parse().unwrap()));
+    // A source in ban_exempt is never banned, whatever it tries.
+    let mut config = config;
+    config.security.max_failures = 1;
+    let mut registrar = registrar_with(config);
+    let mut lan = Phone::new(
+        "1000",
+        "guess",
+        "<sip:1000@192.168.1.7>",
+        "192.168.1.7:5060",
+    );
+    lan.register(&mut registrar, secs(0));
+    assert!(!registrar.is_banned(secs(0), lan.source.ip()));
+    let mut far = Phone::new(
+        "1000",
+        "guess",
+        "<sip:1000@203.0.113.9>",
+        "203.0.113.9:5060",
+    );
+    far.register(&mut registrar, secs(0));
+    assert!(registrar.is_banned(secs(0), far.source.ip()));
+}
