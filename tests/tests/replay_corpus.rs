@@ -77,6 +77,8 @@ fn b2bua_as(local: SocketAddr, trunk: SocketAddr) -> B2bua {
             max_cps: None,
             max_queue: 0,
             numbering: None,
+            redirect_hosts: vec![Host::from(trunk.ip())],
+            realm: None,
         }],
         originate_timeout: Duration::from_secs(60),
         agent_ring_timeout: Duration::from_secs(20),

@@ -134,6 +134,8 @@ fn replay_call(
             max_cps: None,
             max_queue: 0,
             numbering: None,
+            redirect_hosts: vec![Host::from(shape.carrier.ip())],
+            realm: None,
         }],
         originate_timeout: Duration::from_secs(60),
         agent_ring_timeout: Duration::from_secs(30),

@@ -107,6 +107,18 @@ pub(crate) fn render(c: &Config) -> String {
                 .map_or("0 (session timers off)".into(), |d| secs(d).to_string()),
         );
         line("min_se_s", secs(t.min_se).to_string());
+        let hosts: Vec<String> = t
+            .redirect_hosts
+            .iter()
+            .map(|h| quoted(&h.to_string()))
+            .collect();
+        line(
+            "redirect_hosts",
+            match hosts.is_empty() {
+                true => "[] (no redirect is followed)".into(),
+                false => format!("[{}]", hosts.join(", ")),
+            },
+        );
     }
 
     let r = c.registrar();

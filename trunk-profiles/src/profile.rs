@@ -142,7 +142,8 @@ pub struct Credentials {
     pub password: Secret,
     /// The environment variable the password came from, if it came from one.
     pub password_env: Option<String>,
-    /// Answer only challenges for this realm; `None` answers any realm the trunk sends.
+    /// Answer only challenges for this realm (to REGISTER and to a call's INVITE); `None`
+    /// answers any realm the trunk sends.
     pub realm: Option<String>,
 }
 
@@ -214,6 +215,10 @@ pub struct Trunk {
     pub session_expires: Option<Duration>,
     /// Min-SE we accept and send (RFC 4028 §5).
     pub min_se: Duration,
+    /// Hosts a 3xx on a call's customer leg may send the call to; a redirect to any other
+    /// host ends the call. The proxy's host when the file has no `redirect_hosts`; empty
+    /// (`redirect_hosts = []`) follows no redirect.
+    pub redirect_hosts: Vec<Host>,
 }
 
 impl Trunk {

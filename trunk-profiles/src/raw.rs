@@ -54,6 +54,7 @@ pub(crate) struct RawTrunk {
     pub(crate) password: Option<S<Secret>>,
     pub(crate) password_env: Option<S<String>>,
     pub(crate) realm: Option<S<String>>,
+    pub(crate) redirect_hosts: Option<S<Vec<S<String>>>>,
     pub(crate) register: Option<bool>,
     pub(crate) expires: Option<S<u32>>,
     pub(crate) transport: Option<S<String>>,

@@ -690,6 +690,7 @@ impl<'a> Checker<'a> {
             Some(v) => Some(*v.get_ref()),
             None => Some(1_800.max(min_se)),
         };
+        let redirect_hosts = self.redirect_hosts(raw, p, proxy.as_ref());
 
         Some(Trunk {
             name: name?,
@@ -715,7 +716,34 @@ impl<'a> Checker<'a> {
             dtmf,
             session_expires: session_expires.map(secs),
             min_se: secs(min_se),
+            redirect_hosts,
         })
+    }
+
+    /// `redirect_hosts`: DNS names or IP literals (IPv6 in brackets), no ports, each once;
+    /// absent, the proxy's host only; `[]` follows no redirect at all.
+    fn redirect_hosts(
+        &mut self,
+        raw: &RawTrunk,
+        p: &str,
+        proxy: Option<&crate::address::HostPort>,
+    ) -> Vec<crate::address::Host> {
+        let Some(list) = &raw.redirect_hosts else {
+            return proxy.map(|hp| vec![hp.host.clone()]).unwrap_or_default();
+        };
+        let mut hosts = Vec::new();
+        for (i, item) in list.get_ref().iter().enumerate() {
+            let key = format!("{p}.redirect_hosts[{i}]");
+            match parse_host(item.get_ref()) {
+                Ok(host) if hosts.contains(&host) => {
+                    let msg = format!("duplicate host \"{host}\", expected each host once");
+                    self.err(item.span(), key, msg);
+                }
+                Ok(host) => hosts.push(host),
+                Err(why) => self.err(item.span(), key, why),
+            }
+        }
+        hosts
     }
 
     fn registrar(&mut self, raw: &RawRegistrar) -> Registrar {

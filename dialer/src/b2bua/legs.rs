@@ -55,13 +55,33 @@ impl Core {
                     .target(&extension)
                     .map(|t| t.codecs.clone())
                     .unwrap_or_default();
-                // The agent sees the customer's number as the caller (RFC 3261 §8.1.1.3).
+                // The agent sees the customer's number as the caller (RFC 3261 §8.1.1.3),
+                // as it was given ("+1 555 0100", "(555) 123-4567"): in the user part escaped
+                // (RFC 3261 §25.1 `user` = unreserved / escaped / user-unreserved, so a
+                // space, '%', '#', '@', '<' or a control character cannot break the URI or
+                // the header), and in the display name quoted, without control characters.
+                let user: String = c
+                    .number
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => char::from(b).to_string(),
+                        b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
+                            char::from(b).to_string()
+                        }
+                        b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' => {
+                            char::from(b).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect();
+                let shown: String = c.number.chars().filter(|ch| !ch.is_control()).collect();
                 let mut from = NameAddr::new(Uri::Sip(SipUri::new(
-                    Some(&c.number),
+                    (!user.is_empty()).then_some(user.as_str()),
                     contact_host.clone(),
                     Some(contact_port),
                 )));
-                from.display = Some(sip_core::message::scan::quote(&c.number));
+                from.display = (!shown.trim().is_empty())
+                    .then(|| sip_core::message::scan::quote(shown.trim()));
                 let to = NameAddr::new(Uri::Sip(SipUri::new(
                     Some(&extension),
                     contact_host.clone(),
@@ -712,6 +732,7 @@ impl Core {
         let Some(c) = self.calls.get_mut(&r.call) else {
             return;
         };
+        let trunk = &self.config.trunks[c.trunk];
         let Some(leg) = leg_of(c, r.side) else {
             return;
         };
@@ -723,18 +744,32 @@ impl Core {
             self.leg_failed(now, r.call, r.side, response.status, CallOutcome::Rejected);
             return;
         }
+        // Redirect fraud: a 3xx (from the carrier, or forged towards us) could send the call
+        // to any number anywhere, a premium one included. Only the trunk's `redirect_hosts`
+        // are followed (names without case, IP literals by address); a Contact elsewhere, or
+        // one that is not a SIP URI, is skipped, and a 3xx with none left ends the call.
+        let allowed = |uri: &Uri| {
+            uri.as_sip().is_some_and(|u| {
+                trunk.redirect_hosts.iter().any(|h| match (h, &u.host) {
+                    (Host::Domain(a), Host::Domain(b)) => a
+                        .trim_end_matches('.')
+                        .eq_ignore_ascii_case(b.trim_end_matches('.')),
+                    (a, b) => a.ip().is_some() && a.ip() == b.ip(),
+                })
+            })
+        };
         let next = response.contacts().ok().and_then(|cs| {
             cs.into_iter()
-                .find_map(|c| c.address().map(|a| a.uri.clone()))
+                .filter_map(|c| c.address().map(|a| a.uri.clone()))
+                .find(|uri| allowed(uri))
         });
+        let proxy = trunk.proxy;
         match next {
             Some(uri) if leg.redirects < max => {
                 leg.redirects += 1;
                 // RFC 3261 §8.1.3.4: a new request to the new target; a target with an IP
                 // address is sent there directly, a name goes through the proxy.
-                if let Some(addr) = hop_address(&uri) {
-                    leg.target.addr = addr;
-                }
+                leg.target.addr = hop_address(&uri).unwrap_or(proxy);
                 self.send_invite(now, r.call, r.side, uri, None);
             }
             _ => {
@@ -749,6 +784,7 @@ impl Core {
             return;
         };
         let trunk_creds = self.config.trunks[c.trunk].credentials.clone();
+        let realm = self.config.trunks[c.trunk].realm.clone();
         let Some(leg) = leg_of(c, r.side) else {
             return;
         };
@@ -770,7 +806,24 @@ impl Core {
         } else {
             HeaderKind::Authorization
         };
-        let challenges: Vec<&str> = response.headers.get_all(kind).collect();
+        let mut challenges: Vec<&str> = response.headers.get_all(kind).collect();
+        if let Some(realm) = &realm {
+            // The trunk's password is only given to the trunk's realm: a challenge for any
+            // other (a forged 407, a hop that is not the carrier) is not answered.
+            let ours = |value: &&str| {
+                sip_core::auth::parse_challenges(value).is_ok_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.as_ref().is_ok_and(|c| c.realm == *realm))
+                })
+            };
+            challenges.retain(ours);
+            let chosen = sip_core::auth::select_challenge(challenges.iter().copied());
+            if !chosen.is_ok_and(|c| c.realm == *realm) {
+                leg.state = LegState::Done;
+                self.leg_failed(now, r.call, r.side, response.status, CallOutcome::Rejected);
+                return;
+            }
+        }
         let sent: Vec<&str> = invite.headers.get_all(sent_kind).collect();
         let uri = invite.uri.to_string();
         let outcome = leg.auth.handle_challenge(

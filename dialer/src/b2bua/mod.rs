@@ -86,6 +86,14 @@ pub struct TrunkSettings {
     /// How a dialled number is checked and rewritten for this trunk; `None` passes it as
     /// given (a replay of a capture whose Request-URI user is not a number).
     pub numbering: Option<trunk_profiles::NumberRewrite>,
+    /// The hosts a 3xx on the customer leg may send the call to (names compared without
+    /// case, IP literals by address); a 3xx to any other host ends the call. Nothing is
+    /// implied: the runtime puts the proxy's host and address here when the file lists
+    /// none; empty follows no redirect.
+    pub redirect_hosts: Vec<Host>,
+    /// Answer only digest challenges (401/407) for this realm on the customer leg; `None`
+    /// answers any realm.
+    pub realm: Option<String>,
 }
 
 /// Where and how to call an agent right now.

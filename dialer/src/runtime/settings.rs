@@ -133,6 +133,24 @@ pub fn core_config(
             max_cps: t.max_cps.map(|n| n.get()),
             max_queue: t.max_queue,
             numbering: Some(t.numbering.clone()),
+            redirect_hosts: {
+                let mut hosts: Vec<Host> = t
+                    .redirect_hosts
+                    .iter()
+                    .map(|h| match h {
+                        trunk_profiles::Host::Name(n) => Host::Domain(n.clone()),
+                        trunk_profiles::Host::Ipv4(a) => Host::Ipv4(*a),
+                        trunk_profiles::Host::Ipv6(a) => Host::Ipv6(*a),
+                    })
+                    .collect();
+                // The proxy's name (the default) also allows the address it resolved to.
+                let resolved = Host::from(proxy.ip());
+                if t.redirect_hosts.contains(&t.proxy.host) && !hosts.contains(&resolved) {
+                    hosts.push(resolved);
+                }
+                hosts
+            },
+            realm: t.credentials.as_ref().and_then(|c| c.realm.clone()),
         })
         .collect();
     CoreConfig {

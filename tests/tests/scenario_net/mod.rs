@@ -177,6 +177,9 @@ pub fn trunk() -> TrunkSettings {
         max_cps: None,
         max_queue: 0,
         numbering: Some(us_e164()),
+        // As the runtime fills it in when the file lists none: the proxy's host.
+        redirect_hosts: vec![Host::Ipv4("192.0.2.50".parse().unwrap())],
+        realm: None,
     }
 }
 
