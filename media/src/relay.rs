@@ -424,8 +424,11 @@ struct Leg {
     digits: DigitCollector,
     /// Events from the other leg, when its event clock differs from this leg's.
     event_bridge: EventClockBridge,
-    /// Digits waiting to be played to this leg: event code and duration.
+    /// Digits waiting to be played to this leg: event code and duration; at most
+    /// [`MAX_QUEUED_DIGITS`].
     dtmf_queue: VecDeque<(u8, Duration)>,
+    /// Digits not queued because the queue was full.
+    dtmf_dropped: u64,
     /// The digit playing to this leg.
     dtmf: Option<Injection>,
     /// No digit starts before this (the pause after the previous one, ITU-T Q.24).
@@ -471,6 +474,7 @@ impl Leg {
             digits: DigitCollector::default(),
             event_bridge: EventClockBridge::default(),
             dtmf_queue: VecDeque::new(),
+            dtmf_dropped: 0,
             dtmf: None,
             dtmf_idle_at: None,
             tone_seq: 0,
@@ -500,6 +504,18 @@ impl Leg {
     }
 
     /// Whether a digit plays to this leg at `now`, or is due to start.
+    /// Queues a digit to be played to this leg; a digit beyond [`MAX_QUEUED_DIGITS`] waiting
+    /// is dropped and counted (a peer keying faster than digits play, at about 10 a second
+    /// with the Q.24 pauses, must not grow the queue without bound). False when dropped.
+    fn queue_digit(&mut self, digit: (u8, Duration)) -> bool {
+        if self.dtmf_queue.len() >= MAX_QUEUED_DIGITS {
+            self.dtmf_dropped += 1;
+            return false;
+        }
+        self.dtmf_queue.push_back(digit);
+        true
+    }
+
     fn dtmf_busy(&self, now: Instant) -> bool {
         self.dtmf.is_some()
             || (!self.dtmf_queue.is_empty()
@@ -518,6 +534,10 @@ impl Leg {
 }
 
 const SLOT: usize = 1500;
+
+/// Most digits waiting to be played to one leg ([`Relay::send_digit`], digits converted from
+/// the other leg); more are dropped and counted ([`Relay::dtmf_dropped`]).
+pub const MAX_QUEUED_DIGITS: usize = 32;
 
 /// One leg's symmetric-RTP latching state (see the module docs, *Latching*).
 #[derive(Debug, Default)]
@@ -1167,7 +1187,7 @@ impl Relay {
                 // telephone-event) or as SIP INFO (the call logic acts on the report).
                 if egress.dtmf_mode != DtmfMode::Info {
                     if let Some(digit) = digit {
-                        egress.dtmf_queue.push_back(digit);
+                        egress.queue_digit(digit);
                     }
                 }
                 return Forward::Dropped(if egress.dtmf_mode == DtmfMode::Rfc4733 {
@@ -1184,7 +1204,7 @@ impl Relay {
             || (egress.dtmf_mode == DtmfMode::Rfc4733 && out_event.is_none());
         if !takes_tone {
             if let (Some(key), DtmfMode::Rfc4733) = (heard, egress.dtmf_mode) {
-                egress.dtmf_queue.push_back(key);
+                egress.queue_digit(key);
             }
             if keying {
                 return Forward::Dropped(DropReason::DtmfConverted);
@@ -1340,20 +1360,29 @@ impl Relay {
     /// queued for it: as telephone-events on the leg's payload type and clock when it is in
     /// `Rfc4733` mode and negotiated them, else as the Q.23 tone pair in its codec. The
     /// duration is clamped to [`crate::dtmf::MIN_PRESS`]..=[`crate::dtmf::MAX_PRESS`].
-    /// Returns false (nothing queued) for another event code or a leg not set up; a leg in
-    /// `Info` mode gets the tone, since the caller asked for it in the media. The first
-    /// packet is due at once (the caller drains [`Relay::poll_transmit_leg`]).
+    /// Returns false (nothing queued) for another event code, a leg not set up, or a leg
+    /// with [`MAX_QUEUED_DIGITS`] already waiting (the digit is counted in
+    /// [`Relay::dtmf_dropped`]); a leg in `Info` mode gets the tone, since the caller asked
+    /// for it in the media. The first packet is due at once (the caller drains
+    /// [`Relay::poll_transmit_leg`]).
     pub fn send_digit(&mut self, now: Instant, side: Side, event: u8, duration: Duration) -> bool {
         let leg = &mut self.legs[side.index()];
         if event > 15 || leg.negotiated.is_none() {
             return false;
         }
-        leg.dtmf_queue
-            .push_back((event, crate::dtmf::press_duration(duration)));
+        if !leg.queue_digit((event, crate::dtmf::press_duration(duration))) {
+            return false;
+        }
         if leg.dtmf.is_none() && leg.dtmf_idle_at.is_none_or(|at| at < now) {
             leg.dtmf_idle_at = Some(now);
         }
         true
+    }
+
+    /// How many digits towards `side` were dropped because [`MAX_QUEUED_DIGITS`] were
+    /// already waiting to play to it.
+    pub fn dtmf_dropped(&self, side: Side) -> u64 {
+        self.legs[side.index()].dtmf_dropped
     }
 
     /// Whether a digit is playing or queued towards `side`.
@@ -1626,4 +1655,113 @@ fn write_header_only(region: &mut [u8], header: &OutgoingHeader) {
         header.timestamp,
         header.ssrc,
     );
+}
+
+#[cfg(test)]
+mod dtmf_queue_tests {
+    use super::*;
+    use crate::rtcp::NtpTimestamp;
+    use crate::rtp::{OutgoingHeader, PayloadType};
+    use crate::sdp::{
+        answer_offer, build_offer, process_answer, LocalEndpoint, MediaConfig, SessionDescription,
+    };
+    use rand::SeedableRng;
+
+    const CUSTOMER: &str = "198.51.100.7:4000";
+
+    fn local(port: u16) -> LocalEndpoint {
+        LocalEndpoint {
+            address: "203.0.113.1".parse().unwrap(),
+            rtp_port: port,
+            session_id: 1,
+            session_version: 1,
+        }
+    }
+
+    /// Customer PCMA with telephone-event 101, agent PCMU with telephone-event 96.
+    fn relay(t0: Instant) -> Relay {
+        let body = "v=0\r\no=trunk 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let offer = SessionDescription::parse(body).unwrap();
+        let customer = answer_offer(&offer, &MediaConfig::default(), &local(30000))
+            .unwrap()
+            .1;
+        let config = MediaConfig::default();
+        let ours = build_offer(&config, &local(30002));
+        let body = "v=0\r\no=agent 1 1 IN IP4 192.0.2.50\r\ns=-\r\nc=IN IP4 192.0.2.50\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0 96\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+        let answer = SessionDescription::parse(body).unwrap();
+        let agent = process_answer(&ours, &answer, &config).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let wallclock = NtpTimestamp::from_unix(Duration::from_secs(1_700_000_000));
+        Relay::new(
+            RelayConfig::default(),
+            customer,
+            agent,
+            t0,
+            wallclock,
+            &mut rng,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn injected_digits_beyond_the_bound_are_refused_and_counted() {
+        let t0 = crate::test_epoch();
+        let mut relay = relay(t0);
+        for i in 0..MAX_QUEUED_DIGITS + 8 {
+            let queued =
+                relay.send_digit(t0, Side::Agent, (i % 10) as u8, Duration::from_millis(100));
+            assert_eq!(queued, i < MAX_QUEUED_DIGITS, "digit {i}");
+        }
+        assert_eq!(
+            relay.legs[Side::Agent.index()].dtmf_queue.len(),
+            MAX_QUEUED_DIGITS
+        );
+        assert_eq!(relay.dtmf_dropped(Side::Agent), 8);
+        assert_eq!(relay.dtmf_dropped(Side::Customer), 0);
+        // Once digits have played, there is room again.
+        let mut now = t0;
+        let mut buf = [0u8; 1500];
+        while relay.legs[Side::Agent.index()].dtmf_queue.len() == MAX_QUEUED_DIGITS {
+            while relay.poll_transmit_leg(now, &mut buf).is_some() {}
+            now += Duration::from_millis(5);
+            assert!(now < t0 + Duration::from_secs(5), "a digit played");
+        }
+        assert!(relay.send_digit(now, Side::Agent, 1, Duration::from_millis(100)));
+        assert_eq!(relay.dtmf_dropped(Side::Agent), 8);
+    }
+
+    #[test]
+    fn converted_digits_from_a_peer_keying_fast_are_bounded_too() {
+        let t0 = crate::test_epoch();
+        let mut relay = relay(t0);
+        relay.set_dtmf_mode(Side::Agent, DtmfMode::Inband);
+        let mut seq = 300u16;
+        for i in 0..MAX_QUEUED_DIGITS as u32 + 10 {
+            let ts = 9000 + i * 2000;
+            for (duration, end) in [(160u16, false), (960, true)] {
+                let payload = [
+                    (i % 10) as u8,
+                    if end { 0x8a } else { 0x0a },
+                    (duration >> 8) as u8,
+                    duration as u8,
+                ];
+                let header = OutgoingHeader {
+                    marker: !end,
+                    payload_type: PayloadType(101),
+                    sequence: seq,
+                    timestamp: ts,
+                    ssrc: crate::rtp::Ssrc(0xc0ffee),
+                };
+                seq = seq.wrapping_add(1);
+                let mut buf = [0u8; 1500];
+                let len = crate::rtp::write_packet(&mut buf, &header, &payload).unwrap();
+                let now = t0 + Duration::from_millis(u64::from(seq - 300) * 10);
+                let from: SocketAddr = CUSTOMER.parse().unwrap();
+                relay.forward(now, Side::Customer, from, &mut buf, len);
+            }
+        }
+        let queue = &relay.legs[Side::Agent.index()].dtmf_queue;
+        assert_eq!(queue.len(), MAX_QUEUED_DIGITS);
+        assert_eq!(relay.dtmf_dropped(Side::Agent), 10);
+    }
 }
