@@ -356,11 +356,6 @@ fn packet_has(packet: &RtpPacket, hz: f64) -> bool {
 }
 
 #[test]
-#[ignore = "dialer bug: POST /agents/{ext}/login never INVITEs the agent (runtime/server.rs \
-            on_control LoginAgent inserts no CallMedia for the session, so MediaOpened closes \
-            its RTP ports and Core::media_opened is never called); and, with that fixed, a \
-            customer switched onto the session is not relayed (runtime/media.rs session task: \
-            the agent hears the connect tone then silence, the customer gets one packet)"]
 fn one_session_invite_carries_three_customers_and_each_is_heard_within_300_ms() {
     const CUSTOMERS: usize = 3;
     let started = now();
@@ -626,9 +621,6 @@ fn one_session_invite_carries_three_customers_and_each_is_heard_within_300_ms() 
 }
 
 #[test]
-#[ignore = "dialer bug: POST /agents/{ext}/login never INVITEs the agent (runtime/server.rs \
-            on_control LoginAgent inserts no CallMedia for the session, so MediaOpened closes \
-            its RTP ports and Core::media_opened is never called; the agent stays reserved)"]
 fn the_agents_bye_ends_the_shift_and_the_customer_on_it() {
     let started = now();
     let t = CallTest::new("sessions-agent-bye", &["sipp", "baresip", "sox"]).expect("setup");

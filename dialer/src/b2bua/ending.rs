@@ -332,7 +332,10 @@ impl Core {
                     by: HungUpBy::Customer,
                 },
             ),
-            Side::Agent => self.agent_leg_failed(now, call, status, outcome.on_agent_leg()),
+            Side::Agent => {
+                let ending = Self::agent_ending(status, outcome.on_agent_leg());
+                self.agent_leg_failed(now, call, ending);
+            }
         }
     }
 
@@ -479,6 +482,21 @@ impl Core {
             return;
         }
         let c = self.calls.remove(&call).expect("looked up above");
+        // A customer switched onto a session talked on the session's agent leg.
+        let session_leg = match c.role {
+            Role::Customer {
+                session: Some(session),
+            } => self.calls.get(&session).and_then(|s| s.agent.as_ref()),
+            _ => None,
+        };
+        let session_agent = session_leg.map(|l| {
+            (
+                l.call_id.clone(),
+                l.negotiated
+                    .as_ref()
+                    .map(|n| n.codec.encoding_name().to_owned()),
+            )
+        });
         if c.holds_channel {
             self.gates[c.trunk].channel_freed();
         }
@@ -502,7 +520,11 @@ impl Core {
         let cdr = Cdr {
             id: c.id,
             customer_call_id: c.customer.call_id.clone(),
-            agent_call_id: c.agent.as_ref().map(|a| a.call_id.clone()),
+            agent_call_id: c
+                .agent
+                .as_ref()
+                .map(|a| a.call_id.clone())
+                .or_else(|| session_agent.as_ref().map(|s| s.0.clone())),
             number: c.number.clone(),
             dialled: c.dialled.clone(),
             agent: c.agent_ext.clone(),
@@ -532,7 +554,8 @@ impl Core {
                 .agent
                 .as_ref()
                 .and_then(|a| a.negotiated.as_ref())
-                .map(|n| n.codec.encoding_name().to_owned()),
+                .map(|n| n.codec.encoding_name().to_owned())
+                .or_else(|| session_agent.and_then(|s| s.1)),
             packets_to_agent: totals.packets_to_agent,
             packets_to_customer: totals.packets_to_customer,
             lost_from_customer: totals.lost_from_customer,

@@ -508,6 +508,9 @@ pub struct Core {
     waiting: VecDeque<CallId>,
     /// No new calls.
     shutting_down: bool,
+    /// Actions queued before a customer was switched onto a session, for the media they were
+    /// meant for (see `sessions.rs`); they go out before [`Core::actions`].
+    routed: VecDeque<Action>,
 }
 
 impl std::fmt::Debug for Core {
@@ -558,6 +561,7 @@ impl Core {
             board: AgentBoard::default(),
             waiting: VecDeque::new(),
             shutting_down: false,
+            routed: VecDeque::new(),
             config,
         }
     }
@@ -591,6 +595,9 @@ impl Core {
     /// Next action for the runtime.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.pump();
+        if let Some(action) = self.routed.pop_front() {
+            return Some(action);
+        }
         let action = self.actions.pop_front()?;
         Some(self.route_media(action))
     }

@@ -114,7 +114,7 @@ impl Core {
         };
         let Some(target) = self.board.target(&extension).cloned() else {
             // The agent's registration ran out while the customer was ringing.
-            self.agent_leg_failed(now, call, 480, CallOutcome::AgentFailed);
+            self.agent_leg_failed(now, call, Self::agent_ending(480, CallOutcome::AgentFailed));
             return;
         };
         let Some(c) = self.calls.get_mut(&call) else {
@@ -197,13 +197,17 @@ impl Core {
     /// The agent leg of a call ended without an answer (refused, redirected, not answered
     /// in time, unreachable). A pool call offers the customer to the next agent while it
     /// has attempts left, else abandons it; a call for a named agent ends.
-    pub(super) fn agent_leg_failed(
-        &mut self,
-        now: Time,
-        call: CallId,
-        status: u16,
-        outcome: CallOutcome,
-    ) {
+    /// How an agent leg's final response `status` ends a call.
+    pub(super) fn agent_ending(status: u16, outcome: CallOutcome) -> Ending {
+        Ending {
+            outcome,
+            status,
+            cause: q850::cause_for_status(status),
+            by: HungUpBy::Agent,
+        }
+    }
+
+    pub(super) fn agent_leg_failed(&mut self, now: Time, call: CallId, ending: Ending) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -217,12 +221,6 @@ impl Core {
         }
         let Some(c) = self.calls.get(&call) else {
             return;
-        };
-        let ending = Ending {
-            outcome,
-            status,
-            cause: q850::cause_for_status(status),
-            by: HungUpBy::Agent,
         };
         let session = matches!(c.role, Role::Session { .. });
         let Some(pool) = self.pool_of(c).filter(|_| !session) else {
@@ -274,7 +272,14 @@ impl Core {
 
     /// The agent ring timeout of a pool call: CANCEL that agent, try the next.
     pub(super) fn agent_ring_timed_out(&mut self, now: Time, call: CallId) {
-        self.agent_leg_failed(now, call, 480, CallOutcome::AgentNoAnswer);
+        // Our timer, not the agent's answer, ended the offer: Q.850 19 (no answer), by us.
+        let ending = Ending {
+            outcome: CallOutcome::AgentNoAnswer,
+            status: 480,
+            cause: q850::NO_ANSWER,
+            by: HungUpBy::Dialer,
+        };
+        self.agent_leg_failed(now, call, ending);
     }
 
     /// The pool's `abandon_after` passed with the customer not bridged.

@@ -162,6 +162,24 @@ impl Core {
             .and_then(|l| l.negotiated.as_ref())
             .map(|n| n.codec.encoding_name().to_owned())
             .unwrap_or_default();
+        // What is queued so far for the customer's media (its answer, the ringback) is for
+        // its own task, which hands the customer over only after it: routed as it stands.
+        let queued: Vec<Action> = self.actions.drain(..).collect();
+        for action in queued {
+            let action = self.route_media(action);
+            self.routed.push_back(action);
+        }
+        self.routed.push_back(Action::Media {
+            call,
+            op: MediaOp::StopRingback {
+                side: Side::Customer,
+            },
+        });
+        self.routed.push_back(Action::LinkMedia {
+            call,
+            session,
+            connect_tone,
+        });
         if let Some(s) = self.calls.get_mut(&session) {
             s.role = Role::Session {
                 customer: Some(call),
@@ -185,19 +203,6 @@ impl Core {
             .as_ref()
             .is_some_and(|n| n.codec.encoding_name() != agent_codec);
         self.waiting.retain(|w| *w != call);
-        // The ringback stops in the customer's own media; the session's media takes the
-        // customer from there.
-        self.actions.push_back(Action::Media {
-            call,
-            op: MediaOp::StopRingback {
-                side: Side::Customer,
-            },
-        });
-        self.actions.push_back(Action::LinkMedia {
-            call,
-            session,
-            connect_tone,
-        });
         self.emit_call(
             call,
             ApiEvent::Bridged {

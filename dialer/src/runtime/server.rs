@@ -581,9 +581,20 @@ impl State {
             ControlRequest::LoginAgent(extension, reply) => {
                 let r = match self.shutting_down {
                     true => Err(ControlError::ShuttingDown),
-                    false => self.core.login_agent(now, &extension).map(drop),
+                    false => self.core.login_agent(now, &extension),
                 };
-                let _ = reply.send(r);
+                // The session's media (its agent leg's sockets) is opened like a call's.
+                if let Ok(session) = r {
+                    self.media.insert(
+                        session,
+                        CallMedia {
+                            session: None,
+                            ringback: None,
+                            tap: None,
+                        },
+                    );
+                }
+                let _ = reply.send(r.map(drop));
             }
             ControlRequest::LogoutAgent(extension, reply) => {
                 let _ = reply.send(self.core.logout_agent(now, &extension));
