@@ -56,7 +56,7 @@ pub mod b2bua;
 pub mod cli;
 pub mod client;
 pub mod control;
-pub mod pcap;
 pub mod paths;
+pub mod pcap;
 pub mod registrar;
 pub mod runtime;

@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dialer::client::Client;
 use dialer::control::{AgentInfo, OriginateRequest};
@@ -229,7 +229,7 @@ fn cdrs(run: &Peer) -> Vec<serde_json::Value> {
 
 #[test]
 fn pool_ring_mode_gives_customers_to_the_longest_idle_agent_and_skips_a_rejecting_one() {
-    let started = Instant::now();
+    let started = scenario_tests::interop::process::now();
     let t = CallTest::new("pools-longest-idle", &["sipp", "baresip", "sox"]).expect("setup");
     let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
     let carrier_cfg =
@@ -420,7 +420,7 @@ fn sip_times(pcap: &Path, port: u16) -> Vec<(f64, String)> {
 
 #[test]
 fn an_answered_customer_with_every_agent_paused_hears_the_abandon_message_then_bye() {
-    let started = Instant::now();
+    let started = scenario_tests::interop::process::now();
     let t = CallTest::new("pools-abandon", &["sipp", "baresip", "sox", "tshark"]).expect("setup");
     let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
     let carrier_cfg =
@@ -585,7 +585,7 @@ fn first_invites(messages: &[TracedMessage]) -> Vec<&TracedMessage> {
 #[test]
 fn max_cps_5_spaces_twenty_calls_at_least_190_ms_apart_at_the_carrier() {
     const CALLS: u32 = 20;
-    let started = Instant::now();
+    let started = scenario_tests::interop::process::now();
     let t = CallTest::new("pools-max-cps", &["sipp", "sox"]).expect("setup");
     let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
     let mut carrier_cfg =

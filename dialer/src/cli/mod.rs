@@ -54,7 +54,7 @@ pub enum Command {
     /// demo.pcap.
     Demo(run::DemoArgs),
     /// Place a call through the running dialer and follow it to the end; exit 0 when bridged.
-    Call(control::CallArgs),
+    Call(Box<control::CallArgs>),
     /// List the running dialer's live calls.
     Calls(control::ListArgs),
     /// List the running dialer's agents: state (ready, talking, paused ...), calls taken,

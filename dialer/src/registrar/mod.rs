@@ -233,7 +233,7 @@ fn log_token(text: &str) -> String {
 /// The log line of a failure at `unix_secs`, the one `contrib/fail2ban/dialer.conf` matches:
 /// `2026-12-07T12:00:00Z WARN dialer::registrar: authentication failed source=203.0.113.9
 /// extension=1000 reason=wrong_password` (one line). The source is the address alone; the
-/// extension, which the sender chose, is reduced to [`log_token`] characters after it.
+/// extension, which the sender chose, is reduced to `log_token` characters after it.
 pub fn failure_line(unix_secs: u64, failure: &AuthFailure) -> String {
     format!(
         "{} WARN dialer::registrar: authentication failed source={} extension={} reason={}",

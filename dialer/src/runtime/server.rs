@@ -257,9 +257,9 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         .iter()
         .filter_map(|p| p.abandon_message.clone());
     for p in default_ringback.iter().cloned().chain(messages) {
-        if !ringbacks.contains_key(&p) {
-            let clip = Arc::new(load_ringback(&p)?);
-            ringbacks.insert(p, clip);
+        if let std::collections::hash_map::Entry::Vacant(slot) = ringbacks.entry(p) {
+            let clip = Arc::new(load_ringback(slot.key())?);
+            slot.insert(clip);
         }
     }
     let (events, _) = broadcast::channel(4096);
