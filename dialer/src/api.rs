@@ -624,22 +624,7 @@ async fn ready_agent(
     ext: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (extension, body) = match (ext, body) {
-        (Ok(Path(e)), Ok(b)) => (e, b),
-        (Err(e), _) => return bad_request(e.body_text()),
-        (_, Err(e)) => return bad_request(e.body_text()),
-    };
-    let empty = body.iter().all(u8::is_ascii_whitespace)
-        || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
-            .is_ok_and(|m| m.is_empty());
-    if !empty {
-        return bad_request("expected an empty body or {}");
-    }
-    match ask(&state, |tx| ControlRequest::ReadyAgent(extension, tx)).await {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(e)) => control_error(e),
-        Err(response) => response,
-    }
+    agent_action(state, ext, body, ControlRequest::ReadyAgent).await
 }
 
 /// `GET /bans`.

@@ -7,15 +7,19 @@
 //! DTMF passed with its payload type rewritten) until either side hangs up.
 //! - [`b2bua`]: the back-to-back user agent with no IO: two dialogs and two media legs per
 //!   call, digest answers to the trunk, the ACK for a 2xx through the route set, BYE and
-//!   CANCEL races, the CDR.
-//! - [`registrar`]: agents' REGISTER with digest, `allow` networks and NAT source binding.
+//!   CANCEL races, the CDR; agent states and pools ([`b2bua::agents`]), the agent chosen when
+//!   the customer answers and the abandon path, agent sessions, the trunks' channel and
+//!   calls-per-second queues; its interface is plain data ([`b2bua::spec`]).
+//! - [`registrar`]: agents' REGISTER with digest, `allow` networks and NAT source binding;
+//!   one answer for every failure, and bans of sources that keep failing.
 //! - [`runtime`]: the only IO: the clock, the SIP socket and signalling task, each call's media
 //!   task (batched RTP sockets), `dialer register`, and the loopback demo.
 //! - [`control`], [`api`], [`client`]: the control interface (`POST /calls`, `GET /events` ...)
 //!   the running dialer serves and the CLI uses.
 //! - [`cli`]: the subcommands (`main.rs` only parses arguments with clap and calls
-//!   [`cli::run()`]): `run`, `register`, `demo`, `call`, `calls`, `agents`, `hangup`,
-//!   `sip parse`, `config check`, `pcap ladder|rtp|audio`.
+//!   [`cli::run()`]): `run`, `register`, `demo`, `call`, `calls`, `agents`,
+//!   `agent pause|ready|login|logout`, `bans`, `unban`, `hangup`, `sip parse`,
+//!   `config check`, `pcap ladder|rtp|audio`.
 //! - [`pcap`]: the capture analyses behind `dialer pcap`: SIP messages out of UDP, reassembled
 //!   TCP (deframed with [`sip_core::message::parse_stream`] per direction) and WebSocket
 //!   payloads ([`pcap::sip`]); the per-call SIP ladder with the problems engineers hunt for

@@ -15,6 +15,13 @@
 //! bridged. A BYE on either side is answered and passed on as a BYE (or a CANCEL while the
 //! agent still rings) on the other; a 200 crossing that CANCEL is ACKed and then ended with
 //! a BYE.
+//!
+//! A call for a pool ([`AgentChoice::Pool`]) has no agent until the customer answers; then
+//! the pool's best ready agent is offered it, the next one after a refusal (`pools.rs`), and
+//! a customer nobody takes within the pool's `abandon_after` hears the abandon message and
+//! gets BYE. In a session-mode pool the customer is switched onto an agent's standing dialog
+//! instead (`sessions.rs`). Above a trunk's `max_channels` or `max_cps` calls wait in its
+//! FIFO queue (`limits.rs`).
 
 pub mod agents;
 mod dtmf;
