@@ -398,6 +398,17 @@ pub enum ApiEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
+    /// The call's recording stopped (a full disk, a file that cannot be written); the call
+    /// goes on.
+    RecordingFailed {
+        /// The call.
+        call: CallId,
+        /// What went wrong.
+        reason: String,
+        /// The caller's tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
     /// An agent's state changed.
     AgentState {
         /// Extension.
@@ -454,6 +465,7 @@ impl ApiEvent {
             | ApiEvent::RingbackStarted { call, .. }
             | ApiEvent::AgentRinging { call, .. }
             | ApiEvent::Bridged { call, .. }
+            | ApiEvent::RecordingFailed { call, .. }
             | ApiEvent::Hangup { call, .. } => Some(*call),
             ApiEvent::Sip(l) => l.call,
             _ => None,
@@ -471,6 +483,7 @@ impl ApiEvent {
             | ApiEvent::RingbackStarted { tag, .. }
             | ApiEvent::AgentRinging { tag, .. }
             | ApiEvent::Bridged { tag, .. }
+            | ApiEvent::RecordingFailed { tag, .. }
             | ApiEvent::Hangup { tag, .. } => *tag = Some(value),
             _ => {}
         }

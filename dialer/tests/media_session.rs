@@ -405,6 +405,35 @@ async fn recording_is_a_stereo_wav_with_the_customer_left_and_the_agent_right() 
 }
 
 #[tokio::test]
+async fn a_recording_that_cannot_be_written_stops_with_an_event_and_the_call_goes_on() {
+    let mut call = call(RelayConfig::default()).await;
+    call.set_both_legs();
+    let path = std::env::temp_dir()
+        .join("no-such-directory-for-dialer")
+        .join("x.wav");
+    call.session.send(MediaCommand::Record { path });
+    match call.event().await {
+        MediaEvent::RecordingFailed { reason } => {
+            assert!(reason.contains("recording"), "{reason}")
+        }
+        other => panic!("expected RecordingFailed, got {other:?}"),
+    }
+    // The media goes on: the customer's packets still reach the agent.
+    for n in 0..5u32 {
+        call.customer
+            .send_to(
+                &packet(0, n as u16, n * 160, 0xc0c0, &tone_frame(440.0, n)),
+                call.ports.customer,
+            )
+            .await
+            .expect("loopback send");
+        receive(&call.agent).await;
+    }
+    let stats = call.close().await;
+    assert_eq!(stats.packets_to_agent, 5);
+}
+
+#[tokio::test]
 async fn close_reports_the_packets_relayed_each_way_and_the_loss() {
     let call = call(RelayConfig::default()).await;
     call.set_both_legs();

@@ -645,6 +645,11 @@ impl Core {
         .min()
     }
 
+    /// The caller's tag of a call.
+    pub fn call_tag(&self, call: CallId) -> Option<String> {
+        self.calls.get(&call).and_then(|c| c.tag.clone())
+    }
+
     /// The dialer's call for a SIP Call-ID (for labelling the ladder).
     pub fn call_for_sip_call_id(&self, call_id: &str) -> Option<CallId> {
         self.by_sip_call_id.get(call_id).map(|r| r.call)

@@ -572,6 +572,9 @@ pub fn describe(event: &ApiEvent) -> String {
             cdr.sip_status,
             cdr.q850_cause
         ),
+        ApiEvent::RecordingFailed { call, reason, .. } => {
+            format!("[{call}] recording stopped: {reason}")
+        }
         ApiEvent::AgentState {
             extension,
             state,

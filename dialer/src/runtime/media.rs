@@ -203,6 +203,12 @@ pub enum MediaEvent {
         /// Its counts while it was on the session.
         stats: MediaStats,
     },
+    /// The recording stopped (a full disk, a file that cannot be written): the call goes on
+    /// without it.
+    RecordingFailed {
+        /// What went wrong.
+        reason: String,
+    },
     /// A [`MediaCommand::PlayMessage`] has played to its end.
     MessageDone {
         /// The leg that heard it.
@@ -582,7 +588,7 @@ impl MediaTask {
         drop(state.tap.take());
         if let Some(recorder) = state.recorder.take() {
             if let Err(error) = (*recorder).finish() {
-                state.fail(format!("recording: {error}"));
+                state.recording_failed(format!("recording: {error}"));
             }
         }
         let [customer, agent] = sockets.legs;
@@ -727,6 +733,13 @@ impl State {
         let _ = self.events.send(MediaEvent::Failed { reason });
     }
 
+    /// The recording stops (a full disk, a file that cannot be written); the call goes on.
+    fn recording_failed(&mut self, reason: String) {
+        self.recorder = None;
+        self.record_due = None;
+        let _ = self.events.send(MediaEvent::RecordingFailed { reason });
+    }
+
     fn command(&mut self, command: Command, fds: &[RawFd; 4]) -> Flow {
         let now = Instant::now();
         match command {
@@ -810,10 +823,12 @@ impl State {
             return;
         }
         self.legs[side_index(side)] = Some(negotiated);
-        if let Some(recorder) = &mut self.recorder {
-            if let Err(error) = recorder.set_codec(side, codec) {
-                self.fail(format!("recording the {side:?} leg: {error}"));
-            }
+        let recorded = self
+            .recorder
+            .as_mut()
+            .map(|recorder| recorder.set_codec(side, codec));
+        if let Some(Err(error)) = recorded {
+            self.recording_failed(format!("recording the {side:?} leg: {error}"));
         }
         self.start_ringback(side, now);
     }
@@ -939,7 +954,9 @@ impl State {
                 self.record_due = Some(now + RECORD_FLUSH);
                 self.record_payload = Vec::with_capacity(udp::SLOT);
             }
-            Err(reason) => self.fail(format!("recording to {}: {reason}", path.display())),
+            Err(reason) => {
+                self.recording_failed(format!("recording to {}: {reason}", path.display()))
+            }
         }
     }
 
@@ -1114,9 +1131,7 @@ impl State {
         if self.record_due.is_some_and(|due| now >= due) {
             self.record_due = Some(now + RECORD_FLUSH);
             if let Some(Err(error)) = self.recorder.as_mut().map(|r| r.flush()) {
-                self.fail(format!("recording: {error}"));
-                self.recorder = None;
-                self.record_due = None;
+                self.recording_failed(format!("recording: {error}"));
             }
         }
     }
@@ -1127,7 +1142,7 @@ impl State {
         drop(self.tap.take());
         if let Some(recorder) = self.recorder.take() {
             if let Err(error) = (*recorder).finish() {
-                self.fail(format!("recording: {error}"));
+                self.recording_failed(format!("recording: {error}"));
             }
         }
         let lost = |side| {

@@ -845,6 +845,10 @@ impl State {
                     self.core
                         .media_event(now, call, MediaReport::Failed(reason))
                 }
+                MediaEvent::RecordingFailed { reason } => {
+                    let tag = self.core.call_tag(call);
+                    self.publish(ApiEvent::RecordingFailed { call, reason, tag });
+                }
                 MediaEvent::MessageDone { side } => {
                     self.core
                         .media_event(now, call, MediaReport::MessageDone(side))
