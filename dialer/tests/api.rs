@@ -1623,3 +1623,120 @@ fn a_path_whose_directory_is_not_configured_is_refused() {
     }
     assert!(h.originated.lock().unwrap().is_empty());
 }
+
+/// `dialer run` with this configuration text (`{sip}` and `{api}` replaced by free ports);
+/// returns its standard error lines until `until` matches one, or what came in 10 s.
+fn run_log(
+    args: &[&str],
+    rust_log: &str,
+    config_text: &str,
+    until: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    use std::io::BufRead as _;
+    let sip = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("dialer-run-log-{}-{sip}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("dialer.toml");
+    let text = config_text
+        .replace("{sip}", &sip.to_string())
+        .replace("{api}", &api.to_string());
+    std::fs::write(&config, text).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dialer"));
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .env("RUST_LOG", rust_log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("dialer run starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(TIMEOUT) {
+        let done = until(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    lines
+}
+
+const QUIET_CONFIG: &str =
+    "[sip]\nlisten = \"127.0.0.1:{sip}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n\
+     [[trunk]]\nname = \"carrier\"\nproxy = \"127.0.0.1:9\"\nusername = \"dialer\"\n\
+     password = \"x\"\nregister = false\n";
+
+#[test]
+fn dialer_run_logs_json_lines_with_level_target_and_message() {
+    let lines = run_log(&["--log-format", "json"], "info", QUIET_CONFIG, |l| {
+        l.contains("SIP on")
+    });
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect();
+    let sip = parsed
+        .iter()
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("SIP on"))
+        })
+        .unwrap_or_else(|| panic!("a SIP on line in {lines:?}"));
+    assert_eq!(sip["level"], "INFO");
+    assert_eq!(sip["target"], "dialer");
+    let warning = parsed
+        .iter()
+        .find(|v| v["level"] == "WARN")
+        .unwrap_or_else(|| panic!("the no-token warning in {lines:?}"));
+    assert!(
+        warning["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no [api] token")),
+        "{warning}"
+    );
+}
+
+#[test]
+fn dialer_run_logs_text_lines_that_rust_log_filters() {
+    let lines = run_log(&[], "info", QUIET_CONFIG, |l| l.contains("SIP on"));
+    let sip = lines
+        .iter()
+        .find(|l| l.contains("SIP on"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let (time, rest) = sip.split_once(' ').unwrap();
+    assert!(time.ends_with('Z'), "{sip}");
+    assert!(rest.starts_with("INFO dialer: SIP on 127.0.0.1:"), "{sip}");
+    // RUST_LOG=warn keeps the warning and leaves the information out.
+    let lines = run_log(&[], "warn", QUIET_CONFIG, |l| l.contains("no [api] token"));
+    assert!(
+        lines.iter().any(|l| l.contains(" WARN dialer: ")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains(" INFO ")), "{lines:?}");
+}

@@ -107,13 +107,13 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
     let config = restart_config(&test, addr, 50);
     let run = test.run(&config).expect("dialer run");
     let registered = Regex::new(&format!(
-        r"^dialer: trunk carrier: registered expires in {GRANTED_S} s"
+        r"INFO dialer: trunk carrier: registered expires in {GRANTED_S} s"
     ))
     .unwrap();
     run.wait_for_line(&registered, Duration::from_secs(10))
         .expect("the trunk registers");
     run.wait_for_line(
-        &Regex::new(r"^dialer: trunk carrier: registered refreshed").unwrap(),
+        &Regex::new(r"INFO dialer: trunk carrier: registered refreshed").unwrap(),
         Duration::from_secs(GRANTED_S.into()),
     )
     .expect("the trunk refreshes at half the granted 4 s");
@@ -166,7 +166,7 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
 
     // The refresh times out (Timer F, 3.2 s) and the first retry is scheduled.
     run.wait_for_line(
-        &Regex::new(r"^dialer: trunk carrier: retrying attempt 1 in \S+ s after no response")
+        &Regex::new(r"WARN dialer: trunk carrier: retrying attempt 1 in \S+ s after no response")
             .unwrap(),
         Duration::from_secs(10),
     )
@@ -241,7 +241,7 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
     let stderr = run.output(Stream::Stderr);
     let retries: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with("dialer: trunk carrier: retrying"))
+        .filter(|l| l.contains(" dialer: trunk carrier: retrying"))
         .collect();
     let line = Regex::new(r"retrying attempt (\d+) in ([0-9.]+) s after (.*)$").unwrap();
     let logged: Vec<(u32, f64, String)> = retries
@@ -280,7 +280,7 @@ fn a_carrier_that_dies_then_answers_503_is_registered_again_with_growing_retry_s
         "the dialer gave up:\n{stderr}"
     );
     // And it goes on refreshing.
-    let refreshed = Regex::new(r"^dialer: trunk carrier: registered refreshed").unwrap();
+    let refreshed = Regex::new(r"INFO dialer: trunk carrier: registered refreshed").unwrap();
     let refreshes = stderr.lines().filter(|l| refreshed.is_match(l)).count();
     run.wait_for_lines(&refreshed, refreshes + 1, Duration::from_secs(5))
         .expect("refreshes resume after the outage");
@@ -377,7 +377,7 @@ fn a_carrier_that_lost_a_ringing_call_does_not_leave_it_stuck_after_cancel() {
     let config = restart_config(&test, addr, 50);
     let run = test.run(&config).expect("dialer run");
     run.wait_for_line(
-        &Regex::new(r"^dialer: trunk carrier: registered").unwrap(),
+        &Regex::new(r"INFO dialer: trunk carrier: registered").unwrap(),
         Duration::from_secs(10),
     )
     .expect("the trunk registers");
@@ -464,7 +464,7 @@ fn sigterm_before_any_provisional_sends_no_cancel_and_ends_the_call_at_timer_b()
     let config = restart_config(&test, addr, 100);
     let run = test.run(&config).expect("dialer run");
     run.wait_for_line(
-        &Regex::new(r"^dialer: trunk carrier: registered").unwrap(),
+        &Regex::new(r"INFO dialer: trunk carrier: registered").unwrap(),
         Duration::from_secs(10),
     )
     .expect("the trunk registers");

@@ -122,7 +122,7 @@ rtp_ports = "{rtp}-{last}"
         let run = Peer::spawn(name, cmd, self.dir.path()).expect("dialer run starts");
         run.wait_for_line(
             &Regex::new(&format!(
-                r"^dialer: trunk kamailio: registered expires in {GRANTED_S} s"
+                r"INFO dialer: trunk kamailio: registered expires in {GRANTED_S} s"
             ))
             .unwrap(),
             Duration::from_secs(10),

@@ -228,7 +228,7 @@ fn run_refreshes_the_kamailio_binding_twice_then_unregisters_on_sigterm() {
     let run = setup.spawn("dialer-run", &["run"]);
     run.wait_for_line(
         &Regex::new(&format!(
-            r"^dialer: trunk kamailio: registered expires in {GRANTED_S} s"
+            r"INFO dialer: trunk kamailio: registered expires in {GRANTED_S} s"
         ))
         .unwrap(),
         Duration::from_secs(10),
@@ -237,7 +237,7 @@ fn run_refreshes_the_kamailio_binding_twice_then_unregisters_on_sigterm() {
     // Granted 10 s, refreshed at half of it (sip-core's refresh_delay): two refreshes take
     // about 10 s.
     let refreshed = Regex::new(&format!(
-        r"^dialer: trunk kamailio: registered refreshed, expires in {GRANTED_S} s"
+        r"INFO dialer: trunk kamailio: registered refreshed, expires in {GRANTED_S} s"
     ))
     .unwrap();
     run.wait_for_lines(&refreshed, 2, Duration::from_secs(25))

@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// Append each call's CDR (one JSON line) to this file.
     #[arg(long, value_name = "FILE")]
     pub cdr: Option<PathBuf>,
+    /// How log lines on standard error are written (levels from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = crate::runtime::logging::LogFormat::Text)]
+    pub log_format: crate::runtime::logging::LogFormat,
 }
 
 /// `dialer register` options.
@@ -63,6 +66,7 @@ pub fn run_command(args: &RunArgs, streams: &mut Streams<'_>) -> io::Result<Exit
     let Some(config) = load(&args.config, streams)? else {
         return Ok(Exit::Rejected);
     };
+    let _log = crate::runtime::logging::init(args.log_format);
     let options = RunOptions {
         ladder: args.ladder,
         colour: io::stderr().is_terminal(),

@@ -236,8 +236,16 @@ fn log_token(text: &str) -> String {
 /// extension, which the sender chose, is reduced to `log_token` characters after it.
 pub fn failure_line(unix_secs: u64, failure: &AuthFailure) -> String {
     format!(
-        "{} WARN dialer::registrar: authentication failed source={} extension={} reason={}",
+        "{} WARN dialer::registrar: {}",
         utc_timestamp(unix_secs),
+        failure_message(failure)
+    )
+}
+
+/// The message of [`failure_line`]: what the dialer logs at `warn` for the failure.
+pub fn failure_message(failure: &AuthFailure) -> String {
+    format!(
+        "authentication failed source={} extension={} reason={}",
         canonical(failure.source.ip()),
         log_token(&failure.extension),
         failure.reason
@@ -246,10 +254,18 @@ pub fn failure_line(unix_secs: u64, failure: &AuthFailure) -> String {
 
 /// The log line of a ban starting at `unix_secs` and lifting `ban_s` seconds later.
 pub fn ban_line(unix_secs: u64, ban: &Ban) -> String {
+    format!(
+        "{} WARN dialer::registrar: {}",
+        utc_timestamp(unix_secs),
+        ban_message(unix_secs, ban)
+    )
+}
+
+/// The message of [`ban_line`].
+pub fn ban_message(unix_secs: u64, ban: &Ban) -> String {
     let length = ban.until.since(ban.since).as_secs();
     format!(
-        "{} WARN dialer::registrar: source banned source={} failures={} ban_s={length} until={}",
-        utc_timestamp(unix_secs),
+        "source banned source={} failures={} ban_s={length} until={}",
         ban.address,
         ban.failures,
         utc_timestamp(unix_secs + length)

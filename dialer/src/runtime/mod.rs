@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod demo;
 pub mod ladder;
+pub mod logging;
 pub mod media;
 pub mod output;
 pub mod register;

@@ -115,7 +115,9 @@ fn write_lines(
     let mut stderr_open = true;
     while let Ok(line) = lines.recv() {
         match line {
-            Line::Cdr(text) => {
+            Line::Cdr(mut text) => {
+                // One write a line: the log's own writer shares standard error.
+                text.push('\n');
                 if stdout_open {
                     stdout_open = writeln!(stdout, "{text}")
                         .and_then(|()| stdout.flush())
@@ -123,7 +125,8 @@ fn write_lines(
                 }
                 if let Some(file) = cdr_file.as_mut() {
                     // A CDR is a bill: on disk before the next one.
-                    let written = writeln!(file, "{text}")
+                    let written = file
+                        .write_all(text.as_bytes())
                         .and_then(|()| file.flush())
                         .and_then(|()| file.sync_data());
                     if let Err(e) = written {
@@ -134,9 +137,10 @@ fn write_lines(
                     }
                 }
             }
-            Line::Err(text) => {
+            Line::Err(mut text) => {
+                text.push('\n');
                 if stderr_open {
-                    stderr_open = writeln!(stderr, "{text}").is_ok();
+                    stderr_open = stderr.write_all(text.as_bytes()).is_ok();
                 }
             }
         }

@@ -335,10 +335,13 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
             .allow_hosts(api.allowed_hosts.clone())
             .confine_paths(crate::paths::MediaDirs::from_config(config.media()));
         if let Ok(a) = server.local_addr() {
-            eprintln!("dialer: control API on http://{a}");
+            tracing::info!(target: "dialer", "control API on http://{a}");
         }
         if no_token {
-            eprintln!("dialer: warning: the control API has no [api] token: any local user or process can place calls");
+            tracing::warn!(
+                target: "dialer",
+                "the control API has no [api] token: any local user or process can place calls"
+            );
         }
         tokio::spawn(async move {
             let _ = server
@@ -382,9 +385,9 @@ fn load_ringback(path: &Path) -> Result<Ringback, RunError> {
 /// `dialer run`: starts, serves until Ctrl-C or SIGTERM, then shuts down cleanly.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let running = start(config, options).await?;
-    eprintln!("dialer: SIP on {}", running.sip_addr);
+    tracing::info!(target: "dialer", "SIP on {}", running.sip_addr);
     wait_for_signal().await;
-    eprintln!("dialer: shutting down");
+    tracing::info!(target: "dialer", "shutting down");
     running.shutdown().await;
     Ok(())
 }
@@ -495,10 +498,17 @@ impl State {
         let unix = self.clock.unix_at_start();
         while let Some(failure) = self.registrar.poll_failure() {
             let at = (unix + failure.at.0.as_secs_f64()) as u64;
-            self.output
-                .err(crate::registrar::failure_line(at, &failure));
+            tracing::warn!(
+                target: "dialer::registrar",
+                "{}",
+                crate::registrar::failure_message(&failure)
+            );
             if let Some(ban) = &failure.banned {
-                self.output.err(crate::registrar::ban_line(at, ban));
+                tracing::warn!(
+                    target: "dialer::registrar",
+                    "{}",
+                    crate::registrar::ban_message(at, ban)
+                );
             }
         }
     }
@@ -621,12 +631,11 @@ impl State {
             ControlRequest::LiftBan(ip, reply) => {
                 let lifted = self.registrar.lift_ban(now, ip);
                 if let Some(ban) = &lifted {
-                    let at = (self.clock.unix_at_start() + now.0.as_secs_f64()) as u64;
-                    self.output.err(format!(
-                        "{} INFO dialer::registrar: ban lifted source={}",
-                        crate::registrar::utc_timestamp(at),
+                    tracing::info!(
+                        target: "dialer::registrar",
+                        "ban lifted source={}",
                         ban.address
-                    ));
+                    );
                 }
                 let _ = reply.send(lifted.is_some());
             }
@@ -991,11 +1000,16 @@ impl State {
             RegistrationEvent::Unregistered => ("unregistered", String::new()),
             other => ("registering", format!("{other:?}")),
         };
-        if detail.is_empty() {
-            self.output.err(format!("dialer: trunk {trunk}: {state}"));
+        let line = if detail.is_empty() {
+            format!("trunk {trunk}: {state}")
         } else {
-            self.output
-                .err(format!("dialer: trunk {trunk}: {state} {detail}"));
+            format!("trunk {trunk}: {state} {detail}")
+        };
+        // A registration that is not getting through is worth a warning.
+        if matches!(state, "retrying" | "failed") {
+            tracing::warn!(target: "dialer", "{line}");
+        } else {
+            tracing::info!(target: "dialer", "{line}");
         }
         self.publish(ApiEvent::TrunkRegistration {
             trunk: trunk.to_owned(),
@@ -1051,10 +1065,11 @@ impl State {
                 nat,
                 ..
             } => {
-                self.output.err(format!(
-                    "dialer: agent {extension} registered from {source} (contact {}, nat {nat})",
+                tracing::info!(
+                    target: "dialer",
+                    "agent {extension} registered from {source} (contact {}, nat {nat})",
                     contact.uri
-                ));
+                );
                 self.publish(ApiEvent::AgentRegistered {
                     extension: extension.clone(),
                     contact: contact.uri.to_string(),
