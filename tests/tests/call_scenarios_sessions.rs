@@ -58,6 +58,20 @@ fn detach(net: &mut Net, session: CallId, call: CallId) {
     net.settle();
 }
 
+/// The session's media reports a key the agent pressed.
+fn agent_presses(net: &mut Net, session: CallId, event: u8) {
+    net.core.media_event(
+        net.now,
+        session,
+        MediaReport::Digit {
+            side: Side::Agent,
+            event,
+            duration: Duration::from_millis(120),
+        },
+    );
+    net.settle();
+}
+
 fn linked(net: &Net, call: CallId) -> Option<CallId> {
     net.actions.iter().find_map(|a| match a {
         Action::LinkMedia {
@@ -151,16 +165,7 @@ fn the_hangup_key_ends_the_customer_call_and_keeps_the_session() {
     let (mut net, session) = logged_in();
     net.originate_pool(NUMBER, None).expect("originate");
     let (_, call) = net.carrier_answers_next("c1");
-    net.core.media_event(
-        net.now,
-        session,
-        MediaReport::Digit {
-            side: Side::Agent,
-            event: HANGUP_KEY,
-            duration: Duration::from_millis(120),
-        },
-    );
-    net.settle();
+    agent_presses(&mut net, session, HANGUP_KEY);
     let now = net.now;
     assert_eq!(net.carrier.answer_byes(now), 1, "the customer gets BYE");
     net.settle();
@@ -178,16 +183,7 @@ fn the_hangup_key_ends_the_customer_call_and_keeps_the_session() {
     // Another key is passed on, not taken as a hang-up.
     net.originate_pool(NUMBER, None).expect("originate");
     let (_, second) = net.carrier_answers_next("c2");
-    net.core.media_event(
-        net.now,
-        session,
-        MediaReport::Digit {
-            side: Side::Agent,
-            event: 5,
-            duration: Duration::from_millis(120),
-        },
-    );
-    net.settle();
+    agent_presses(&mut net, session, 5);
     assert!(
         net.cdrs().iter().all(|c| c.id != second),
         "the call goes on"
