@@ -40,6 +40,12 @@ impl ConfigError {
 pub struct Diagnostics(pub(crate) Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// Wraps located problems found by another file's loader (a campaign definition); `None`
+    /// when there are none.
+    pub fn from_vec(problems: Vec<Diagnostic>) -> Option<Diagnostics> {
+        (!problems.is_empty()).then_some(Diagnostics(problems))
+    }
+
     /// The problems; never empty.
     pub fn as_slice(&self) -> &[Diagnostic] {
         &self.0
@@ -72,6 +78,20 @@ pub struct Diagnostic {
     pub key: String,
     /// What is wrong and what was expected.
     pub message: String,
+}
+
+impl Diagnostic {
+    /// The problem at byte offset `offset` of `text`, a file named `file` (for loaders of
+    /// other files that report like `dialer config check`: campaign definitions).
+    pub fn at(
+        file: &str,
+        text: &str,
+        offset: usize,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Source { name: file, text }.diagnostic(offset..offset, key.into(), message.into())
+    }
 }
 
 impl fmt::Display for Diagnostic {
