@@ -51,6 +51,12 @@ pub struct OriginateRequest {
     /// Where to write the call's SIP and RTP packets (pcap), when asked.
     #[serde(default)]
     pub pcap: Option<PathBuf>,
+    /// The caller id presented to the customer; the trunk's `caller_id` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<String>,
+    /// Seconds the customer's phone may ring; `[calls] originate_timeout_s` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_timeout_s: Option<u32>,
 }
 
 impl OriginateRequest {
@@ -78,6 +84,10 @@ impl OriginateRequest {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            caller_id: self.caller_id.clone(),
+            ring_timeout: self
+                .ring_timeout_s
+                .map(|s| std::time::Duration::from_secs(u64::from(s))),
         })
     }
 }

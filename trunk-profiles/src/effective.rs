@@ -256,6 +256,11 @@ pub(crate) fn render(c: &Config) -> String {
         .collect();
     line("ban_exempt", format!("[{}]", nets.join(", ")));
 
+    line(
+        "\n[store]\npath",
+        quoted(&c.store().path.display().to_string()),
+    );
+
     let api = c.api();
     line("\n[api]\nlisten", quoted(&api.listen.to_string()));
     let token = match (&api.token, &api.token_env) {

@@ -76,7 +76,7 @@ pub use error::{ConfigError, Diagnostic, Diagnostics};
 pub use number::{NumberError, NumberRewrite, E164_MAX_DIGITS};
 pub use profile::{
     Agent, AgentMode, AgentSecret, Api, Calls, Codec, Credentials, DtmfMode, Keepalive, Media,
-    Pool, PoolStrategy, Registrar, Security, SipSettings, SipTimers, Transport, Trunk,
+    Pool, PoolStrategy, Registrar, Security, SipSettings, SipTimers, Store, Transport, Trunk,
 };
 pub use secret::Secret;
 
@@ -102,6 +102,7 @@ pub struct Config {
     api: Api,
     calls: Calls,
     security: Security,
+    store: Store,
 }
 
 impl Config {
@@ -218,6 +219,11 @@ impl Config {
     /// `[security]`.
     pub fn security(&self) -> &Security {
         &self.security
+    }
+
+    /// `[store]`.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Every effective setting, defaults included, secrets masked, one `key = value` per line

@@ -435,6 +435,16 @@ pub struct Media {
     pub pcap_dir: Option<PathBuf>,
 }
 
+/// `[store]`: the embedded database of campaigns, leads, attempts, DNC lists and the call
+/// journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Store {
+    /// The SQLite file, resolved against the config file's directory (default `dialer.db`
+    /// beside the config).
+    pub path: PathBuf,
+}
+
 /// `[api]`: the control HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

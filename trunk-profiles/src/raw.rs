@@ -30,6 +30,8 @@ pub(crate) struct RawConfig {
     pub(crate) calls: RawCalls,
     #[serde(default)]
     pub(crate) security: RawSecurity,
+    #[serde(default)]
+    pub(crate) store: RawStore,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -159,4 +161,10 @@ pub(crate) struct RawSecurity {
     pub(crate) ban_window_s: Option<S<u32>>,
     pub(crate) ban_s: Option<S<u32>>,
     pub(crate) ban_exempt: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub(crate) path: Option<S<String>>,
 }

@@ -1426,6 +1426,11 @@ pub(crate) fn build(
     let calls = c.calls(&raw.calls);
     let security = c.security(&raw.security);
     let api = c.api(&raw.api, env);
+    let store = Store {
+        path: c
+            .directory(&raw.store.path, "store.path", base_dir, false)
+            .unwrap_or_else(|| base_dir.join("dialer.db")),
+    };
     if api.listen.port() == sip.listen.port() && overlaps(api.listen.ip(), sip.listen.ip()) {
         let span = raw
             .api
@@ -1456,6 +1461,7 @@ pub(crate) fn build(
             api,
             calls,
             security,
+            store,
         })
     } else {
         Err(c.errors)

@@ -32,8 +32,9 @@ impl Core {
         let trunk = self.config.trunks[c.trunk].clone();
         let (codecs, from, to, contact_user) = match side {
             Side::Customer => {
+                let caller_id = c.caller_id.clone().unwrap_or(trunk.caller_id.clone());
                 let mut from = NameAddr::new(Uri::Sip(SipUri::new(
-                    Some(&trunk.caller_id),
+                    Some(&caller_id),
                     Host::Domain(trunk.domain.clone()),
                     None,
                 )));
@@ -46,7 +47,7 @@ impl Core {
                     Host::Domain(trunk.domain.clone()),
                     None,
                 )));
-                (trunk.codecs.clone(), from, to, trunk.caller_id.clone())
+                (trunk.codecs.clone(), from, to, caller_id)
             }
             Side::Agent => {
                 let extension = c.agent_ext.clone().unwrap_or_default();

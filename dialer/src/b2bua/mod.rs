@@ -439,6 +439,10 @@ struct Call {
     tried: Vec<String>,
     tag: Option<String>,
     agent_headers: Vec<(String, String)>,
+    /// Presented to the customer instead of the trunk's caller id.
+    caller_id: Option<String>,
+    /// Customer ring timeout instead of the configured originate timeout.
+    ring_timeout: Option<Duration>,
     trunk: usize,
     ringback: Option<PathBuf>,
     record: Option<PathBuf>,
@@ -830,6 +834,8 @@ impl Core {
             tried: Vec::new(),
             tag: spec.tag.clone(),
             agent_headers: spec.agent_headers.clone(),
+            caller_id: spec.caller_id.clone(),
+            ring_timeout: spec.ring_timeout,
             trunk: trunk_index,
             ringback: spec.ringback.clone(),
             record: spec.record.clone(),
@@ -933,7 +939,7 @@ impl Core {
             Host::Domain(trunk.domain.clone()),
             None,
         ));
-        c.deadline = Some(now + self.config.originate_timeout);
+        c.deadline = Some(now + c.ring_timeout.unwrap_or(self.config.originate_timeout));
         self.send_invite(now, call, Side::Customer, uri, None);
     }
 

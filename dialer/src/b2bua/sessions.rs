@@ -68,6 +68,8 @@ impl Core {
             tried: Vec::new(),
             tag: None,
             agent_headers: Vec::new(),
+            caller_id: None,
+            ring_timeout: None,
             trunk: 0,
             ringback: None,
             record: None,

@@ -40,6 +40,10 @@ pub struct OriginateSpec {
     pub tag: Option<String>,
     /// `X-` headers added to the agent's INVITE (who is calling, the lead ...).
     pub agent_headers: Vec<(String, String)>,
+    /// The caller id presented to the customer (From user part); the trunk's when `None`.
+    pub caller_id: Option<String>,
+    /// How long the customer's phone may ring; `[calls] originate_timeout_s` when `None`.
+    pub ring_timeout: Option<std::time::Duration>,
 }
 
 impl OriginateSpec {
@@ -54,6 +58,8 @@ impl OriginateSpec {
             pcap: None,
             tag: None,
             agent_headers: Vec::new(),
+            caller_id: None,
+            ring_timeout: None,
         }
     }
 
@@ -65,6 +71,17 @@ impl OriginateSpec {
                 return Err(OriginateError::BadRequest(format!(
                     "tag: at most {MAX_TAG_LEN} characters, no control characters"
                 )));
+            }
+        }
+        if let Some(id) = &self.caller_id {
+            // RFC 3261 §25.1 user part; a caller id is a number, so digits with an optional
+            // leading `+` keep it both valid and honest.
+            let digits = id.strip_prefix('+').unwrap_or(id);
+            if digits.is_empty() || digits.len() > 32 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(OriginateError::BadRequest(
+                    "caller_id: digits with an optional leading +, at most 32".into(),
+                ));
             }
         }
         if self.agent_headers.len() > MAX_AGENT_HEADERS {

@@ -241,6 +241,8 @@ pub fn call_command(args: &CallArgs, streams: &mut Streams<'_>) -> io::Result<Ex
         ringback: args.ringback.clone(),
         record: args.record.clone(),
         pcap: args.pcap.clone(),
+        caller_id: None,
+        ring_timeout_s: None,
     };
     let mut follower = Follower {
         ladder: args.ladder,
