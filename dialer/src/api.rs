@@ -91,6 +91,9 @@ use crate::control::{
     OriginateRequest, TrunkInfo,
 };
 use crate::paths::MediaDirs;
+use crate::runtime::campaigns::RunnerHandle;
+
+mod campaigns;
 
 /// Where `dialer run` serves the API unless configured otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -221,6 +224,8 @@ pub struct Api {
     allowed_hosts: Vec<String>,
     /// Where request paths may point.
     dirs: MediaDirs,
+    /// The campaign runner, when the dialer runs campaigns.
+    campaigns: Option<RunnerHandle>,
 }
 
 /// Checks the address against the token rule and binds it.
@@ -243,6 +248,7 @@ pub async fn bind(listen: SocketAddr, token: Option<String>) -> Result<Api, ApiE
         token,
         allowed_hosts: Vec::new(),
         dirs: MediaDirs::default(),
+        campaigns: None,
     })
 }
 
@@ -276,6 +282,13 @@ impl Api {
         self
     }
 
+    /// Serves `/campaigns`, `/dnc` and `/calls/{id}/disposition` through this runner;
+    /// without one they answer `503 unavailable`.
+    pub fn campaigns(mut self, runner: Option<RunnerHandle>) -> Api {
+        self.campaigns = runner;
+        self
+    }
+
     /// Serves until `shutdown` completes, then ends the event streams and drains.
     pub async fn run(
         self,
@@ -293,6 +306,7 @@ impl Api {
                 allowed_hosts: self.allowed_hosts,
             }),
             dirs: Arc::new(self.dirs),
+            campaigns: self.campaigns,
         };
         axum::serve(self.listener, router(state))
             .with_graceful_shutdown(async move {
@@ -312,6 +326,7 @@ struct AppState {
     stop: watch::Receiver<bool>,
     own: Arc<OwnAddress>,
     dirs: Arc<MediaDirs>,
+    campaigns: Option<RunnerHandle>,
 }
 
 fn router(state: AppState) -> Router {
@@ -328,6 +343,7 @@ fn router(state: AppState) -> Router {
         .route("/bans", get(list_bans))
         .route("/bans/:ip", delete(lift_ban))
         .route("/events", get(events))
+        .merge(campaigns::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -751,7 +767,9 @@ struct OwnAddress {
 /// The media types a POST body may have. A browser sends `text/plain`,
 /// `application/x-www-form-urlencoded` and `multipart/form-data` cross-site without a CORS
 /// preflight, so none of them is accepted (a route that takes CSV would add `text/csv`).
-const POST_TYPES: &[&str] = &["application/json"];
+/// None of these is a type a page may send cross-site without a CORS preflight (Fetch
+/// standard, CORS-safelisted request headers), so a browser cannot be used to post them.
+const POST_TYPES: &[&str] = &["application/json", "text/csv", "application/toml"];
 
 /// `host[:port]` split, lowercase; an IPv6 host keeps its brackets. `None` when malformed.
 fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {

@@ -280,6 +280,35 @@ impl Client {
         expect(&url, response, StatusCode::NO_CONTENT).map(drop)
     }
 
+    /// `GET path`, the answer as JSON (the campaign routes).
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(path);
+        let response = self.get(&self.requests, path)?;
+        read_json(&url, expect(&url, response, StatusCode::OK)?)
+    }
+
+    /// `POST path` with `body` of `content_type`, expecting `expected`; the answer as JSON.
+    pub fn post_json(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        expected: StatusCode,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(path);
+        let mut builder = self.requests.post(&url).header("Content-Type", content_type);
+        if let Some(auth) = self.authorization() {
+            builder = builder.header("Authorization", auth);
+        }
+        let response = builder
+            .send(body)
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        read_json(&url, expect(&url, response, expected)?)
+    }
+
     /// Follows the event stream, `GET /events[?call=ID]`; returns once the dialer has subscribed.
     pub fn events(&self, call: Option<CallId>) -> Result<EventStream, ClientError> {
         let path = match call {

@@ -459,6 +459,45 @@ pub enum ApiEvent {
         /// Details (status and reason, expiry).
         detail: String,
     },
+    /// A campaign changed state (`running`, `paused`, `stopped`, `finished` ...).
+    CampaignState {
+        /// Campaign.
+        campaign: String,
+        /// New state.
+        state: String,
+    },
+    /// A campaign claimed a lead and committed its attempt; its call follows.
+    AttemptStarted {
+        /// Campaign.
+        campaign: String,
+        /// Attempt id.
+        attempt: i64,
+        /// Lead id.
+        lead: i64,
+        /// Number.
+        number: String,
+        /// 1 for the lead's first attempt.
+        attempt_no: u32,
+    },
+    /// A campaign attempt ended and its lead moved on.
+    AttemptEnded {
+        /// Campaign.
+        campaign: String,
+        /// Attempt id.
+        attempt: i64,
+        /// Lead id.
+        lead: i64,
+        /// Number.
+        number: String,
+        /// `bridged`, `busy`, `no_answer`, `failed`, `abandoned`, `interrupted`, `dnc`.
+        outcome: String,
+        /// The call's own outcome (`abandoned_no_agent` ...), when there was a call.
+        call_outcome: Option<String>,
+        /// The lead's new state.
+        lead_state: String,
+        /// When the lead is due again (seconds since the Unix epoch).
+        next_at: Option<i64>,
+    },
     /// A SIP message went out or came in.
     Sip(LadderLine),
 }

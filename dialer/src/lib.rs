@@ -57,6 +57,7 @@
 
 pub mod api;
 pub mod b2bua;
+pub mod campaigns;
 pub mod cli;
 pub mod client;
 pub mod control;

@@ -47,7 +47,7 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    fn client(&self) -> Result<Client, String> {
+    pub(crate) fn client(&self) -> Result<Client, String> {
         let token = match (&self.token, &self.token_env) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(var)) => match std::env::var(var) {
@@ -336,6 +336,7 @@ fn standalone(
         colour: follower.colour,
         cdr_file: None,
         no_api: true,
+        campaigns: false,
     };
     runtime.block_on(async {
         let running = match start(config, options).await {
@@ -595,6 +596,20 @@ pub fn describe(event: &ApiEvent) -> String {
             "agent {extension} registered from {source}{}: {contact}",
             if *nat { " (behind NAT)" } else { "" }
         ),
+        ApiEvent::CampaignState { campaign, state } => format!("campaign {campaign}: {state}"),
+        ApiEvent::AttemptStarted {
+            campaign,
+            number,
+            attempt_no,
+            ..
+        } => format!("campaign {campaign}: dialling {number} (attempt {attempt_no})"),
+        ApiEvent::AttemptEnded {
+            campaign,
+            number,
+            outcome,
+            lead_state,
+            ..
+        } => format!("campaign {campaign}: {number} {outcome}, lead {lead_state}"),
         ApiEvent::AgentUnregistered { extension, reason } => {
             format!("agent {extension} unregistered ({reason})")
         }

@@ -4,6 +4,7 @@
 //! the error stream, and returns an [`Exit`]; [`run()`] binds them to the process's standard
 //! streams. Tests call [`run_with`] with buffers or run the real binary.
 
+pub mod campaign;
 mod config;
 pub mod control;
 mod pcap;
@@ -74,6 +75,20 @@ pub enum Command {
     Bans(control::ListArgs),
     /// Lift the ban of a source address.
     Unban(control::UnbanArgs),
+    /// Campaigns: create, import leads, start, pause, resume, stop, status, list, export.
+    Campaign {
+        /// What to do.
+        #[command(subcommand)]
+        command: campaign::CampaignCommand,
+    },
+    /// Do-not-call lists: add, remove, import, list.
+    Dnc {
+        /// What to do.
+        #[command(subcommand)]
+        command: campaign::DncCommand,
+    },
+    /// Set the disposition of a campaign call (what the agent concluded).
+    Disposition(campaign::DispositionArgs),
 }
 
 /// `dialer sip ...`
@@ -215,6 +230,9 @@ pub fn run_with(cli: Cli, streams: &mut Streams<'_>) -> Exit {
         Command::Hangup(args) => control::hangup_command(&args, streams),
         Command::Bans(args) => control::bans_command(&args, streams),
         Command::Unban(args) => control::unban_command(&args, streams),
+        Command::Campaign { command } => campaign::campaign_command(&command, streams),
+        Command::Dnc { command } => campaign::dnc_command(&command, streams),
+        Command::Disposition(args) => campaign::disposition_command(&args, streams),
     };
     match result {
         Ok(exit) => exit,

@@ -72,6 +72,7 @@ pub fn run_command(args: &RunArgs, streams: &mut Streams<'_>) -> io::Result<Exit
         colour: io::stderr().is_terminal(),
         cdr_file: args.cdr.clone(),
         no_api: false,
+        campaigns: true,
     };
     match runtime()?.block_on(run(config, options)) {
         Ok(()) => Ok(Exit::Success),

@@ -45,3 +45,8 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+/// Blocks the calling thread for `d` (command-line clients that poll the running dialer).
+pub fn wait(d: std::time::Duration) {
+    std::thread::sleep(d);
+}

@@ -588,6 +588,7 @@ listen = "127.0.0.1:{api_port}"
             colour: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             cdr_file: None,
             no_api: true,
+            campaigns: false,
         },
     )
     .await

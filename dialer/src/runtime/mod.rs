@@ -5,6 +5,7 @@
 //! socket and the signalling task ([`server`]), each call's media task ([`media`]), and the
 //! one-shot trunk registration of `dialer register` ([`register`]).
 #![allow(clippy::disallowed_methods)]
+pub mod campaigns;
 pub mod clock;
 pub mod demo;
 pub mod ladder;

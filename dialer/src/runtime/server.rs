@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub cdr_file: Option<PathBuf>,
     /// Do not serve the HTTP API (standalone use drives the control handle directly).
     pub no_api: bool,
+    /// Open the `[store]` and run campaigns (`dialer run`; one-call tools leave it off).
+    pub campaigns: bool,
 }
 
 /// Why the dialer could not start or stopped with an error.
@@ -69,6 +71,9 @@ pub enum RunError {
     /// The API could not start.
     #[error("api: {0}")]
     Api(String),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(String),
 }
 
 /// A started dialer.
@@ -84,12 +89,20 @@ pub struct Running {
     stop_within: Duration,
     /// The thread writing CDRs and notices.
     output: Option<super::output::OutputThread>,
+    /// The campaign runner and its thread, when campaigns run.
+    campaigns: Option<(super::campaigns::RunnerHandle, std::thread::JoinHandle<()>)>,
 }
 
 impl Running {
     /// Ends every call, un-registers, and waits (bounded) for the dialer to stop; then every
     /// CDR still queued is written.
     pub async fn shutdown(mut self) {
+        if let Some((runner, thread)) = self.campaigns.take() {
+            // No new originates while the calls end; attempts still open are closed as
+            // interrupted at the next start.
+            runner.stop();
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         let _ = self.shutdown.send(true);
         let bound = self.stop_within + Duration::from_secs(3);
         let finished = tokio::time::timeout(bound, self.task).await.is_ok();
@@ -179,6 +192,8 @@ struct State {
     shutting_down: bool,
     /// Our SIP address as peers see it, for captures.
     sip_local: SocketAddr,
+    /// The campaign runner, fed the events of campaign calls.
+    campaigns: Option<super::campaigns::RunnerHandle>,
 }
 
 /// Starts the dialer: binds, registers the trunks, and runs until [`Running::shutdown`].
@@ -322,6 +337,15 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         output,
         shutting_down: false,
         sip_local: local,
+        campaigns: None,
+    };
+    let campaigns = if options.campaigns {
+        let (runner, thread) = super::campaigns::start(&config, control.clone())
+            .map_err(|e| RunError::Store(e.to_string()))?;
+        state.campaigns = Some(runner.clone());
+        Some((runner, thread))
+    } else {
+        None
     };
     if !options.no_api {
         let api = config.api().clone();
@@ -333,7 +357,8 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
             .await
             .map_err(|e| RunError::Api(e.to_string()))?
             .allow_hosts(api.allowed_hosts.clone())
-            .confine_paths(crate::paths::MediaDirs::from_config(config.media()));
+            .confine_paths(crate::paths::MediaDirs::from_config(config.media()))
+            .campaigns(state.campaigns.clone());
         if let Ok(a) = server.local_addr() {
             tracing::info!(target: "dialer", "control API on http://{a}");
         }
@@ -374,6 +399,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         task,
         stop_within,
         output: Some(output_thread),
+        campaigns,
     })
 }
 
@@ -556,6 +582,9 @@ impl State {
     }
 
     fn publish(&mut self, e: ApiEvent) {
+        if let Some(runner) = &self.campaigns {
+            runner.offer(&e);
+        }
         if let ApiEvent::Hangup { cdr, .. } = &e {
             if let Ok(json) = serde_json::to_string(cdr) {
                 self.output.cdr(json);
