@@ -570,11 +570,7 @@ mod tests {
 
     #[test]
     fn header_problems_are_errors() {
-        let err = |csv: &str| {
-            read_leads(&def(), &us_e164(), csv.as_bytes())
-                .err()
-                .expect("an error")
-        };
+        let err = |csv: &str| read_leads(&def(), &us_e164(), csv.as_bytes()).expect_err("an error");
         assert!(err("").contains("empty"));
         assert!(err("phone,name\n+12125550100,x\n").contains("no number column"));
         assert!(err("number,Number\n").contains("two number columns"));
