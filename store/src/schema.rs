@@ -16,7 +16,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[V1];
 ///   and state in `next_at` order (rowid breaks ties, so new leads, all due at 0, come out in
 ///   id order) and stops after `count` rows; `lead_groups` skips from group to group on it.
 /// - `leads_pending` (retry and callback only, so new and finished leads cost nothing there):
-///   the earliest pending due time for `counts`.
+///   the earliest pending due time for `counts`. Its condition is written with `OR`, which
+///   SQLite sees implied by `state = 'retry'`; with `IN` it is not.
 /// - `attempts_open` (open attempts only, a handful): "does this number have a call under
 ///   way in any campaign" for the claim, and the open attempts after a restart.
 /// - `attempts_number`: the 24 h cap counts one number's attempts in a time range.
@@ -54,7 +55,7 @@ CREATE TABLE leads (
 );
 CREATE INDEX leads_due ON leads (campaign_id, zones, region, state, next_at);
 CREATE INDEX leads_pending ON leads (campaign_id, state, next_at)
-    WHERE state IN ('retry', 'callback');
+    WHERE state = 'retry' OR state = 'callback';
 
 CREATE TABLE attempts (
     id INTEGER PRIMARY KEY,

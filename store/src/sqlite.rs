@@ -312,8 +312,31 @@ fn campaign_record(row: &Row<'_>) -> rusqlite::Result<CampaignRecord> {
     })
 }
 
-/// The group after `after` in `leads_due` order (zones, then region with NULL first), or
-/// the first one; one index seek each.
+/// The first group of a campaign in `leads_due` order (zones, then region, NULL first).
+const FIRST_GROUP: &str = "SELECT zones, region FROM leads WHERE campaign_id = ?1
+     ORDER BY zones, region LIMIT 1";
+/// The first region of zones `?2` after none.
+const FIRST_REGION: &str = "SELECT zones, region FROM leads
+     WHERE campaign_id = ?1 AND zones = ?2 AND region IS NOT NULL ORDER BY region LIMIT 1";
+/// The region of zones `?2` after region `?3`.
+const NEXT_REGION: &str = "SELECT zones, region FROM leads
+     WHERE campaign_id = ?1 AND zones = ?2 AND region > ?3 ORDER BY region LIMIT 1";
+/// The first group of the zones after `?2`.
+const NEXT_ZONES: &str = "SELECT zones, region FROM leads WHERE campaign_id = ?1 AND zones > ?2
+     ORDER BY zones, region LIMIT 1";
+/// Whether group `(?2, ?3)` has a lead that may still be dialled.
+const GROUP_DIALABLE: &str = "SELECT 1 FROM leads
+     WHERE campaign_id = ?1 AND zones = ?2 AND region IS ?3
+         AND state IN ('new', 'retry', 'callback')";
+/// The earliest retry or callback due time: one seek per state on `leads_pending`.
+const NEXT_RETRY: &str = "SELECT min(due) FROM (
+         SELECT (SELECT next_at FROM leads WHERE campaign_id = ?1 AND state = 'retry'
+                 ORDER BY next_at LIMIT 1) AS due
+         UNION ALL
+         SELECT (SELECT next_at FROM leads WHERE campaign_id = ?1 AND state = 'callback'
+                 ORDER BY next_at LIMIT 1))";
+
+/// The group after `after` in `leads_due` order, or the first one; one index seek each.
 fn next_group(
     conn: &Connection,
     campaign: i64,
@@ -327,28 +350,17 @@ fn next_group(
     };
     let Some(after) = after else {
         return Ok(conn
-            .prepare_cached(
-                "SELECT zones, region FROM leads WHERE campaign_id = ?1
-                 ORDER BY zones, region LIMIT 1",
-            )?
+            .prepare_cached(FIRST_GROUP)?
             .query_row([campaign], group)
             .optional()?);
     };
     let same_zones = match &after.region {
         None => conn
-            .prepare_cached(
-                "SELECT zones, region FROM leads
-                 WHERE campaign_id = ?1 AND zones = ?2 AND region IS NOT NULL
-                 ORDER BY region LIMIT 1",
-            )?
+            .prepare_cached(FIRST_REGION)?
             .query_row(params![campaign, after.zones], group)
             .optional()?,
         Some(region) => conn
-            .prepare_cached(
-                "SELECT zones, region FROM leads
-                 WHERE campaign_id = ?1 AND zones = ?2 AND region > ?3
-                 ORDER BY region LIMIT 1",
-            )?
+            .prepare_cached(NEXT_REGION)?
             .query_row(params![campaign, after.zones, region], group)
             .optional()?,
     };
@@ -356,10 +368,7 @@ fn next_group(
         return Ok(same_zones);
     }
     Ok(conn
-        .prepare_cached(
-            "SELECT zones, region FROM leads WHERE campaign_id = ?1 AND zones > ?2
-             ORDER BY zones, region LIMIT 1",
-        )?
+        .prepare_cached(NEXT_ZONES)?
         .query_row(params![campaign, after.zones], group)
         .optional()?)
 }
@@ -498,11 +507,7 @@ impl Store for SqliteStore {
     fn lead_groups(&self, campaign: &str) -> Result<Vec<LeadGroup>, StoreError> {
         self.read(|conn| {
             let campaign = campaign_id(conn, campaign)?;
-            let mut dialable = conn.prepare_cached(
-                "SELECT 1 FROM leads
-                 WHERE campaign_id = ?1 AND zones = ?2 AND region IS ?3
-                     AND state IN ('new', 'retry', 'callback')",
-            )?;
+            let mut dialable = conn.prepare_cached(GROUP_DIALABLE)?;
             let mut groups = Vec::new();
             let mut at = next_group(conn, campaign, None)?;
             while let Some(group) = at {
@@ -714,20 +719,8 @@ impl Store for SqliteStore {
                 })
                 .optional()?
                 .unwrap_or_default();
-            // `state IN (..)` repeats the partial index's condition so the planner may use it.
             let next_retry: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT min(due) FROM (
-                         SELECT (SELECT next_at FROM leads
-                                 WHERE campaign_id = ?1 AND state IN ('retry', 'callback')
-                                     AND state = 'retry'
-                                 ORDER BY next_at LIMIT 1) AS due
-                         UNION ALL
-                         SELECT (SELECT next_at FROM leads
-                                 WHERE campaign_id = ?1 AND state IN ('retry', 'callback')
-                                     AND state = 'callback'
-                                 ORDER BY next_at LIMIT 1))",
-                )?
+                .prepare_cached(NEXT_RETRY)?
                 .query_row([campaign], |row| row.get(0))?;
             Ok(CampaignCounts {
                 leads,
@@ -893,5 +886,66 @@ impl Store for SqliteStore {
 
     fn journal_close(&mut self, call: &str, cdr_json: &str, ended: i64) -> Result<(), StoreError> {
         self.journal_cdr(call, cdr_json, ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan's detail lines, with the tables each one reads.
+    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the statement compiles");
+        let count = stmt.parameter_count();
+        let params: Vec<rusqlite::types::Value> =
+            (0..count).map(|_| rusqlite::types::Value::Null).collect();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                row.get::<_, String>(3)
+            })
+            .expect("the plan runs");
+        rows.collect::<rusqlite::Result<_>>().expect("plan rows")
+    }
+
+    /// A plan that reads every row of a table grows with the table: the claim, the counts and
+    /// the group walk must stay index seeks as the lead list grows.
+    fn assert_no_scan(conn: &Connection, sql: &str) {
+        let plan = plan(conn, sql);
+        for line in &plan {
+            let scans_table = line.starts_with("SCAN ")
+                && !line.starts_with("SCAN g ")
+                && !line.starts_with("SCAN CONSTANT ROW")
+                && !line.starts_with("SCAN (subquery");
+            assert!(!scans_table, "{line} in {plan:#?}\nfor {sql}");
+        }
+    }
+
+    #[test]
+    fn the_claim_counts_and_group_walk_use_indexes() {
+        let store = SqliteStore::open_in_memory().expect("an in-memory store");
+        let conn = &store.conn;
+        assert_no_scan(conn, CLAIM);
+        let claim = plan(conn, CLAIM).join("\n");
+        assert!(claim.contains("USING INDEX leads_due"), "{claim}");
+        assert!(claim.contains("USING INDEX attempts_open"), "{claim}");
+        assert!(claim.contains("attempts_number"), "{claim}");
+        // Each arm comes out of the index in order; only the merge of at most
+        // 3 x groups x count rows is sorted.
+        assert_eq!(claim.matches("TEMP B-TREE").count(), 1, "{claim}");
+        for sql in [
+            FIRST_GROUP,
+            FIRST_REGION,
+            NEXT_REGION,
+            NEXT_ZONES,
+            GROUP_DIALABLE,
+            NEXT_RETRY,
+        ] {
+            assert_no_scan(conn, sql);
+        }
+        let pending = plan(conn, NEXT_RETRY).join("\n");
+        assert_eq!(pending.matches("leads_pending").count(), 2, "{pending}");
+        assert!(!pending.contains("TEMP B-TREE"), "{pending}");
     }
 }
