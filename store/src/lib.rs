@@ -7,10 +7,33 @@
 //! UPDATE SKIP LOCKED`) can serve several dialer nodes behind the same trait. The store is a
 //! crate of its own so that the call engine never links SQLite and a second backend is a
 //! second crate.
+//!
+//! # How the runtime drives it
+//! The runtime's store thread owns one [`SqliteStore`] and applies the campaign engine's orders
+//! in sequence: [`Store::lead_groups`] tells the engine which calling-hours groups exist, the
+//! engine says which are open, [`Store::claim`] opens attempts for due leads of those groups,
+//! the INVITE leaves only after `claim` returned, and [`Store::attempt_placed`],
+//! [`Store::attempt_answered`] and [`Store::finish_attempt`] follow the call. After a crash,
+//! [`Store::open_attempts`] lists the attempts that were under way, and the runtime finishes
+//! each one as [`AttemptOutcome::Interrupted`].
+//!
+//! # What it does not do
+//! It never reads a clock: every time (`now`, `ended`, `created`) is a parameter in Unix
+//! seconds. It takes no decisions: retry times, caps and open groups come from the campaign
+//! engine, and the store only applies them atomically. It does not check DNC lists at claim
+//! time (the engine asks [`Store::dnc_find`] and finishes the attempt as
+//! [`AttemptOutcome::Dnc`]); DNC lists are checked at import.
+//!
+//! # Errors and panics
+//! Every failure is a [`StoreError`]: a bad name or id from the caller, a file from a newer
+//! dialer, or the database's own error (I/O, a full disk, a value this dialer cannot read).
+//! A failed method has changed nothing (each is one transaction). A panic is a bug.
 
 use campaign::{AttemptOutcome, LeadGroup, LeadNext, LeadRow, LeadState, OpenGroup, RejectedRow};
 use serde::Serialize;
+use std::ops::ControlFlow;
 
+mod schema;
 mod sqlite;
 pub use sqlite::SqliteStore;
 
@@ -72,6 +95,9 @@ pub struct ClaimedLead {
     pub attempt: i64,
     /// 1 for the first attempt.
     pub attempt_no: u32,
+    /// The state it was claimed from: [`LeadState::New`], [`LeadState::Retry`] or
+    /// [`LeadState::Callback`].
+    pub state: LeadState,
     /// Normalised number.
     pub number: String,
     /// Extra columns.
@@ -135,6 +161,8 @@ pub struct AttemptRecord {
     pub outcome: Option<AttemptOutcome>,
     /// The call engine's outcome (`abandoned_no_agent` ...).
     pub call_outcome: Option<String>,
+    /// The customer answered.
+    pub answered: bool,
     /// Agent who talked.
     pub agent: Option<String>,
     /// Disposition code.
@@ -156,8 +184,14 @@ pub struct LeadRecord {
     pub group: LeadGroup,
     /// Extra columns.
     pub fields: Vec<(String, String)>,
-    /// Next due time (Unix seconds).
+    /// Next due time (Unix seconds): 0 for a new lead (due at once), the retry or callback
+    /// time for a pending one, `None` once it is finished. A lead being dialled keeps the due
+    /// time it was claimed at.
     pub next_at: Option<i64>,
+    /// Outcome of its latest finished attempt.
+    pub last_outcome: Option<AttemptOutcome>,
+    /// The agent a callback goes to.
+    pub callback_agent: Option<String>,
     /// Attempts, oldest first.
     pub attempts: Vec<AttemptRecord>,
 }
@@ -194,6 +228,8 @@ pub trait Store {
     fn campaign(&self, name: &str) -> Result<CampaignRecord, StoreError>;
     /// Sets a campaign's state.
     fn set_campaign_state(&mut self, name: &str, state: &str) -> Result<(), StoreError>;
+    /// Deletes a campaign with its leads and attempts (DNC lists and the journal stay).
+    fn delete_campaign(&mut self, name: &str) -> Result<(), StoreError>;
     /// Adds leads; a number already in the campaign or on one of `dnc_lists` is rejected.
     fn import_leads(
         &mut self,
@@ -203,10 +239,11 @@ pub trait Store {
     ) -> Result<ImportReport, StoreError>;
     /// The distinct calling-hours groups of the campaign's leads that may still be dialled.
     fn lead_groups(&self, campaign: &str) -> Result<Vec<LeadGroup>, StoreError>;
-    /// Claims up to `count` leads due at `now` from the `open` groups (new first, then retries
-    /// and callbacks by due time), skipping numbers with an open attempt in any campaign and
-    /// numbers over their group's 24 h cap; opens an attempt for each. One atomic statement
-    /// per lead set, committed before returning.
+    /// Claims up to `count` leads due at `now` from the `open` groups, skipping numbers with an
+    /// open attempt in any campaign and numbers with `max_calls_per_24h` attempts started in
+    /// `(now - 86400, now]`; opens an attempt for each. Callbacks come first, then retries, each
+    /// by due time, then new leads in import order; the result is in that order. One atomic
+    /// statement per lead set, committed before returning.
     fn claim(
         &mut self,
         campaign: &str,
@@ -225,7 +262,8 @@ pub trait Store {
         end: &AttemptEnd,
         dnc_list: Option<&str>,
     ) -> Result<(), StoreError>;
-    /// Sets the disposition of an attempt (closed or not), and, when given, the lead's next state.
+    /// Sets the disposition of an attempt (closed or not), and, when given, the lead's next
+    /// state; `now` stamps the lead's change and a DNC entry.
     fn set_disposition(
         &mut self,
         attempt: i64,
@@ -233,6 +271,7 @@ pub trait Store {
         note: Option<&str>,
         next: Option<&LeadNext>,
         dnc_list: Option<&str>,
+        now: i64,
     ) -> Result<(), StoreError>;
     /// The attempt (and its lead and campaign) that a call engine call id belongs to.
     fn attempt_for_call(&self, call: &str) -> Result<Option<OpenAttempt>, StoreError>;
@@ -245,7 +284,22 @@ pub trait Store {
         &self,
         campaign: &str,
         state: Option<LeadState>,
-    ) -> Result<Vec<LeadRecord>, StoreError>;
+    ) -> Result<Vec<LeadRecord>, StoreError> {
+        let mut leads = Vec::new();
+        self.export_each(campaign, state, &mut |lead| {
+            leads.push(lead);
+            ControlFlow::Continue(())
+        })?;
+        Ok(leads)
+    }
+    /// [`Store::export`] one lead at a time, so a million-lead campaign is written out without
+    /// being held in memory; `each` stops the walk by returning [`ControlFlow::Break`].
+    fn export_each(
+        &self,
+        campaign: &str,
+        state: Option<LeadState>,
+        each: &mut dyn FnMut(LeadRecord) -> ControlFlow<()>,
+    ) -> Result<(), StoreError>;
     /// Adds numbers to a DNC list; returns how many were new.
     fn dnc_add(&mut self, list: &str, numbers: &[String], now: i64) -> Result<u64, StoreError>;
     /// Removes numbers from a list; returns how many were there.

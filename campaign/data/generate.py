@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Builds timezones.txt and nanp_regions.txt from a libphonenumber checkout.
+
+    python3 generate.py LIBPHONENUMBER_DIR
+
+reads LIBPHONENUMBER_DIR/resources/timezones/map_data.txt and
+LIBPHONENUMBER_DIR/resources/geocoding/en/1.txt and writes both files next to this
+script. See README.md for what each file holds and why.
+"""
+
+import collections
+import os
+import re
+import sys
+
+US = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR",
+    "California": "CA", "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE",
+    "Florida": "FL", "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL",
+    "Indiana": "IN", "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA",
+    "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI",
+    "Minnesota": "MN", "Mississippi": "MS", "Missouri": "MO", "Montana": "MT",
+    "Nebraska": "NE", "Nevada": "NV", "New Hampshire": "NH", "New Jersey": "NJ",
+    "New Mexico": "NM", "New York": "NY", "North Carolina": "NC", "North Dakota": "ND",
+    "Ohio": "OH", "Oklahoma": "OK", "Oregon": "OR", "Pennsylvania": "PA",
+    "Rhode Island": "RI", "South Carolina": "SC", "South Dakota": "SD",
+    "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT", "Virginia": "VA",
+    "Washington State": "WA", "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY",
+    "Washington D.C.": "DC",
+}
+CA = {
+    "Alberta": "AB", "British Columbia": "BC", "British Colombia": "BC",
+    "Manitoba": "MB", "New Brunswick": "NB", "Newfoundland and Labrador": "NL",
+    "Nova Scotia": "NS", "Ontario": "ON", "Prince Edward Island": "PE", "Quebec": "QC",
+    "Saskatchewan": "SK", "Northwest Territories": "NT", "Nunavut": "NU", "Yukon": "YT",
+}
+# US territories with their own area codes: libphonenumber files them as separate
+# countries (no geocoding text), ISO 3166-2:US lists them as US-PR, US-GU ...
+TERRITORIES = {
+    "1340": "US-VI", "1670": "US-MP", "1671": "US-GU", "1684": "US-AS",
+    "1787": "US-PR", "1939": "US-PR",
+}
+
+
+def region(name):
+    """The ISO 3166-2 code of a geocoding description, None when it names no single one."""
+    if name in US:
+        return "US-" + US[name]
+    if name in CA:
+        return "CA-" + CA[name]
+    m = re.search(r", ([A-Z]{2})$", name)
+    if m:
+        code = m.group(1)
+        if code in US.values():
+            return "US-" + code
+        if code in CA.values():
+            return "CA-" + code
+    return None
+
+
+def entries(path):
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                prefix, value = line.split("|", 1)
+                yield prefix, value
+
+
+def main():
+    root = sys.argv[1]
+    here = os.path.dirname(os.path.abspath(__file__))
+    tz_path = os.path.join(root, "resources/timezones/map_data.txt")
+    geo_path = os.path.join(root, "resources/geocoding/en/1.txt")
+
+    # Time zones: upstream verbatim, then a 1NPA line for each area code upstream lists
+    # only under longer prefixes (the union of their zones), so that a number of that area
+    # code falls back to its own zones rather than to every NANP zone under "1".
+    tz = dict(entries(tz_path))
+    under = collections.defaultdict(set)
+    for prefix, zones in tz.items():
+        if prefix.startswith("1") and len(prefix) > 4:
+            under[prefix[:4]].update(zones.split("&"))
+    added = {npa: sorted(z) for npa, z in under.items() if npa not in tz}
+    with open(tz_path, encoding="utf-8") as f:
+        upstream = f.read()
+    with open(os.path.join(here, "timezones.txt"), "w", encoding="utf-8") as out:
+        out.write(upstream.rstrip("\n") + "\n\n")
+        out.write("# Added by generate.py: area codes listed upstream only under longer\n")
+        out.write("# prefixes; their zones are the union of those entries.\n")
+        for npa in sorted(added):
+            out.write(f"{npa}|{'&'.join(added[npa])}\n")
+
+    # Regions: the 1NPA line when it names a state or province, else the code every longer
+    # prefix of that area code agrees on; area codes shared by several (902: NS and PE,
+    # 867: NT, NU, YT) get none.
+    four = {}
+    deeper = collections.defaultdict(set)
+    for prefix, name in entries(geo_path):
+        if len(prefix) == 4:
+            four[prefix] = region(name)
+        elif len(prefix) > 4:
+            deeper[prefix[:4]].add(region(name))
+    regions = dict(TERRITORIES)
+    for npa in sorted(set(four) | set(deeper)):
+        code = four.get(npa)
+        if code is None and len(deeper[npa]) == 1:
+            code = next(iter(deeper[npa]))
+        if code is not None:
+            regions.setdefault(npa, code)
+    with open(os.path.join(here, "nanp_regions.txt"), "w", encoding="utf-8") as out:
+        out.write("# NANP area code (1NPA) | ISO 3166-2 region. Generated by generate.py from\n")
+        out.write("# libphonenumber resources/geocoding/en/1.txt (Apache-2.0); see README.md.\n")
+        for npa in sorted(regions):
+            out.write(f"{npa}|{regions[npa]}\n")
+
+
+if __name__ == "__main__":
+    main()
