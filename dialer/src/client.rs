@@ -296,7 +296,10 @@ impl Client {
         expected: StatusCode,
     ) -> Result<serde_json::Value, ClientError> {
         let url = self.url(path);
-        let mut builder = self.requests.post(&url).header("Content-Type", content_type);
+        let mut builder = self
+            .requests
+            .post(&url)
+            .header("Content-Type", content_type);
         if let Some(auth) = self.authorization() {
             builder = builder.header("Authorization", auth);
         }

@@ -201,7 +201,12 @@ async fn disposition(
         Ok(b) => b,
         Err(r) => return r,
     };
-    ask(&state, CampaignRequest::Disposition { call: id, body }, false).await
+    ask(
+        &state,
+        CampaignRequest::Disposition { call: id, body },
+        false,
+    )
+    .await
 }
 
 async fn dnc_list(State(state): State<AppState>, Path(list): Path<String>) -> Response {

@@ -416,11 +416,9 @@ pub fn follow(
     let progress = bar.then(|| {
         let p = indicatif::ProgressBar::new(0);
         p.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} leads {msg}",
-            )
-            .expect("the template is valid")
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} leads {msg}")
+                .expect("the template is valid")
+                .progress_chars("=> "),
         );
         p.set_prefix(name.to_string());
         p

@@ -8,12 +8,12 @@
 //! follower lagged. SQLite calls block; a thread of its own keeps them off the signalling
 //! loop and the API.
 
+use crate::b2bua::agents::AgentState;
 use crate::campaigns::{
     AgentCounts, CampaignError, CampaignMessage, CampaignReply, CampaignRequest, CampaignStatus,
     DispositionRequest,
 };
 use crate::control::{AgentInfo, ApiEvent, ControlHandle, ControlRequest, OriginateRequest};
-use crate::b2bua::agents::AgentState;
 use campaign::definition::CampaignDef;
 use campaign::engine::{CampaignEvent, CampaignState, Claimed, Engine, Order, PoolAgents};
 use campaign::{LeadState, RejectedRow};
@@ -188,8 +188,14 @@ impl Runner {
                         a.campaign,
                         a.number
                     );
-                    self.engine
-                        .recover(at, &a.campaign, a.attempt, a.lead, &a.number, a.attempt_no);
+                    self.engine.recover(
+                        at,
+                        &a.campaign,
+                        a.attempt,
+                        a.lead,
+                        &a.number,
+                        a.attempt_no,
+                    );
                 }
             }
             Err(e) => tracing::error!(target: "dialer::campaign", "cannot list open attempts: {e}"),
@@ -393,7 +399,9 @@ impl Runner {
                     .requests
                     .blocking_send(ControlRequest::Originate(request, tx));
                 let answer = match sent {
-                    Ok(()) => rx.blocking_recv().map_err(|_| "the dialer is stopping".to_string()),
+                    Ok(()) => rx
+                        .blocking_recv()
+                        .map_err(|_| "the dialer is stopping".to_string()),
                     Err(_) => Err("the dialer is stopping".to_string()),
                 };
                 match answer {
@@ -403,7 +411,9 @@ impl Runner {
                         self.attempts.insert(id.clone(), attempt);
                         self.engine.placed(&campaign, attempt, &id);
                     }
-                    Ok(Err(e)) => self.engine.place_failed(at, &campaign, attempt, &e.to_string()),
+                    Ok(Err(e)) => self
+                        .engine
+                        .place_failed(at, &campaign, attempt, &e.to_string()),
                     Err(e) => self.engine.place_failed(at, &campaign, attempt, &e),
                 }
             }
@@ -437,6 +447,7 @@ impl Runner {
                     note.as_deref(),
                     next.as_ref(),
                     dnc_list.as_deref(),
+                    at.timestamp(),
                 )?;
             }
             Order::SaveState { campaign, state } => {
@@ -450,7 +461,10 @@ impl Runner {
                     .filter(|(s, _)| {
                         matches!(
                             s,
-                            LeadState::New | LeadState::Retry | LeadState::Callback | LeadState::Dialing
+                            LeadState::New
+                                | LeadState::Retry
+                                | LeadState::Callback
+                                | LeadState::Dialing
                         )
                     })
                     .map(|(_, n)| n)
@@ -566,7 +580,13 @@ impl Runner {
                     .map(|t| t.to_ascii_lowercase())
                     .or_else(|| self.first_trunk.clone())
                     .unwrap_or_default();
-                let rewrite = self.numbering.get(&trunk).cloned().unwrap_or_default();
+                // Leads keep the number in its normalised (E.164) form; the trunk's
+                // strip_plus, dial_prefix and strip_prefix apply when the call is placed, so
+                // they must not be applied twice.
+                let mut rewrite = self.numbering.get(&trunk).cloned().unwrap_or_default();
+                rewrite.strip_plus = false;
+                rewrite.dial_prefix.clear();
+                rewrite.strip_prefix.clear();
                 let mut rows = campaign::leads::read_leads(&def, &rewrite, &csv[..])
                     .map_err(CampaignError::BadRequest)?;
                 let report = self
@@ -574,7 +594,8 @@ impl Runner {
                     .import_leads(&name, &mut rows, &def.dnc)
                     .map_err(store_err)?;
                 // New leads: groups are reloaded at the next tick.
-                self.engine.groups(at, &name, self.store.lead_groups(&name).map_err(store_err)?);
+                self.engine
+                    .groups(at, &name, self.store.lead_groups(&name).map_err(store_err)?);
                 Ok(serde_json::json!({
                     "imported": report.imported,
                     "rejected": report.rejected.iter().map(rejected_json).collect::<Vec<_>>(),
@@ -642,7 +663,9 @@ impl Runner {
     fn known(&self, name: &str) -> Result<(), CampaignError> {
         match self.engine.state(name) {
             Some(_) => Ok(()),
-            None => Err(CampaignError::NotFound(format!("no campaign named {name:?}"))),
+            None => Err(CampaignError::NotFound(format!(
+                "no campaign named {name:?}"
+            ))),
         }
     }
 
