@@ -39,15 +39,17 @@
 //! action = "final"                # final | retry | dnc | callback
 //! ```
 //!
-//! Every key is checked: an unknown key is an error, never ignored, and all the problems of
-//! a file are reported together, in file order.
+//! Every key is checked: an unknown key is an error, never ignored. The value problems of a
+//! file are reported together, in file order; a TOML syntax or type error is reported alone,
+//! since the rest of the file cannot be read with certainty after it.
 //!
 //! Calling hours are the operator's to set; the parser only insists that each window is a
 //! real one (start before end, within one day). Without `[hours]` a campaign calls
-//! 09:00-21:00 every day, inside the US TSR's 08:00-21:00 (16 CFR 310.4(c)) and the
-//! stricter state windows that start at 09:00. A window is `HH:MM-HH:MM`, start inclusive,
-//! end exclusive; it cannot cross midnight, and `24:00` is not accepted (the latest end is
-//! `23:59`), so that a window always lies inside one local date and its holiday and weekday.
+//! 09:00-21:00 every day, inside the US TSR's 08:00-21:00 (16 CFR 310.4(c)); narrower rules
+//! such as Florida's 08:00-20:00 (Fla. Stat. 501.616(6)(a)) go in `[[region]]`. A window is
+//! `HH:MM-HH:MM`, start inclusive, end exclusive; it cannot cross midnight, and `24:00` is
+//! not accepted (the latest end is `23:59`), so that a window always lies inside one local
+//! date, with one weekday and one holiday answer.
 //!
 //! `pacing = "predictive"` is refused rather than read as another mode: the dialer has no
 //! predictive pacer yet, and a campaign must not dial at a rate its operator did not choose.
@@ -61,8 +63,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use trunk_profiles::{Diagnostic, Diagnostics};
 
-/// Shortest ring timeout a campaign may set: US TSR 16 CFR 310.4(b)(1)(v) and Ofcom's
-/// persistent-misuse policy want at least 15 s before a no-answer is declared.
+/// Shortest ring timeout a campaign may set: the US TSR's abandoned-call safe harbor (16 CFR
+/// 310.4(b)(4)(ii): 15 s or four rings) and Ofcom's persistent-misuse policy want at least
+/// 15 s before an unanswered call is given up.
 pub const MIN_RING_TIMEOUT_S: u32 = 15;
 /// Ofcom: a number whose call was abandoned is not called again within 72 h unless an agent
 /// is guaranteed.
@@ -190,7 +193,8 @@ pub enum DispositionAction {
 }
 
 /// Calling hours when a definition has no `[hours]` table: 09:00-21:00 every day, inside the
-/// US TSR window (16 CFR 310.4(c), 08:00-21:00 local) and the state windows that open at 09:00.
+/// US TSR window (16 CFR 310.4(c): not before 08:00 nor after 21:00 at the called person's
+/// location).
 pub const DEFAULT_HOURS: Window = Window {
     start: hm(9, 0),
     end: hm(21, 0),
@@ -252,10 +256,11 @@ pub fn parse_window(s: &str) -> Result<Window, String> {
         }
         let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
         if h == 24 && m == 0 {
-            return Err(format!(
-                "24:00 is not accepted: a window ends before its end minute and within its \
-                 day, so end at 23:59 for the end of the day, {FORM}"
-            ));
+            return Err(
+                "24:00 is not accepted (a window lies within one local date), \
+                        expected an end of at most 23:59"
+                    .to_string(),
+            );
         }
         NaiveTime::from_hms_opt(h, m, 0).ok_or_else(bad)
     };
@@ -426,7 +431,7 @@ struct Check<'a> {
 }
 
 /// A lower bound and the rule that sets it, for messages such as
-/// `10 is below 15 s (US TSR 16 CFR 310.4(b)(1)(v), Ofcom), expected at least 15`.
+/// `10 is below 15 s (US TSR 16 CFR 310.4(b)(4)(ii), Ofcom), expected at least 15`.
 struct Min {
     value: i64,
     /// ` s (rule)` or empty.
@@ -568,7 +573,7 @@ impl Check<'_> {
             "ring_timeout_s",
             Min {
                 value: MIN_RING_TIMEOUT_S.into(),
-                why: " s (US TSR 16 CFR 310.4(b)(1)(v), Ofcom)",
+                why: " s (US TSR 16 CFR 310.4(b)(4)(ii), Ofcom)",
             },
             25,
         );

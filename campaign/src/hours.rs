@@ -143,9 +143,9 @@ fn next_change(
     if offset_s(tz, candidate) == before {
         return candidate;
     }
-    // An offset change lies in (t, candidate]: find its first second. Zones change offset
-    // at most a few times a year, never twice within the day this span covers at most.
-    // Offsets change on whole seconds, so the search runs over Unix seconds.
+    // An offset change lies in (t, candidate]: find its first second. The span is at most a
+    // day and no zone changes offset twice in a day, so the offsets at its ends tell; zones
+    // change offset on whole seconds, so the search runs over Unix seconds.
     let at_second = |s: i64| DateTime::from_timestamp(s, 0).expect("within chrono's range");
     let mut lo = t.timestamp();
     let mut hi = candidate.timestamp() + i64::from(candidate.timestamp_subsec_nanos() > 0);
@@ -201,7 +201,8 @@ mod tests {
         if is_open(def, g, at) {
             return Some(at);
         }
-        let first = at + TimeDelta::seconds(60 - i64::from(at.timestamp().rem_euclid(60) as u32));
+        let first = DateTime::from_timestamp((at.timestamp().div_euclid(60) + 1) * 60, 0)
+            .expect("in range");
         (0..NEXT_OPEN_HORIZON.num_minutes())
             .map(|i| first + TimeDelta::minutes(i))
             .take_while(|t| *t <= at + NEXT_OPEN_HORIZON)

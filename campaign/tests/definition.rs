@@ -245,7 +245,7 @@ fn short_ring_timeout_cites_the_rule() {
     );
     assert_eq!(
         e,
-        "8:18: ring_timeout_s: 10 is below 15 s (US TSR 16 CFR 310.4(b)(1)(v), Ofcom), expected at least 15"
+        "8:18: ring_timeout_s: 10 is below 15 s (US TSR 16 CFR 310.4(b)(4)(ii), Ofcom), expected at least 15"
     );
     let d = CampaignDef::parse(
         "spring.toml",
@@ -254,7 +254,7 @@ fn short_ring_timeout_cites_the_rule() {
     .expect_err("refused");
     assert_eq!(
         d.to_string(),
-        "spring.toml:8:18: ring_timeout_s: 10 is below 15 s (US TSR 16 CFR 310.4(b)(1)(v), Ofcom), expected at least 15"
+        "spring.toml:8:18: ring_timeout_s: 10 is below 15 s (US TSR 16 CFR 310.4(b)(4)(ii), Ofcom), expected at least 15"
     );
 }
 
