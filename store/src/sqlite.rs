@@ -38,7 +38,7 @@ const STATEMENT_CACHE: usize = 64;
 /// only at checkpoints, so a power cut can take back the last commits, among them a claim
 /// whose INVITE already left: after the restart the lead would be claimable again and the
 /// customer rung twice, past any 24 h cap. A commit under `FULL` costs one `fsync` of the
-/// WAL (about 0.3 ms against 0.013 ms under `NORMAL` on the machine `import_bench` was
+/// WAL (0.2 to 0.3 ms against about 0.01 ms under `NORMAL` on the machine `import_bench` was
 /// measured on). The store commits a few times per call from one thread, so `FULL`
 /// everywhere costs little and leaves no method whose durability a later change could get
 /// wrong.
