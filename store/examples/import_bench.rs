@@ -121,7 +121,8 @@ fn commit_baseline(dir: &Path) -> Vec<(&'static str, f64)> {
         let start = Instant::now();
         for i in 0..COMMITS {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; INSERT INTO t (v) VALUES ({i}); UPDATE t SET v = v + 1 WHERE id = 1; COMMIT"
+                "BEGIN IMMEDIATE; INSERT INTO t (v) VALUES ({i});
+                 UPDATE t SET v = v + 1 WHERE id = 1; COMMIT"
             ))
             .expect("commit");
         }
@@ -238,7 +239,10 @@ fn main() {
         rss_after_import as f64 / 1024.0
     );
     println!(
-        "claims: {} x 1 lead in {:.1} ms ({:.3} ms each, first {:.3} ms, slowest after {:.3} ms), {} claimed",
+        concat!(
+            "claims: {} x 1 lead in {:.1} ms ({:.3} ms each, first {:.3} ms, ",
+            "slowest after {:.3} ms), {} claimed"
+        ),
         CLAIMS,
         ms(claims),
         ms(claims) / CLAIMS as f64,
