@@ -160,7 +160,15 @@ fn main() {
         .expect("import");
     let import = start.elapsed();
     let rss_after_import = kib("VmRSS:");
-    let db_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // The database and its WAL: what the WAL holds is not yet checkpointed into the file.
+    let db_bytes: u64 = ["", "-wal"]
+        .iter()
+        .map(|suffix| {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            std::fs::metadata(PathBuf::from(file)).map_or(0, |m| m.len())
+        })
+        .sum();
 
     let open: Vec<OpenGroup> = (0..GROUPS.len() as u64)
         .map(|i| OpenGroup {
@@ -226,7 +234,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "import: {} rows -> {} leads, {} rejected, in {:.2} s ({:.0} rows/s); file {:.0} MiB",
+        "import: {} rows -> {} leads, {} rejected, in {:.2} s ({:.0} rows/s); file and WAL {:.0} MiB",
         leads,
         report.imported,
         report.rejected.len(),
