@@ -255,7 +255,8 @@ pub trait Store {
     fn attempt_placed(&mut self, attempt: i64, call: &str) -> Result<(), StoreError>;
     /// Records that the attempt's customer answered.
     fn attempt_answered(&mut self, attempt: i64) -> Result<(), StoreError>;
-    /// Closes an attempt and moves its lead on; `dnc_list` receives the number for [`LeadNext::Dnc`].
+    /// Closes an attempt and moves its lead on; `dnc_list` receives the number for
+    /// [`LeadNext::Dnc`].
     fn finish_attempt(
         &mut self,
         attempt: i64,

@@ -349,7 +349,11 @@ fn two_connections_claiming_at_once_never_share_a_lead_or_a_number() {
                 let mut round = 0u64;
                 loop {
                     // Each worker alternates campaigns, the two in opposite phase.
-                    let campaign = if (round + worker) % 2 == 0 { "a" } else { "b" };
+                    let campaign = if (round + worker).is_multiple_of(2) {
+                        "a"
+                    } else {
+                        "b"
+                    };
                     let got = store
                         .claim(campaign, NOW, &[open(NY)], 1 + (round % 7) as u32)
                         .unwrap();

@@ -394,8 +394,10 @@ fn a_lead_is_never_dialled_twice_after_a_crash_and_retries_at_its_time() {
         import(&mut store, "c", vec![lead(2, "+15550000001", NY)]);
         let claimed = store.claim("c", NOW, &[open(NY)], 1).unwrap();
         store.attempt_placed(claimed[0].attempt, "call-1").unwrap();
+        // Never closed, so no checkpoint on close: the commits live only in the WAL, as
+        // after kill -9.
+        std::mem::forget(store);
         claimed
-        // Dropped without finishing: what kill -9 leaves.
     };
     let mut store = SqliteStore::open(&path).unwrap();
     assert!(store
@@ -723,4 +725,54 @@ fn a_file_survives_reopening_with_the_journal_open() {
     store.journal_close("call-1", "{}", 11).unwrap();
     assert!(store.journal_unfinished().unwrap().is_empty());
     assert!(dir.path().exists());
+}
+
+/// Set for the child process of [`a_claim_survives_the_process_dying_right_after_it`].
+const CRASH_CHILD: &str = "STORE_TEST_CRASH_CHILD_DB";
+
+/// The child's side: claim, then die at once (no destructors, no close).
+#[test]
+fn crash_child_claims_then_aborts() {
+    let Some(path) = std::env::var_os(CRASH_CHILD) else {
+        return; // Only does something when run by the test below.
+    };
+    let mut store = SqliteStore::open(std::path::Path::new(&path)).unwrap();
+    let claimed = store.claim("c", NOW, &[open(NY)], 1).unwrap();
+    assert_eq!(claimed.len(), 1);
+    std::process::abort();
+}
+
+#[test]
+fn a_claim_survives_the_process_dying_right_after_it() {
+    let dir = TempDir::new("abort");
+    let path = dir.file("dialer.db");
+    {
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.create_campaign("c", "", 1).unwrap();
+        import(
+            &mut store,
+            "c",
+            vec![lead(2, "+15550000001", NY), lead(3, "+15550000002", NY)],
+        );
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child_claims_then_aborts", "--nocapture"])
+        .env(CRASH_CHILD, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child was meant to abort");
+
+    let mut store = SqliteStore::open(&path).unwrap();
+    let open_attempts = store.open_attempts().unwrap();
+    assert_eq!(
+        open_attempts.len(),
+        1,
+        "the claim was committed before it returned"
+    );
+    assert_eq!(open_attempts[0].number, "+15550000001");
+    // The other lead is still there to dial; the claimed one is not offered again.
+    let next = store.claim("c", NOW + 1, &[open(NY)], 5).unwrap();
+    assert_eq!(numbers(&next), ["+15550000002"]);
 }
