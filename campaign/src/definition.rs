@@ -17,6 +17,7 @@
 //! callback_to_agent = false
 //! callback_wait_s = 300
 //! abandoned_redial_with_agent = false
+//! record = false                  # record every call into the dialer's [media] record_dir
 //!
 //! [hours]                         # the lead's local time; a day not listed has no calls
 //! mon-fri = "09:00-21:00"         # day names, ranges in week order, or "daily"
@@ -114,6 +115,9 @@ pub struct CampaignDef {
     /// Redials of abandoned leads before 72 h reserve a ready agent first (Ofcom lets an
     /// abandoned number be called again early only when an agent is guaranteed).
     pub abandoned_redial_with_agent: bool,
+    /// Record every call (stereo WAV, customer left, agent right) into the dialer's
+    /// `[media] record_dir` as `<campaign>-<lead>-<attempt>.wav`.
+    pub record: bool,
 }
 
 /// How the number of lines follows the agents.
@@ -387,6 +391,7 @@ struct RawDef {
     callback_to_agent: Option<bool>,
     callback_wait_s: Option<S<i64>>,
     abandoned_redial_with_agent: Option<bool>,
+    record: Option<bool>,
     hours: Option<S<BTreeMap<S<String>, S<String>>>>,
     #[serde(default)]
     region: Vec<S<RawRegion>>,
@@ -649,6 +654,7 @@ impl Check<'_> {
             callback_to_agent: raw.callback_to_agent.unwrap_or(false),
             callback_wait_s,
             abandoned_redial_with_agent,
+            record: raw.record.unwrap_or(false),
         }
     }
 

@@ -22,7 +22,7 @@ pub const TICK_S: i64 = 1;
 /// How often the lead groups (zones and regions) of a running campaign are reloaded.
 pub const GROUPS_REFRESH_S: i64 = 60;
 /// After a claim that found fewer leads than asked, wait this long before claiming again.
-pub const SHORT_CLAIM_BACKOFF_S: i64 = 2;
+pub const SHORT_CLAIM_BACKOFF_S: i64 = 1;
 /// How long an ended call's attempt can still take a disposition.
 pub const DISPOSITION_GRACE_S: i64 = 3600;
 /// DNC list used by a `dnc` disposition when the campaign names none.
@@ -124,6 +124,8 @@ pub struct CallRequest {
     pub tag: String,
     /// `X-Campaign`, `X-Lead-Id`, `X-Lead-<column>` for the agent's phone.
     pub agent_headers: Vec<(String, String)>,
+    /// Record the call as `<campaign>-<lead>-<attempt>.wav` (the campaign's `record`).
+    pub record: Option<String>,
 }
 
 /// How an attempt ends.
@@ -1177,6 +1179,9 @@ fn call_request(
         ring_timeout_s: def.ring_timeout_s,
         tag: format!("{}/{lead}/{attempt}", def.name),
         agent_headers: headers,
+        record: def
+            .record
+            .then(|| format!("{}-{lead}-{attempt}.wav", def.name)),
     }
 }
 

@@ -122,6 +122,7 @@ pub fn start(
             .map(|t| (t.name.to_ascii_lowercase(), t.numbering.clone()))
             .collect(),
         first_trunk: config.trunks().first().map(|t| t.name.to_ascii_lowercase()),
+        record_dir: config.media().record_dir.clone(),
         attempts: HashMap::new(),
     };
     runner.load(now());
@@ -146,6 +147,8 @@ struct Runner {
     /// Trunk name (lowercase) -> its number rules.
     numbering: HashMap<String, NumberRewrite>,
     first_trunk: Option<String>,
+    /// `[media] record_dir`: where campaigns with `record = true` record.
+    record_dir: Option<std::path::PathBuf>,
     /// Call id -> attempt, for the calls the runner placed.
     attempts: HashMap<String, i64>,
 }
@@ -391,6 +394,10 @@ impl Runner {
                     trunk: call.trunk,
                     caller_id: call.caller_id,
                     ring_timeout_s: Some(call.ring_timeout_s),
+                    record: match (&call.record, &self.record_dir) {
+                        (Some(name), Some(dir)) => Some(dir.join(name)),
+                        _ => None,
+                    },
                     ..OriginateRequest::default()
                 };
                 let (tx, rx) = oneshot::channel();
@@ -540,6 +547,12 @@ impl Runner {
                     return Err(CampaignError::InvalidDefinition(vec![format!(
                         "{file}: pool: no [[pool]] named {:?} in the dialer's configuration",
                         def.pool
+                    )]));
+                }
+                if def.record && self.record_dir.is_none() {
+                    return Err(CampaignError::InvalidDefinition(vec![format!(
+                        "{file}: record: the dialer's configuration has no [media] record_dir \
+                         to record into"
                     )]));
                 }
                 if let Some(t) = &def.trunk {
