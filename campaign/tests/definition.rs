@@ -20,6 +20,7 @@ default_disposition = "done"
 callback_to_agent = true
 callback_wait_s = 120
 abandoned_redial_with_agent = false
+record = true
 
 [hours]
 mon-fri = "09:00-21:00"
@@ -155,6 +156,7 @@ fn documented_example_reads_every_value() {
         callback_to_agent: true,
         callback_wait_s: 120,
         abandoned_redial_with_agent: false,
+        record: true,
     };
     assert_eq!(def, expected);
     assert_eq!(def.region(Some("US-FL")), Some(&expected.regions[0]));
@@ -183,6 +185,7 @@ fn smallest_definition_takes_the_defaults() {
     assert_eq!(def.default_disposition, None);
     assert!(!def.callback_to_agent);
     assert_eq!(def.callback_wait_s, 300);
+    assert!(!def.record, "recording is off unless asked");
     assert!(!def.abandoned_redial_with_agent);
 }
 

@@ -95,13 +95,13 @@ async fn ask(state: &AppState, request: CampaignRequest, created: bool) -> Respo
     }
 }
 
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
     body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Box::new(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             error(e.status(), "payload_too_large", e.body_text())
         } else {
             bad_request(e.body_text())
-        }
+        })
     })
 }
 
@@ -119,7 +119,7 @@ async fn create(
 ) -> Response {
     let body = match body_or_error(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(text) = String::from_utf8(body.to_vec()) else {
         return bad_request("the campaign definition is not UTF-8");
@@ -147,7 +147,7 @@ async fn import(
 ) -> Response {
     let csv = match body_or_error(body) {
         Ok(b) => b.to_vec(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     ask(&state, CampaignRequest::Import { name, csv }, false).await
 }
@@ -186,10 +186,10 @@ async fn leads(
 
 fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     let body = body_or_error(body)?;
     let mut de = serde_json::Deserializer::from_slice(&body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| bad_request(e.to_string()))
+    serde_path_to_error::deserialize(&mut de).map_err(|e| Box::new(bad_request(e.to_string())))
 }
 
 async fn disposition(
@@ -199,7 +199,7 @@ async fn disposition(
 ) -> Response {
     let body: DispositionRequest = match json_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     ask(
         &state,
@@ -221,7 +221,7 @@ async fn dnc_change(
 ) -> Response {
     let body: DncRequest = match json_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     ask(
         &state,
