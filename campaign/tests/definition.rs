@@ -20,7 +20,6 @@ default_disposition = "done"
 callback_to_agent = true
 callback_wait_s = 120
 abandoned_redial_with_agent = false
-record = true
 
 [hours]
 mon-fri = "09:00-21:00"
@@ -156,7 +155,7 @@ fn documented_example_reads_every_value() {
         callback_to_agent: true,
         callback_wait_s: 120,
         abandoned_redial_with_agent: false,
-        record: true,
+        record: false,
     };
     assert_eq!(def, expected);
     assert_eq!(def.region(Some("US-FL")), Some(&expected.regions[0]));
@@ -576,5 +575,17 @@ fn several_problems_are_reported_together_in_file_order() {
             "disposition[0].retry_s"
         ],
         "{errors:#?}"
+    );
+}
+
+#[test]
+fn record_asks_for_every_call_to_be_recorded() {
+    let def = CampaignDef::parse("r.toml", "name = \"r\"\npool = \"sales\"\nrecord = true\n")
+        .expect("valid");
+    assert!(def.record);
+    let e = errors("name = \"r\"\npool = \"sales\"\nrecord = \"yes\"\n");
+    assert_eq!(
+        e,
+        ["3:10: record: invalid type: string \"yes\", expected a boolean"]
     );
 }
