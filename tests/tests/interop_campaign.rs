@@ -340,3 +340,112 @@ fn a_campaign_runs_to_the_end_through_a_kill_and_a_restart_with_nothing_lost_or_
     drop(agents);
     drop(carrier);
 }
+
+/// The campaign commands' refusals and the DNC lists, through the real binary: a bad
+/// definition is located, state changes that make no sense are refused, a DNC'd number is
+/// rejected at import, a disposition for a call that is no campaign's is refused, and with no
+/// agent logged in nothing is dialled.
+#[test]
+fn campaign_commands_refuse_what_makes_no_sense_and_dnc_numbers_are_not_imported() {
+    let t = CallTest::new("campaign-commands", &["sox"]).expect("setup");
+    // The carrier is a port nobody answers and the agent's contact a port nobody listens on:
+    // nothing may be dialled, since no agent is logged in.
+    let nobody = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("port"));
+    let config = write_config(&t, nobody, nobody);
+    // Static contacts start ready; pause them all so the pool has nobody ready.
+    let run = t.run(&config).expect("dialer run comes up");
+    let client = t.client().expect("API client");
+    for ext in AGENTS {
+        client.pause_agent(ext, "meeting").expect("pause");
+    }
+
+    let bad = t.dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\npool = \"sales\"\nring_timeout_s = 10\n",
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&t, &["campaign", "create", bad.to_str().unwrap()]);
+    assert!(!ok, "a bad definition is refused");
+    assert!(err.contains("bad.toml:3:18: ring_timeout_s:"), "{err}");
+    let nopool = t.dir.join("nopool.toml");
+    std::fs::write(&nopool, "name = \"x\"\npool = \"nobody\"\n").unwrap();
+    let (ok, _, err) = cli(&t, &["campaign", "create", nopool.to_str().unwrap()]);
+    assert!(!ok && err.contains("no [[pool]] named \"nobody\""), "{err}");
+
+    let (campaign, leads) = write_campaign(t.dir.path());
+    let (ok, _, err) = cli(&t, &["dnc", "add", "+15550200007", "+15550200008"]);
+    assert!(ok, "dnc add: {err}");
+    let (ok, out, _) = cli(&t, &["dnc", "list"]);
+    assert!(
+        ok && out.lines().eq(["+15550200007", "+15550200008"]),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&t, &["dnc", "remove", "+15550200008"]);
+    assert!(ok && out.contains("1 numbers removed from global"), "{out}");
+    // The campaign applies list "global".
+    let text = std::fs::read_to_string(&campaign).unwrap();
+    std::fs::write(
+        &campaign,
+        text.replace("max_attempts", "dnc = [\"global\"]\nmax_attempts"),
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&t, &["campaign", "create", campaign.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&t, &["campaign", "create", campaign.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("exists"),
+        "a second campaign of that name: {err}"
+    );
+    let (ok, out, err) = cli(
+        &t,
+        &["campaign", "import", "spring", leads.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("{} leads imported, 1 rejected", LEADS - 1)),
+        "{out}"
+    );
+    assert!(
+        err.contains(":9: +15550200007: on do-not-call list \"global\""),
+        "{err}"
+    );
+
+    let (ok, _, err) = cli(&t, &["campaign", "pause", "spring"]);
+    assert!(
+        !ok && err.contains("cannot pause"),
+        "pause before start: {err}"
+    );
+    let (ok, out, _) = cli(&t, &["campaign", "start", "spring"]);
+    assert!(ok && out.contains("running"), "{out}");
+    let (ok, out, _) = cli(&t, &["campaign", "pause", "spring"]);
+    assert!(ok && out.contains("paused"), "{out}");
+    let (ok, out, _) = cli(&t, &["campaign", "resume", "spring"]);
+    assert!(ok && out.contains("running"), "{out}");
+    let (ok, _, err) = cli(&t, &["disposition", "99", "sale"]);
+    assert!(!ok && err.contains("not a campaign call"), "{err}");
+
+    // Every agent paused: logged in, none ready; the campaign dials nothing, for several of
+    // the engine's one-second ticks.
+    let since = scenario_tests::interop::process::now();
+    let mut s = status(&t);
+    while since.elapsed() < Duration::from_secs(3) {
+        assert_eq!(s["dialled"].as_u64(), Some(0), "{s}");
+        s = status(&t);
+    }
+    assert_eq!(s["dialled"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["leads"]["new"].as_u64(), Some(LEADS as u64 - 1), "{s}");
+    assert_eq!(
+        s["agents"]["paused"].as_u64(),
+        Some(AGENTS.len() as u64),
+        "{s}"
+    );
+    let (ok, out, _) = cli(&t, &["campaign", "stop", "spring"]);
+    assert!(ok && out.contains("stopped"), "{out}");
+    let (ok, out, _) = cli(&t, &["campaign", "list"]);
+    assert!(
+        ok && out.contains("spring") && out.contains("stopped"),
+        "{out}"
+    );
+    drop(run);
+}
