@@ -4,9 +4,7 @@
 
 mod common;
 
-use campaign::engine::{
-    CampaignState, EngineError, Order, SHORT_CLAIM_BACKOFF_S,
-};
+use campaign::engine::{CampaignState, EngineError, Order, SHORT_CLAIM_BACKOFF_S};
 use campaign::{AttemptOutcome, LeadNext, LeadState};
 use chrono_tz::America::{Chicago, Denver, New_York};
 use common::{at, def, local, AgentState, Dispose, Script, Sim, XorShift};
@@ -102,7 +100,12 @@ fn max_lines_caps_the_lines_in_flight() {
     let mut peak = 0;
     for _ in 0..300 {
         sim.step();
-        assert!(sim.calls_of("c") <= 5, "{}: {} lines", sim.now, sim.calls_of("c"));
+        assert!(
+            sim.calls_of("c") <= 5,
+            "{}: {} lines",
+            sim.now,
+            sim.calls_of("c")
+        );
         assert!(sim.engine.lines("c").0 <= 5);
         peak = peak.max(sim.calls_of("c"));
     }
@@ -168,9 +171,16 @@ fn new_york_lead_is_not_dialled_from_21_00_local_until_09_00_next_day() {
     sim.run_to(next_nine + 30);
     let nine_pm = local(New_York, 2026, 6, 10, 21, 0, 0).timestamp();
     let times = sim.dialled_at("+12125550100");
-    assert_eq!(times.iter().filter(|t| **t < nine_pm).count(), 2, "{times:?}");
+    assert_eq!(
+        times.iter().filter(|t| **t < nine_pm).count(),
+        2,
+        "{times:?}"
+    );
     let after: Vec<i64> = times.iter().copied().filter(|t| *t >= nine_pm).collect();
-    assert_eq!(after[0], next_nine, "the retry due at night waits for the window");
+    assert_eq!(
+        after[0], next_nine,
+        "the retry due at night waits for the window"
+    );
     sim.assert_clean();
 }
 
@@ -240,7 +250,10 @@ fn florida_lead_gets_region_hours_and_at_most_three_calls_in_24_h_with_a_60_s_bu
     assert_eq!(fl[0], local(New_York, 2026, 6, 10, 8, 0, 0).timestamp());
     let day_two = local(New_York, 2026, 6, 11, 8, 0, 0).timestamp();
     assert_eq!(fl.iter().filter(|t| **t < day_two).count(), 3);
-    assert!(fl.iter().any(|t| *t >= day_two), "dialled again a day later: {fl:?}");
+    assert!(
+        fl.iter().any(|t| *t >= day_two),
+        "dialled again a day later: {fl:?}"
+    );
     for t in &fl {
         let hour = at(*t).with_timezone(&New_York).format("%H").to_string();
         assert!(("08".."20").contains(&hour.as_str()), "{t} at {hour}h");
@@ -258,7 +271,11 @@ fn florida_lead_gets_region_hours_and_at_most_three_calls_in_24_h_with_a_60_s_bu
 
 /// One lead whose first call plays `first` and whose second talks: the first attempt's
 /// end time and finish, and the time of the second dial.
-fn first_retry(extra: &str, first: Script, limit: i64) -> (Sim, i64, campaign::engine::Finish, i64) {
+fn first_retry(
+    extra: &str,
+    first: Script,
+    limit: i64,
+) -> (Sim, i64, campaign::engine::Finish, i64) {
     let mut sim = sim_with(extra, &["201"], &["+12125550100"]);
     sim.script_by_number(&[("+12125550100", vec![first, Script::talk(30)])]);
     assert!(sim.run_until(limit, |s| s.dialled.len() >= 2), "redialled");
@@ -267,12 +284,7 @@ fn first_retry(extra: &str, first: Script, limit: i64) -> (Sim, i64, campaign::e
     (sim, ended, finish, second)
 }
 
-fn assert_retried_after(
-    extra: &str,
-    first: Script,
-    outcome: AttemptOutcome,
-    delay: i64,
-) -> Sim {
+fn assert_retried_after(extra: &str, first: Script, outcome: AttemptOutcome, delay: i64) -> Sim {
     let (sim, ended, finish, second) = first_retry(extra, first, delay + 600);
     assert_eq!(finish.outcome, outcome);
     assert_eq!(finish.next, LeadNext::Retry { at: ended + delay });
@@ -286,7 +298,12 @@ fn assert_retried_after(
 
 #[test]
 fn busy_lead_is_retried_after_busy_s_and_no_sooner() {
-    assert_retried_after("[retry]\nbusy_s = 600\n", Script::Busy, AttemptOutcome::Busy, 600);
+    assert_retried_after(
+        "[retry]\nbusy_s = 600\n",
+        Script::Busy,
+        AttemptOutcome::Busy,
+        600,
+    );
 }
 
 #[test]
@@ -304,7 +321,12 @@ fn unanswered_lead_is_retried_after_no_answer_s_and_no_sooner() {
 
 #[test]
 fn failed_call_is_retried_after_failed_s_and_no_sooner() {
-    assert_retried_after("[retry]\nfailed_s = 1800\n", Script::Failed, AttemptOutcome::Failed, 1800);
+    assert_retried_after(
+        "[retry]\nfailed_s = 1800\n",
+        Script::Failed,
+        AttemptOutcome::Failed,
+        1800,
+    );
 }
 
 #[test]
@@ -334,7 +356,11 @@ fn abandoned_lead_is_retried_after_abandoned_s_of_72_h_and_no_sooner() {
 
 #[test]
 fn interrupted_attempt_is_finished_by_recover_and_retried_after_interrupted_s() {
-    let mut sim = sim_with("[retry]\ninterrupted_s = 600\n", &["201"], &["+12125550100"]);
+    let mut sim = sim_with(
+        "[retry]\ninterrupted_s = 600\n",
+        &["201"],
+        &["+12125550100"],
+    );
     sim.script_by_number(&[("+12125550100", vec![Script::talk(300), Script::talk(30)])]);
     sim.run_for(30);
     assert_eq!(sim.dialled.len(), 1);
@@ -374,7 +400,12 @@ fn max_attempts_is_one_cap_across_busy_no_answer_and_failed() {
     let mut sim = sim_with(extra, &["201"], &["+12125550100"]);
     sim.script_by_number(&[(
         "+12125550100",
-        vec![Script::Busy, Script::NoAnswer, Script::Failed, Script::talk(30)],
+        vec![
+            Script::Busy,
+            Script::NoAnswer,
+            Script::Failed,
+            Script::talk(30),
+        ],
     )]);
     sim.run_for(3600);
     let finishes: Vec<(AttemptOutcome, LeadState)> = sim
@@ -400,7 +431,11 @@ fn max_attempts_is_one_cap_across_busy_no_answer_and_failed() {
 
 #[test]
 fn number_found_on_a_dnc_list_at_claim_is_finished_as_dnc_without_a_call() {
-    let mut sim = sim_with("dnc = [\"global\"]\n", &AGENTS, &["+12125550100", "+12125550101"]);
+    let mut sim = sim_with(
+        "dnc = [\"global\"]\n",
+        &AGENTS,
+        &["+12125550100", "+12125550101"],
+    );
     // Added to the list after the import.
     sim.store
         .dnc
@@ -456,7 +491,11 @@ fn disposition_during_the_call_decides_the_lead_state_when_the_call_ends() {
     sim.step();
     assert_eq!(sim.disposition_results[0].2, Ok(()));
     let (_, attempt, code, next) = sim.dispositions()[0].clone();
-    assert_eq!((code.as_str(), next), ("later", None), "recorded, not applied");
+    assert_eq!(
+        (code.as_str(), next),
+        ("later", None),
+        "recorded, not applied"
+    );
     assert_eq!(sim.store.lead(1).state, LeadState::Dialing);
     sim.run_for(120);
     let (ended, finish) = sim.finish_of(attempt);
@@ -490,6 +529,13 @@ fn disposition_after_the_call_replaces_the_state_its_end_gave() {
     assert_eq!(sim.store.lead(1).state, LeadState::Retry);
     assert!(sim.run_until(8000, |s| s.dialled.len() >= 2));
     assert!(sim.dialled[1].at >= t + 7200);
+    sim.run_for(120);
+    // The campaign had finished when its one lead was done; the retry gave it work again.
+    let states: Vec<CampaignState> = sim.state_events("c").into_iter().map(|e| e.1).collect();
+    use CampaignState::{Finished, Running};
+    assert_eq!(states, vec![Running, Finished, Running, Finished]);
+    let reopened = sim.state_events("c")[2].0;
+    assert_eq!(reopened, t, "reopened by the disposition");
     sim.assert_clean();
 }
 
@@ -525,12 +571,19 @@ fn callback_is_dialled_at_its_time_for_the_agent_who_set_it_once_ready() {
         }
     );
     let lead = sim.store.lead(1).clone();
-    assert_eq!((lead.state, lead.next_at), (LeadState::Callback, callback_at));
+    assert_eq!(
+        (lead.state, lead.next_at),
+        (LeadState::Callback, callback_at)
+    );
     sim.set_agent("201", AgentState::Paused);
     sim.run_to(callback_at + 60);
     assert_eq!(sim.store.attempts.len(), 2, "claimed at its time");
     assert!(sim.store.attempts[1].started >= callback_at);
-    assert_eq!(sim.dialled.len(), 1, "held for 201 while other agents are ready");
+    assert_eq!(
+        sim.dialled.len(),
+        1,
+        "held for 201 while other agents are ready"
+    );
     sim.set_agent("201", AgentState::Ready);
     sim.step();
     assert_eq!(sim.dialled.len(), 2);
@@ -622,7 +675,8 @@ fn unknown_disposition_code_is_refused_and_changes_nothing() {
         "in the future"
     );
     assert_eq!(
-        sim.engine.disposition(sim.now(), "call-99", "sale", None, None),
+        sim.engine
+            .disposition(sim.now(), "call-99", "sale", None, None),
         Err(EngineError::NotACampaignCall("call-99".into()))
     );
     sim.carry_out();
@@ -659,11 +713,19 @@ fn default_disposition_applies_when_wrap_up_s_ends_without_one() {
     assert_eq!(of_first.len(), 1, "{of_first:?}");
     let (t, _, code, next) = of_first[0].clone();
     assert_eq!((t, code.as_str()), (ended + 30, "nodispo"));
-    assert_eq!(next, Some(LeadNext::Retry { at: ended + 30 + 7200 }));
+    assert_eq!(
+        next,
+        Some(LeadNext::Retry {
+            at: ended + 30 + 7200
+        })
+    );
     assert_eq!(sim.store.lead(1).state, LeadState::Retry);
     // The agent disposed of the second call within wrap-up: no default.
     let second = sim.store.attempts_of(2)[0].id;
-    assert_eq!(sim.store.attempt(second).dispositions, vec!["sale".to_string()]);
+    assert_eq!(
+        sim.store.attempt(second).dispositions,
+        vec!["sale".to_string()]
+    );
     assert_eq!(sim.store.lead(2).state, LeadState::Done);
     sim.assert_clean();
 }
@@ -680,14 +742,19 @@ fn pause_stops_new_claims_lets_calls_finish_and_resume_dials_again() {
     let paused = sim.now;
     sim.carry_out();
     assert_eq!(sim.stored_state("c"), CampaignState::Paused);
-    assert_eq!(sim.state_events("c").last(), Some(&(paused, CampaignState::Paused)));
+    assert_eq!(
+        sim.state_events("c").last(),
+        Some(&(paused, CampaignState::Paused))
+    );
     assert!(sim.engine.pause("c").is_err(), "already paused");
     sim.run_for(300);
     assert!(sim.claims().iter().all(|(t, ..)| *t < paused));
     assert_eq!(sim.dialled.len(), 2);
     let finished: Vec<_> = sim.finishes();
     assert_eq!(finished.len(), 2);
-    assert!(finished.iter().all(|(_, _, f)| f.outcome == AttemptOutcome::Bridged));
+    assert!(finished
+        .iter()
+        .all(|(_, _, f)| f.outcome == AttemptOutcome::Bridged));
     assert_eq!(sim.calls_of("c"), 0);
     sim.engine.resume("c").unwrap();
     assert!(sim.engine.resume("c").is_err(), "running already");
@@ -709,7 +776,10 @@ fn stop_ends_dialling_and_start_runs_the_campaign_again() {
     assert_eq!(sim.stored_state("c"), CampaignState::Stopped);
     assert!(matches!(
         sim.engine.resume("c"),
-        Err(EngineError::BadTransition { from: "stopped", .. })
+        Err(EngineError::BadTransition {
+            from: "stopped",
+            ..
+        })
     ));
     assert!(sim.engine.stop("c").is_err());
     sim.run_for(300);
@@ -747,7 +817,9 @@ fn campaign_finishes_when_no_lead_is_left_and_no_line_is_in_flight_and_not_befor
             break;
         }
         assert!(
-            sim.store.remaining("c") > 0 || !sim.calls.is_empty() || sim.engine.lines("c").0 > 0
+            sim.store.remaining("c") > 0
+                || !sim.calls.is_empty()
+                || sim.engine.lines("c").0 > 0
                 || sim.state("c") == CampaignState::Running
         );
     }
@@ -764,7 +836,13 @@ fn campaign_finishes_when_no_lead_is_left_and_no_line_is_in_flight_and_not_befor
         .orders
         .iter()
         .filter(|(_, o)| {
-            matches!(o, Order::SaveState { state: CampaignState::Finished, .. })
+            matches!(
+                o,
+                Order::SaveState {
+                    state: CampaignState::Finished,
+                    ..
+                }
+            )
         })
         .count();
     assert_eq!(saves, 1);
@@ -776,6 +854,52 @@ fn campaign_finishes_when_no_lead_is_left_and_no_line_is_in_flight_and_not_befor
     let orders = sim.orders.len();
     sim.run_for(300);
     assert_eq!(sim.orders.len(), orders);
+    sim.assert_clean();
+}
+
+#[test]
+fn campaign_is_not_finished_while_a_bridged_call_waits_in_wrap_up_for_its_disposition() {
+    let extra = format!(
+        "max_attempts = 2
+default_disposition = \"nodispo\"\n{DISPOSITIONS}\
+         [[disposition]]\ncode = \"nodispo\"\naction = \"retry\"\nretry_s = 600\n"
+    );
+    let mut sim = sim_with(&extra, &["201", "202"], &["+12125550100"]);
+    sim.wrap_up_s = 30;
+    sim.script(|_, _| Script::talk(20));
+    assert!(sim.run_until(2000, |s| s.state("c") == CampaignState::Finished));
+    let finished = sim.now;
+    // The default disposition sent the lead back once, then the cap failed it.
+    assert_eq!(sim.dialled.len(), 2);
+    assert_eq!(sim.store.lead(1).state, LeadState::Failed);
+    let second_end = sim.finish_of(sim.dialled[1].attempt).0;
+    assert!(
+        finished >= second_end + 30,
+        "finished {finished}, ended {second_end}"
+    );
+    let states: Vec<CampaignState> = sim.state_events("c").into_iter().map(|e| e.1).collect();
+    assert_eq!(
+        states,
+        vec![CampaignState::Running, CampaignState::Finished],
+        "finished once, never while a disposition could reopen it"
+    );
+    sim.assert_clean();
+}
+
+#[test]
+fn campaign_started_before_its_leads_are_imported_dials_them_once_imported() {
+    let mut sim = sim_with("", &AGENTS, &[]);
+    assert!(sim.run_until(10, |s| s.state("c") == CampaignState::Finished));
+    sim.lead("c", "+12125550100", NY, Some("US-NY"));
+    // What the runtime does after an import.
+    let groups = sim.store.lead_groups("c");
+    sim.engine.groups(sim.now(), "c", groups);
+    sim.carry_out();
+    assert_eq!(sim.state("c"), CampaignState::Running);
+    assert_eq!(sim.stored_state("c"), CampaignState::Running);
+    sim.run_for(5);
+    assert_eq!(sim.dialled_at("+12125550100").len(), 1);
+    assert!(sim.run_until(120, |s| s.state("c") == CampaignState::Finished));
     sim.assert_clean();
 }
 
@@ -820,7 +944,11 @@ fn number_is_never_on_two_lines_at_once_across_a_random_run_with_a_crash() {
             4 => Script::Abandoned,
             _ => Script::talk(10 + rng.below(50) as i64),
         });
-        sim.run_for(400);
+        sim.run_for(200);
+        assert!(
+            sim.run_until(600, |s| s.calls.len() >= 2),
+            "seed {seed}: calls up"
+        );
         sim.crash();
         let done = sim.run_until(20_000, |s| {
             s.state("a") == CampaignState::Finished && s.state("b") == CampaignState::Finished
@@ -834,7 +962,12 @@ fn number_is_never_on_two_lines_at_once_across_a_random_run_with_a_crash() {
                 l.id,
                 l.state
             );
-            assert!(l.attempts <= 4, "seed {seed}: lead {} tried {}", l.id, l.attempts);
+            assert!(
+                l.attempts <= 4,
+                "seed {seed}: lead {} tried {}",
+                l.id,
+                l.attempts
+            );
         }
         assert!(sim.store.open_attempts().is_empty());
         assert!(
@@ -880,7 +1013,11 @@ fn whole_campaign_of_40_leads_and_3_agents_ends_each_lead_in_its_right_state() {
                 LeadState::Done,
                 1,
             ),
-            _ => (vec![Script::Abandoned, Script::talk(30)], LeadState::Done, 2),
+            _ => (
+                vec![Script::Abandoned, Script::talk(30)],
+                LeadState::Done,
+                2,
+            ),
         }
     };
     let by_number: Vec<(&str, Vec<Script>)> = nums
@@ -892,7 +1029,11 @@ fn whole_campaign_of_40_leads_and_3_agents_ends_each_lead_in_its_right_state() {
     sim.script_by_number(&by_number);
     for (i, n) in nums.iter().enumerate() {
         if i % 8 == 3 {
-            sim.store.dnc.entry("global".into()).or_default().insert(n.clone());
+            sim.store
+                .dnc
+                .entry("global".into())
+                .or_default()
+                .insert(n.clone());
         }
     }
     assert!(sim.run_until(4 * 86_400, |s| s.state("c") == CampaignState::Finished));
@@ -900,8 +1041,16 @@ fn whole_campaign_of_40_leads_and_3_agents_ends_each_lead_in_its_right_state() {
     for (i, n) in nums.iter().enumerate() {
         let lead = sim.store.lead(i as i64 + 1);
         let (_, state, attempts) = plan(i);
-        assert_eq!((lead.state, lead.attempts), (state, attempts), "lead {i} ({n})");
-        let expected_calls = if state == LeadState::Dnc { 0 } else { attempts as usize };
+        assert_eq!(
+            (lead.state, lead.attempts),
+            (state, attempts),
+            "lead {i} ({n})"
+        );
+        let expected_calls = if state == LeadState::Dnc {
+            0
+        } else {
+            attempts as usize
+        };
         assert_eq!(sim.dialled_at(n).len(), expected_calls, "lead {i} ({n})");
     }
     // The abandoned leads waited their 72 h.

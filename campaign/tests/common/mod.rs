@@ -50,7 +50,11 @@ pub struct XorShift(u64);
 impl XorShift {
     /// A generator; `seed` 0 is replaced (xorshift never leaves 0).
     pub fn new(seed: u64) -> XorShift {
-        XorShift(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        XorShift(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     /// The next value.
@@ -226,7 +230,11 @@ impl FakeStore {
             });
             let dnc = dnc_lists
                 .iter()
-                .find(|list| self.dnc.get(*list).is_some_and(|n| n.contains(&lead.number)))
+                .find(|list| {
+                    self.dnc
+                        .get(*list)
+                        .is_some_and(|n| n.contains(&lead.number))
+                })
                 .cloned();
             out.push(Claimed {
                 lead: id,
@@ -244,7 +252,13 @@ impl FakeStore {
         out
     }
 
-    fn move_lead(&mut self, lead: i64, next: &LeadNext, outcome: Option<AttemptOutcome>, dnc_list: Option<&str>) {
+    fn move_lead(
+        &mut self,
+        lead: i64,
+        next: &LeadNext,
+        outcome: Option<AttemptOutcome>,
+        dnc_list: Option<&str>,
+    ) {
         let l = self.lead_mut(lead);
         l.state = next.state();
         l.next_at = next.due().unwrap_or(0);
@@ -262,10 +276,17 @@ impl FakeStore {
     }
 
     /// `Store::finish_attempt`.
-    pub fn finish_attempt(&mut self, attempt: i64, finish: &Finish, dnc_list: Option<&str>, now: i64) {
+    pub fn finish_attempt(
+        &mut self,
+        attempt: i64,
+        finish: &Finish,
+        dnc_list: Option<&str>,
+        now: i64,
+    ) {
         let a = &mut self.attempts[(attempt - 1) as usize];
         if a.ended.is_some() {
-            self.violations.push(format!("attempt {attempt} finished twice"));
+            self.violations
+                .push(format!("attempt {attempt} finished twice"));
             return;
         }
         a.ended = Some(now);
@@ -278,7 +299,13 @@ impl FakeStore {
     }
 
     /// `Store::set_disposition`.
-    pub fn set_disposition(&mut self, attempt: i64, code: &str, next: Option<&LeadNext>, dnc_list: Option<&str>) {
+    pub fn set_disposition(
+        &mut self,
+        attempt: i64,
+        code: &str,
+        next: Option<&LeadNext>,
+        dnc_list: Option<&str>,
+    ) {
         let a = &mut self.attempts[(attempt - 1) as usize];
         a.dispositions.push(code.to_string());
         let lead = a.lead;
@@ -522,7 +549,10 @@ impl Sim {
 
     /// Calls up of `campaign`.
     pub fn calls_of(&self, campaign: &str) -> usize {
-        self.calls.values().filter(|c| c.campaign == campaign).count()
+        self.calls
+            .values()
+            .filter(|c| c.campaign == campaign)
+            .count()
     }
 
     /// One virtual second: call events and agent changes due now, the pool's agents, a tick
@@ -531,7 +561,11 @@ impl Sim {
         self.call_events();
         self.agent_changes();
         self.engine.pool_agents(POOL, self.pool_agents());
-        if self.engine.poll_timeout().is_some_and(|due| due <= self.now()) {
+        if self
+            .engine
+            .poll_timeout()
+            .is_some_and(|due| due <= self.now())
+        {
             self.engine.tick(self.now());
         }
         self.carry_out();
@@ -628,8 +662,10 @@ impl Sim {
     fn originate(&mut self, campaign: String, attempt: i64, request: CallRequest) {
         let a = self.store.attempt(attempt).clone();
         if a.ended.is_some() {
-            self.violations
-                .push(format!("{}: originate for closed attempt {attempt}", self.now));
+            self.violations.push(format!(
+                "{}: originate for closed attempt {attempt}",
+                self.now
+            ));
         }
         if let Some(c) = self.calls.values().find(|c| c.number == request.number) {
             self.violations.push(format!(
@@ -665,7 +701,11 @@ impl Sim {
         let t = self.now;
         let (answer_at, end_at, outcome) = match &script {
             Script::Busy => (None, Some(t + 2), "busy"),
-            Script::NoAnswer => (None, Some(t + i64::from(request.ring_timeout_s)), "no_answer"),
+            Script::NoAnswer => (
+                None,
+                Some(t + i64::from(request.ring_timeout_s)),
+                "no_answer",
+            ),
             Script::Failed => (None, Some(t + 1), "failed"),
             Script::Abandoned | Script::Bridged { .. } => (Some(t + 5), None, ""),
             Script::Refused => unreachable!("handled above"),
@@ -730,7 +770,11 @@ impl Sim {
     fn answer(&mut self, id: &str) {
         let now = self.now;
         self.engine.call_answered(id);
-        let call = self.calls.get(id).expect("answering a call that is up").clone();
+        let call = self
+            .calls
+            .get(id)
+            .expect("answering a call that is up")
+            .clone();
         let agent = match (&call.script, &call.reserved) {
             (Script::Abandoned, _) => None,
             (_, Some(agent)) => Some(agent.clone()),
@@ -921,7 +965,11 @@ impl Sim {
 
     /// Panics with every violation seen.
     pub fn assert_clean(&self) {
-        let all: Vec<&String> = self.violations.iter().chain(&self.store.violations).collect();
+        let all: Vec<&String> = self
+            .violations
+            .iter()
+            .chain(&self.store.violations)
+            .collect();
         assert!(all.is_empty(), "violations:\n{all:#?}");
     }
 }
