@@ -10,8 +10,6 @@
 //! (a number dialled while it is already on a line, an attempt closed while its call is
 //! up, an agent reserved who is not ready) in [`Sim::violations`].
 
-#![allow(dead_code)]
-
 use campaign::definition::CampaignDef;
 use campaign::engine::{
     CallRequest, CampaignEvent, CampaignState, Claimed, Engine, Finish, Order, PoolAgents,
@@ -406,7 +404,6 @@ pub struct Call {
     pub attempt: i64,
     pub number: String,
     pub script: Script,
-    pub placed: i64,
     /// The agent the originate named.
     pub reserved: Option<String>,
     pub answer_at: Option<i64>,
@@ -718,7 +715,6 @@ impl Sim {
                 attempt,
                 number: request.number.clone(),
                 script,
-                placed: t,
                 reserved: request.agent.clone(),
                 answer_at,
                 end_at,
