@@ -327,8 +327,22 @@ struct Line {
     fields: Vec<(String, String)>,
     last_outcome: Option<AttemptOutcome>,
     stage: Stage,
+    /// The agent its originate named (held for it by the call engine until the bridge).
+    reserved: Option<String>,
     /// A disposition set while the call was up.
-    disposition: Option<(LeadNext, Option<String>)>,
+    disposition: Option<Pending>,
+}
+
+/// A disposition set during a call, applied when the call ends.
+#[derive(Clone, Debug)]
+struct Pending {
+    /// The lead's next state.
+    next: LeadNext,
+    /// For `next` = DNC: the list.
+    dnc_list: Option<String>,
+    /// For a `retry` disposition: its delay, counted from the end of the call (the customer
+    /// asked to be called again in so long after this call, not after the agent's click).
+    retry_s: Option<i64>,
 }
 
 /// An ended call whose attempt can still take a disposition.
@@ -357,6 +371,8 @@ struct Campaign {
     groups_due: i64,
     /// A LoadGroups order is out.
     loading: bool,
+    /// Groups were loaded at least once (a refresh then does not hold pacing up).
+    groups_loaded: bool,
     /// A Claim order is out.
     claiming: bool,
     /// No claim before this.
@@ -396,6 +412,7 @@ impl Engine {
                 groups: Vec::new(),
                 groups_due: i64::MIN,
                 loading: false,
+                groups_loaded: false,
                 claiming: false,
                 claim_after: i64::MIN,
                 counting: false,
@@ -491,12 +508,21 @@ impl Engine {
         self.pools.insert(pool.to_string(), agents);
     }
 
-    /// The answer to [`Order::LoadGroups`].
+    /// The answer to [`Order::LoadGroups`], and the groups after an import. A finished
+    /// campaign given groups with leads to dial (leads imported after it finished, or
+    /// before its first leads came) runs again: it is finished only while no lead is left.
     pub fn groups(&mut self, now: DateTime<Utc>, campaign: &str, groups: Vec<LeadGroup>) {
-        if let Some(c) = self.campaigns.get_mut(campaign) {
-            c.groups = groups;
-            c.loading = false;
-            c.groups_due = now.timestamp() + GROUPS_REFRESH_S;
+        let Some(c) = self.campaigns.get_mut(campaign) else {
+            return;
+        };
+        let reopen = c.state == CampaignState::Finished && !groups.is_empty();
+        c.groups = groups;
+        c.loading = false;
+        c.groups_loaded = true;
+        c.groups_due = now.timestamp() + GROUPS_REFRESH_S;
+        if reopen {
+            c.state = CampaignState::Running;
+            self.save_state(campaign, CampaignState::Running);
         }
     }
 
@@ -548,12 +574,36 @@ impl Engine {
             self.orders.push_back(Order::LoadGroups {
                 campaign: name.to_string(),
             });
-            if let Some(c) = self.campaigns.get_mut(name) {
-                c.loading = true;
+            let Some(c) = self.campaigns.get_mut(name) else {
+                return;
+            };
+            c.loading = true;
+            // Only the first load is waited for. A refresh is carried out before this
+            // tick's claim (orders run in sequence), and skipping the claim would cost a
+            // second of dialling each minute, the first second of a window among them.
+            if !c.groups_loaded {
+                return;
             }
+        }
+        let Some(c) = self.campaigns.get(name) else {
+            return;
+        };
+        if c.claiming || !c.groups_loaded || secs < c.claim_after {
             return;
         }
-        if c.claiming || c.loading || secs < c.claim_after {
+        if c.groups.is_empty() {
+            // The store lists only groups with leads left to dial, so no claim will be
+            // made, and no empty claim will ever ask for the count that finishes the
+            // campaign: ask here, at the claim back-off's pace.
+            if c.lines.is_empty() && !c.counting {
+                self.orders.push_back(Order::CountRemaining {
+                    campaign: name.to_string(),
+                });
+                if let Some(c) = self.campaigns.get_mut(name) {
+                    c.counting = true;
+                    c.claim_after = secs + SHORT_CLAIM_BACKOFF_S;
+                }
+            }
             return;
         }
         let agents = self.pools.get(&c.def.pool).cloned().unwrap_or_default();
@@ -634,6 +684,7 @@ impl Engine {
             fields: lead.fields,
             last_outcome: lead.last_outcome,
             stage: Stage::Placing,
+            reserved: None,
             disposition: None,
         };
         if let Some(list) = lead.dnc {
@@ -678,6 +729,7 @@ impl Engine {
             None
         };
         let request = call_request(&c.def, lead.lead, lead.attempt, &line, agent);
+        line.reserved = request.agent.clone();
         c.lines.insert(lead.attempt, line);
         self.orders.push_back(Order::Originate {
             campaign: campaign.to_string(),
@@ -686,14 +738,17 @@ impl Engine {
         });
     }
 
-    /// Agents named by lines not yet placed (so one ready agent is not promised twice).
+    /// Agents named by lines not yet bridged, in every campaign, so one ready agent is not
+    /// promised twice. The lines are asked rather than the queued orders: the pool's ready
+    /// list is refreshed only before a tick, so an agent whose originate was already carried
+    /// out still reads as ready while the rest of that tick's orders run (a claim's answer
+    /// among them).
     fn reserved_agents(&self) -> Vec<String> {
-        self.orders
-            .iter()
-            .filter_map(|o| match o {
-                Order::Originate { call, .. } => call.agent.clone(),
-                _ => None,
-            })
+        self.campaigns
+            .values()
+            .flat_map(|c| c.lines.values())
+            .filter(|l| !matches!(l.stage, Stage::Bridged { .. } | Stage::Held { .. }))
+            .filter_map(|l| l.reserved.clone())
             .collect()
     }
 
@@ -731,10 +786,9 @@ impl Engine {
                 None if !agent.is_empty() && secs - since >= c.def.callback_wait_s as i64 => None,
                 None => continue,
             };
-            out.push((
-                *attempt,
-                call_request(&c.def, line.lead, *attempt, line, agent),
-            ));
+            let request = call_request(&c.def, line.lead, *attempt, line, agent);
+            line.reserved = request.agent.clone();
+            out.push((*attempt, request));
             line.stage = Stage::Placing;
         }
         for (attempt, call) in out {
@@ -789,13 +843,19 @@ impl Engine {
     }
 
     /// The answer to [`Order::CountRemaining`]: leads that can still be dialled (new,
-    /// retry, callback, dialing). None left and no line in flight: the campaign is finished.
+    /// retry, callback, dialing). None left, no line in flight and no bridged call in its
+    /// wrap-up still waiting for a disposition (which may send its lead back to be
+    /// dialled): the campaign is finished.
     pub fn remaining(&mut self, campaign: &str, dialable: u64) {
+        let in_wrap_up = self
+            .ended
+            .values()
+            .any(|e| e.campaign == campaign && e.bridged && !e.disposed);
         let Some(c) = self.campaigns.get_mut(campaign) else {
             return;
         };
         c.counting = false;
-        if dialable == 0 && c.lines.is_empty() && c.state == CampaignState::Running {
+        if dialable == 0 && c.lines.is_empty() && !in_wrap_up && c.state == CampaignState::Running {
             c.state = CampaignState::Finished;
             self.save_state(campaign, CampaignState::Finished);
         }
@@ -856,7 +916,14 @@ impl Engine {
             _ => None,
         });
         let (next, dnc_list) = match (&line.disposition, bridged) {
-            (Some((next, list)), _) => (next.clone(), list.clone()),
+            (
+                Some(Pending {
+                    retry_s: Some(delay),
+                    ..
+                }),
+                _,
+            ) => (LeadNext::Retry { at: secs + delay }, None),
+            (Some(p), _) => (p.next.clone(), p.dnc_list.clone()),
             (None, true) => (LeadNext::Done, None),
             (None, false) => (retry_next(&c.def, line.attempt_no, class, secs), None),
         };
@@ -964,6 +1031,7 @@ impl Engine {
                     .join(", "),
             });
         };
+        let mut retry_s = None;
         let next = match d.action {
             DispositionAction::Final => LeadNext::Done,
             DispositionAction::Dnc => LeadNext::Dnc,
@@ -972,6 +1040,7 @@ impl Engine {
                 if attempt_no >= def.max_attempts {
                     LeadNext::Failed
                 } else {
+                    retry_s = Some(delay);
                     LeadNext::Retry { at: secs + delay }
                 }
             }
@@ -990,7 +1059,11 @@ impl Engine {
                 .get_mut(campaign)
                 .and_then(|c| c.lines.get_mut(attempt));
             if let Some(line) = line {
-                line.disposition = Some((next.clone(), dnc_list.clone()));
+                line.disposition = Some(Pending {
+                    next: next.clone(),
+                    dnc_list: dnc_list.clone(),
+                    retry_s,
+                });
             }
             // Recorded now; the lead moves when the call ends.
             self.orders.push_back(Order::Disposition {
@@ -1004,6 +1077,9 @@ impl Engine {
             if let Some(e) = self.ended.get_mut(call) {
                 e.disposed = true;
             }
+            if matches!(next, LeadNext::Retry { .. } | LeadNext::Callback { .. }) {
+                self.reopen(secs, &campaign);
+            }
             self.orders.push_back(Order::Disposition {
                 attempt,
                 code: code.to_string(),
@@ -1013,6 +1089,20 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// A lead of `campaign` is to be dialled again after its call: its group may have left
+    /// the loaded ones (the store lists only groups with leads left to dial), and a campaign
+    /// that finished meanwhile has work again.
+    fn reopen(&mut self, secs: i64, campaign: &str) {
+        let Some(c) = self.campaigns.get_mut(campaign) else {
+            return;
+        };
+        c.groups_due = c.groups_due.min(secs);
+        if c.state == CampaignState::Finished {
+            c.state = CampaignState::Running;
+            self.save_state(campaign, CampaignState::Running);
+        }
     }
 
     /// Bridged calls that ended without a disposition get the campaign's default once the
@@ -1086,6 +1176,7 @@ impl Engine {
             fields: Vec::new(),
             last_outcome: None,
             stage: Stage::Placing,
+            reserved: None,
             disposition: None,
         };
         let finish = Finish {
