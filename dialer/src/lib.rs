@@ -15,10 +15,15 @@
 //! - [`runtime`]: the only IO: the clock, the SIP socket and signalling task, each call's media
 //!   task (batched RTP sockets), `dialer register`, and the loopback demo.
 //! - [`control`], [`api`], [`client`]: the control interface (`POST /calls`, `GET /events` ...)
-//!   the running dialer serves and the CLI uses.
+//!   the running dialer serves and the CLI uses; [`campaigns`]: the requests of the campaign
+//!   routes (`/campaigns`, `/dnc`, `/calls/{id}/disposition`), answered by the campaign runner
+//!   ([`runtime::campaigns`]: the `campaign` crate's engine and the `store` crate's SQLite
+//!   store on a thread of their own).
 //! - [`cli`]: the subcommands (`main.rs` only parses arguments with clap and calls
 //!   [`cli::run()`]): `run`, `register`, `demo`, `call`, `calls`, `agents`,
-//!   `agent pause|ready|login|logout`, `bans`, `unban`, `hangup`, `sip parse`,
+//!   `agent pause|ready|login|logout`, `bans`, `unban`, `hangup`, `campaign
+//!   create|import|start|pause|resume|stop|status|list|leads`, `dnc add|remove|import|list`,
+//!   `disposition`, `sip parse`,
 //!   `config check`, `pcap ladder|rtp|audio`.
 //! - [`pcap`]: the capture analyses behind `dialer pcap`: SIP messages out of UDP, reassembled
 //!   TCP (deframed with [`sip_core::message::parse_stream`] per direction) and WebSocket
