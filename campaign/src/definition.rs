@@ -955,10 +955,7 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
 /// A TOML syntax or type error, located, with the key path it is under.
 fn serde_error(file: &str, text: &str, e: &toml::de::Error) -> Diagnostic {
     let offset = e.span().map_or(0, |s| s.start);
-    let key = toml_edit::ImDocument::parse(text)
-        .ok()
-        .and_then(|doc| key_path_at(doc.as_table(), offset, ""))
-        .unwrap_or_default();
+    let key = trunk_profiles::toml_key_path(text, offset);
     let mut message = e.message().trim().to_string();
     if let Some(rest) = message.strip_prefix("unknown field") {
         message = format!("unknown key{rest}");
@@ -966,53 +963,3 @@ fn serde_error(file: &str, text: &str, e: &toml::de::Error) -> Diagnostic {
     Diagnostic::at(file, text, offset, key, message)
 }
 
-fn span_covers(span: Option<Range<usize>>, offset: usize) -> bool {
-    span.is_some_and(|s| s.contains(&offset) || s.start == offset)
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-/// The deepest key path whose key or value covers `offset`.
-fn key_path_at(table: &toml_edit::Table, offset: usize, prefix: &str) -> Option<String> {
-    table.iter().find_map(|(k, item)| {
-        let path = join(prefix, k);
-        if span_covers(table.key(k).and_then(|k| k.span()), offset) {
-            return Some(path);
-        }
-        match item {
-            toml_edit::Item::Table(t) => key_path_at(t, offset, &path)
-                .or_else(|| span_covers(t.span(), offset).then(|| path.clone())),
-            toml_edit::Item::ArrayOfTables(a) => a.iter().enumerate().find_map(|(i, t)| {
-                let p = format!("{path}[{i}]");
-                key_path_at(t, offset, &p).or_else(|| span_covers(t.span(), offset).then_some(p))
-            }),
-            toml_edit::Item::Value(v) => value_path_at(v, offset, &path),
-            toml_edit::Item::None => None,
-        }
-    })
-}
-
-fn value_path_at(v: &toml_edit::Value, offset: usize, path: &str) -> Option<String> {
-    let inner = match v {
-        toml_edit::Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| value_path_at(v, offset, &format!("{path}[{i}]"))),
-        toml_edit::Value::InlineTable(t) => t.iter().find_map(|(k, v)| {
-            let p = join(path, k);
-            if span_covers(t.key(k).and_then(|k| k.span()), offset) {
-                Some(p)
-            } else {
-                value_path_at(v, offset, &p)
-            }
-        }),
-        _ => None,
-    };
-    inner.or_else(|| span_covers(v.span(), offset).then(|| path.to_string()))
-}

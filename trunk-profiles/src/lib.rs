@@ -263,6 +263,16 @@ fn serde_error(src: &Source<'_>, e: &toml::de::Error) -> Diagnostic {
     src.diagnostic(span, key, message)
 }
 
+/// The key path (`trunk[1].codecs[2]`) of the deepest key or value of the TOML `text` that
+/// covers byte `offset`; empty outside any key or when the text does not parse. For loaders
+/// of other TOML files (campaign definitions) that locate their errors like this crate.
+pub fn toml_key_path(text: &str, offset: usize) -> String {
+    toml_edit::ImDocument::parse(text)
+        .ok()
+        .and_then(|doc| key_path_at(doc.as_table(), offset, ""))
+        .unwrap_or_default()
+}
+
 fn contains(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
     span.is_some_and(|s| s.contains(&offset) || s.start == offset)
 }
