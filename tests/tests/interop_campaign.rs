@@ -235,6 +235,14 @@ fn a_campaign_runs_to_the_end_through_a_kill_and_a_restart_with_nothing_lost_or_
     assert_eq!(done["total"].as_u64(), Some(LEADS as u64), "{done}");
     assert_eq!(done["finished"].as_u64(), Some(LEADS as u64), "{done}");
 
+    let (ok, out, err) = cli(&t, &["campaign", "status", "spring", "--wait"]);
+    assert!(ok, "status --wait: {err}");
+    assert!(
+        out.lines().last().is_some_and(
+            |l| l.starts_with(&format!("spring finished: {LEADS}/{LEADS} leads finished"))
+        ),
+        "status --wait ends with the finished summary: {out}"
+    );
     let (ok, out, err) = cli(&t, &["campaign", "leads", "spring", "--json"]);
     assert!(ok, "leads export: {err}");
     let export: Vec<serde_json::Value> = serde_json::from_str(out.trim()).expect("export JSON");
@@ -383,6 +391,25 @@ fn campaign_commands_refuse_what_makes_no_sense_and_dnc_numbers_are_not_imported
     );
     let (ok, out, _) = cli(&t, &["dnc", "remove", "+15550200008"]);
     assert!(ok && out.contains("1 numbers removed from global"), "{out}");
+    let list = t.dir.join("dnc.csv");
+    std::fs::write(
+        &list,
+        "number,source\n+15550200030,complaint\n+15550200031,web\n",
+    )
+    .unwrap();
+    let (ok, out, err) = cli(
+        &t,
+        &["dnc", "import", list.to_str().unwrap(), "--list", "other"],
+    );
+    assert!(
+        ok && out.contains("2 numbers added to other"),
+        "{out} {err}"
+    );
+    let (ok, out, _) = cli(&t, &["dnc", "list", "--list", "other"]);
+    assert!(
+        ok && out.lines().eq(["+15550200030", "+15550200031"]),
+        "{out}"
+    );
     // The campaign applies list "global".
     let text = std::fs::read_to_string(&campaign).unwrap();
     std::fs::write(
