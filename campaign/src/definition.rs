@@ -962,4 +962,3 @@ fn serde_error(file: &str, text: &str, e: &toml::de::Error) -> Diagnostic {
     }
     Diagnostic::at(file, text, offset, key, message)
 }
-
