@@ -759,6 +759,11 @@ impl Engine {
         let Some(c) = self.campaigns.get_mut(campaign) else {
             return;
         };
+        // A paused or stopped campaign places no new call; a held callback waits for it to
+        // run again.
+        if c.state != CampaignState::Running {
+            return;
+        }
         let ready = self
             .pools
             .get(&c.def.pool)

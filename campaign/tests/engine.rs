@@ -606,6 +606,28 @@ fn callback_whose_agent_stays_unready_goes_to_the_pool_after_callback_wait_s() {
 }
 
 #[test]
+fn held_callback_is_not_placed_while_its_campaign_is_paused() {
+    let (mut sim, callback_at) = callback_sim();
+    sim.set_agent("201", AgentState::Paused);
+    sim.run_to(callback_at + 10);
+    assert_eq!(sim.dialled.len(), 1, "held for 201");
+    sim.engine.pause("c").expect("pause");
+    sim.set_agent("201", AgentState::Ready);
+    sim.run_to(callback_at + 600);
+    assert_eq!(
+        sim.dialled.len(),
+        1,
+        "no new call while paused: {:?}",
+        sim.dialled
+    );
+    sim.engine.resume("c").expect("resume");
+    sim.step();
+    assert_eq!(sim.dialled.len(), 2, "placed once the campaign runs again");
+    assert_eq!(sim.dialled[1].request.agent.as_deref(), Some("201"));
+    sim.assert_clean();
+}
+
+#[test]
 fn two_callbacks_for_one_agent_never_reserve_the_agent_twice() {
     // Whatever second the second callback's claim falls on relative to the release of the
     // first, the agent is named by one originate at a time.
