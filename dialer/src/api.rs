@@ -13,6 +13,7 @@
 //! | `DELETE /bans/{ip}` | `204` when the ban is lifted, `404` (`not_banned`) when the address is not banned |
 //! | `GET /events[?call=ID]` | `200`, `application/x-ndjson`, chunked: one [`ApiEvent`] per line, forever |
 //! | `GET /health` | `200 {"status":"ok"}`, or `503 {"status":"dialer_stopped"}` |
+//! | `GET /metrics` | `200`, `text/plain; version=0.0.4`: the Prometheus text format ([`crate::metrics`]) |
 //!
 //! Every error has a JSON body `{"error": NAME, "detail": ...}`. A [`ControlError`] is that
 //! error itself (`{"error":"agent_busy","detail":"1001"}`) with the status of [`status_for`];
@@ -90,6 +91,7 @@ use crate::control::{
     AgentInfo, ApiEvent, CallId, CallInfo, ControlError, ControlHandle, ControlRequest,
     OriginateRequest, TrunkInfo,
 };
+use crate::metrics::{Metrics, Snapshot};
 use crate::paths::MediaDirs;
 use crate::runtime::campaigns::RunnerHandle;
 
@@ -226,6 +228,8 @@ pub struct Api {
     dirs: MediaDirs,
     /// The campaign runner, when the dialer runs campaigns.
     campaigns: Option<RunnerHandle>,
+    /// The counters `GET /metrics` reports.
+    metrics: Arc<Metrics>,
 }
 
 /// Checks the address against the token rule and binds it.
@@ -249,6 +253,7 @@ pub async fn bind(listen: SocketAddr, token: Option<String>) -> Result<Api, ApiE
         allowed_hosts: Vec::new(),
         dirs: MediaDirs::default(),
         campaigns: None,
+        metrics: Arc::new(Metrics::new()),
     })
 }
 
@@ -289,6 +294,13 @@ impl Api {
         self
     }
 
+    /// Reports these counters on `GET /metrics` (the ones the dialer's signalling task
+    /// updates); without them the counters stay at 0 and only the gauges move.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Api {
+        self.metrics = metrics;
+        self
+    }
+
     /// Serves until `shutdown` completes, then ends the event streams and drains.
     pub async fn run(
         self,
@@ -307,6 +319,7 @@ impl Api {
             }),
             dirs: Arc::new(self.dirs),
             campaigns: self.campaigns,
+            metrics: self.metrics,
         };
         axum::serve(self.listener, router(state))
             .with_graceful_shutdown(async move {
@@ -327,6 +340,7 @@ struct AppState {
     own: Arc<OwnAddress>,
     dirs: Arc<MediaDirs>,
     campaigns: Option<RunnerHandle>,
+    metrics: Arc<Metrics>,
 }
 
 fn router(state: AppState) -> Router {
@@ -343,6 +357,7 @@ fn router(state: AppState) -> Router {
         .route("/bans", get(list_bans))
         .route("/bans/:ip", delete(lift_ban))
         .route("/events", get(events))
+        .route("/metrics", get(metrics))
         .merge(campaigns::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -454,6 +469,56 @@ async fn health(State(state): State<AppState>) -> Response {
         Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
             .into_response()
     }
+}
+
+/// `GET /metrics`: the counters, and gauges of the calls, agents, trunks and campaigns asked
+/// of the dialer now. Without the dialer the answer is `503` like any route's, so a scrape
+/// fails visibly instead of reporting a dialer that is gone as idle.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (calls, agents, trunks) = tokio::join!(
+        ask(&state, ControlRequest::ListCalls),
+        ask(&state, ControlRequest::ListAgents),
+        ask(&state, ControlRequest::ListTrunks),
+    );
+    let snapshot = match (calls, agents, trunks) {
+        (Ok(calls), Ok(agents), Ok(trunks)) => Snapshot {
+            calls,
+            agents,
+            trunks,
+            campaigns: campaign_statuses(&state).await,
+        },
+        (Err(response), _, _) | (_, Err(response), _) | (_, _, Err(response)) => return response,
+    };
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(&snapshot),
+    )
+        .into_response()
+}
+
+/// Every campaign's status, for the campaign gauges; none when the dialer runs no campaigns.
+/// A runner that does not answer leaves the campaign gauges out (with a warning) rather than
+/// failing the scrape: the call and SIP metrics do not depend on the store.
+async fn campaign_statuses(state: &AppState) -> Vec<crate::campaigns::CampaignStatus> {
+    let Some(runner) = &state.campaigns else {
+        return Vec::new();
+    };
+    let reply = tokio::time::timeout(
+        REPLY_TIMEOUT,
+        runner.ask(crate::campaigns::CampaignRequest::List),
+    )
+    .await;
+    let problem = match reply {
+        Ok(Ok(Ok(value))) => match serde_json::from_value(value) {
+            Ok(statuses) => return statuses,
+            Err(e) => format!("the campaign list is not a list of statuses: {e}"),
+        },
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Err(_)) => "the campaign runner stopped".to_owned(),
+        Err(_) => format!("no answer within {} s", REPLY_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(target: "dialer", "GET /metrics without campaign gauges: {problem}");
+    Vec::new()
 }
 
 /// Reads an [`OriginateRequest`], naming the offending field in the error.

@@ -287,6 +287,28 @@ impl Client {
         read_json(&url, expect(&url, response, StatusCode::OK)?)
     }
 
+    /// `GET path`, the answer as text (`/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = self.url(path);
+        let mut request = self.requests.get(&url).header("Accept", "text/plain");
+        if let Some(auth) = self.authorization() {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.call().map_err(|source| ClientError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
+        let mut response = expect(&url, response, StatusCode::OK)?;
+        response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ClientError::BadResponse {
+                url,
+                status: 200,
+                problem: format!("cannot read the body: {e}"),
+            })
+    }
+
     /// `POST path` with `body` of `content_type`, expecting `expected`; the answer as JSON.
     pub fn post_json(
         &self,

@@ -19,6 +19,8 @@
 //!   routes (`/campaigns`, `/dnc`, `/calls/{id}/disposition`), answered by the campaign runner
 //!   ([`runtime::campaigns`]: the `campaign` crate's engine and the `store` crate's SQLite
 //!   store on a thread of their own).
+//! - [`metrics`]: what `GET /metrics` reports in the Prometheus text format: call outcomes,
+//!   SIP requests and responses, RTP packets, and gauges of calls, agents, trunks, campaigns.
 //! - [`cli`]: the subcommands (`main.rs` only parses arguments with clap and calls
 //!   [`cli::run()`]): `run`, `register`, `demo`, `call`, `calls`, `agents`,
 //!   `agent pause|ready|login|logout`, `bans`, `unban`, `hangup`, `campaign
@@ -66,6 +68,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod client;
 pub mod control;
+pub mod metrics;
 pub mod paths;
 pub mod pcap;
 pub mod registrar;

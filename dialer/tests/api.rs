@@ -19,6 +19,7 @@ use dialer::control::{
     AgentInfo, ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, ControlHandle,
     ControlRequest, HungUpBy, LadderLine, OriginateRequest, TrunkInfo,
 };
+use dialer::metrics::{self, Metrics};
 use dialer::paths::MediaDirs;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -36,6 +37,8 @@ struct Setup {
     allowed_hosts: Vec<String>,
     /// `[media] record_dir`, `ringback_dir`, `pcap_dir`.
     dirs: MediaDirs,
+    /// The counters of `GET /metrics`, as the signalling task shares them.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for Setup {
@@ -46,6 +49,7 @@ impl Default for Setup {
             dialer: true,
             allowed_hosts: Vec::new(),
             dirs: MediaDirs::default(),
+            metrics: None,
         }
     }
 }
@@ -108,6 +112,10 @@ impl Harness {
                 .await?
                 .allow_hosts(setup.allowed_hosts)
                 .confine_paths(setup.dirs);
+                let api = match setup.metrics {
+                    Some(metrics) => api.metrics(metrics),
+                    None => api,
+                };
                 addr_tx.send(api.local_addr()?).unwrap();
                 if setup.dialer {
                     tokio::spawn(fake_dialer(
@@ -574,13 +582,14 @@ fn every_route_wants_the_bearer_token_when_one_is_set() {
         ..Setup::default()
     });
     let originate = r#"{"number":"5551234","agent":"1001"}"#;
-    let routes: [(&str, &str, Option<&str>, u16); 7] = [
+    let routes: [(&str, &str, Option<&str>, u16); 8] = [
         ("GET", "/health", None, 200),
         ("GET", "/calls", None, 200),
         ("POST", "/calls", Some(originate), 201),
         ("DELETE", "/calls/1", None, 204),
         ("GET", "/agents", None, 200),
         ("GET", "/events", None, 200),
+        ("GET", "/metrics", None, 200),
         ("GET", "/no-such-route", None, 404),
     ];
     for (method, path, body, ok) in routes {
@@ -1015,6 +1024,80 @@ fn client_lists_calls_and_reports_control_errors() {
         wrong.calls(),
         Err(dialer::client::ClientError::Unauthorized(_))
     ));
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_the_counters_and_the_dialers_calls_agents_and_trunks() {
+    let counters = Arc::new(Metrics::new());
+    counters.on_cdr(&cdr(CallId(5), false));
+    counters.on_cdr(&cdr(CallId(6), true));
+    counters.on_sip(
+        metrics::Direction::Out,
+        b"INVITE sip:+15551234@carrier.test SIP/2.0\r\n\r\n",
+    );
+    counters.on_sip(metrics::Direction::In, b"SIP/2.0 486 Busy Here\r\n\r\n");
+    let h = Harness::start(Setup {
+        token: Some(TOKEN),
+        metrics: Some(counters.clone()),
+        ..Setup::default()
+    });
+    let answer = send("GET", &h.url("/metrics"), Some(TOKEN), None);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let samples: Vec<&str> = answer
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    for sample in [
+        r#"dialer_calls_total{outcome="busy"} 1"#,
+        r#"dialer_calls_total{outcome="bridged"} 1"#,
+        r#"dialer_calls_total{outcome="no_answer"} 0"#,
+        r#"dialer_rtp_packets_relayed_total{to="agent"} 3000"#,
+        r#"dialer_rtp_packets_lost_total{from="agent"} 3"#,
+        r#"dialer_sip_requests_total{direction="out",method="INVITE"} 1"#,
+        r#"dialer_sip_responses_total{direction="in",status_class="4xx"} 1"#,
+        // What the fake dialer lists: two calls, 1001 ready and 1002 talking, the carrier
+        // registered and the backup retrying.
+        "dialer_calls_in_progress 2",
+        r#"dialer_agents{state="ready"} 1"#,
+        r#"dialer_agents{state="talking"} 1"#,
+        r#"dialer_agents{state="paused"} 0"#,
+        r#"dialer_trunk_registered{trunk="carrier"} 1"#,
+        r#"dialer_trunk_registered{trunk="backup"} 0"#,
+    ] {
+        assert!(
+            samples.contains(&sample),
+            "{sample} missing from\n{}",
+            answer.body
+        );
+    }
+    // No campaign runner: no campaign series.
+    assert!(!answer.body.contains("dialer_campaign"), "{}", answer.body);
+
+    // A counter moves between scrapes; the client reads the same text.
+    counters.on_cdr(&cdr(CallId(7), false));
+    let client = dialer::client::Client::new(&h.base, Some(TOKEN.into())).unwrap();
+    let text = client.get_text("/metrics").unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == r#"dialer_calls_total{outcome="busy"} 2"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn metrics_are_503_when_the_dialer_task_is_gone() {
+    let h = Harness::start(Setup {
+        dialer: false,
+        ..Setup::default()
+    });
+    let answer = send("GET", &h.url("/metrics"), None, None);
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.json()["error"], "unavailable");
 }
 
 /// Runs the real binary; bounded by [`TIMEOUT`].

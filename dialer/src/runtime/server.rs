@@ -194,6 +194,8 @@ struct State {
     sip_local: SocketAddr,
     /// The campaign runner, fed the events of campaign calls.
     campaigns: Option<super::campaigns::RunnerHandle>,
+    /// What `GET /metrics` counts: SIP datagrams and ended calls.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Starts the dialer: binds, registers the trunks, and runs until [`Running::shutdown`].
@@ -338,6 +340,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         shutting_down: false,
         sip_local: local,
         campaigns: None,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
     let campaigns = if options.campaigns {
         let (runner, thread) = super::campaigns::start(&config, control.clone())
@@ -358,7 +361,8 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
             .map_err(|e| RunError::Api(e.to_string()))?
             .allow_hosts(api.allowed_hosts.clone())
             .confine_paths(crate::paths::MediaDirs::from_config(config.media()))
-            .campaigns(state.campaigns.clone());
+            .campaigns(state.campaigns.clone())
+            .metrics(state.metrics.clone());
         if let Ok(a) = server.local_addr() {
             tracing::info!(target: "dialer", "control API on http://{a}");
         }
@@ -553,6 +557,12 @@ impl State {
     }
 
     fn ladder(&mut self, out: bool, peer: SocketAddr, bytes: &[u8]) {
+        // Every datagram passes here, followed or not.
+        let direction = match out {
+            true => crate::metrics::Direction::Out,
+            false => crate::metrics::Direction::In,
+        };
+        self.metrics.on_sip(direction, bytes);
         let tapping = self.media.values().any(|m| m.tap.is_some());
         if self.events.receiver_count() == 0 && !self.options.ladder && !tapping {
             return;
@@ -586,6 +596,7 @@ impl State {
             runner.offer(&e);
         }
         if let ApiEvent::Hangup { cdr, .. } = &e {
+            self.metrics.on_cdr(cdr);
             if let Ok(json) = serde_json::to_string(cdr) {
                 self.output.cdr(json);
             }
