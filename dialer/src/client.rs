@@ -163,21 +163,8 @@ impl Client {
 
     /// Places a call: `POST /calls`.
     pub fn originate(&self, request: &OriginateRequest) -> Result<CallInfo, ClientError> {
-        let url = self.url("/calls");
         let body = serde_json::to_vec(request).expect("an OriginateRequest serialises");
-        let mut builder = self
-            .requests
-            .post(&url)
-            .header("Content-Type", "application/json");
-        if let Some(auth) = self.authorization() {
-            builder = builder.header("Authorization", auth);
-        }
-        let response = builder
-            .send(&body[..])
-            .map_err(|source| ClientError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
+        let (url, response) = self.post("/calls", "application/json", &body)?;
         read_json(&url, expect(&url, response, StatusCode::CREATED)?)
     }
 
@@ -224,11 +211,22 @@ impl Client {
     }
 
     fn post_empty(&self, path: &str, body: &[u8]) -> Result<(), ClientError> {
+        let (url, response) = self.post(path, "application/json", body)?;
+        expect(&url, response, StatusCode::NO_CONTENT).map(drop)
+    }
+
+    /// `POST path` with `body` of `content_type`: the URL and the answer, whatever its status.
+    fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(String, Response<Body>), ClientError> {
         let url = self.url(path);
         let mut builder = self
             .requests
             .post(&url)
-            .header("Content-Type", "application/json");
+            .header("Content-Type", content_type);
         if let Some(auth) = self.authorization() {
             builder = builder.header("Authorization", auth);
         }
@@ -238,7 +236,7 @@ impl Client {
                 url: url.clone(),
                 source,
             })?;
-        expect(&url, response, StatusCode::NO_CONTENT).map(drop)
+        Ok((url, response))
     }
 
     /// The sources banned for failing authentication: `GET /bans`.
@@ -317,20 +315,7 @@ impl Client {
         body: &[u8],
         expected: StatusCode,
     ) -> Result<serde_json::Value, ClientError> {
-        let url = self.url(path);
-        let mut builder = self
-            .requests
-            .post(&url)
-            .header("Content-Type", content_type);
-        if let Some(auth) = self.authorization() {
-            builder = builder.header("Authorization", auth);
-        }
-        let response = builder
-            .send(body)
-            .map_err(|source| ClientError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
+        let (url, response) = self.post(path, content_type, body)?;
         read_json(&url, expect(&url, response, expected)?)
     }
 
