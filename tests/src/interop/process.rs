@@ -453,6 +453,15 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
+/// Seconds since 1970 on the wall clock, to place an event of the test (a kill, a restart) on
+/// the timeline of a peer's log or a store's timestamps.
+#[allow(clippy::disallowed_methods)]
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Polls `check` until it returns `Some`, at most until `timeout`. For conditions no process
 /// announces (a file reaching a size, a port answering); `interval` is how often to look, not
 /// a synchronisation delay.

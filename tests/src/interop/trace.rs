@@ -78,6 +78,28 @@ impl TracedMessage {
             .and_then(|v| v.split_whitespace().nth(1))
     }
 
+    /// [`TracedMessage::time`] as seconds since 1970 in the zone SIPp printed it in
+    /// (`2026-12-01 17:29:32.954763`): differences between two messages are exact.
+    pub fn seconds(&self) -> Option<f64> {
+        let (date, clock) = self.time.trim().split_once(' ')?;
+        let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+        let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+        let mut hms = clock.split(':');
+        let (h, min) = (
+            hms.next()?.parse::<i64>().ok()?,
+            hms.next()?.parse::<i64>().ok()?,
+        );
+        let s: f64 = hms.next()?.parse().ok()?;
+        // Days from the civil date (proleptic Gregorian; H. Hinnant's days_from_civil).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some((days * 86_400 + h * 3600 + min * 60) as f64 + s)
+    }
+
     /// `INVITE` for requests, `200 INVITE` for responses: a ladder entry.
     pub fn label(&self) -> String {
         match (self.method(), self.status()) {
@@ -253,6 +275,25 @@ CSeq: 1 INVITE\n\
         assert_eq!(messages[1].status(), Some(200));
         assert_eq!(messages[1].headers_named("record-route").count(), 2);
         assert_eq!(ladder(&messages), ["< INVITE", "> 200 INVITE"]);
+    }
+
+    #[test]
+    fn trace_times_are_seconds_since_1970() {
+        let at = |time: &str| TracedMessage {
+            direction: Direction::Sent,
+            time: time.into(),
+            start_line: String::new(),
+            headers: Vec::new(),
+            body: String::new(),
+        };
+        assert_eq!(at("1970-01-01 00:00:01.5").seconds(), Some(1.5));
+        // 2026-12-01T17:29:32Z is 1796146172 (date -u -d @1796146172).
+        let s = at("2026-12-01 17:29:32.954763").seconds().unwrap();
+        assert!((s - 1_796_146_172.954763).abs() < 1e-6, "{s}");
+        let midnight = at("2024-03-01 00:00:00.0").seconds().unwrap();
+        let before = at("2024-02-29 23:59:59.0").seconds().unwrap();
+        assert_eq!(midnight - before, 1.0, "across a leap day");
+        assert_eq!(at("garbage").seconds(), None);
     }
 
     #[test]
