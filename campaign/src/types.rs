@@ -121,6 +121,7 @@ impl AttemptOutcome {
             "busy" => AttemptOutcome::Busy,
             "no_answer" | "cancelled" => AttemptOutcome::NoAnswer,
             "abandoned" | "abandoned_no_agent" => AttemptOutcome::Abandoned,
+            "interrupted" => AttemptOutcome::Interrupted,
             _ if answered => AttemptOutcome::Abandoned,
             _ => AttemptOutcome::Failed,
         }

@@ -77,7 +77,7 @@ impl Direction {
 }
 
 /// Every outcome a CDR can carry, reported at 0 before its first call.
-const OUTCOMES: [CallOutcome; 17] = [
+const OUTCOMES: [CallOutcome; 18] = [
     CallOutcome::Bridged,
     CallOutcome::Busy,
     CallOutcome::NoAnswer,
@@ -95,6 +95,7 @@ const OUTCOMES: [CallOutcome; 17] = [
     CallOutcome::SessionTimerExpired,
     CallOutcome::SessionRefreshFailed,
     CallOutcome::ReinviteFailed,
+    CallOutcome::Interrupted,
 ];
 
 /// Every agent state, reported at 0 when no agent is in it.
@@ -537,7 +538,8 @@ mod tests {
                 | CallOutcome::Hangup
                 | CallOutcome::SessionTimerExpired
                 | CallOutcome::SessionRefreshFailed
-                | CallOutcome::ReinviteFailed => {}
+                | CallOutcome::ReinviteFailed
+                | CallOutcome::Interrupted => {}
             }
         }
         let text = Metrics::new().render(&Snapshot::default());

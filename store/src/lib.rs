@@ -318,4 +318,34 @@ pub trait Store {
     fn journal_unfinished(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
     /// Marks journalled open calls as ended (after a restart wrote their CDRs).
     fn journal_close(&mut self, call: &str, cdr_json: &str, ended: i64) -> Result<(), StoreError>;
+    /// Applies `writes` in order in one transaction: one commit (one fsync) for everything
+    /// the journal gathered while the previous commit ran.
+    fn journal_write(&mut self, writes: &[JournalWrite<'_>]) -> Result<(), StoreError>;
+    /// The first call id not handed out by any earlier run (0 on a new file).
+    fn call_id_floor(&self) -> Result<u64, StoreError>;
+}
+
+/// One change to the call journal, for [`Store::journal_write`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalWrite<'a> {
+    /// As [`Store::journal_open`]: the call is under way, `info` is what a restart needs.
+    Open {
+        /// The call id.
+        call: &'a str,
+        /// JSON the runtime reads back after a crash.
+        info: &'a str,
+        /// Unix seconds.
+        created: i64,
+    },
+    /// As [`Store::journal_cdr`]: the call ended with this CDR.
+    Close {
+        /// The call id.
+        call: &'a str,
+        /// The CDR, JSON.
+        cdr: &'a str,
+        /// Unix seconds.
+        ended: i64,
+    },
+    /// Raises the call id floor (never lowers it).
+    CallIdFloor(u64),
 }

@@ -7,7 +7,7 @@
 //! A step, once released, is never edited: a change is a new step appended at the end.
 
 /// The migration steps, oldest first; step `i` brings a file from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The first schema.
 ///
@@ -153,4 +153,14 @@ CREATE TRIGGER attempts_counted_delete AFTER DELETE ON attempts BEGIN
         abandoned = abandoned - (old.outcome IS 'abandoned')
     WHERE campaign_id = old.campaign_id;
 END;
+"#;
+
+/// Values of the dialer's own, by name: `call_id_floor`, the first call id no running dialer
+/// may have handed out yet (the call journal keeps it ahead of the ids in use, so call ids
+/// stay unique across a crash and a restart).
+const V2: &str = r#"
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;

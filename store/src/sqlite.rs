@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use crate::schema::MIGRATIONS;
 use crate::{
     AttemptEnd, AttemptRecord, CampaignCounts, CampaignRecord, ClaimedLead, ImportReport,
-    LeadRecord, OpenAttempt, Store, StoreError,
+    JournalWrite, LeadRecord, OpenAttempt, Store, StoreError,
 };
 
 /// How long a write waits for another connection's write transaction to end.
@@ -856,14 +856,11 @@ impl Store for SqliteStore {
 
     /// Also writes a row for a call that was never journalled open.
     fn journal_cdr(&mut self, call: &str, cdr_json: &str, ended: i64) -> Result<(), StoreError> {
-        self.write(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO journal (call, ended, cdr) VALUES (?1, ?3, ?2)
-                 ON CONFLICT (call) DO UPDATE SET ended = excluded.ended, cdr = excluded.cdr",
-            )?
-            .execute(params![call, cdr_json, ended])?;
-            Ok(())
-        })
+        self.journal_write(&[JournalWrite::Close {
+            call,
+            cdr: cdr_json,
+            ended,
+        }])
     }
 
     /// Journalling a call open again replaces its info while it is still open, so a
@@ -874,14 +871,61 @@ impl Store for SqliteStore {
         info_json: &str,
         created: i64,
     ) -> Result<(), StoreError> {
+        self.journal_write(&[JournalWrite::Open {
+            call,
+            info: info_json,
+            created,
+        }])
+    }
+
+    fn journal_write(&mut self, writes: &[JournalWrite<'_>]) -> Result<(), StoreError> {
         self.write(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO journal (call, info, created) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (call) DO UPDATE SET info = excluded.info, created = excluded.created
-                     WHERE ended IS NULL",
-            )?
-            .execute(params![call, info_json, created])?;
+            for w in writes {
+                match *w {
+                    JournalWrite::Open {
+                        call,
+                        info,
+                        created,
+                    } => {
+                        conn.prepare_cached(
+                            "INSERT INTO journal (call, info, created) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (call) DO UPDATE
+                                 SET info = excluded.info, created = excluded.created
+                                 WHERE ended IS NULL",
+                        )?
+                        .execute(params![call, info, created])?;
+                    }
+                    JournalWrite::Close { call, cdr, ended } => {
+                        conn.prepare_cached(
+                            "INSERT INTO journal (call, ended, cdr) VALUES (?1, ?3, ?2)
+                             ON CONFLICT (call) DO UPDATE
+                                 SET ended = excluded.ended, cdr = excluded.cdr",
+                        )?
+                        .execute(params![call, cdr, ended])?;
+                    }
+                    JournalWrite::CallIdFloor(floor) => {
+                        conn.prepare_cached(
+                            "INSERT INTO meta (key, value) VALUES ('call_id_floor', ?1)
+                             ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                        )?
+                        .execute(params![i64::try_from(floor).unwrap_or(i64::MAX)])?;
+                    }
+                }
+            }
             Ok(())
+        })
+    }
+
+    fn call_id_floor(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let floor: Option<i64> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'call_id_floor'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(floor.map_or(0, |f| f.max(0) as u64))
         })
     }
 

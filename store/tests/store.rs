@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use campaign::{AttemptOutcome, LeadNext, LeadState, RejectReason, RejectedRow};
 use common::*;
-use store::{AttemptEnd, SqliteStore, Store, StoreError};
+use store::{AttemptEnd, JournalWrite, SqliteStore, Store, StoreError};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -709,6 +709,49 @@ fn the_journal_keeps_open_calls_until_their_cdr_is_written() {
     assert_eq!(
         store.journal_unfinished().unwrap(),
         vec![("call-3".to_string(), r#"{"n":3}"#.to_string(), 30)]
+    );
+}
+
+#[test]
+fn a_journal_batch_is_applied_in_order_and_the_call_id_floor_only_rises() {
+    let dir = TempDir::new("journal-batch");
+    let path = dir.file("dialer.db");
+    {
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.call_id_floor().unwrap(), 0, "a new file");
+        store
+            .journal_write(&[
+                JournalWrite::CallIdFloor(10_000),
+                JournalWrite::Open {
+                    call: "1",
+                    info: "{\"a\":1}",
+                    created: 5,
+                },
+                JournalWrite::Open {
+                    call: "2",
+                    info: "{}",
+                    created: 6,
+                },
+                // Updated while open: the later info wins.
+                JournalWrite::Open {
+                    call: "1",
+                    info: "{\"a\":2}",
+                    created: 5,
+                },
+                JournalWrite::Close {
+                    call: "2",
+                    cdr: "{}",
+                    ended: 7,
+                },
+                JournalWrite::CallIdFloor(3),
+            ])
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.call_id_floor().unwrap(), 10_000, "never lowered");
+    assert_eq!(
+        store.journal_unfinished().unwrap(),
+        vec![("1".to_string(), "{\"a\":2}".to_string(), 5)]
     );
 }
 

@@ -339,6 +339,69 @@ impl Core {
         }
     }
 
+    /// The record of call `c` if it ended now with `ending`.
+    pub(super) fn cdr_of(&self, now: Time, c: &Call, ending: &Ending, totals: &MediaTotals) -> Cdr {
+        // A customer switched onto a session talked on the session's agent leg.
+        let session_leg = match c.role {
+            Role::Customer {
+                session: Some(session),
+            } => self.calls.get(&session).and_then(|s| s.agent.as_ref()),
+            _ => None,
+        };
+        let session_agent = session_leg.map(|l| {
+            (
+                l.call_id.clone(),
+                l.negotiated
+                    .as_ref()
+                    .map(|n| n.codec.encoding_name().to_owned()),
+            )
+        });
+        Cdr {
+            id: c.id,
+            customer_call_id: c.customer.call_id.clone(),
+            agent_call_id: c
+                .agent
+                .as_ref()
+                .map(|a| a.call_id.clone())
+                .or_else(|| session_agent.as_ref().map(|s| s.0.clone())),
+            number: c.number.clone(),
+            dialled: c.dialled.clone(),
+            agent: c.agent_ext.clone(),
+            pool: self.pool_name(c),
+            tag: c.tag.clone(),
+            agent_attempts: c.tried.len() as u32,
+            connect_ms: c
+                .answered
+                .zip(c.bridged)
+                .map(|(a, b)| b.since(a).as_millis() as u64),
+            trunk: self.config.trunks[c.trunk].name.clone(),
+            created: self.unix(c.created),
+            progress: c.progress.map(|t| self.unix(t)),
+            answered: c.answered.map(|t| self.unix(t)),
+            bridged: c.bridged.map(|t| self.unix(t)),
+            ended: self.unix(now),
+            outcome: ending.outcome,
+            sip_status: ending.status,
+            q850_cause: ending.cause,
+            hung_up_by: ending.by,
+            customer_codec: c
+                .customer
+                .negotiated
+                .as_ref()
+                .map(|n| n.codec.encoding_name().to_owned()),
+            agent_codec: c
+                .agent
+                .as_ref()
+                .and_then(|a| a.negotiated.as_ref())
+                .map(|n| n.codec.encoding_name().to_owned())
+                .or_else(|| session_agent.and_then(|s| s.1)),
+            packets_to_agent: totals.packets_to_agent,
+            packets_to_customer: totals.packets_to_customer,
+            lost_from_customer: totals.lost_from_customer,
+            lost_from_agent: totals.lost_from_agent,
+        }
+    }
+
     /// A leg finished as part of ending the call (487 after our CANCEL).
     pub(super) fn leg_done(&mut self, now: Time, call: CallId, side: Side) {
         if let Some(leg) = self.calls.get_mut(&call).and_then(|c| leg_of(c, side)) {
@@ -482,21 +545,6 @@ impl Core {
             return;
         }
         let c = self.calls.remove(&call).expect("looked up above");
-        // A customer switched onto a session talked on the session's agent leg.
-        let session_leg = match c.role {
-            Role::Customer {
-                session: Some(session),
-            } => self.calls.get(&session).and_then(|s| s.agent.as_ref()),
-            _ => None,
-        };
-        let session_agent = session_leg.map(|l| {
-            (
-                l.call_id.clone(),
-                l.negotiated
-                    .as_ref()
-                    .map(|n| n.codec.encoding_name().to_owned()),
-            )
-        });
         if c.holds_channel {
             self.gates[c.trunk].channel_freed();
         }
@@ -517,50 +565,7 @@ impl Core {
         self.by_tx.retain(|_, r| r.call != call);
         let ending = c.ending.clone().expect("checked above");
         let totals = c.totals.clone().unwrap_or_default();
-        let cdr = Cdr {
-            id: c.id,
-            customer_call_id: c.customer.call_id.clone(),
-            agent_call_id: c
-                .agent
-                .as_ref()
-                .map(|a| a.call_id.clone())
-                .or_else(|| session_agent.as_ref().map(|s| s.0.clone())),
-            number: c.number.clone(),
-            dialled: c.dialled.clone(),
-            agent: c.agent_ext.clone(),
-            pool: self.pool_name(&c),
-            tag: c.tag.clone(),
-            agent_attempts: c.tried.len() as u32,
-            connect_ms: c
-                .answered
-                .zip(c.bridged)
-                .map(|(a, b)| b.since(a).as_millis() as u64),
-            trunk: self.config.trunks[c.trunk].name.clone(),
-            created: self.unix(c.created),
-            progress: c.progress.map(|t| self.unix(t)),
-            answered: c.answered.map(|t| self.unix(t)),
-            bridged: c.bridged.map(|t| self.unix(t)),
-            ended: self.unix(now),
-            outcome: ending.outcome,
-            sip_status: ending.status,
-            q850_cause: ending.cause,
-            hung_up_by: ending.by,
-            customer_codec: c
-                .customer
-                .negotiated
-                .as_ref()
-                .map(|n| n.codec.encoding_name().to_owned()),
-            agent_codec: c
-                .agent
-                .as_ref()
-                .and_then(|a| a.negotiated.as_ref())
-                .map(|n| n.codec.encoding_name().to_owned())
-                .or_else(|| session_agent.and_then(|s| s.1)),
-            packets_to_agent: totals.packets_to_agent,
-            packets_to_customer: totals.packets_to_customer,
-            lost_from_customer: totals.lost_from_customer,
-            lost_from_agent: totals.lost_from_agent,
-        };
+        let cdr = self.cdr_of(now, &c, &ending, &totals);
         if matches!(c.role, Role::Session { .. }) {
             // A session is the agent's shift, not a call: its end is the agent's logged_out.
             return;

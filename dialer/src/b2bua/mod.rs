@@ -27,6 +27,7 @@ pub mod agents;
 mod dtmf;
 mod ending;
 mod hold;
+pub mod journal;
 mod late;
 mod legs;
 mod limits;

@@ -150,6 +150,9 @@ pub enum CallOutcome {
     SessionRefreshFailed,
     /// A re-INVITE was answered 408/481 or never (RFC 3261 §14.1).
     ReinviteFailed,
+    /// The dialer stopped (a crash, kill -9) while the call was under way; written by the
+    /// dialer when it starts again, from the call journal.
+    Interrupted,
 }
 
 impl CallOutcome {
@@ -173,6 +176,7 @@ impl CallOutcome {
             CallOutcome::SessionTimerExpired => "session_timer_expired",
             CallOutcome::SessionRefreshFailed => "session_refresh_failed",
             CallOutcome::ReinviteFailed => "reinvite_failed",
+            CallOutcome::Interrupted => "interrupted",
         }
     }
 

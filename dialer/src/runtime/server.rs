@@ -91,6 +91,9 @@ pub struct Running {
     output: Option<super::output::OutputThread>,
     /// The campaign runner and its thread, when campaigns run.
     campaigns: Option<(super::campaigns::RunnerHandle, std::thread::JoinHandle<()>)>,
+    /// The call journal's writer thread; it ends once the signalling loop has dropped its
+    /// sender, after the last CDR is committed.
+    journal: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -108,6 +111,9 @@ impl Running {
         let finished = tokio::time::timeout(bound, self.task).await.is_ok();
         if let (true, Some(output)) = (finished, self.output.take()) {
             let _ = tokio::task::spawn_blocking(move || output.join()).await;
+        }
+        if let (true, Some(journal)) = (finished, self.journal.take()) {
+            let _ = tokio::task::spawn_blocking(move || journal.join()).await;
         }
     }
 }
@@ -196,6 +202,8 @@ struct State {
     campaigns: Option<super::campaigns::RunnerHandle>,
     /// What `GET /metrics` counts: SIP datagrams and ended calls.
     metrics: Arc<crate::metrics::Metrics>,
+    /// The call journal (`dialer run`): calls under way and their CDRs, in the store.
+    journal: Option<super::journal::Journal>,
 }
 
 /// Starts the dialer: binds, registers the trunks, and runs until [`Running::shutdown`].
@@ -246,6 +254,14 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
             }),
         );
     }
+    let journal = if options.campaigns {
+        let (journal, recovered, thread) = super::journal::Journal::start(&config.store().path)
+            .map_err(|e| RunError::Store(e.to_string()))?;
+        core.start_call_ids_at(recovered.first_call_id);
+        Some((journal, recovered, thread))
+    } else {
+        None
+    };
     let mut secret = [0u8; 32];
     seed.fill_bytes(&mut secret);
     let rconf = RegistrarConfig::from_profiles(&config, secret.to_vec(), &|hp| {
@@ -341,7 +357,13 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         sip_local: local,
         campaigns: None,
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        journal: None,
     };
+    let journal_thread = journal.map(|(journal, recovered, thread)| {
+        state.journal = Some(journal);
+        state.account_for_interrupted(recovered.calls);
+        thread
+    });
     let campaigns = if options.campaigns {
         let (runner, thread) = super::campaigns::start(&config, control.clone())
             .map_err(|e| RunError::Store(e.to_string()))?;
@@ -404,6 +426,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         stop_within,
         output: Some(output_thread),
         campaigns,
+        journal: journal_thread,
     })
 }
 
@@ -591,7 +614,56 @@ impl State {
         let _ = self.events.send(ApiEvent::Sip(line));
     }
 
+    /// The calls a crash cut (from the journal): each gets its `interrupted` CDR, keeping its
+    /// id, and each of its dialogs still confirmed a BYE; the peers still up hang up.
+    fn account_for_interrupted(&mut self, calls: Vec<crate::b2bua::journal::JournalCall>) {
+        let now = self.clock.now();
+        for call in calls {
+            let mut cdr = call.cdr;
+            cdr.ended = super::clock::unix_now();
+            let mut byes = 0;
+            for leg in &call.legs {
+                match self.core.bye_journalled(now, leg) {
+                    Ok(()) => byes += 1,
+                    Err(e) => tracing::warn!(target: "dialer", "call {}: {e}", cdr.id),
+                }
+            }
+            tracing::warn!(
+                target: "dialer",
+                "call {}: interrupted by the dialer stopping; CDR written, BYE sent on {byes} \
+                 dialogs",
+                cdr.id
+            );
+            if let Some(journal) = &self.journal {
+                journal.close(cdr.id, &cdr);
+            }
+            self.metrics.on_cdr(&cdr);
+            if let Ok(json) = serde_json::to_string(&cdr) {
+                self.output.cdr(json);
+            }
+        }
+    }
+
+    /// Writes the journal as a call moves: created, customer answered, bridged, ended.
+    fn journal_event(&self, e: &ApiEvent) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        match e {
+            ApiEvent::CallCreated { call, .. }
+            | ApiEvent::Answered { call, .. }
+            | ApiEvent::Bridged { call, .. } => {
+                if let Some(entry) = self.core.journal_call(self.clock.now(), *call) {
+                    journal.open(&entry);
+                }
+            }
+            ApiEvent::Hangup { call, cdr, .. } => journal.close(*call, cdr),
+            _ => {}
+        }
+    }
+
     fn publish(&mut self, e: ApiEvent) {
+        self.journal_event(&e);
         if let Some(runner) = &self.campaigns {
             runner.offer(&e);
         }

@@ -236,6 +236,16 @@ impl CallTest {
 /// `carrier.al` (440 Hz A-law) in the test directory; two SIPp calls: the trunk's REGISTER and
 /// the INVITE.
 pub fn carrier(dir: &TestDir, scenario: &str, media_port: u16) -> Result<Sipp, HarnessError> {
+    carrier_for(dir, scenario, media_port, 2)
+}
+
+/// [`carrier`] for `calls` SIPp calls (each REGISTER is one) before SIPp takes no more.
+pub fn carrier_for(
+    dir: &TestDir,
+    scenario: &str,
+    media_port: u16,
+    calls: u32,
+) -> Result<Sipp, HarnessError> {
     audio::g711_raw(&dir.join("carrier.al"), Law::A, 440, 40)?;
     let mut config = SippConfig::new(
         "carrier",
@@ -247,7 +257,7 @@ pub fn carrier(dir: &TestDir, scenario: &str, media_port: u16) -> Result<Sipp, H
     .key("realm", "carrier.test")
     .key("contact_ip", loopback(CONTACT_HOST));
     config.media = Some((LOOPBACK, media_port));
-    config.calls = 2;
+    config.calls = calls;
     config.timeout = Duration::from_secs(50);
     Sipp::start(config, dir.path())
 }
