@@ -36,6 +36,7 @@ pub mod process;
 pub mod restarting_registrar;
 pub mod robust;
 pub mod rtp_pcap;
+pub mod rtp_source;
 pub mod sipp;
 pub mod sipvicious;
 pub mod trace;
