@@ -12,6 +12,7 @@ pub mod definition;
 pub mod engine;
 pub mod hours;
 pub mod leads;
+pub mod pacing;
 pub mod types;
 pub mod zones;
 

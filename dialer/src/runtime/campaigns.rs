@@ -308,10 +308,10 @@ impl Runner {
                         tracing::error!(target: "dialer::campaign", "attempt {attempt}: {err}");
                     }
                 }
-                self.engine.call_answered(&call);
+                self.engine.call_answered(at, &call);
             }
             ApiEvent::Bridged { call, agent, .. } => {
-                self.engine.call_bridged(&call.to_string(), &agent);
+                self.engine.call_bridged(at, &call.to_string(), &agent);
             }
             ApiEvent::Hangup { call, cdr, .. } => {
                 let call = call.to_string();

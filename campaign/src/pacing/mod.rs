@@ -1,0 +1,179 @@
+//! Predictive pacing: how many lines a campaign dials beyond its ready agents, and the
+//! abandon budget that bounds the bet. This module owns the traffic model a campaign
+//! learns ([`model`]), the abandon counts of its legal window ([`ledger`]) and the decision
+//! ([`predict`]); the [`crate::engine`] feeds them its call events and asks for a line count
+//! each tick.
+//!
+//! Why it is shaped so:
+//! - The law caps the bet, not the dialling: abandoned calls (answered by a person and not
+//!   connected to an agent within 2 s of the greeting) may be at most 3 % of calls answered
+//!   by a person, per campaign over 30 days in the US (TSR, 16 CFR 310.4(b)(4)(i); FCC,
+//!   47 CFR 64.1200(a)(7)(i)), per 24 h in the UK (Ofcom's persistent-misuse policy, which
+//!   also asks operators to treat any abandonment as possible misuse, hence
+//!   `max_abandon_pct = 0`). So the pacer counts both, in the campaign's chosen window, and
+//!   never dials a line that would make the expected count pass the cap.
+//! - The budget is also held over the trailing hour, at a lower share of the cap
+//!   ([`HOUR_SHARE`]), so that abandons saved in a quiet morning cannot be spent in one
+//!   burst, and chance (abandons are rare events) leaves room under the cap in every hour.
+//! - The model is learned from the campaign's own calls and decays within minutes
+//!   ([`model::HALF_LIFE_S`]): answer rates change through the day and with the list, and
+//!   a stale model that believes too many people answer is what abandons customers.
+//! - Until the model has seen enough calls ([`model::TrafficModel::trusted`]), below
+//!   `min_agents`, and when the budget is spent, the campaign dials progressively (one line
+//!   per ready agent), which abandons no one while agents stay logged in.
+
+pub mod ledger;
+pub mod model;
+pub mod predict;
+
+use crate::definition::{AbandonWindow, PredictiveDef};
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use ledger::{Counts, Rolling};
+use model::TrafficModel;
+use predict::{Allowance, Decision, Situation};
+
+/// Share of the cap the legal window is paced to (the rest absorbs the abandons of lines
+/// already ringing when the count turns).
+pub const WINDOW_SHARE: f64 = 0.9;
+/// Share of the cap the trailing hour is paced to.
+pub const HOUR_SHARE: f64 = 0.8;
+/// Bucket width of the legal window's counts.
+const WINDOW_BUCKET_S: i64 = 60;
+/// Bucket width of the trailing hour's counts.
+const HOUR_BUCKET_S: i64 = 10;
+/// The trailing hour.
+const HOUR_S: i64 = 3600;
+
+/// A predictive campaign's pacing state.
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    def: PredictiveDef,
+    time_zone: Tz,
+    /// The learned traffic.
+    pub model: TrafficModel,
+    window: Rolling,
+    hour: Rolling,
+}
+
+/// What the engine knows of the lines and agents of a campaign at one tick.
+#[derive(Clone, Debug, Default)]
+pub struct Lines {
+    /// Agents logged in to the pool.
+    pub logged_in: u32,
+    /// Ready agents not promised to another line.
+    pub ready: u32,
+    /// Lines answered, waiting for an agent.
+    pub waiting: u32,
+    /// Seconds each ringing line has rung.
+    pub ringing: Vec<f64>,
+    /// Seconds each of the campaign's agents has talked.
+    pub talking: Vec<f64>,
+    /// Seconds since each of the campaign's agents in wrap-up ended its call.
+    pub wrapping: Vec<f64>,
+    /// Lines in flight (ringing, waiting and bridged).
+    pub in_use: u32,
+    /// The campaign's ring timeout.
+    pub ring_timeout_s: u32,
+}
+
+impl Pacer {
+    /// A pacer that knows nothing of the traffic yet.
+    pub fn new(def: PredictiveDef, time_zone: Tz) -> Pacer {
+        Pacer {
+            def,
+            time_zone,
+            model: TrafficModel::new(0.0),
+            window: Rolling::new(WINDOW_BUCKET_S),
+            hour: Rolling::new(HOUR_BUCKET_S),
+        }
+    }
+
+    /// A call answered at `answered_at` (Unix seconds) ended: bridged or abandoned.
+    pub fn count(&mut self, answered_at: i64, bridged: bool) {
+        let c = Counts {
+            bridged: u64::from(bridged),
+            machines: 0,
+            abandoned: u64::from(!bridged),
+        };
+        self.window.add(answered_at, c);
+        self.hour.add(answered_at, c);
+    }
+
+    /// An agent marked a bridged call answered at `answered_at` as an answering machine.
+    pub fn machine(&mut self, answered_at: i64) {
+        let c = Counts {
+            bridged: 0,
+            machines: 1,
+            abandoned: 0,
+        };
+        self.window.add(answered_at, c);
+        self.hour.add(answered_at, c);
+    }
+
+    /// Moves the windows and the model to `now`.
+    pub fn advance(&mut self, now: DateTime<Utc>) {
+        let secs = now.timestamp();
+        self.model.decay_to(secs);
+        self.window.forget_before(window_start(self.def.abandon_window, self.time_zone, now));
+        self.hour.forget_before(secs - HOUR_S);
+    }
+
+    /// Counts of the legal window.
+    pub fn window_counts(&self) -> Counts {
+        self.window.total()
+    }
+
+    /// New lines to dial now, beyond the lines in flight; `progressive` is what
+    /// progressive pacing would dial (the floor: it risks no abandon).
+    pub fn lines_to_add(&self, lines: &Lines, progressive: u32) -> u32 {
+        let cap = self.def.max_abandon_pct / 100.0;
+        if cap <= 0.0 || lines.logged_in < self.def.min_agents || !self.model.trusted() {
+            return progressive;
+        }
+        let most = (self.def.max_lines_per_agent * f64::from(lines.logged_in)).floor() as u32;
+        let room = most.saturating_sub(lines.in_use);
+        let snapshot = self.model.snapshot();
+        let wrapping: Vec<f64> = lines
+            .wrapping
+            .iter()
+            .map(|since| (snapshot.wrap_up_s - since).max(1.0))
+            .collect();
+        let situation = Situation {
+            model: &snapshot,
+            ready: lines.ready,
+            waiting: lines.waiting,
+            ringing: &lines.ringing,
+            talking: &lines.talking,
+            wrapping: &wrapping,
+            horizon_s: lines.ring_timeout_s,
+            wait_s: 0.0,
+        };
+        let windows = [
+            Allowance {
+                counts: self.window.total(),
+                rate: cap * WINDOW_SHARE,
+            },
+            Allowance {
+                counts: self.hour.total(),
+                rate: cap * HOUR_SHARE,
+            },
+        ];
+        let Decision { add, .. } = predict::lines_to_add(&situation, &windows, room);
+        add.max(progressive.min(room))
+    }
+}
+
+/// Where the legal window that contains `now` starts (Unix seconds).
+pub fn window_start(window: AbandonWindow, tz: Tz, now: DateTime<Utc>) -> i64 {
+    match window {
+        AbandonWindow::Days30 => now.timestamp() - 30 * 86_400,
+        AbandonWindow::Hours24 => now.timestamp() - 86_400,
+        AbandonWindow::CalendarDay => {
+            let date = now.with_timezone(&tz).date_naive();
+            date.and_hms_opt(0, 0, 0)
+                .and_then(|m| tz.from_local_datetime(&m).earliest())
+                .map_or(now.timestamp() - 86_400, |t| t.timestamp())
+        }
+    }
+}
