@@ -644,12 +644,12 @@ impl Engine {
         }
         let waiting = waiting_in_pool(self, &c.def.pool);
         let room = (c.def.max_lines as usize).saturating_sub(c.lines.len());
-        let want = self.lines_wanted(secs, name, &agents, waiting).min(room);
-        if want == 0 {
+        let open = hours::open_groups(&c.def, &c.groups, now);
+        if open.is_empty() || room == 0 {
             return;
         }
-        let open = hours::open_groups(&c.def, &c.groups, now);
-        if open.is_empty() {
+        let want = self.lines_wanted(secs, name, &agents, waiting).min(room);
+        if want == 0 {
             return;
         }
         self.orders.push_back(Order::Claim {
@@ -664,7 +664,7 @@ impl Engine {
 
     /// New lines `name` wants now, before the `max_lines` cap; `waiting` counts the lines of
     /// every campaign of the pool that still want an agent.
-    fn lines_wanted(&self, secs: i64, name: &str, agents: &PoolAgents, waiting: usize) -> usize {
+    fn lines_wanted(&mut self, secs: i64, name: &str, agents: &PoolAgents, waiting: usize) -> usize {
         let c = &self.campaigns[name];
         let ready = agents.ready.len();
         let progressive = ready.saturating_sub(waiting);
@@ -679,6 +679,7 @@ impl Engine {
             }
             Pacing::Predictive(_) => {
                 let lines = self.pacing_lines(secs, name, agents, waiting);
+                let c = self.campaigns.get_mut(name).expect("paced campaigns exist");
                 c.pacer.lines_to_add(&lines, progressive as u32) as usize
             }
         }

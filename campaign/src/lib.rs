@@ -13,6 +13,7 @@ pub mod engine;
 pub mod hours;
 pub mod leads;
 pub mod pacing;
+pub mod sim;
 pub mod types;
 pub mod zones;
 

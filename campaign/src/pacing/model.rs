@@ -163,6 +163,11 @@ impl TrafficModel {
         self.last_decay = Some(now);
     }
 
+    /// When the estimates were last aged (Unix seconds).
+    pub fn last_decay(&self) -> Option<i64> {
+        self.last_decay
+    }
+
     /// A person answered after ringing `ring_s`.
     pub fn answered(&mut self, ring_s: f64) {
         self.answered.add(ring_s);

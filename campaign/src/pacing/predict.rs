@@ -10,11 +10,23 @@
 //! queued, so the abandons by the end are the largest excess of answers over agents at any
 //! `t` (a reflected process); the pacer estimates it as the largest expected excess under a
 //! normal approximation. It then dials the most new lines for which, over every budget
-//! window, (abandons counted + expected abandons) stays within the allowed share of
-//! (live answers counted + live answers expected from the lines in flight and the new ones).
+//! window, the expected abandons (plus a margin for chance) stay within the allowed share of
+//! the live answers expected from the lines in flight and the new ones, plus a small part of
+//! what the window has saved ([`SAVED_SHARE`]), or minus what it has overspent.
 
 use super::ledger::Counts;
 use super::model::Snapshot;
+
+/// Share of the abandons a window has saved (its allowance not yet used) that the lines in
+/// flight may spend at once: spending all of it would put a morning's savings into one
+/// burst of abandoned customers.
+pub const SAVED_SHARE: f64 = 0.05;
+
+/// Abandons are rare, so the count that comes is the expected one give or take chance:
+/// the budget must hold for the expected abandons plus this many standard deviations of a
+/// Poisson count, or a small campaign (100 live answers an hour allow 3) passes the cap by
+/// bad luck.
+pub const CHANCE_MARGIN_SD: f64 = 2.0;
 
 /// What the pacer sees at one tick.
 #[derive(Clone, Debug)]
@@ -35,6 +47,9 @@ pub struct Situation<'a> {
     pub horizon_s: u32,
     /// Seconds an answered call may wait for an agent before it is abandoned.
     pub wait_s: f64,
+    /// Abandons the campaign has had per abandon this estimate expected (the estimate
+    /// leaves out what later lines and chance add); values below 1 are taken as 1.
+    pub calibration: f64,
 }
 
 /// A window of the abandon budget: what it counted and the share it allows.
@@ -53,6 +68,8 @@ pub struct Decision {
     pub add: u32,
     /// Expected abandons of the lines in flight and the new ones.
     pub expected_abandons: f64,
+    /// Of those, the lines already in flight.
+    pub in_flight_abandons: f64,
 }
 
 /// Expected answers and free agents by each second of the horizon.
@@ -65,6 +82,8 @@ struct Curves {
     new: Vec<f64>,
     /// Person answers expected from the lines in flight.
     inflight_live: f64,
+    /// Abandons counted per abandon expected (at least 1).
+    scale: f64,
 }
 
 fn curves(s: &Situation) -> Curves {
@@ -100,6 +119,7 @@ fn curves(s: &Situation) -> Curves {
         var,
         new,
         inflight_live,
+        scale: 1.0,
     }
 }
 
@@ -113,31 +133,40 @@ impl Curves {
                 expected_excess(self.mean[i] + n * p, self.var[i] + n * p * (1.0 - p))
             })
             .fold(0.0, f64::max)
+            * self.scale
     }
 }
 
-/// The most new lines, up to `room`, that keep every window within its allowance.
-pub fn lines_to_add(s: &Situation, windows: &[Allowance], room: u32) -> Decision {
-    let c = curves(s);
+/// The most new lines, up to `room`, that keep every window within its allowance, each
+/// line added only while the chance that it is abandoned once answered stays at most
+/// `marginal`.
+pub fn lines_to_add(s: &Situation, windows: &[Allowance], room: u32, marginal: f64) -> Decision {
+    let mut c = curves(s);
+    c.scale = s.calibration.max(1.0);
     let p = s.model.answer_probability;
     let fits = |n: u32, abandons: f64| {
         windows.iter().all(|w| {
-            let live = w.counts.live_answered() + c.inflight_live + f64::from(n) * p;
-            w.counts.adjusted_abandoned() + abandons <= w.rate * live
+            let saved = w.rate * w.counts.live_answered() - w.counts.adjusted_abandoned();
+            let saved = if saved > 0.0 { SAVED_SHARE * saved } else { saved };
+            let margin = CHANCE_MARGIN_SD * abandons.sqrt();
+            abandons + margin <= w.rate * (c.inflight_live + f64::from(n) * p) + saved
         })
     };
+    let in_flight = c.abandons(0);
     let mut best = Decision {
         add: 0,
-        expected_abandons: c.abandons(0),
+        expected_abandons: in_flight,
+        in_flight_abandons: in_flight,
     };
     for n in 1..=room {
         let abandons = c.abandons(n);
-        if !fits(n, abandons) {
+        if !fits(n, abandons) || abandons - best.expected_abandons > marginal * p {
             break;
         }
         best = Decision {
             add: n,
             expected_abandons: abandons,
+            in_flight_abandons: in_flight,
         };
     }
     best
@@ -202,6 +231,7 @@ mod tests {
             wrapping: &[],
             horizon_s: 25,
             wait_s: 0.0,
+            calibration: 1.0,
         }
     }
 
@@ -226,8 +256,8 @@ mod tests {
     #[test]
     fn more_ready_agents_allow_more_lines_and_a_spent_budget_allows_none() {
         let m = model();
-        let few = lines_to_add(&situation(&m, 2, &[]), &[plenty()], 100).add;
-        let many = lines_to_add(&situation(&m, 10, &[]), &[plenty()], 100).add;
+        let few = lines_to_add(&situation(&m, 2, &[]), &[plenty()], 100, 1.0).add;
+        let many = lines_to_add(&situation(&m, 10, &[]), &[plenty()], 100, 1.0).add;
         assert!(few >= 2 && many > few + 16, "2 agents: {few}, 10 agents: {many}");
         let spent = Allowance {
             counts: Counts {
@@ -237,22 +267,22 @@ mod tests {
             },
             rate: 0.03,
         };
-        let none = lines_to_add(&situation(&m, 10, &[]), &[spent], 100);
+        let none = lines_to_add(&situation(&m, 10, &[]), &[spent], 100, 1.0);
         assert!(none.add < many, "spent budget: {none:?}");
     }
 
     #[test]
     fn ringing_lines_take_their_share_of_the_ready_agents() {
         let m = model();
-        let idle = lines_to_add(&situation(&m, 5, &[]), &[plenty()], 100).add;
+        let idle = lines_to_add(&situation(&m, 5, &[]), &[plenty()], 100, 1.0).add;
         let ringing = [1.0; 12];
-        let busy = lines_to_add(&situation(&m, 5, &ringing), &[plenty()], 100).add;
+        let busy = lines_to_add(&situation(&m, 5, &ringing), &[plenty()], 100, 1.0).add;
         assert!(busy < idle, "idle {idle}, with 12 lines ringing {busy}");
     }
 
     #[test]
     fn room_caps_the_answer() {
         let m = model();
-        assert_eq!(lines_to_add(&situation(&m, 50, &[]), &[plenty()], 7).add, 7);
+        assert_eq!(lines_to_add(&situation(&m, 50, &[]), &[plenty()], 7, 1.0).add, 7);
     }
 }
