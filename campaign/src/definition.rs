@@ -747,7 +747,11 @@ impl Check<'_> {
             "predictive" => (false, true),
             other => {
                 let at = raw.pacing.as_ref().map_or(0, |v| v.span().start);
-                self.err(at, "pacing", format!("unknown pacing {other:?}, {EXPECTED}"));
+                self.err(
+                    at,
+                    "pacing",
+                    format!("unknown pacing {other:?}, {EXPECTED}"),
+                );
                 return Pacing::Progressive;
             }
         };
@@ -785,9 +789,18 @@ impl Check<'_> {
     fn predictive(&mut self, raw: &RawDef, predictive: bool) -> Option<PredictiveDef> {
         if !predictive {
             let keys = [
-                ("max_abandon_pct", raw.max_abandon_pct.as_ref().map(|v| v.span().start)),
-                ("abandon_window", raw.abandon_window.as_ref().map(|v| v.span().start)),
-                ("min_agents", raw.min_agents.as_ref().map(|v| v.span().start)),
+                (
+                    "max_abandon_pct",
+                    raw.max_abandon_pct.as_ref().map(|v| v.span().start),
+                ),
+                (
+                    "abandon_window",
+                    raw.abandon_window.as_ref().map(|v| v.span().start),
+                ),
+                (
+                    "min_agents",
+                    raw.min_agents.as_ref().map(|v| v.span().start),
+                ),
                 (
                     "max_lines_per_agent",
                     raw.max_lines_per_agent.as_ref().map(|v| v.span().start),

@@ -664,7 +664,13 @@ impl Engine {
 
     /// New lines `name` wants now, before the `max_lines` cap; `waiting` counts the lines of
     /// every campaign of the pool that still want an agent.
-    fn lines_wanted(&mut self, secs: i64, name: &str, agents: &PoolAgents, waiting: usize) -> usize {
+    fn lines_wanted(
+        &mut self,
+        secs: i64,
+        name: &str,
+        agents: &PoolAgents,
+        waiting: usize,
+    ) -> usize {
         let c = &self.campaigns[name];
         let ready = agents.ready.len();
         let progressive = ready.saturating_sub(waiting);
@@ -735,7 +741,9 @@ impl Engine {
     /// A campaign's abandon counts over its abandon window (`30d` unless its predictive
     /// pacing names another).
     pub fn abandon_counts(&self, campaign: &str) -> Option<Counts> {
-        self.campaigns.get(campaign).map(|c| c.pacer.window_counts())
+        self.campaigns
+            .get(campaign)
+            .map(|c| c.pacer.window_counts())
     }
 
     /// Counts an answered call of `campaign` from before this engine started (the store's

@@ -407,11 +407,17 @@ fn predictive_keys_are_checked_at_their_line_and_column() {
 #[test]
 fn predictive_keys_are_refused_with_other_pacing() {
     one_error(
-        &example_with("lines_per_agent = 1.5", "lines_per_agent = 1.5\nmax_abandon_pct = 1"),
+        &example_with(
+            "lines_per_agent = 1.5",
+            "lines_per_agent = 1.5\nmax_abandon_pct = 1",
+        ),
         "7:19: max_abandon_pct: only used with pacing = \"predictive\"",
     );
     one_error(
-        &example_with("pacing = \"ratio\"\nlines_per_agent = 1.5", "abandon_window = \"24h\""),
+        &example_with(
+            "pacing = \"ratio\"\nlines_per_agent = 1.5",
+            "abandon_window = \"24h\"",
+        ),
         "5:18: abandon_window: only used with pacing = \"predictive\"",
     );
 }

@@ -42,7 +42,11 @@ fn assert_cap(r: &RunReport, cap: f64) {
 #[test]
 fn predictive_meets_the_targets_with_20_agents_for_8_hours() {
     let runs = sim::run_all(&campaign(""), &Model::default_model(), 20, 8.0, 1);
-    let by = |m: Mode| runs.iter().find(|r| r.pacing == m).expect("every mode runs");
+    let by = |m: Mode| {
+        runs.iter()
+            .find(|r| r.pacing == m)
+            .expect("every mode runs")
+    };
     let (progressive, ratio) = (by(Mode::Progressive), by(Mode::Ratio));
     let (vicidial, predictive) = (by(Mode::VicidialAdaptive), by(Mode::Predictive));
     assert_cap(predictive, 0.03);
@@ -64,14 +68,26 @@ fn predictive_meets_the_targets_with_20_agents_for_8_hours() {
 
 #[test]
 fn cap_holds_with_5_agents_for_8_hours() {
-    let r = run(&campaign("pacing = \"predictive\""), Mode::Predictive, 5, 8.0, 2);
+    let r = run(
+        &campaign("pacing = \"predictive\""),
+        Mode::Predictive,
+        5,
+        8.0,
+        2,
+    );
     assert_cap(&r, 0.03);
     assert!(r.live_answers > 500, "{r:?}");
 }
 
 #[test]
 fn cap_holds_with_100_agents() {
-    let r = run(&campaign("pacing = \"predictive\""), Mode::Predictive, 100, 2.5, 3);
+    let r = run(
+        &campaign("pacing = \"predictive\""),
+        Mode::Predictive,
+        100,
+        2.5,
+        3,
+    );
     assert_cap(&r, 0.03);
     assert!(r.lines_per_agent <= 3.0);
 }
@@ -80,7 +96,13 @@ fn cap_holds_with_100_agents() {
 fn lines_never_pass_max_lines_per_agent() {
     let def = campaign("pacing = \"predictive\"\nmax_lines_per_agent = 1.1");
     let capped = run(&def, Mode::Predictive, 20, 1.5, 4);
-    let free = run(&campaign("pacing = \"predictive\""), Mode::Predictive, 20, 1.5, 4);
+    let free = run(
+        &campaign("pacing = \"predictive\""),
+        Mode::Predictive,
+        20,
+        1.5,
+        4,
+    );
     assert!(capped.lines_per_agent <= 1.1, "{capped:?}");
     assert!(free.lines_per_agent > capped.lines_per_agent);
 }
@@ -117,18 +139,26 @@ fn model_follows_the_answer_rate_halving_at_noon_within_minutes_under_the_cap() 
     // change they are not left idle (within 10 points: the stale model believes more
     // customers answer than do, so it dials too few lines, never too many).
     let learnt = ((noon + 1200) / SPAN_S) as usize;
-    let mean = |spans: &[sim::Span]| {
-        spans.iter().map(|s| s.occupancy).sum::<f64>() / spans.len() as f64
-    };
+    let mean =
+        |spans: &[sim::Span]| spans.iter().map(|s| s.occupancy).sum::<f64>() / spans.len() as f64;
     let (h, a) = (mean(&halved.spans[learnt..]), mean(&always.spans[learnt..]));
-    assert!(h >= a - 0.03, "after the change {h:.3}, with the rate all day {a:.3}");
+    assert!(
+        h >= a - 0.03,
+        "after the change {h:.3}, with the rate all day {a:.3}"
+    );
     let learning = mean(&halved.spans[(noon / SPAN_S) as usize..learnt]);
-    assert!(learning >= a - 0.1, "while learning {learning:.3}, all day {a:.3}");
+    assert!(
+        learning >= a - 0.1,
+        "while learning {learning:.3}, all day {a:.3}"
+    );
     let after: Vec<_> = halved.spans[(noon / SPAN_S) as usize..].to_vec();
     let (live, abandoned) = after
         .iter()
         .fold((0, 0), |(l, a), s| (l + s.live_answers, a + s.abandoned));
-    assert!(abandoned as f64 <= 0.03 * live as f64, "{abandoned} of {live}");
+    assert!(
+        abandoned as f64 <= 0.03 * live as f64,
+        "{abandoned} of {live}"
+    );
 }
 
 #[test]
@@ -157,7 +187,10 @@ fn simulator_decisions_are_the_engines_own() {
             .collect();
         assert!(recorded.len() > 1000, "{} orders", recorded.len());
         let replayed = sim::replay(&sim::definition_for(&def, mode), &r.trace);
-        assert!(replayed == recorded, "{mode:?}: the replayed engine decided otherwise");
+        assert!(
+            replayed == recorded,
+            "{mode:?}: the replayed engine decided otherwise"
+        );
     }
 }
 
@@ -166,5 +199,8 @@ fn same_seed_same_figures_other_seed_other_traffic() {
     let def = campaign("pacing = \"predictive\"");
     let a = run(&def, Mode::Predictive, 10, 1.0, 8);
     assert_eq!(a, run(&def, Mode::Predictive, 10, 1.0, 8));
-    assert_ne!(a.live_answers, run(&def, Mode::Predictive, 10, 1.0, 9).live_answers);
+    assert_ne!(
+        a.live_answers,
+        run(&def, Mode::Predictive, 10, 1.0, 9).live_answers
+    );
 }

@@ -156,7 +156,8 @@ impl Pacer {
             self.counted *= f;
         }
         self.model.decay_to(secs);
-        self.window.forget_before(window_start(self.def.abandon_window, self.time_zone, now));
+        self.window
+            .forget_before(window_start(self.def.abandon_window, self.time_zone, now));
         self.hour.forget_before(secs - HOUR_S);
     }
 

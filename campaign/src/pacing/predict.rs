@@ -112,7 +112,10 @@ fn curves(s: &Situation) -> Curves {
     let inflight_live = f64::from(s.waiting)
         + s.ringing
             .iter()
-            .map(|&age| s.model.answer_within(age, f64::from(super::model::MAX_RING_S as u32)))
+            .map(|&age| {
+                s.model
+                    .answer_within(age, f64::from(super::model::MAX_RING_S as u32))
+            })
             .sum::<f64>();
     Curves {
         mean,
@@ -147,7 +150,11 @@ pub fn lines_to_add(s: &Situation, windows: &[Allowance], room: u32, marginal: f
     let fits = |n: u32, abandons: f64| {
         windows.iter().all(|w| {
             let saved = w.rate * w.counts.live_answered() - w.counts.adjusted_abandoned();
-            let saved = if saved > 0.0 { SAVED_SHARE * saved } else { saved };
+            let saved = if saved > 0.0 {
+                SAVED_SHARE * saved
+            } else {
+                saved
+            };
             let margin = CHANCE_MARGIN_SD * abandons.sqrt();
             abandons + margin <= w.rate * (c.inflight_live + f64::from(n) * p) + saved
         })
@@ -192,7 +199,8 @@ fn normal_cdf(z: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erfc = poly * (-x * x).exp();
     if z >= 0.0 {
         1.0 - 0.5 * erfc
@@ -258,7 +266,10 @@ mod tests {
         let m = model();
         let few = lines_to_add(&situation(&m, 2, &[]), &[plenty()], 100, 1.0).add;
         let many = lines_to_add(&situation(&m, 10, &[]), &[plenty()], 100, 1.0).add;
-        assert!(few >= 2 && many > few + 16, "2 agents: {few}, 10 agents: {many}");
+        assert!(
+            few >= 2 && many > few + 16,
+            "2 agents: {few}, 10 agents: {many}"
+        );
         let spent = Allowance {
             counts: Counts {
                 bridged: 97,
@@ -283,6 +294,9 @@ mod tests {
     #[test]
     fn room_caps_the_answer() {
         let m = model();
-        assert_eq!(lines_to_add(&situation(&m, 50, &[]), &[plenty()], 7, 1.0).add, 7);
+        assert_eq!(
+            lines_to_add(&situation(&m, 50, &[]), &[plenty()], 7, 1.0).add,
+            7
+        );
     }
 }

@@ -90,7 +90,8 @@ pub struct RunReport {
     pub pacing: Mode,
     /// Agents.
     pub agents: u32,
-    /// Hours.
+    /// Hours (a whole number is written without a fraction).
+    #[serde(serialize_with = "whole_or_fraction")]
     pub hours: f64,
     /// Talk and wrap-up over logged-in time.
     pub occupancy: f64,
@@ -252,9 +253,7 @@ pub fn run(file: &CampaignDef, model: &Model, config: RunConfig) -> RunReport {
     let def = definition_for(file, config.mode);
     let mut engine = Engine::new();
     engine.add_campaign(def.clone(), crate::engine::CampaignState::Created);
-    engine
-        .start(&def.name)
-        .expect("a created campaign starts");
+    engine.start(&def.name).expect("a created campaign starts");
     let n = config.agents as usize;
     let baseline = (config.mode == Mode::VicidialAdaptive).then(vicidial::DialLevel::new);
     let mut w = World {
@@ -291,7 +290,13 @@ pub fn run(file: &CampaignDef, model: &Model, config: RunConfig) -> RunReport {
 }
 
 /// Every mode on the same traffic, in [`Mode::ALL`] order.
-pub fn run_all(file: &CampaignDef, model: &Model, agents: u32, hours: f64, seed: u64) -> Vec<RunReport> {
+pub fn run_all(
+    file: &CampaignDef,
+    model: &Model,
+    agents: u32,
+    hours: f64,
+    seed: u64,
+) -> Vec<RunReport> {
     Mode::ALL
         .iter()
         .map(|&mode| {
@@ -393,7 +398,9 @@ impl World {
                 };
                 self.engine.groups(now, &campaign, vec![group]);
             }
-            Order::Claim { campaign, count, .. } => {
+            Order::Claim {
+                campaign, count, ..
+            } => {
                 let leads: Vec<Claimed> = (0..count)
                     .map(|_| {
                         self.next_lead += 1;
@@ -412,7 +419,9 @@ impl World {
                 self.record(Traced::Claimed(self.now_ms, leads.clone(), count));
                 self.engine.claimed(now, &campaign, leads, count);
             }
-            Order::Originate { campaign, attempt, .. } => self.originate(&campaign, attempt),
+            Order::Originate {
+                campaign, attempt, ..
+            } => self.originate(&campaign, attempt),
             Order::CountRemaining { campaign } => {
                 self.record(Traced::Remaining);
                 self.engine.remaining(&campaign, u64::MAX);
@@ -483,7 +492,10 @@ impl World {
         match longest_idle {
             Some(agent) => self.bridge(k, agent, self.now_ms),
             None => {
-                let wait = self.baseline.as_ref().map_or(ABANDON_AFTER_MS, |b| b.drop_timeout_ms());
+                let wait = self
+                    .baseline
+                    .as_ref()
+                    .map_or(ABANDON_AFTER_MS, |b| b.drop_timeout_ms());
                 if let Some(c) = self.calls.get_mut(&k) {
                     c.state = CallState::Waiting {
                         answered_ms: self.now_ms,
@@ -542,7 +554,13 @@ impl World {
     }
 
     fn ended(&mut self, id: String, outcome: &'static str, answered: bool, agent: Option<String>) {
-        self.record(Traced::Ended(self.now_ms, id.clone(), outcome, answered, agent.clone()));
+        self.record(Traced::Ended(
+            self.now_ms,
+            id.clone(),
+            outcome,
+            answered,
+            agent.clone(),
+        ));
         self.engine
             .call_ended(self.now(), &id, outcome, answered, agent.as_deref());
     }
@@ -737,4 +755,62 @@ pub fn replay(def: &CampaignDef, trace: &[Traced]) -> Vec<Order> {
         drain(&mut engine, &mut orders);
     }
     orders
+}
+
+fn whole_or_fraction<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+/// The `--json` document: `{"model": {...}, "runs": [...]}`, keys in the order of the
+/// structs (a JSON map would sort them).
+pub fn report_json(model: &Model, runs: &[RunReport]) -> String {
+    #[derive(Serialize)]
+    struct Document<'a> {
+        model: &'a Model,
+        runs: &'a [RunReport],
+    }
+    serde_json::to_string(&Document { model, runs }).expect("plain data serialises")
+}
+
+/// The human table of `dialer campaign simulate`.
+pub fn report_table(runs: &[RunReport]) -> String {
+    let mut out = format!(
+        "{:<18} {:>6} {:>5} {:>9} {:>9} {:>10} {:>6} {:>6} {:>8} {:>10} {:>9}\n",
+        "PACING",
+        "AGENTS",
+        "HOURS",
+        "OCCUPANCY",
+        "TALK/A-H",
+        "CALLS/H",
+        "LIVE",
+        "ABAND",
+        "ABAND%",
+        "WORST-1H%",
+        "LINES/AG"
+    );
+    for r in runs {
+        let pacing = serde_json::to_value(r.pacing)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<18} {:>6} {:>5} {:>8.1}% {:>9.1} {:>10.0} {:>6} {:>6} {:>7.2}% {:>9.2}% {:>9.2}\n",
+            pacing,
+            r.agents,
+            r.hours,
+            r.occupancy * 100.0,
+            r.talk_minutes_per_agent_hour,
+            r.calls_per_hour,
+            r.live_answers,
+            r.abandoned,
+            r.abandon_rate * 100.0,
+            r.max_window_abandon_rate * 100.0,
+            r.lines_per_agent
+        ));
+    }
+    out
 }

@@ -104,7 +104,13 @@ impl Model {
                 "live_answer_pct + busy_pct + failed_pct = {}, expected at most 100",
                 live + busy + failed
             );
-            errors.push(Diagnostic::at(file, text, raw.failed_pct.span().start, "failed_pct", msg));
+            errors.push(Diagnostic::at(
+                file,
+                text,
+                raw.failed_pct.span().start,
+                "failed_pct",
+                msg,
+            ));
         }
         errors.sort_by_key(|d| (d.line, d.column));
         match Diagnostics::from_vec(errors) {
@@ -179,7 +185,10 @@ mod tests {
         assert_eq!(m.live_answer_pct, 25.0);
         assert_eq!(m.answer_after_s, [4.0, 20.0]);
         assert_eq!(m.no_answer_timeout_s, 25.0);
-        assert_eq!((m.talk_mean_s, m.talk_sigma, m.wrap_up_s), (120.0, 0.6, 10.0));
+        assert_eq!(
+            (m.talk_mean_s, m.talk_sigma, m.wrap_up_s),
+            (120.0, 0.6, 10.0)
+        );
         assert_eq!((m.busy_pct, m.busy_after_s), (5.0, [1.0, 3.0]));
         assert_eq!((m.failed_pct, m.failed_after_s), (5.0, [0.5, 2.0]));
     }
@@ -188,13 +197,19 @@ mod tests {
     fn bad_values_and_unknown_keys_are_reported_at_their_place() {
         let text = DEFAULT_MODEL.replace("live_answer_pct = 25.0", "live_answer_pct = 125.0");
         let e = Model::parse("m.toml", &text).unwrap_err().to_string();
-        assert!(e.starts_with("m.toml:3:19: live_answer_pct: 125 is out of range"), "{e}");
+        assert!(
+            e.starts_with("m.toml:3:19: live_answer_pct: 125 is out of range"),
+            "{e}"
+        );
         let text = format!("{DEFAULT_MODEL}machine_pct = 5\n");
         let e = Model::parse("m.toml", &text).unwrap_err().to_string();
         assert!(e.contains("machine_pct: unknown key"), "{e}");
         let text = DEFAULT_MODEL.replace("[4.0, 20.0]", "[20.0, 4.0]");
         let e = Model::parse("m.toml", &text).unwrap_err().to_string();
-        assert!(e.contains("answer_after_s[1]: 4 is out of range, expected 20 to 600"), "{e}");
+        assert!(
+            e.contains("answer_after_s[1]: 4 is out of range, expected 20 to 600"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@ mod tests {
 
     #[test]
     fn a_call_stream_depends_only_on_seed_and_call_number() {
-        let a: Vec<u64> = (0..3).map(|_| SplitMix64::for_call(1, 5).next_u64()).collect();
+        let a: Vec<u64> = (0..3)
+            .map(|_| SplitMix64::for_call(1, 5).next_u64())
+            .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         assert_ne!(
             SplitMix64::for_call(1, 5).next_u64(),
