@@ -234,3 +234,114 @@ pub fn window_start(window: AbandonWindow, tz: Tz, now: DateTime<Utc>) -> i64 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::America::New_York;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).expect("in range")
+    }
+
+    /// A pacer that has learnt the shipped model's traffic roughly.
+    fn trained(def: PredictiveDef) -> Pacer {
+        let mut p = Pacer::new(def, chrono_tz::UTC);
+        p.advance(at(0));
+        for i in 0..400 {
+            if i % 4 == 0 {
+                p.model.answered(4.0 + (i % 16) as f64);
+            } else {
+                p.model.unanswered(25.0);
+            }
+        }
+        for i in 0..50 {
+            p.model.talked(60.0 + 3.0 * i as f64);
+        }
+        p
+    }
+
+    fn idle_agents(n: u32) -> Lines {
+        Lines {
+            logged_in: n,
+            ready: n,
+            ring_timeout_s: 25,
+            ..Lines::default()
+        }
+    }
+
+    #[test]
+    fn calendar_day_starts_at_local_midnight_and_24h_a_day_back() {
+        // 2026-06-10 03:30 UTC is 23:30 on the 9th in New York (EDT, UTC-4).
+        let now = at(1_781_062_200);
+        let midnight_ny = 1_780_977_600; // 2026-06-09 04:00 UTC
+        assert_eq!(
+            window_start(AbandonWindow::CalendarDay, New_York, now),
+            midnight_ny
+        );
+        assert_eq!(
+            window_start(AbandonWindow::Hours24, New_York, now),
+            now.timestamp() - 86_400
+        );
+        assert_eq!(
+            window_start(AbandonWindow::Days30, New_York, now),
+            now.timestamp() - 30 * 86_400
+        );
+    }
+
+    #[test]
+    fn a_spent_window_dials_progressive_and_a_clean_one_dials_ahead() {
+        let mut clean = trained(PredictiveDef::default());
+        for t in 0..300 {
+            clean.count(t, true);
+        }
+        let ahead = clean.lines_to_add(&idle_agents(10), 10);
+        assert!(ahead > 10, "a clean window dials ahead: {ahead}");
+        let mut spent = trained(PredictiveDef::default());
+        for t in 0..300 {
+            spent.count(t, t % 30 != 0);
+        }
+        assert_eq!(spent.window_counts().abandoned, 10);
+        assert_eq!(spent.lines_to_add(&idle_agents(10), 10), 10);
+    }
+
+    #[test]
+    fn zero_budget_below_min_agents_and_an_untrained_model_dial_progressive() {
+        let zero = PredictiveDef {
+            max_abandon_pct: 0.0,
+            ..PredictiveDef::default()
+        };
+        let mut p = trained(zero);
+        (0..300).for_each(|t| p.count(t, true));
+        assert_eq!(p.lines_to_add(&idle_agents(10), 10), 10);
+        let few = PredictiveDef {
+            min_agents: 11,
+            ..PredictiveDef::default()
+        };
+        let mut p = trained(few);
+        (0..300).for_each(|t| p.count(t, true));
+        assert_eq!(p.lines_to_add(&idle_agents(10), 10), 10);
+        let mut fresh = Pacer::new(PredictiveDef::default(), chrono_tz::UTC);
+        (0..300).for_each(|t| fresh.count(t, true));
+        assert_eq!(fresh.lines_to_add(&idle_agents(10), 10), 10);
+    }
+
+    #[test]
+    fn lines_stay_under_max_lines_per_agent() {
+        let def = PredictiveDef {
+            max_lines_per_agent: 1.5,
+            ..PredictiveDef::default()
+        };
+        let mut p = trained(def);
+        (0..3000).for_each(|t| p.count(t, true));
+        let lines = Lines {
+            in_use: 4,
+            ..idle_agents(10)
+        };
+        assert_eq!(
+            p.lines_to_add(&lines, 6),
+            11,
+            "15 lines for 10 agents, 4 in use"
+        );
+    }
+}

@@ -149,11 +149,10 @@ fn one(d: Diagnostic) -> Diagnostics {
     Diagnostics::from_vec(vec![d]).expect("one diagnostic")
 }
 
-fn range(
-    v: &Spanned<[Spanned<f64>; 2]>,
-    key: &str,
-    check: &mut dyn FnMut(&Spanned<f64>, &str, f64, f64) -> f64,
-) -> [f64; 2] {
+/// Checks a value against its range (value, key, lowest, highest) and returns it.
+type RangeCheck<'a> = dyn FnMut(&Spanned<f64>, &str, f64, f64) -> f64 + 'a;
+
+fn range(v: &Spanned<[Spanned<f64>; 2]>, key: &str, check: &mut RangeCheck<'_>) -> [f64; 2] {
     let [a, b] = v.get_ref();
     let a_v = check(a, &format!("{key}[0]"), 0.0, 600.0);
     let b_v = check(b, &format!("{key}[1]"), a_v.max(0.0), 600.0);
