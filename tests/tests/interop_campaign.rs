@@ -390,7 +390,8 @@ fn campaign_commands_refuse_what_makes_no_sense_and_dnc_numbers_are_not_imported
     .unwrap();
     let (ok, _, err) = cli(&t, &["campaign", "create", predictive.to_str().unwrap()]);
     assert!(
-        !ok && err.contains("pacing: predictive pacing needs the pool's abandon_after_ms at most 2000")
+        !ok && err
+            .contains("pacing: predictive pacing needs the pool's abandon_after_ms at most 2000")
             && err.contains("pool \"sales\" waits 10000 ms"),
         "{err}"
     );
