@@ -673,3 +673,13 @@ fn record_asks_for_every_call_to_be_recorded() {
         ["3:10: record: invalid type: string \"yes\", expected a boolean"]
     );
 }
+
+#[test]
+fn a_disposition_can_mark_an_answering_machine() {
+    let text = format!(
+        "{EXAMPLE}\n[[disposition]]\ncode = \"machine\"\naction = \"final\"\nmachine = true\n"
+    );
+    let def = CampaignDef::parse("m.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(def.disposition("machine").is_some_and(|d| d.machine));
+    assert!(def.disposition("sale").is_some_and(|d| !d.machine));
+}
