@@ -6,7 +6,7 @@
 //! pool = "sales"                  # required: the agent pool
 //! trunk = "carrier"               # default: the dialer's first trunk
 //! caller_id = "+15550100"         # default: the trunk's
-//! pacing = "progressive"          # or "ratio" with lines_per_agent >= 1.0
+//! pacing = "progressive"          # or "ratio" with lines_per_agent >= 1.0, or "predictive"
 //! max_lines = 50                  # default 50
 //! ring_timeout_s = 25             # default 25, at least 15
 //! time_zone = "America/New_York"  # for leads whose number and row give none; default "UTC"
@@ -38,6 +38,7 @@
 //! [[disposition]]
 //! code = "sale"
 //! action = "final"                # final | retry | dnc | callback
+//! machine = false                 # true: an answering machine (left out of abandon rates)
 //! ```
 //!
 //! Every key is checked: an unknown key is an error, never ignored. The value problems of a
@@ -52,8 +53,21 @@
 //! not accepted (the latest end is `23:59`), so that a window always lies inside one local
 //! date, with one weekday and one holiday answer.
 //!
-//! `pacing = "predictive"` is refused rather than read as another mode: the dialer has no
-//! predictive pacer yet, and a campaign must not dial at a rate its operator did not choose.
+//! `pacing = "predictive"` dials ahead of the agents from a model of the traffic learned as
+//! the campaign runs (see [`crate::pacing`]), within an abandon budget:
+//!
+//! ```toml
+//! pacing = "predictive"
+//! max_abandon_pct = 3.0           # default 3.0, at most 3.0; 0: never knowingly risk one
+//! abandon_window = "30d"          # "30d" (US TSR, FCC), "24h" or "calendar_day" (Ofcom)
+//! min_agents = 1                  # fewer agents logged in: progressive
+//! max_lines_per_agent = 3.0       # default 3.0, at least 1.0
+//! ```
+//!
+//! These keys are refused with any other pacing, so that a file never carries a setting that
+//! does nothing. The pool's `abandon_after_ms` must be at most 2000 for a predictive
+//! campaign; the dialer checks it when the campaign is created, since the pool is in
+//! `dialer.toml`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -130,7 +144,62 @@ pub enum Pacing {
         /// At least 1.0.
         lines_per_agent: f64,
     },
+    /// Lines from the traffic model, the agents and the abandon budget.
+    Predictive(PredictiveDef),
 }
+
+/// The settings of predictive pacing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PredictiveDef {
+    /// Abandoned over live-answered calls, in percent, over `abandon_window` (0 to 3.0).
+    pub max_abandon_pct: f64,
+    /// Over what the abandon rate is counted.
+    pub abandon_window: AbandonWindow,
+    /// Fewer agents logged in than this: progressive.
+    pub min_agents: u32,
+    /// Never more lines than this many per logged-in agent.
+    pub max_lines_per_agent: f64,
+}
+
+impl Default for PredictiveDef {
+    fn default() -> Self {
+        PredictiveDef {
+            max_abandon_pct: MAX_ABANDON_PCT,
+            abandon_window: AbandonWindow::Days30,
+            min_agents: 1,
+            max_lines_per_agent: 3.0,
+        }
+    }
+}
+
+/// The span an abandon rate is counted over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbandonWindow {
+    /// The last 30 days (US TSR 16 CFR 310.4(b)(4)(i), FCC 47 CFR 64.1200(a)(7)(i)).
+    Days30,
+    /// The last 24 hours (Ofcom).
+    Hours24,
+    /// Since midnight in the campaign's `time_zone` (Ofcom, counted per day).
+    CalendarDay,
+}
+
+impl AbandonWindow {
+    /// The spelling in the definition and in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbandonWindow::Days30 => "30d",
+            AbandonWindow::Hours24 => "24h",
+            AbandonWindow::CalendarDay => "calendar_day",
+        }
+    }
+}
+
+/// The legal cap on abandoned calls, in percent of live-answered calls (US TSR, FCC,
+/// Ofcom).
+pub const MAX_ABANDON_PCT: f64 = 3.0;
+/// Longest wait of an answered call for an agent before it is abandoned with the message:
+/// the 2-second rule (16 CFR 310.4(b)(4)(i), Ofcom).
+pub const PREDICTIVE_MAX_ABANDON_AFTER_MS: u32 = 2000;
 
 /// A window of the day, `start` inclusive, `end` exclusive, in local time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +250,9 @@ pub struct Disposition {
     /// For `retry`: seconds until the next attempt (default: the campaign's `no_answer_s`,
     /// else one hour).
     pub retry_s: Option<u64>,
+    /// The agent found an answering machine: the abandon rate leaves it out by Ofcom's
+    /// adjusted-drops formula ([`crate::pacing::ledger`]).
+    pub machine: bool,
 }
 
 /// What a disposition does.
@@ -379,6 +451,10 @@ struct RawDef {
     caller_id: Option<S<String>>,
     pacing: Option<S<String>>,
     lines_per_agent: Option<S<f64>>,
+    max_abandon_pct: Option<S<f64>>,
+    abandon_window: Option<S<String>>,
+    min_agents: Option<S<i64>>,
+    max_lines_per_agent: Option<S<f64>>,
     max_lines: Option<S<i64>>,
     ring_timeout_s: Option<S<i64>>,
     time_zone: Option<S<String>>,
@@ -426,6 +502,7 @@ struct RawDisposition {
     code: Option<S<String>>,
     action: Option<S<String>>,
     retry_s: Option<S<i64>>,
+    machine: Option<bool>,
 }
 
 /// The problems found so far in one file.
@@ -659,32 +736,33 @@ impl Check<'_> {
     }
 
     fn pacing(&mut self, raw: &RawDef) -> Pacing {
-        const EXPECTED: &str = "expected \"progressive\" or \"ratio\"";
-        let ratio = match &raw.pacing {
-            None => false,
-            Some(v) => match v.get_ref().to_ascii_lowercase().as_str() {
-                "progressive" => false,
-                "ratio" => true,
-                "predictive" => {
-                    let msg = format!("predictive pacing is not available yet, {EXPECTED}");
-                    self.err(v.span().start, "pacing", msg);
-                    return Pacing::Progressive;
-                }
-                other => {
-                    self.err(
-                        v.span().start,
-                        "pacing",
-                        format!("unknown pacing {other:?}, {EXPECTED}"),
-                    );
-                    return Pacing::Progressive;
-                }
-            },
+        const EXPECTED: &str = "expected \"progressive\", \"ratio\" or \"predictive\"";
+        let mode = match &raw.pacing {
+            None => "progressive".to_string(),
+            Some(v) => v.get_ref().to_ascii_lowercase(),
         };
+        let (ratio, predictive) = match mode.as_str() {
+            "progressive" => (false, false),
+            "ratio" => (true, false),
+            "predictive" => (false, true),
+            other => {
+                let at = raw.pacing.as_ref().map_or(0, |v| v.span().start);
+                self.err(
+                    at,
+                    "pacing",
+                    format!("unknown pacing {other:?}, {EXPECTED}"),
+                );
+                return Pacing::Progressive;
+            }
+        };
+        let predictive_def = self.predictive(raw, predictive);
         match (&raw.lines_per_agent, ratio) {
-            (None, false) => Pacing::Progressive,
+            (None, false) => predictive_def.map_or(Pacing::Progressive, Pacing::Predictive),
             (Some(v), false) => {
-                let msg = "only used with pacing = \"ratio\" (progressive dials one line per \
-                           ready agent), expected no lines_per_agent or pacing = \"ratio\"";
+                let msg = format!(
+                    "only used with pacing = \"ratio\" (this campaign's pacing is {mode}), \
+                     expected no lines_per_agent or pacing = \"ratio\""
+                );
                 self.err(v.span().start, "lines_per_agent", msg);
                 Pacing::Progressive
             }
@@ -705,6 +783,78 @@ impl Check<'_> {
                 Pacing::Ratio { lines_per_agent: n }
             }
         }
+    }
+
+    /// The predictive keys: checked when `predictive`, refused otherwise.
+    fn predictive(&mut self, raw: &RawDef, predictive: bool) -> Option<PredictiveDef> {
+        if !predictive {
+            let keys = [
+                (
+                    "max_abandon_pct",
+                    raw.max_abandon_pct.as_ref().map(|v| v.span().start),
+                ),
+                (
+                    "abandon_window",
+                    raw.abandon_window.as_ref().map(|v| v.span().start),
+                ),
+                (
+                    "min_agents",
+                    raw.min_agents.as_ref().map(|v| v.span().start),
+                ),
+                (
+                    "max_lines_per_agent",
+                    raw.max_lines_per_agent.as_ref().map(|v| v.span().start),
+                ),
+            ];
+            for (key, at) in keys {
+                if let Some(at) = at {
+                    let msg = "only used with pacing = \"predictive\", expected no such key \
+                               or pacing = \"predictive\"";
+                    self.err(at, key, msg);
+                }
+            }
+            return None;
+        }
+        let mut def = PredictiveDef::default();
+        if let Some(v) = &raw.max_abandon_pct {
+            let n = *v.get_ref();
+            if !n.is_finite() || !(0.0..=MAX_ABANDON_PCT).contains(&n) {
+                let msg = format!(
+                    "{n} is outside 0 to {MAX_ABANDON_PCT} (the legal cap: US TSR 16 CFR \
+                     310.4(b)(4)(i), FCC 47 CFR 64.1200(a)(7)(i), Ofcom), expected a percentage \
+                     from 0 to {MAX_ABANDON_PCT}"
+                );
+                self.err(v.span().start, "max_abandon_pct", msg);
+            } else {
+                def.max_abandon_pct = n;
+            }
+        }
+        if let Some(v) = &raw.abandon_window {
+            def.abandon_window = match v.get_ref().as_str() {
+                "30d" => AbandonWindow::Days30,
+                "24h" => AbandonWindow::Hours24,
+                "calendar_day" => AbandonWindow::CalendarDay,
+                other => {
+                    let msg = format!(
+                        "unknown window {other:?}, expected \"30d\" (US TSR, FCC), \"24h\" or \
+                         \"calendar_day\" (Ofcom)"
+                    );
+                    self.err(v.span().start, "abandon_window", msg);
+                    AbandonWindow::Days30
+                }
+            };
+        }
+        def.min_agents = self.int_or(&raw.min_agents, "min_agents", AT_LEAST_ONE, 1);
+        if let Some(v) = &raw.max_lines_per_agent {
+            let n = *v.get_ref();
+            if !n.is_finite() || n < 1.0 {
+                let msg = format!("{n} is below 1.0, expected a number of at least 1.0");
+                self.err(v.span().start, "max_lines_per_agent", msg);
+            } else {
+                def.max_lines_per_agent = n;
+            }
+        }
+        Some(def)
     }
 
     fn dnc(&mut self, raw: &[S<String>]) -> Vec<String> {
@@ -931,6 +1081,7 @@ impl Check<'_> {
                 code,
                 action,
                 retry_s,
+                machine: rd.machine.unwrap_or(false),
             });
         }
         out

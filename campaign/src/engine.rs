@@ -10,8 +10,10 @@
 //! it has in flight: the store is the truth, and a claim is committed before its
 //! [`Order::Originate`] is issued.
 
-use crate::definition::{CampaignDef, DispositionAction, Pacing};
+use crate::definition::{CampaignDef, DispositionAction, Pacing, PredictiveDef};
 use crate::hours;
+use crate::pacing::ledger::Counts;
+use crate::pacing::{Lines, Pacer};
 use crate::types::{AttemptOutcome, LeadGroup, LeadNext, OpenGroup};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -296,18 +298,23 @@ enum Stage {
     Placing,
     /// The call exists; the customer has not answered.
     Dialing { call: String },
-    /// The customer answered and waits for an agent.
-    Answered { call: String },
-    /// Talking to `agent`.
-    Bridged { call: String, agent: String },
+    /// The customer answered at `at` (Unix seconds) and waits for an agent.
+    Answered { call: String, at: i64 },
+    /// Talking to `agent` since `since`; the customer answered at `answered`.
+    Bridged {
+        call: String,
+        agent: String,
+        since: i64,
+        answered: i64,
+    },
 }
 
 impl Stage {
     fn call(&self) -> Option<&str> {
         match self {
-            Stage::Dialing { call } | Stage::Answered { call } | Stage::Bridged { call, .. } => {
-                Some(call)
-            }
+            Stage::Dialing { call }
+            | Stage::Answered { call, .. }
+            | Stage::Bridged { call, .. } => Some(call),
             _ => None,
         }
     }
@@ -327,10 +334,14 @@ struct Line {
     fields: Vec<(String, String)>,
     last_outcome: Option<AttemptOutcome>,
     stage: Stage,
+    /// When its originate was issued (Unix seconds): ring times are counted from it.
+    placed_at: i64,
     /// The agent its originate named (held for it by the call engine until the bridge).
     reserved: Option<String>,
     /// A disposition set while the call was up.
     disposition: Option<Pending>,
+    /// An agent marked it an answering machine (Ofcom's adjusted drops count it).
+    machine: bool,
 }
 
 /// A disposition set during a call, applied when the call ends.
@@ -354,6 +365,10 @@ struct Ended {
     agent: Option<String>,
     bridged: bool,
     disposed: bool,
+    /// When the customer answered (Unix seconds), for an answered call.
+    answered_at: Option<i64>,
+    /// An agent marked it an answering machine.
+    machine: bool,
     /// The default disposition applies at this time (Unix seconds).
     default_at: i64,
     /// Forgotten after this.
@@ -379,6 +394,11 @@ struct Campaign {
     claim_after: i64,
     /// A CountRemaining order is out.
     counting: bool,
+    /// The traffic model and abandon counts (every campaign counts its abandons; a
+    /// predictive one paces from them).
+    pacer: Pacer,
+    /// An adaptive dial level set from outside, replacing the pacing while set.
+    dial_level: Option<f64>,
 }
 
 /// The campaign engine (sans-IO).
@@ -391,6 +411,9 @@ pub struct Engine {
     ended: HashMap<String, Ended>,
     orders: VecDeque<Order>,
     last_tick: Option<i64>,
+    /// Agents whose bridged call ended and who are not ready again yet:
+    /// agent -> (campaign, when the call ended).
+    wrap_ups: HashMap<String, (String, i64)>,
 }
 
 impl Engine {
@@ -403,6 +426,11 @@ impl Engine {
     /// running resumes dialling.
     pub fn add_campaign(&mut self, def: CampaignDef, state: CampaignState) {
         let name = def.name.clone();
+        let predictive = match def.pacing {
+            Pacing::Predictive(p) => p,
+            _ => PredictiveDef::default(),
+        };
+        let pacer = Pacer::new(predictive, def.time_zone);
         self.campaigns.insert(
             name,
             Campaign {
@@ -416,6 +444,8 @@ impl Engine {
                 claiming: false,
                 claim_after: i64::MIN,
                 counting: false,
+                pacer,
+                dial_level: None,
             },
         );
     }
@@ -546,6 +576,7 @@ impl Engine {
     pub fn tick(&mut self, now: DateTime<Utc>) {
         let secs = now.timestamp();
         self.last_tick = Some(secs);
+        self.learn(now);
         self.default_dispositions(secs);
         let names: Vec<String> = self.campaigns.keys().cloned().collect();
         for name in names {
@@ -611,19 +642,14 @@ impl Engine {
         if agents.logged_in == 0 {
             return;
         }
-        let ready = agents.ready.len();
-        let target = match c.def.pacing {
-            Pacing::Progressive => ready,
-            Pacing::Ratio { lines_per_agent } => (ready as f64 * lines_per_agent).floor() as usize,
-        };
         let waiting = waiting_in_pool(self, &c.def.pool);
         let room = (c.def.max_lines as usize).saturating_sub(c.lines.len());
-        let want = target.saturating_sub(waiting).min(room);
-        if want == 0 {
+        let open = hours::open_groups(&c.def, &c.groups, now);
+        if open.is_empty() || room == 0 {
             return;
         }
-        let open = hours::open_groups(&c.def, &c.groups, now);
-        if open.is_empty() {
+        let want = self.lines_wanted(secs, name, &agents, waiting).min(room);
+        if want == 0 {
             return;
         }
         self.orders.push_back(Order::Claim {
@@ -633,6 +659,126 @@ impl Engine {
         });
         if let Some(c) = self.campaigns.get_mut(name) {
             c.claiming = true;
+        }
+    }
+
+    /// New lines `name` wants now, before the `max_lines` cap; `waiting` counts the lines of
+    /// every campaign of the pool that still want an agent.
+    fn lines_wanted(
+        &mut self,
+        secs: i64,
+        name: &str,
+        agents: &PoolAgents,
+        waiting: usize,
+    ) -> usize {
+        let c = &self.campaigns[name];
+        let ready = agents.ready.len();
+        let progressive = ready.saturating_sub(waiting);
+        if let Some(level) = c.dial_level {
+            let goal = (level * f64::from(agents.logged_in)).floor() as usize;
+            return goal.saturating_sub(c.lines.len());
+        }
+        match c.def.pacing {
+            Pacing::Progressive => progressive,
+            Pacing::Ratio { lines_per_agent } => {
+                ((ready as f64 * lines_per_agent).floor() as usize).saturating_sub(waiting)
+            }
+            Pacing::Predictive(_) => {
+                let lines = self.pacing_lines(secs, name, agents, waiting);
+                let c = self.campaigns.get_mut(name).expect("paced campaigns exist");
+                c.pacer.lines_to_add(&lines, progressive as u32) as usize
+            }
+        }
+    }
+
+    /// What the predictive pacer is told of `name`'s lines and agents. Ready agents promised
+    /// to a line, and lines of other campaigns of the pool still wanting an agent, are taken
+    /// off the ready agents; lines with an agent reserved need none from the pool.
+    fn pacing_lines(&self, secs: i64, name: &str, agents: &PoolAgents, waiting: usize) -> Lines {
+        let c = &self.campaigns[name];
+        let reserved = self.reserved_agents();
+        let promised = agents.ready.iter().filter(|a| reserved.contains(a)).count();
+        let own_waiting = c.lines.values().filter(|l| l.stage.wants_agent()).count();
+        let others = waiting.saturating_sub(own_waiting);
+        let mut lines = Lines {
+            logged_in: agents.logged_in,
+            ready: agents.ready.len().saturating_sub(promised + others) as u32,
+            ring_timeout_s: c.def.ring_timeout_s,
+            ..Lines::default()
+        };
+        for l in c.lines.values() {
+            let pooled = l.reserved.is_none();
+            match &l.stage {
+                Stage::Held { .. } => continue,
+                Stage::Placing | Stage::Dialing { .. } if pooled => {
+                    lines.ringing.push((secs - l.placed_at) as f64)
+                }
+                Stage::Answered { .. } if pooled => lines.waiting += 1,
+                Stage::Bridged { since, .. } => lines.talking.push((secs - since) as f64),
+                _ => {}
+            }
+            lines.in_use += 1;
+        }
+        lines.wrapping = self
+            .wrap_ups
+            .iter()
+            .filter(|(agent, (campaign, _))| campaign == name && !agents.ready.contains(agent))
+            .map(|(_, (_, ended))| (secs - ended) as f64)
+            .collect();
+        lines
+    }
+
+    /// Sets (or with `None` clears) an adaptive dial level for `campaign`: while set, it
+    /// dials up to `level` lines per logged-in agent, counting every line in use, in place
+    /// of its pacing. This is how the simulator runs its VICIdial-style baseline through the
+    /// same engine.
+    pub fn set_dial_level(&mut self, campaign: &str, level: Option<f64>) {
+        if let Some(c) = self.campaigns.get_mut(campaign) {
+            c.dial_level = level;
+        }
+    }
+
+    /// A campaign's abandon counts over its abandon window (`30d` unless its predictive
+    /// pacing names another).
+    pub fn abandon_counts(&self, campaign: &str) -> Option<Counts> {
+        self.campaigns
+            .get(campaign)
+            .map(|c| c.pacer.window_counts())
+    }
+
+    /// Counts an answered call of `campaign` from before this engine started (the store's
+    /// history), so the abandon window survives a restart.
+    pub fn count_answered(&mut self, campaign: &str, answered_at: i64, bridged: bool) {
+        if let Some(c) = self.campaigns.get_mut(campaign) {
+            c.pacer.count(answered_at, bridged);
+        }
+    }
+
+    /// Learns wrap-up times from agents ready again, and moves every pacer to `now`.
+    fn learn(&mut self, now: DateTime<Utc>) {
+        let secs = now.timestamp();
+        let mut back = Vec::new();
+        for (agent, (campaign, ended)) in &self.wrap_ups {
+            let ready = self
+                .campaigns
+                .get(campaign)
+                .and_then(|c| self.pools.get(&c.def.pool))
+                .is_none_or(|p| p.ready.contains(agent));
+            if ready || secs - ended > DISPOSITION_GRACE_S {
+                back.push((agent.clone(), campaign.clone(), secs - ended, ready));
+            }
+        }
+        for (agent, campaign, wrap_s, ready) in back {
+            self.wrap_ups.remove(&agent);
+            if let (true, Some(c)) = (ready, self.campaigns.get_mut(&campaign)) {
+                c.pacer.model.wrapped_up(wrap_s as f64);
+            }
+        }
+        for c in self.campaigns.values_mut() {
+            if let Some(p) = self.pools.get(&c.def.pool) {
+                c.pacer.model.set_default_wrap_up(p.wrap_up_s as f64);
+            }
+            c.pacer.advance(now);
         }
     }
 
@@ -684,8 +830,10 @@ impl Engine {
             fields: lead.fields,
             last_outcome: lead.last_outcome,
             stage: Stage::Placing,
+            placed_at: secs,
             reserved: None,
             disposition: None,
+            machine: false,
         };
         if let Some(list) = lead.dnc {
             // Checked again at claim time: the list may have grown since the import.
@@ -795,6 +943,7 @@ impl Engine {
             line.reserved = request.agent.clone();
             out.push((*attempt, request));
             line.stage = Stage::Placing;
+            line.placed_at = secs;
         }
         for (attempt, call) in out {
             self.orders.push_back(Order::Originate {
@@ -867,27 +1016,79 @@ impl Engine {
     }
 
     /// A campaign call's customer answered.
-    pub fn call_answered(&mut self, call: &str) {
-        if let Some(line) = self.line_mut(call) {
+    pub fn call_answered(&mut self, now: DateTime<Utc>, call: &str) {
+        let secs = now.timestamp();
+        if let Some((line, pacer)) = self.line_mut(call) {
+            if matches!(line.stage, Stage::Placing | Stage::Dialing { .. }) {
+                pacer.model.answered((secs - line.placed_at) as f64);
+            }
             line.stage = Stage::Answered {
                 call: call.to_string(),
+                at: secs,
             };
         }
     }
 
     /// A campaign call was bridged to `agent`.
-    pub fn call_bridged(&mut self, call: &str, agent: &str) {
-        if let Some(line) = self.line_mut(call) {
+    pub fn call_bridged(&mut self, now: DateTime<Utc>, call: &str, agent: &str) {
+        let secs = now.timestamp();
+        self.wrap_ups.remove(agent);
+        if let Some((line, _)) = self.line_mut(call) {
+            let answered = match line.stage {
+                Stage::Answered { at, .. } => at,
+                _ => secs,
+            };
             line.stage = Stage::Bridged {
                 call: call.to_string(),
                 agent: agent.to_string(),
+                since: secs,
+                answered,
             };
         }
     }
 
-    fn line_mut(&mut self, call: &str) -> Option<&mut Line> {
+    fn line_mut(&mut self, call: &str) -> Option<(&mut Line, &mut Pacer)> {
         let (campaign, attempt) = self.calls.get(call)?;
-        self.campaigns.get_mut(campaign)?.lines.get_mut(attempt)
+        let c = self.campaigns.get_mut(campaign)?;
+        Some((c.lines.get_mut(attempt)?, &mut c.pacer))
+    }
+
+    /// What a campaign's pacer learns from the end of one of its calls; the answer time
+    /// of an answered one.
+    fn learn_from_end(
+        &mut self,
+        secs: i64,
+        campaign: &str,
+        line: &Line,
+        answered: bool,
+        bridged: bool,
+    ) -> Option<i64> {
+        let c = self.campaigns.get_mut(campaign)?;
+        let answered_at = match &line.stage {
+            Stage::Held { .. } => return None,
+            Stage::Placing | Stage::Dialing { .. } if !answered => {
+                c.pacer.model.unanswered((secs - line.placed_at) as f64);
+                return None;
+            }
+            Stage::Placing | Stage::Dialing { .. } => secs,
+            Stage::Answered { at, .. } => *at,
+            Stage::Bridged {
+                since,
+                answered,
+                agent,
+                ..
+            } => {
+                c.pacer.model.talked((secs - since) as f64);
+                self.wrap_ups
+                    .insert(agent.clone(), (campaign.to_string(), secs));
+                *answered
+            }
+        };
+        c.pacer.count(answered_at, bridged);
+        if line.machine {
+            c.pacer.machine(answered_at);
+        }
+        Some(answered_at)
     }
 
     /// Is `call` a campaign call in flight?
@@ -916,6 +1117,10 @@ impl Engine {
         let secs = now.timestamp();
         let class = AttemptOutcome::from_call_outcome(outcome, answered);
         let bridged = class == AttemptOutcome::Bridged;
+        let answered_at = self.learn_from_end(secs, &campaign, &line, answered, bridged);
+        let Some(c) = self.campaigns.get_mut(&campaign) else {
+            return;
+        };
         let agent = agent.map(str::to_string).or_else(|| match &line.stage {
             Stage::Bridged { agent, .. } => Some(agent.clone()),
             _ => None,
@@ -945,6 +1150,8 @@ impl Engine {
                 agent: agent.clone(),
                 bridged,
                 disposed: line.disposition.is_some(),
+                answered_at,
+                machine: line.machine,
                 default_at: secs + wrap_up,
                 until: secs + DISPOSITION_GRACE_S,
             },
@@ -1036,6 +1243,7 @@ impl Engine {
                     .join(", "),
             });
         };
+        let machine = d.machine;
         let mut retry_s = None;
         let next = match d.action {
             DispositionAction::Final => LeadNext::Done,
@@ -1064,6 +1272,7 @@ impl Engine {
                 .get_mut(campaign)
                 .and_then(|c| c.lines.get_mut(attempt));
             if let Some(line) = line {
+                line.machine |= machine;
                 line.disposition = Some(Pending {
                     next: next.clone(),
                     dnc_list: dnc_list.clone(),
@@ -1081,6 +1290,12 @@ impl Engine {
         } else {
             if let Some(e) = self.ended.get_mut(call) {
                 e.disposed = true;
+                if let (true, false, Some(at)) = (machine, e.machine, e.answered_at) {
+                    e.machine = true;
+                    if let Some(c) = self.campaigns.get_mut(&campaign) {
+                        c.pacer.machine(at);
+                    }
+                }
             }
             if matches!(next, LeadNext::Retry { .. } | LeadNext::Callback { .. }) {
                 self.reopen(secs, &campaign);
@@ -1181,8 +1396,10 @@ impl Engine {
             fields: Vec::new(),
             last_outcome: None,
             stage: Stage::Placing,
+            placed_at: now.timestamp(),
             reserved: None,
             disposition: None,
+            machine: false,
         };
         let finish = Finish {
             outcome: AttemptOutcome::Interrupted,

@@ -7,11 +7,16 @@
 //! matter of the civil time where the lead lives); the [`engine::Engine`] reads the call
 //! engine's outcomes and the agents' states and says which leads to claim and what to write
 //! back; the runtime owns the store and applies those orders in sequence.
+//! [`pacing`] holds predictive pacing (its traffic model, abandon budget and decision);
+//! [`sim`] runs a campaign's engine against a seeded model of customers and agents in
+//! virtual time (`dialer campaign simulate`).
 
 pub mod definition;
 pub mod engine;
 pub mod hours;
 pub mod leads;
+pub mod pacing;
+pub mod sim;
 pub mod types;
 pub mod zones;
 

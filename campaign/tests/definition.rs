@@ -129,26 +129,31 @@ fn documented_example_reads_every_value() {
                 code: "sale".into(),
                 action: DispositionAction::Final,
                 retry_s: None,
+                machine: false,
             },
             Disposition {
                 code: "done".into(),
                 action: DispositionAction::Final,
                 retry_s: None,
+                machine: false,
             },
             Disposition {
                 code: "not-now".into(),
                 action: DispositionAction::Retry,
                 retry_s: Some(86_400),
+                machine: false,
             },
             Disposition {
                 code: "remove_me".into(),
                 action: DispositionAction::Dnc,
                 retry_s: None,
+                machine: false,
             },
             Disposition {
                 code: "call_back".into(),
                 action: DispositionAction::Callback,
                 retry_s: None,
+                machine: false,
             },
         ],
         default_disposition: Some("done".into()),
@@ -336,14 +341,93 @@ fn empty_hours_table_is_refused() {
     );
 }
 
-#[test]
-fn predictive_pacing_is_not_available_yet() {
-    let text = example_with(
+fn predictive(extra: &str) -> String {
+    example_with(
         "pacing = \"ratio\"\nlines_per_agent = 1.5",
-        "pacing = \"predictive\"",
+        &format!("pacing = \"predictive\"{extra}"),
+    )
+}
+
+#[test]
+fn predictive_pacing_reads_its_keys_and_defaults_to_the_3_pct_cap_over_30_days() {
+    let def = CampaignDef::parse("p.toml", &predictive("")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        def.pacing,
+        Pacing::Predictive(PredictiveDef {
+            max_abandon_pct: 3.0,
+            abandon_window: AbandonWindow::Days30,
+            min_agents: 1,
+            max_lines_per_agent: 3.0,
+        })
     );
-    let e = one_error(&text, "5:10: pacing: ");
-    assert_eq!(e, "5:10: pacing: predictive pacing is not available yet, expected \"progressive\" or \"ratio\"");
+    let text = predictive(
+        "\nmax_abandon_pct = 0\nabandon_window = \"calendar_day\"\nmin_agents = 4\n\
+         max_lines_per_agent = 2.5",
+    );
+    let def = CampaignDef::parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        def.pacing,
+        Pacing::Predictive(PredictiveDef {
+            max_abandon_pct: 0.0,
+            abandon_window: AbandonWindow::CalendarDay,
+            min_agents: 4,
+            max_lines_per_agent: 2.5,
+        })
+    );
+}
+
+#[test]
+fn predictive_keys_are_checked_at_their_line_and_column() {
+    one_error(
+        &predictive("\nmax_abandon_pct = 3.5"),
+        "6:19: max_abandon_pct: 3.5 is outside 0 to 3 (the legal cap",
+    );
+    one_error(
+        &predictive("\nmax_abandon_pct = -1"),
+        "6:19: max_abandon_pct: -1 is outside 0 to 3",
+    );
+    one_error(
+        &predictive("\nabandon_window = \"7d\""),
+        "6:18: abandon_window: unknown window \"7d\", expected \"30d\" (US TSR, FCC), \"24h\" or \"calendar_day\" (Ofcom)",
+    );
+    one_error(
+        &predictive("\nmin_agents = 0"),
+        "6:14: min_agents: 0 is below 1",
+    );
+    one_error(
+        &predictive("\nmax_lines_per_agent = 0.5"),
+        "6:23: max_lines_per_agent: 0.5 is below 1.0",
+    );
+    one_error(
+        &predictive("\nlines_per_agent = 2"),
+        "6:19: lines_per_agent: only used with pacing = \"ratio\" (this campaign's pacing is predictive)",
+    );
+}
+
+#[test]
+fn predictive_keys_are_refused_with_other_pacing() {
+    one_error(
+        &example_with(
+            "lines_per_agent = 1.5",
+            "lines_per_agent = 1.5\nmax_abandon_pct = 1",
+        ),
+        "7:19: max_abandon_pct: only used with pacing = \"predictive\"",
+    );
+    one_error(
+        &example_with(
+            "pacing = \"ratio\"\nlines_per_agent = 1.5",
+            "abandon_window = \"24h\"",
+        ),
+        "5:18: abandon_window: only used with pacing = \"predictive\"",
+    );
+}
+
+#[test]
+fn unknown_pacing_lists_the_three_modes() {
+    one_error(
+        &example_with("pacing = \"ratio\"\nlines_per_agent = 1.5", "pacing = \"power\""),
+        "5:10: pacing: unknown pacing \"power\", expected \"progressive\", \"ratio\" or \"predictive\"",
+    );
 }
 
 #[test]
@@ -588,4 +672,14 @@ fn record_asks_for_every_call_to_be_recorded() {
         e,
         ["3:10: record: invalid type: string \"yes\", expected a boolean"]
     );
+}
+
+#[test]
+fn a_disposition_can_mark_an_answering_machine() {
+    let text = format!(
+        "{EXAMPLE}\n[[disposition]]\ncode = \"machine\"\naction = \"final\"\nmachine = true\n"
+    );
+    let def = CampaignDef::parse("m.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(def.disposition("machine").is_some_and(|d| d.machine));
+    assert!(def.disposition("sale").is_some_and(|d| !d.machine));
 }

@@ -1089,3 +1089,37 @@ fn whole_campaign_of_40_leads_and_3_agents_ends_each_lead_in_its_right_state() {
     assert!(sim.store.open_attempts().is_empty());
     assert_eq!(sim.stored_state("c"), CampaignState::Finished);
 }
+
+// ---- abandon counts ---------------------------------------------------------------------
+
+#[test]
+fn abandon_window_counts_bridged_abandoned_and_agent_marked_machines() {
+    let extra = "[[disposition]]\ncode = \"machine\"\naction = \"final\"\nmachine = true\n";
+    let mut sim = sim_with(
+        extra,
+        &AGENTS[..1],
+        &["+12125550001", "+12125550002", "+12125550003"],
+    );
+    sim.script(|number, _| match number {
+        "+12125550001" => Script::Bridged {
+            talk_s: 20,
+            dispose: Some(Dispose {
+                after_s: 5,
+                code: "machine".into(),
+                callback_at: None,
+            }),
+        },
+        "+12125550002" => Script::Abandoned,
+        _ => Script::talk(20),
+    });
+    sim.run_for(300);
+    let counts = sim.engine.abandon_counts("c").expect("campaign loaded");
+    assert_eq!(
+        (counts.bridged, counts.machines, counts.abandoned),
+        (2, 1, 1),
+        "{counts:?}"
+    );
+    // Ofcom: 1 drop × (1 − 1 machine / (1 + 1 live person)) = 0.5 over 1.5 live calls.
+    assert!((counts.abandon_rate() - 0.5 / 1.5).abs() < 1e-9);
+    sim.assert_clean();
+}

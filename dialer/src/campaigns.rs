@@ -124,7 +124,7 @@ pub struct CampaignStatus {
     pub state: String,
     /// The pool.
     pub pool: String,
-    /// Pacing (`progressive`, `ratio`).
+    /// Pacing (`progressive`, `ratio 1.5`, `predictive 3% over 30d`).
     pub pacing: String,
     /// Leads by state (`new`, `dialing`, `retry`, `callback`, `done`, `dnc`, `failed`).
     pub leads: std::collections::BTreeMap<String, u64>,
@@ -140,8 +140,16 @@ pub struct CampaignStatus {
     pub bridged: u64,
     /// Attempts abandoned (answered, not connected).
     pub abandoned: u64,
-    /// Abandoned over answered, in percent (US TSR: at most 3 % over 30 days).
+    /// Attempts answered by a person (every answer: the dialer detects no machines).
+    pub live_answers: u64,
+    /// Abandoned over live answers, in percent, over the campaign's life.
     pub abandon_rate: f64,
+    /// Abandoned over live answers, in percent, over the abandon window (US TSR and FCC:
+    /// at most 3 % over 30 days; Ofcom: per 24 h), as the pacing counts it, with Ofcom's
+    /// adjusted drops when agents mark machines.
+    pub window_abandon_rate: f64,
+    /// The window `window_abandon_rate` is counted over (`30d`, `24h`, `calendar_day`).
+    pub abandon_window: String,
     /// Calls of the campaign in flight.
     pub lines_in_use: u32,
     /// Of those, waiting for an agent (not yet bridged).

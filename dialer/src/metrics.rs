@@ -9,7 +9,10 @@
 //! | `dialer_trunk_registered` | gauge | `trunk` | 1 while registered, else 0 (`GET /trunks`) |
 //! | `dialer_campaign_lines` | gauge | `campaign` | the campaign's calls in flight |
 //! | `dialer_campaign_leads` | gauge | `campaign`, `state` (`new`, `retry`, `done` ...) | the campaign's leads |
-//! | `dialer_campaign_abandon_rate_percent` | gauge | `campaign` | abandoned over answered, in percent |
+//! | `dialer_campaign_abandon_rate_percent` | gauge | `campaign` | abandoned over live answers, in percent |
+//! | `dialer_campaign_window_abandon_rate_percent` | gauge | `campaign` | the same over the campaign's abandon window (`30d`, `24h`, `calendar_day`) |
+//! | `dialer_campaign_live_answers` | gauge | `campaign` | attempts answered by a person |
+//! | `dialer_campaign_abandoned` | gauge | `campaign` | attempts abandoned (answered, not connected) |
 //! | `dialer_sip_requests_total` | counter | `direction` (`in`, `out`), `method` | every SIP datagram |
 //! | `dialer_sip_responses_total` | counter | `direction`, `status_class` (`1xx` ... `6xx`) | every SIP datagram |
 //! | `dialer_rtp_packets_relayed_total` | counter | `to` (`agent`, `customer`) | each call's CDR |
@@ -333,6 +336,9 @@ impl Metrics {
         let lines = Family::<CampaignLabels, Gauge>::default();
         let leads = Family::<LeadLabels, Gauge>::default();
         let abandon = Family::<CampaignLabels, Gauge<f64, AtomicU64>>::default();
+        let window_abandon = Family::<CampaignLabels, Gauge<f64, AtomicU64>>::default();
+        let live_answers = Family::<CampaignLabels, Gauge>::default();
+        let abandoned = Family::<CampaignLabels, Gauge>::default();
         for campaign in &snapshot.campaigns {
             let labels = CampaignLabels {
                 campaign: campaign.name.clone(),
@@ -341,6 +347,15 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(gauge_value(campaign.lines_in_use));
             abandon.get_or_create(&labels).set(campaign.abandon_rate);
+            window_abandon
+                .get_or_create(&labels)
+                .set(campaign.window_abandon_rate);
+            live_answers
+                .get_or_create(&labels)
+                .set(gauge_value(campaign.live_answers));
+            abandoned
+                .get_or_create(&labels)
+                .set(gauge_value(campaign.abandoned));
             for (state, count) in &campaign.leads {
                 leads
                     .get_or_create(&LeadLabels {
@@ -364,6 +379,21 @@ impl Metrics {
             "dialer_campaign_abandon_rate_percent",
             "Abandoned attempts over answered ones, in percent",
             abandon,
+        );
+        registry.register(
+            "dialer_campaign_window_abandon_rate_percent",
+            "Abandoned over live-answered calls in the campaign's abandon window, in percent",
+            window_abandon,
+        );
+        registry.register(
+            "dialer_campaign_live_answers",
+            "Attempts of the campaign answered by a person",
+            live_answers,
+        );
+        registry.register(
+            "dialer_campaign_abandoned",
+            "Attempts of the campaign answered and not connected to an agent",
+            abandoned,
         );
 
         registry.register(
@@ -650,6 +680,9 @@ mod tests {
                 leads,
                 lines_in_use: 4,
                 abandon_rate: 2.5,
+                window_abandon_rate: 2.0,
+                live_answers: 40,
+                abandoned: 1,
                 ..CampaignStatus::default()
             }],
         };
@@ -665,6 +698,9 @@ mod tests {
             r#"dialer_campaign_leads{campaign="spring \"sale\"",state="new"} 40"#,
             r#"dialer_campaign_leads{campaign="spring \"sale\"",state="done"} 2"#,
             r#"dialer_campaign_abandon_rate_percent{campaign="spring \"sale\""} 2.5"#,
+            r#"dialer_campaign_window_abandon_rate_percent{campaign="spring \"sale\""} 2.0"#,
+            r#"dialer_campaign_live_answers{campaign="spring \"sale\""} 40"#,
+            r#"dialer_campaign_abandoned{campaign="spring \"sale\""} 1"#,
         ] {
             assert!(has(&text, line), "{line} missing from\n{text}");
         }
@@ -705,6 +741,9 @@ mod tests {
             ("dialer_campaign_lines", "gauge"),
             ("dialer_campaign_leads", "gauge"),
             ("dialer_campaign_abandon_rate_percent", "gauge"),
+            ("dialer_campaign_window_abandon_rate_percent", "gauge"),
+            ("dialer_campaign_live_answers", "gauge"),
+            ("dialer_campaign_abandoned", "gauge"),
             ("dialer_sip_requests_total", "counter"),
             ("dialer_sip_responses_total", "counter"),
             ("dialer_rtp_packets_relayed_total", "counter"),

@@ -280,6 +280,10 @@ pub trait Store {
     fn open_attempts(&self) -> Result<Vec<OpenAttempt>, StoreError>;
     /// Status counts.
     fn counts(&self, campaign: &str) -> Result<CampaignCounts, StoreError>;
+    /// The answered attempts of `campaign` that ended at or after `since` (Unix seconds),
+    /// oldest first: (ended, bridged). A restarted dialer counts its abandon window from
+    /// them, so a restart does not refill the abandon budget.
+    fn answered_since(&self, campaign: &str, since: i64) -> Result<Vec<(i64, bool)>, StoreError>;
     /// Every lead with its attempts, optionally of one state, by lead id.
     fn export(
         &self,

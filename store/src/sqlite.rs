@@ -702,6 +702,20 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn answered_since(&self, campaign: &str, since: i64) -> Result<Vec<(i64, bool)>, StoreError> {
+        self.read(|conn| {
+            let campaign = campaign_id(conn, campaign)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT ended, outcome = 'bridged' FROM attempts
+                 WHERE campaign_id = ?1 AND answered = 1 AND ended >= ?2 ORDER BY ended",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![campaign, since], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// Reads the trigger-kept counters (a few rows whatever the campaign's size) and the
     /// earliest pending due time (one seek per state on `leads_pending`).
     fn counts(&self, campaign: &str) -> Result<CampaignCounts, StoreError> {

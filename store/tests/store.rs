@@ -616,6 +616,11 @@ fn counts_cover_every_state_and_follow_claims_and_finishes() {
     assert_eq!(counts.bridged, 1);
     assert_eq!(counts.abandoned, 1);
     assert_eq!(counts.next_retry, Some(NOW + 300));
+    // The abandon window a restart counts again: answered attempts, bridged or not.
+    let mut answered = store.answered_since("c", NOW).unwrap();
+    answered.sort_unstable();
+    assert_eq!(answered, vec![(NOW + 1, false), (NOW + 1, true)]);
+    assert!(store.answered_since("c", NOW + 2).unwrap().is_empty());
 
     // The counters agree with the rows they count.
     let leads = store.export("c", None).unwrap();

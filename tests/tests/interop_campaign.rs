@@ -459,6 +459,21 @@ fn campaign_commands_refuse_what_makes_no_sense_and_dnc_numbers_are_not_imported
     std::fs::write(&nopool, "name = \"x\"\npool = \"nobody\"\n").unwrap();
     let (ok, _, err) = cli(&t, &["campaign", "create", nopool.to_str().unwrap()]);
     assert!(!ok && err.contains("no [[pool]] named \"nobody\""), "{err}");
+    // Pool "sales" waits 10 s for an agent: too long for the 2-second rule a predictive
+    // campaign bets on.
+    let predictive = t.dir.join("predictive.toml");
+    std::fs::write(
+        &predictive,
+        "name = \"p\"\npool = \"sales\"\npacing = \"predictive\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = cli(&t, &["campaign", "create", predictive.to_str().unwrap()]);
+    assert!(
+        !ok && err
+            .contains("pacing: predictive pacing needs the pool's abandon_after_ms at most 2000")
+            && err.contains("pool \"sales\" waits 10000 ms"),
+        "{err}"
+    );
 
     let (campaign, leads) = write_campaign(t.dir.path());
     let (ok, _, err) = cli(&t, &["dnc", "add", "+15550200007", "+15550200008"]);

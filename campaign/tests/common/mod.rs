@@ -765,7 +765,7 @@ impl Sim {
 
     fn answer(&mut self, id: &str) {
         let now = self.now;
-        self.engine.call_answered(id);
+        self.engine.call_answered(self.now(), id);
         let call = self
             .calls
             .get(id)
@@ -792,7 +792,7 @@ impl Sim {
                         .push((now + d.after_s, id.to_string(), d.clone()));
                 }
                 self.agents.insert(agent.clone(), AgentState::Talking);
-                self.engine.call_bridged(id, &agent);
+                self.engine.call_bridged(self.now(), id, &agent);
             }
             _ => {
                 c.end_at = Some(now);

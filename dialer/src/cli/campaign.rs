@@ -77,6 +77,33 @@ pub enum CampaignCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Simulate the campaign in virtual time, once per pacing mode (progressive, ratio, a
+    /// VICIdial-style adaptive dial level, predictive) on the same seeded traffic: the real
+    /// campaign engine against a statistical model of customers and agents. Needs no running
+    /// dialer.
+    Simulate(SimulateArgs),
+}
+
+/// `dialer campaign simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// The campaign definition file.
+    pub file: PathBuf,
+    /// Agents logged in all the run.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub agents: u32,
+    /// Virtual hours to run.
+    #[arg(long, value_name = "H", default_value_t = 8.0)]
+    pub hours: f64,
+    /// The seed of the traffic.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// The traffic model (TOML); default: the shipped one (25 % live answers ...).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Print one JSON object: {"model": {...}, "runs": [...]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A campaign's name and the API.
@@ -148,6 +175,58 @@ pub struct DispositionArgs {
     /// The API to ask.
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+/// The longest simulated run: 31 days.
+const MAX_SIMULATED_HOURS: f64 = 31.0 * 24.0;
+
+fn simulate(args: &SimulateArgs, streams: &mut Streams<'_>) -> io::Result<Exit> {
+    use campaign::sim::{self, model::Model};
+    if !(args.hours > 0.0 && args.hours <= MAX_SIMULATED_HOURS) {
+        let msg = format!(
+            "--hours {}: expected more than 0 and at most {MAX_SIMULATED_HOURS}",
+            args.hours
+        );
+        return fail(streams, msg);
+    }
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    let text = match read(&args.file) {
+        Ok(t) => t,
+        Err(m) => return fail(streams, m),
+    };
+    let def =
+        match campaign::definition::CampaignDef::parse(&args.file.display().to_string(), &text) {
+            Ok(d) => d,
+            Err(problems) => {
+                writeln!(streams.stderr, "{problems}")?;
+                return Ok(Exit::Rejected);
+            }
+        };
+    let model = match &args.model {
+        None => Model::default_model(),
+        Some(path) => {
+            let text = match read(path) {
+                Ok(t) => t,
+                Err(m) => return fail(streams, m),
+            };
+            match Model::parse(&path.display().to_string(), &text) {
+                Ok(m) => m,
+                Err(problems) => {
+                    writeln!(streams.stderr, "{problems}")?;
+                    return Ok(Exit::Rejected);
+                }
+            }
+        }
+    };
+    let runs = sim::run_all(&def, &model, args.agents, args.hours, args.seed);
+    if args.json {
+        writeln!(streams.stdout, "{}", sim::report_json(&model, &runs))?;
+    } else {
+        write!(streams.stdout, "{}", sim::report_table(&runs))?;
+    }
+    Ok(Exit::Success)
 }
 
 fn fail(streams: &mut Streams<'_>, message: impl std::fmt::Display) -> io::Result<Exit> {
@@ -253,6 +332,7 @@ pub fn campaign_command(command: &CampaignCommand, streams: &mut Streams<'_>) ->
                 Err(e) => client_fail(streams, e),
             }
         }
+        CampaignCommand::Simulate(args) => simulate(args, streams),
         CampaignCommand::Start(a) => verb(a, "start", streams),
         CampaignCommand::Pause(a) => verb(a, "pause", streams),
         CampaignCommand::Resume(a) => verb(a, "resume", streams),
@@ -380,8 +460,8 @@ pub fn summary(s: &CampaignStatus) -> String {
     let n = |k: &str| s.leads.get(k).copied().unwrap_or(0);
     format!(
         "{} {}: {}/{} leads finished (done {}, failed {}, dnc {}), dialled {}, answered {}, \
-         bridged {}, abandoned {:.1}%, lines {} ({} waiting), agents ready {} talking {} \
-         wrap-up {}{}",
+         bridged {}, abandoned {:.1}% ({:.1}% over {}), lines {} ({} waiting), agents ready {} \
+         talking {} wrap-up {}{}",
         s.name,
         s.state,
         s.finished,
@@ -393,6 +473,8 @@ pub fn summary(s: &CampaignStatus) -> String {
         s.answered,
         s.bridged,
         s.abandon_rate,
+        s.window_abandon_rate,
+        s.abandon_window,
         s.lines_in_use,
         s.lines_waiting,
         s.agents.ready,
@@ -435,13 +517,15 @@ pub fn follow(
                 p.set_length(s.total);
                 p.set_position(s.finished);
                 p.set_message(format!(
-                    "| {} | dialled {} answered {} bridged {} abandoned {:.1}% | lines {} | \
-                     agents ready {} talking {} wrap-up {}",
+                    "| {} | dialled {} answered {} bridged {} abandoned {:.1}% ({:.1}% over {}) \
+                     | lines {} | agents ready {} talking {} wrap-up {}",
                     s.state,
                     s.dialled,
                     s.answered,
                     s.bridged,
                     s.abandon_rate,
+                    s.window_abandon_rate,
+                    s.abandon_window,
                     s.lines_in_use,
                     s.agents.ready,
                     s.agents.talking,

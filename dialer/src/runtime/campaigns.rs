@@ -14,7 +14,7 @@ use crate::campaigns::{
     DispositionRequest,
 };
 use crate::control::{AgentInfo, ApiEvent, ControlHandle, ControlRequest, OriginateRequest};
-use campaign::definition::CampaignDef;
+use campaign::definition::{AbandonWindow, CampaignDef, Pacing};
 use campaign::engine::{CampaignEvent, CampaignState, Claimed, Engine, Order, PoolAgents};
 use campaign::{LeadState, RejectedRow};
 use chrono::{DateTime, Utc};
@@ -116,6 +116,10 @@ pub fn start(
             .iter()
             .map(|p| (p.name.clone(), p.wrap_up.as_secs()))
             .collect(),
+        abandon_after_ms: super::settings::pools(config)
+            .iter()
+            .map(|p| (p.name.clone(), p.abandon_after.as_millis() as u64))
+            .collect(),
         numbering: config
             .trunks()
             .iter()
@@ -144,6 +148,8 @@ struct Runner {
     control: ControlHandle,
     /// Pool name -> `wrap_up_s`.
     pools: HashMap<String, u64>,
+    /// Pool name -> how long an answered customer waits for an agent (ms).
+    abandon_after_ms: HashMap<String, u64>,
     /// Trunk name (lowercase) -> its number rules.
     numbering: HashMap<String, NumberRewrite>,
     first_trunk: Option<String>,
@@ -167,9 +173,20 @@ impl Runner {
                 for c in campaigns {
                     match CampaignDef::parse(&c.name, &c.definition) {
                         Ok(def) => {
+                            if let Err(e) = self.check_abandon_after(&def, &c.name) {
+                                tracing::error!(target: "dialer::campaign", "{e}");
+                                continue;
+                            }
                             let state =
                                 CampaignState::parse(&c.state).unwrap_or(CampaignState::Stopped);
+                            let name = def.name.clone();
+                            let window = match def.pacing {
+                                Pacing::Predictive(p) => p.abandon_window,
+                                _ => AbandonWindow::Days30,
+                            };
+                            let since = campaign::pacing::window_start(window, def.time_zone, at);
                             self.engine.add_campaign(def, state);
+                            self.restore_abandon_window(&name, since);
                         }
                         Err(e) => tracing::error!(
                             target: "dialer::campaign",
@@ -308,10 +325,10 @@ impl Runner {
                         tracing::error!(target: "dialer::campaign", "attempt {attempt}: {err}");
                     }
                 }
-                self.engine.call_answered(&call);
+                self.engine.call_answered(at, &call);
             }
             ApiEvent::Bridged { call, agent, .. } => {
-                self.engine.call_bridged(&call.to_string(), &agent);
+                self.engine.call_bridged(at, &call.to_string(), &agent);
             }
             ApiEvent::Hangup { call, cdr, .. } => {
                 let call = call.to_string();
@@ -549,6 +566,9 @@ impl Runner {
                         def.pool
                     )]));
                 }
+                if let Err(e) = self.check_abandon_after(&def, &file) {
+                    return Err(CampaignError::InvalidDefinition(vec![e]));
+                }
                 if def.record && self.record_dir.is_none() {
                     return Err(CampaignError::InvalidDefinition(vec![format!(
                         "{file}: record: the dialer's configuration has no [media] record_dir \
@@ -715,10 +735,42 @@ impl Runner {
             })
     }
 
+    /// A predictive campaign needs its pool to give up on an answered customer within 2 s
+    /// (`abandon_after_ms` at most 2000: the 2-second rule of 16 CFR 310.4(b)(4)(i) and
+    /// Ofcom): the pacer bets that an agent frees in time, and the law says how long.
+    fn check_abandon_after(&self, def: &CampaignDef, file: &str) -> Result<(), String> {
+        let Pacing::Predictive(_) = def.pacing else {
+            return Ok(());
+        };
+        let most = u64::from(campaign::definition::PREDICTIVE_MAX_ABANDON_AFTER_MS);
+        match self.abandon_after_ms.get(&def.pool) {
+            Some(&ms) if ms > most => Err(format!(
+                "{file}: pacing: predictive pacing needs the pool's abandon_after_ms at most \
+                 {most} (the 2-second rule, 16 CFR 310.4(b)(4)(i), Ofcom); pool {:?} waits \
+                 {ms} ms, expected abandon_after_ms = 2000 or less in its [[pool]]",
+                def.pool
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts the answered calls of the campaign's abandon window from the store.
+    fn restore_abandon_window(&mut self, name: &str, since: i64) {
+        match self.store.answered_since(name, since) {
+            Ok(rows) => {
+                for (ended, bridged) in rows {
+                    self.engine.count_answered(name, ended, bridged);
+                }
+            }
+            Err(e) => tracing::error!(target: "dialer::campaign", "campaign {name}: {e}"),
+        }
+    }
+
     fn status(&self, name: &str) -> Result<CampaignStatus, store::StoreError> {
         let counts = self.store.counts(name)?;
         let def = self.engine.definition(name);
         let (lines, waiting) = self.engine.lines(name);
+        let window = self.engine.abandon_counts(name);
         let leads: BTreeMap<String, u64> = counts
             .leads
             .iter()
@@ -738,10 +790,13 @@ impl Runner {
                 .map_or("unknown", CampaignState::as_str)
                 .to_string(),
             pacing: def.map_or(String::new(), |d| match d.pacing {
-                campaign::definition::Pacing::Progressive => "progressive".into(),
-                campaign::definition::Pacing::Ratio { lines_per_agent } => {
-                    format!("ratio {lines_per_agent}")
-                }
+                Pacing::Progressive => "progressive".into(),
+                Pacing::Ratio { lines_per_agent } => format!("ratio {lines_per_agent}"),
+                Pacing::Predictive(p) => format!(
+                    "predictive {}% over {}",
+                    p.max_abandon_pct,
+                    p.abandon_window.as_str()
+                ),
             }),
             agents: self.agent_counts(&pool),
             pool,
@@ -752,11 +807,13 @@ impl Runner {
             answered: counts.answered,
             bridged: counts.bridged,
             abandoned: counts.abandoned,
-            abandon_rate: if counts.answered == 0 {
-                0.0
-            } else {
-                (counts.abandoned as f64 * 1000.0 / counts.answered as f64).round() / 10.0
-            },
+            live_answers: counts.answered,
+            abandon_rate: percent(counts.abandoned, counts.answered),
+            window_abandon_rate: window.map_or(0.0, |w| (w.abandon_rate() * 1000.0).round() / 10.0),
+            abandon_window: def.map_or(String::new(), |d| match d.pacing {
+                Pacing::Predictive(p) => p.abandon_window.as_str().to_string(),
+                _ => AbandonWindow::Days30.as_str().to_string(),
+            }),
             lines_in_use: lines as u32,
             lines_waiting: waiting as u32,
             next_retry: counts
@@ -764,6 +821,15 @@ impl Runner {
                 .and_then(|t| DateTime::from_timestamp(t, 0))
                 .map(|t| t.to_rfc3339()),
         })
+    }
+}
+
+/// `part` of `whole` in percent, to one decimal.
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 * 1000.0 / whole as f64).round() / 10.0
     }
 }
 
