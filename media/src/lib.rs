@@ -79,6 +79,7 @@ pub mod relay;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 
 /// The origin of virtual time in unit tests: any `Instant` serves, only differences matter.
 #[cfg(test)]
