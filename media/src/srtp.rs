@@ -359,7 +359,7 @@ impl SrtpSession {
 
     /// Decrypts and authenticates the SRTP packet `buf[..len]` in place; the RTP length.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        check_len(len, RTP_HEADER)?;
+        check_len(len.min(buf.len()), RTP_HEADER + self.suite.rtp_overhead())?;
         self.inbound.apply(buf, len, Context::decrypt_rtp)
     }
 
@@ -371,8 +371,23 @@ impl SrtpSession {
     }
 
     /// Decrypts and authenticates the SRTCP packet `buf[..len]` in place; the RTCP length.
+    ///
+    /// An SRTCP packet without the E flag is refused before the crate sees it: we never agree
+    /// to unencrypted SRTCP (RFC 4568 §6.3.2), and webrtc-srtp 0.17 returns an AES-CM packet
+    /// whose E flag is clear without checking its tag. The length is checked here too, since
+    /// that crate reads the index from the end of the packet before checking its length.
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        check_len(len, RTCP_HEADER)?;
+        let len = len.min(buf.len());
+        check_len(len, RTCP_HEADER + self.suite.rtcp_overhead())?;
+        // RFC 3711 §3.4: E flag and index follow the encrypted portion, before the tag; RFC 7714
+        // §9.1 puts them last, after the AEAD tag.
+        let e_flag_at = match self.suite {
+            CryptoSuite::AeadAes128Gcm => len - 4,
+            _ => len - self.suite.rtcp_overhead(),
+        };
+        if buf[e_flag_at] & 0x80 == 0 {
+            return Err(SrtpError::Authentication);
+        }
         self.inbound.apply(buf, len, Context::decrypt_rtcp)
     }
 
@@ -519,6 +534,41 @@ mod tests {
         assert_eq!(peer.unprotect_rtcp(&mut buf, sent).unwrap(), 8);
         assert_eq!(&buf[..8], &rr);
         assert_eq!(peer.unprotect_rtcp(&mut copy, sent), Err(SrtpError::Replay));
+    }
+
+    #[test]
+    fn srtcp_with_the_e_flag_cleared_or_cut_short_is_refused_for_every_suite() {
+        for suite in CryptoSuite::ALL {
+            let (mut us, mut peer) = pair(suite);
+            let mut buf = [0u8; 64];
+            buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 9]);
+            let sent = us.protect_rtcp(&mut buf, 8).unwrap();
+            let e_flag_at = match suite {
+                CryptoSuite::AeadAes128Gcm => sent - 4,
+                _ => sent - suite.rtcp_overhead(),
+            };
+            let mut cleared = buf;
+            cleared[e_flag_at] &= 0x7F;
+            assert_eq!(
+                peer.unprotect_rtcp(&mut cleared, sent),
+                Err(SrtpError::Authentication)
+            );
+            for cut in 0..sent {
+                let mut short = buf;
+                assert!(
+                    peer.unprotect_rtcp(&mut short, cut).is_err(),
+                    "{suite}: {cut} bytes"
+                );
+            }
+            let mut short = [0u8; 64];
+            for cut in 0..12 + suite.rtp_overhead() {
+                assert_eq!(
+                    peer.unprotect_rtp(&mut short, cut),
+                    Err(SrtpError::TooShort)
+                );
+            }
+            assert_eq!(peer.unprotect_rtcp(&mut buf, sent), Ok(8));
+        }
     }
 
     #[test]
