@@ -19,7 +19,9 @@ fn sctp_in_pppoe(sctp: &[u8]) -> Vec<u8> {
     ip.extend_from_slice(&((20 + sctp.len()) as u16).to_be_bytes());
     ip.extend_from_slice(&[0, 1, 0, 0, 64, 132, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
     ip.extend_from_slice(sctp);
-    let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0x64, 0x11, 0, 0, 1];
+    let mut frame = vec![
+        2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0x64, 0x11, 0, 0, 1,
+    ];
     frame.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
     frame.extend_from_slice(&[0x00, 0x21]);
     frame.extend_from_slice(&ip);
