@@ -292,6 +292,25 @@ fn check_len(len: usize, header: usize) -> Result<(), SrtpError> {
     }
 }
 
+/// Checks that the RTP header (RFC 3550 §5.1: version 2, CSRCs, §5.3.1 extension) and `tag`
+/// more bytes fit in `packet`. webrtc-srtp 0.17 reads the header with the `rtp` crate, which
+/// panics on an extension longer than the packet; so nothing reaches it unchecked.
+fn check_header(packet: &[u8], tag: usize) -> Result<(), SrtpError> {
+    let header = packet.get(..RTP_HEADER).ok_or(SrtpError::TooShort)?;
+    if header[0] >> 6 != 2 {
+        return Err(SrtpError::Other("not RTP version 2".to_string()));
+    }
+    let mut end = RTP_HEADER + 4 * usize::from(header[0] & 0x0F);
+    if header[0] & 0x10 != 0 {
+        let extension = packet.get(end..end + 4).ok_or(SrtpError::TooShort)?;
+        end += 4 + 4 * usize::from(u16::from_be_bytes([extension[2], extension[3]]));
+    }
+    if end + tag > packet.len() {
+        return Err(SrtpError::TooShort);
+    }
+    Ok(())
+}
+
 /// One direction: a context and what is left of its key's lifetime.
 struct Direction {
     context: Context,
@@ -359,14 +378,16 @@ impl SrtpSession {
 
     /// Decrypts and authenticates the SRTP packet `buf[..len]` in place; the RTP length.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        check_len(len.min(buf.len()), RTP_HEADER + self.suite.rtp_overhead())?;
+        let len = len.min(buf.len());
+        check_header(&buf[..len], self.suite.rtp_overhead())?;
         self.inbound.apply(buf, len, Context::decrypt_rtp)
     }
 
     /// Encrypts the RTP packet `buf[..len]` in place and appends its tag; the SRTP length.
     /// `buf` needs [`CryptoSuite::rtp_overhead`] bytes of room after the packet.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
-        check_len(len, RTP_HEADER)?;
+        let len = len.min(buf.len());
+        check_header(&buf[..len], 0)?;
         self.outbound.apply(buf, len, Context::encrypt_rtp)
     }
 
@@ -561,6 +582,7 @@ mod tests {
                 );
             }
             let mut short = [0u8; 64];
+            short[0] = 0x80;
             for cut in 0..12 + suite.rtp_overhead() {
                 assert_eq!(
                     peer.unprotect_rtp(&mut short, cut),
@@ -569,6 +591,24 @@ mod tests {
             }
             assert_eq!(peer.unprotect_rtcp(&mut buf, sent), Ok(8));
         }
+    }
+
+    #[test]
+    fn headers_that_do_not_fit_are_refused_before_the_crate_reads_them() {
+        // Found by the `srtp` fuzz target: an extension header longer than the packet made
+        // the `rtp` crate panic inside webrtc-srtp.
+        let mut crash = *b"\xd0\xca\xcf\xc4\xcf\xff\x00\xcf\xcf\x00\x00\x00\x10\x00\x00\x01\x001111111111111111111111111111111q1111111111$-;";
+        let (mut us, mut peer) = pair(CryptoSuite::AesCm128HmacSha1_80);
+        let n = crash.len();
+        assert!(peer.unprotect_rtp(&mut crash, n).is_err());
+        crash[0] = 0x90; // version 2 with X, extension of 0x0001 words: fits
+        let mut buf = [0u8; 128];
+        buf[..n].copy_from_slice(&crash);
+        buf[14..16].copy_from_slice(&[0x40, 0]); // 16384 words: does not fit
+        assert_eq!(peer.unprotect_rtp(&mut buf, n), Err(SrtpError::TooShort));
+        assert_eq!(us.protect_rtp(&mut buf, n), Err(SrtpError::TooShort));
+        buf[0] = 0x8F; // 15 CSRCs, 72 bytes of header
+        assert_eq!(us.protect_rtp(&mut buf, 40), Err(SrtpError::TooShort));
     }
 
     #[test]
