@@ -12,7 +12,7 @@
 //!    until it returns `None` — ringback frames that are due, concealment packets, RTCP reports.
 //! 3. [`Relay::poll_event`] for media timeouts and latching changes.
 //!
-//! Per packet on the pass-through path the relay reads 12 header bytes, does a few integer
+//! Per packet on the plain pass-through path the relay reads 12 header bytes, does a few integer
 //! operations and writes 11 bytes back: no allocation, no copy, no channel. Transcoding decodes
 //! and encodes into buffers allocated when the relay is built.
 //!
@@ -39,6 +39,19 @@
 //! [`Relay::send_digit`] injects a digit towards a leg in that leg's form (events or tone);
 //! while it plays, the other leg's audio to that leg is held back, and the stream's sequence
 //! numbers and timestamps run on across it.
+//!
+//! # SRTP
+//! Each leg may have its own SRTP keys from SDES ([`Relay::set_srtp`], RFC 4568); one leg SRTP
+//! and the other plain is the usual case (a TLS/SRTP softphone bridged to a plain trunk).
+//! [`Relay::forward`] unprotects SRTP or SRTCP from an SRTP leg before anything reads it (a
+//! packet that fails authentication or replays one already seen is dropped, RFC 3711 §3.3),
+//! relays the plain packet as above, and protects what goes to an SRTP leg last; every packet
+//! [`Relay::poll_transmit_leg`] makes for an SRTP leg is protected too. The rollover counter
+//! of each direction is the SRTP context's own (RFC 3711 §3.3.1), so it follows the peer's
+//! sequence numbers and ours independently across every wrap of a long call. The packet
+//! grows by the suite's tag, so the runtime's buffers need that room
+//! ([`crate::srtp::CryptoSuite::rtp_overhead`]); SRTP costs an allocation and a copy per
+//! packet in webrtc-srtp (see [`crate::srtp`]).
 //!
 //! # Latching
 //! Symmetric RTP (RFC 4961): a peer behind NAT sends from a port (or an IP) other than the one
