@@ -303,12 +303,53 @@ fn check_header(packet: &[u8], tag: usize) -> Result<(), SrtpError> {
     let mut end = RTP_HEADER + 4 * usize::from(header[0] & 0x0F);
     if header[0] & 0x10 != 0 {
         let extension = packet.get(end..end + 4).ok_or(SrtpError::TooShort)?;
-        end += 4 + 4 * usize::from(u16::from_be_bytes([extension[2], extension[3]]));
+        let profile = u16::from_be_bytes([extension[0], extension[1]]);
+        let words = usize::from(u16::from_be_bytes([extension[2], extension[3]]));
+        let body = packet
+            .get(end + 4..end + 4 + 4 * words)
+            .ok_or(SrtpError::TooShort)?;
+        if !rfc8285_elements_fit(profile, body) {
+            return Err(SrtpError::Other(
+                "malformed RFC 8285 header extension".to_string(),
+            ));
+        }
+        end += 4 + 4 * words;
     }
     if end + tag > packet.len() {
         return Err(SrtpError::TooShort);
     }
     Ok(())
+}
+
+/// Whether every RFC 8285 element of a one-byte (0xBEDE, §4.2) or two-byte (0x1000, §4.3)
+/// header extension lies inside the extension. The `rtp` crate parses these elements and
+/// panics on one that runs past the packet; other profiles are opaque to it.
+fn rfc8285_elements_fit(profile: u16, body: &[u8]) -> bool {
+    let mut at = 0;
+    while at < body.len() {
+        let b = body[at];
+        at += 1;
+        if b == 0 {
+            continue; // padding
+        }
+        let len = match profile {
+            0xBEDE if b >> 4 == 15 => return true, // reserved id: the rest is not read
+            0xBEDE => usize::from(b & 0x0F) + 1,
+            0x1000 => match body.get(at) {
+                Some(&len) => {
+                    at += 1;
+                    usize::from(len)
+                }
+                None => return false,
+            },
+            _ => return true,
+        };
+        at += len;
+        if at > body.len() {
+            return false;
+        }
+    }
+    true
 }
 
 /// One direction: a context and what is left of its key's lifetime.
@@ -607,6 +648,16 @@ mod tests {
         buf[14..16].copy_from_slice(&[0x40, 0]); // 16384 words: does not fit
         assert_eq!(peer.unprotect_rtp(&mut buf, n), Err(SrtpError::TooShort));
         assert_eq!(us.protect_rtp(&mut buf, n), Err(SrtpError::TooShort));
+        // RFC 8285 two-byte elements claiming more than the extension holds (fuzz finding too).
+        let mut two_byte = [0u8; 64];
+        two_byte[..16].copy_from_slice(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0x1F, 0, 0, 0x10, 0, 0, 1]);
+        two_byte[16..20].copy_from_slice(&[0x0C, 0xC8, 0x0C, 0x41]);
+        assert!(peer.unprotect_rtp(&mut two_byte, 64).is_err());
+        two_byte[12..14].copy_from_slice(&[0xBE, 0xDE]);
+        two_byte[16] = 0x1F; // one-byte element of 16 bytes in a 4-byte extension
+        assert!(peer.unprotect_rtp(&mut two_byte, 64).is_err());
+        two_byte[16..20].copy_from_slice(&[0x10, 0xAA, 0, 0]); // one 2-byte element, padding
+        assert!(us.protect_rtp(&mut two_byte, 40).is_ok());
         buf[0] = 0x8F; // 15 CSRCs, 72 bytes of header
         assert_eq!(us.protect_rtp(&mut buf, 40), Err(SrtpError::TooShort));
     }
