@@ -11,6 +11,7 @@ use etherparse::{
 };
 
 use crate::formats::{Event, Frame};
+use crate::sctp::SctpAssociations;
 use crate::tcp::{Segment, TcpStreams};
 use crate::{Capture, Packet, Transport, Warning, WarningKind};
 
@@ -27,6 +28,13 @@ mod linktype {
     pub const IPV6: u32 = 229;
     pub const LINUX_SLL2: u32 = 276;
 }
+
+/// RFC 2516 §4: PPPoE session stage.
+const ETHERTYPE_PPPOE_SESSION: EtherType = EtherType(0x8864);
+
+/// PPP protocol numbers (RFC 1332 IPv4, RFC 5072 IPv6).
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 
 /// How deep tunnels may nest before a packet is given up (a loop guard, not a real limit).
 const MAX_TUNNEL_DEPTH: usize = 8;
@@ -63,6 +71,7 @@ pub(crate) struct Decoder {
     warnings: Vec<Warning>,
     fragments: HashMap<FragmentKey, FragmentBuffer>,
     tcp: TcpStreams,
+    sctp: SctpAssociations,
     warned_link_types: HashSet<u32>,
     last_index: usize,
 }
@@ -187,6 +196,7 @@ impl Decoder {
     fn ether_type(&mut self, ctx: Ctx, ether_type: EtherType, payload: &[u8], depth: usize) {
         match ether_type {
             EtherType::IPV4 | EtherType::IPV6 => self.ip(ctx, payload, depth),
+            ETHERTYPE_PPPOE_SESSION => self.pppoe_session(ctx, payload, depth),
             EtherType::VLAN_TAGGED_FRAME
             | EtherType::PROVIDER_BRIDGING
             | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
@@ -370,6 +380,7 @@ impl Decoder {
             // RFC 2003 IPv4-in-IP, RFC 2473 IPv6 tunnelling / RFC 4213 6in4.
             ip_number::IPV4 | ip_number::IPV6 => self.ip(ctx, bytes, depth + 1),
             ip_number::GRE => self.gre(ctx, bytes, depth),
+            ip_number::SCTP => self.sctp(ctx, src, dst, bytes),
             _ => {}
         }
     }
@@ -447,5 +458,58 @@ impl Decoder {
             transport: Transport::Udp,
             payload: udp.payload().to_vec(),
         });
+    }
+
+    /// RFC 2516 §4 session frame: version/type 0x11, code 0, session id, length, then a PPP
+    /// frame whose protocol field may be compressed to one byte (RFC 1661 §6.5: an odd first
+    /// byte ends the field).
+    fn pppoe_session(&mut self, ctx: Ctx, payload: &[u8], depth: usize) {
+        let malformed = |this: &mut Self, why: &str| {
+            this.warn(
+                ctx,
+                WarningKind::MalformedPacket,
+                format!("bad PPPoE session frame: {why}"),
+            )
+        };
+        let Some(header) = payload.get(..6) else {
+            return malformed(self, "header cut short");
+        };
+        if header[0] != 0x11 || header[1] != 0 {
+            return malformed(self, "not version 1, type 1, code 0");
+        }
+        let length = usize::from(u16::from_be_bytes([header[4], header[5]]));
+        // Ethernet pads short frames; the PPPoE length says where the PPP frame ends.
+        let Some(ppp) = payload.get(6..6 + length) else {
+            return malformed(self, "length longer than the frame");
+        };
+        let (protocol, inner) = match ppp {
+            [first, rest @ ..] if first & 1 == 1 => (u16::from(*first), rest),
+            [high, low, rest @ ..] => (u16::from_be_bytes([*high, *low]), rest),
+            _ => return malformed(self, "PPP protocol field cut short"),
+        };
+        match protocol {
+            PPP_IPV4 | PPP_IPV6 => self.ip(ctx, inner, depth + 1),
+            // LCP, IPCP, CHAP and the other PPP control protocols carry nothing for us.
+            _ => {}
+        }
+    }
+
+    /// SCTP DATA chunks as packets (see [`crate::sctp`]).
+    fn sctp(&mut self, ctx: Ctx, src: IpAddr, dst: IpAddr, bytes: &[u8]) {
+        let mut messages = Vec::new();
+        let result = self.sctp.packet(src, dst, bytes, &mut messages);
+        for m in messages {
+            self.packets.push(Packet {
+                index: ctx.index,
+                time: ctx.time,
+                src: m.src,
+                dst: m.dst,
+                transport: Transport::Sctp,
+                payload: m.data,
+            });
+        }
+        if let Err(e) = result {
+            self.warn(ctx, WarningKind::MalformedPacket, e.0);
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! # What it does
 //! [`read_file`] / [`read_bytes`] take a whole capture and return a [`Capture`]: every UDP
-//! datagram, every in-order chunk of reassembled TCP data and every WebSocket message, each as a
+//! datagram, every in-order chunk of reassembled TCP data, every WebSocket message and every
+//! SCTP user message, each as a
 //! [`Packet`] with the frame number tshark gives it, the capture time, the 5-tuple and the payload.
 //! The layers below are decoded rather than skipped by a fixed offset:
 //! - containers: pcap (both byte orders, microsecond and nanosecond magic), pcapng (SHB, IDB,
@@ -10,12 +11,14 @@
 //!   sections) and NetMon 2.x;
 //! - link layers: Ethernet with 802.1Q / 802.1ad / QinQ tags, Linux cooked SLL and SLL2, raw IP
 //!   (link types 101, 12, 14, 228, 229), BSD loopback/null (link types 0 and 108, every `AF_INET6`
-//!   value the BSDs and Linux use);
+//!   value the BSDs and Linux use); PPPoE session frames (Ethernet type 0x8864, RFC 2516)
+//!   carrying IPv4 or IPv6 (PPP protocols 0x0021 and 0x0057, compressed or not);
 //! - network: IPv4 and IPv6 with extension headers, IP-in-IP (IPv4 or IPv6 inside IPv4 or IPv6,
 //!   and GRE), IPv4 and IPv6 fragment reassembly (a SIP INVITE over UDP often fragments);
 //! - transport: UDP datagrams; TCP streams reassembled per direction by sequence number
 //!   (retransmissions, overlaps, out-of-order segments, SYN/FIN); WebSocket (RFC 6455) after an
-//!   HTTP Upgrade handshake, unmasked and defragmented into messages.
+//!   HTTP Upgrade handshake, unmasked and defragmented into messages; SCTP DATA chunks
+//!   (bundled, fragmented, retransmitted) as tshark hands them to SIP (see `sctp.rs`).
 //!
 //! The [`rtp`] module finds RTP streams in a [`Capture`] the way
 //! `tshark -z rtp,streams -o rtp.heuristic_rtp:TRUE` does (packets, loss, sequence errors,
@@ -34,8 +37,9 @@
 //! - No live capture, no file writing, no checksum verification (captures taken on the sending
 //!   host carry offloaded, wrong checksums; Wireshark does not check them by default either).
 //! - No TLS/DTLS decryption; TCP payloads are returned as they are.
-//! - Non-IP frames (ARP, LLDP, STP, ...) and IP protocols other than UDP, TCP and tunnels (ICMP,
-//!   SCTP, ESP, ...) are skipped silently: they are not errors in a capture.
+//! - Non-IP frames (ARP, LLDP, STP, PPPoE discovery, PPP control protocols, ...) and IP
+//!   protocols other than UDP, TCP, SCTP and tunnels (ICMP, ESP, ...) are skipped silently: they
+//!   are not errors in a capture. SCTP I-DATA chunks (RFC 8260) are not read.
 //!
 //! # Errors, warnings and panics
 //! - A file that cannot be read or is not a capture at all is a [`CaptureError`] naming the path
@@ -59,6 +63,7 @@
 //! - Linux cooked SLL2 and BSD loopback headers: etherparse 0.16 has no parser for them (and its
 //!   SLL v1 parser maps the protocol field through ARPHRD values; only Ethernet types matter here).
 //! - GRE: etherparse does not parse it; only the base header (RFC 2784/2890) is needed.
+//! - PPPoE session header and SCTP chunks: etherparse 0.16 parses neither.
 //! - TCP stream reassembly and WebSocket framing: etherparse slices single packets only, and no
 //!   well-kept crate reassembles TCP from captures or decodes RFC 6455 frames without owning a
 //!   socket.
@@ -70,6 +75,7 @@
 mod decode;
 mod formats;
 pub mod rtp;
+mod sctp;
 mod tcp;
 mod websocket;
 
@@ -81,7 +87,7 @@ use std::time::Duration;
 /// Everything read from one capture.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
-    /// UDP datagrams, TCP data chunks and WebSocket messages, ordered by frame number.
+    /// UDP datagrams, TCP data chunks, WebSocket and SCTP messages, ordered by frame number.
     pub packets: Vec<Packet>,
     /// What was wrong in the capture; reading continued after each.
     pub warnings: Vec<Warning>,
@@ -114,6 +120,8 @@ pub enum Transport {
     Tcp,
     /// One complete WebSocket data message (text or binary), unmasked.
     WebSocket,
+    /// One SCTP user message: a DATA chunk, or fragments reassembled (RFC 9260 §3.3.1).
+    Sctp,
 }
 
 /// Something wrong at one frame; reading continued.

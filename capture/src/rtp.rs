@@ -4,6 +4,12 @@
 //! # Which UDP datagrams are RTP
 //! Wireshark's rules, applied in capture order (`epan/dissectors/packet-rtp.c`, heuristic
 //! dissector and `dissect_rtp`):
+//! 0. A datagram to or from an address that an SDP exchange moved to UDPTL (T.38 fax,
+//!    `m=image <port> udptl t38`, ITU-T T.38 Annex D) is not RTP, from the frame of the answer
+//!    on ([`RtpOptions::media_switches`]): tshark's SDP dissector sets a T.38 conversation on
+//!    both the offer's and the answer's address when the answer arrives, and the UDP dissector
+//!    tries conversations before heuristics. The source address's latest switch decides, else
+//!    the destination's, as Wireshark looks conversations up.
 //! 1. A datagram on a UDP port pair already found to carry RTP (in either direction) is RTP if
 //!    it has version 2 and a complete header, unless it is RTCP multiplexed on the RTP port
 //!    (marker bit set and payload type 64–95, i.e. RTCP packet types 192–223, RFC 5761 §4).
@@ -70,6 +76,51 @@ pub struct RtpOptions {
     /// Payload types carrying RFC 4733 telephone events. Their packets get no jitter (RFC 4733
     /// §2.5.1.2: an event's packets share one timestamp).
     pub telephone_event_types: BTreeSet<u8>,
+    /// Addresses an SDP answer moved to UDPTL or back to RTP, with the answer's frame (rule 0 of
+    /// the module docs). Any order.
+    pub media_switches: Vec<MediaSwitch>,
+}
+
+/// From frame `index` on, `address` carries UDPTL (T.38) or RTP, as an SDP answer said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSwitch {
+    /// Frame of the SDP answer.
+    pub index: usize,
+    /// The `c=` address and `m=` port of the offer or the answer.
+    pub address: SocketAddr,
+    /// `true` for `m=image <port> udptl t38`, `false` for an RTP `m=` line.
+    pub udptl: bool,
+}
+
+/// The switches of [`RtpOptions::media_switches`] per address, in frame order.
+#[derive(Debug, Default)]
+struct Switches(HashMap<SocketAddr, Vec<(usize, bool)>>);
+
+impl Switches {
+    fn new(list: &[MediaSwitch]) -> Self {
+        let mut map: HashMap<SocketAddr, Vec<(usize, bool)>> = HashMap::new();
+        for s in list {
+            map.entry(s.address).or_default().push((s.index, s.udptl));
+        }
+        for v in map.values_mut() {
+            v.sort_by_key(|&(index, _)| index);
+        }
+        Switches(map)
+    }
+
+    /// Whether `address` carries UDPTL at frame `index`; `None` if no switch applies yet.
+    fn udptl_at(&self, address: SocketAddr, index: usize) -> Option<bool> {
+        let list = self.0.get(&address)?;
+        let applied = list.partition_point(|&(at, _)| at <= index);
+        applied.checked_sub(1).map(|i| list[i].1)
+    }
+
+    /// Rule 0: the source's latest switch, else the destination's.
+    fn is_udptl(&self, src: SocketAddr, dst: SocketAddr, index: usize) -> bool {
+        self.udptl_at(src, index)
+            .or_else(|| self.udptl_at(dst, index))
+            .unwrap_or(false)
+    }
 }
 
 impl Default for RtpOptions {
@@ -78,6 +129,7 @@ impl Default for RtpOptions {
         RtpOptions {
             clock_rates: BTreeMap::new(),
             telephone_event_types: BTreeSet::from([101]),
+            media_switches: Vec::new(),
         }
     }
 }
@@ -392,6 +444,7 @@ pub fn streams(capture: &Capture, options: &RtpOptions) -> Vec<RtpStream> {
     let mut rtp_pairs: HashSet<(SocketAddr, SocketAddr)> = HashSet::new();
     let mut stats: Vec<Stats> = Vec::new();
     let mut by_key: HashMap<(SocketAddr, SocketAddr, u32), usize> = HashMap::new();
+    let switches = Switches::new(&options.media_switches);
     for p in capture
         .packets
         .iter()
@@ -400,6 +453,9 @@ pub fn streams(capture: &Capture, options: &RtpOptions) -> Vec<RtpStream> {
         let Some(h) = header(&p.payload) else {
             continue;
         };
+        if switches.is_udptl(p.src, p.dst, p.index) {
+            continue;
+        }
         let pair = if p.src <= p.dst {
             (p.src, p.dst)
         } else {
@@ -510,6 +566,38 @@ mod tests {
         ]);
         let s = streams(&c, &RtpOptions::default());
         assert!((s[0].max_jitter_ms - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn port_moved_to_udptl_stops_counting_from_the_answer_and_back_to_rtp_resumes() {
+        let c = capture(
+            &(0..6)
+                .map(|i| (i * 20, rtp(i as u16, 0, 0, false, &[0; 160])))
+                .collect::<Vec<_>>(),
+        );
+        let switch = |index, udptl| MediaSwitch {
+            index,
+            address: "10.0.0.2:5000".parse().unwrap(),
+            udptl,
+        };
+        let options = RtpOptions {
+            media_switches: vec![switch(5, false), switch(3, true)],
+            ..RtpOptions::default()
+        };
+        let s = streams(&c, &options);
+        assert_eq!(s[0].packets, 4, "frames 1, 2, 5 and 6: 3 and 4 are UDPTL");
+        let other = RtpOptions {
+            media_switches: vec![MediaSwitch {
+                address: "10.0.0.9:5000".parse().unwrap(),
+                ..switch(1, true)
+            }],
+            ..RtpOptions::default()
+        };
+        assert_eq!(
+            streams(&c, &other)[0].packets,
+            6,
+            "another address's switch"
+        );
     }
 
     #[test]

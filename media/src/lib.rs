@@ -18,6 +18,11 @@
 //!   (RFC 4961, like Asterisk's `strictrtp`): a leg latches only within a window after its
 //!   negotiation, only to its signalled IP or one the runtime allowed
 //!   ([`relay::Relay::allow_source`]); other sources are dropped and counted.
+//! - [`srtp`]: SRTP and SRTCP (RFC 3711) per leg through the maintained pure-Rust
+//!   `webrtc-srtp` (why that crate: see the module docs), keys redacted from `Debug`; SDES
+//!   (RFC 4568 `a=crypto`) and the choice of suite in offer/answer are in [`sdp`]
+//!   ([`sdp::SrtpPolicy`], [`sdp::answer_offer_srtp`], [`sdp::process_answer_srtp`]); the relay
+//!   unprotects on the way in and protects per outgoing leg ([`relay::Relay::set_srtp`]).
 //! - [`record`]: stereo WAV (customer left, agent right) patched at every flush.
 //! - [`dtmf`]: RFC 4733 payloads and digits.
 //!
@@ -41,7 +46,8 @@
 //! [`rtcp::NtpTimestamp`] at relay creation.
 //!
 //! # What it deliberately does not do
-//! - No SRTP/DTLS/ICE: offers on `RTP/SAVP(F)` or `UDP/TLS/...` are [`sdp::NotAcceptable`].
+//! - No DTLS-SRTP, no ICE: offers on `UDP/TLS/...` are [`sdp::NotAcceptable`]; SRTP is keyed by
+//!   SDES only, without MKI (see [`sdp`]'s SDES rules).
 //! - No jitter buffer: packets are relayed as they come; concealment covers short gaps on the
 //!   transcoding path only (pass-through leaves loss to the receiver's own concealment).
 //! - No repacketisation: a transcoded packet lasts as long as its source packet, and ringback
@@ -79,6 +85,7 @@ pub mod relay;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 
 /// The origin of virtual time in unit tests: any `Instant` serves, only differences matter.
 #[cfg(test)]

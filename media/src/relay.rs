@@ -12,7 +12,7 @@
 //!    until it returns `None` — ringback frames that are due, concealment packets, RTCP reports.
 //! 3. [`Relay::poll_event`] for media timeouts and latching changes.
 //!
-//! Per packet on the pass-through path the relay reads 12 header bytes, does a few integer
+//! Per packet on the plain pass-through path the relay reads 12 header bytes, does a few integer
 //! operations and writes 11 bytes back: no allocation, no copy, no channel. Transcoding decodes
 //! and encodes into buffers allocated when the relay is built.
 //!
@@ -39,6 +39,19 @@
 //! [`Relay::send_digit`] injects a digit towards a leg in that leg's form (events or tone);
 //! while it plays, the other leg's audio to that leg is held back, and the stream's sequence
 //! numbers and timestamps run on across it.
+//!
+//! # SRTP
+//! Each leg may have its own SRTP keys from SDES ([`Relay::set_srtp`], RFC 4568); one leg SRTP
+//! and the other plain is the usual case (a TLS/SRTP softphone bridged to a plain trunk).
+//! [`Relay::forward`] unprotects SRTP or SRTCP from an SRTP leg before anything reads it (a
+//! packet that fails authentication or replays one already seen is dropped, RFC 3711 §3.3),
+//! relays the plain packet as above, and protects what goes to an SRTP leg last; every packet
+//! [`Relay::poll_transmit_leg`] makes for an SRTP leg is protected too. The rollover counter
+//! of each direction is the SRTP context's own (RFC 3711 §3.3.1), so it follows the peer's
+//! sequence numbers and ours independently across every wrap of a long call. The packet
+//! grows by the suite's tag, so the runtime's buffers need that room
+//! ([`crate::srtp::CryptoSuite::rtp_overhead`]); SRTP costs an allocation and a copy per
+//! packet in webrtc-srtp (see [`crate::srtp`]).
 //!
 //! # Latching
 //! Symmetric RTP (RFC 4961): a peer behind NAT sends from a port (or an IP) other than the one
@@ -74,7 +87,8 @@ use crate::dtmf::{
 use crate::playback::{Player, FRAME_MS};
 use crate::rtcp::{self, NtpTimestamp, ReceiverStats, ReportBlock, ReportSchedule, SenderStats};
 use crate::rtp::{self, OutgoingHeader, PacketKind, PayloadType, RtpHeader, Ssrc};
-use crate::sdp::Negotiated;
+use crate::sdp::{Negotiated, SrtpKeys};
+use crate::srtp::{SrtpError, SrtpSession};
 
 /// Which leg of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,6 +197,26 @@ pub enum DropReason {
     DtmfConverted,
     /// A digit is being played to the other leg; its audio waits until the digit is over.
     DtmfPlaying,
+    /// SRTP or SRTCP from an SRTP leg that does not authenticate with the peer's key, or is too
+    /// short to carry a tag (RFC 3711 §3.3: such packets are discarded unread).
+    Unauthenticated,
+    /// SRTP or SRTCP whose index was already received or is behind the replay window
+    /// (RFC 3711 §3.3.2).
+    Replayed,
+    /// The master key of the leg's SRTP used up its lifetime (RFC 3711 §9.2); new keys need a
+    /// new offer/answer.
+    KeyExhausted,
+}
+
+impl DropReason {
+    fn of_srtp(e: &SrtpError) -> DropReason {
+        match e {
+            SrtpError::Replay => DropReason::Replayed,
+            SrtpError::KeyExhausted => DropReason::KeyExhausted,
+            SrtpError::BufferTooSmall => DropReason::BufferTooSmall,
+            _ => DropReason::Unauthenticated,
+        }
+    }
 }
 
 /// A packet [`Relay::poll_transmit_leg`] produced: send `buf[..len]` to `to` from `side`'s
@@ -601,6 +635,9 @@ enum Rebuild {
 pub struct Relay {
     config: RelayConfig,
     legs: [Leg; 2],
+    /// Per leg: the SDES keys and the SRTP contexts built from them; `None` for plain RTP.
+    /// Boxed: a plain call pays one pointer per leg for it.
+    srtp: [Option<Box<(SrtpKeys, SrtpSession)>>; 2],
     events: VecDeque<RelayEvent>,
     ntp_anchor: (Instant, NtpTimestamp),
     cname: String,
@@ -661,6 +698,7 @@ impl Relay {
         let mut relay = Relay {
             config,
             legs: [customer, agent],
+            srtp: [None, None],
             events: VecDeque::with_capacity(8),
             ntp_anchor: (now, wallclock),
             cname: format!("dialer-{:08x}", rng.next_u32()),
@@ -949,7 +987,18 @@ impl Relay {
 
     /// [`Relay::poll_transmit`], saying also which leg the packet is for, so that the runtime
     /// sends it from that leg's socket (RTP, or RTCP on its own port, RFC 3550 §11).
+    /// Towards an SRTP leg the packet is protected ([`Relay::set_srtp`]); one that cannot be
+    /// (no room for the tag, the key's lifetime used up) is skipped.
     pub fn poll_transmit_leg(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        loop {
+            let t = self.poll_transmit_plain(now, buf)?;
+            if let Ok(len) = self.protect(t.side, buf, t.len) {
+                return Some(Transmit { len, ..t });
+            }
+        }
+    }
+
+    fn poll_transmit_plain(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         const SIDES: [Side; 2] = [Side::Customer, Side::Agent];
         for side in SIDES {
             let leg = &mut self.legs[side.index()];
@@ -1070,9 +1119,79 @@ impl Relay {
         Some((to, len))
     }
 
+    /// Sets `side`'s SRTP keys from its offer/answer (RFC 4568), or `None` for plain RTP. What
+    /// `side` sends is unprotected with the peer's key before anything else reads it (so a
+    /// packet that does not authenticate is dropped as [`DropReason::Unauthenticated`] whatever
+    /// its source), and everything sent to `side` (relayed, transcoded, ringback, DTMF, sender
+    /// reports) is protected with ours. The same keys again (a session refresh) keep the
+    /// contexts, with their rollover counters and replay windows; new keys start new ones
+    /// (RFC 3711 §3.3.1: a new master key starts its index anew).
+    pub fn set_srtp(&mut self, side: Side, keys: Option<&SrtpKeys>) {
+        let slot = &mut self.srtp[side.index()];
+        if slot.as_deref().map(|(k, _)| k) == keys {
+            return;
+        }
+        *slot = keys.map(|k| Box::new((k.clone(), k.session())));
+    }
+
+    /// Whether `side` uses SRTP.
+    pub fn is_srtp(&self, side: Side) -> bool {
+        self.srtp[side.index()].is_some()
+    }
+
     /// Handles one datagram received on `side`'s port from `from`, `buf[..len]`; rewrites it in
-    /// place for the other leg and says where it goes.
+    /// place for the other leg and says where it goes. On an SRTP leg the datagram is SRTP or
+    /// SRTCP and is unprotected first; towards an SRTP leg the packet is protected last, so
+    /// `buf` needs room for the tag ([`crate::srtp::CryptoSuite::rtp_overhead`]).
     pub fn forward(
+        &mut self,
+        now: Instant,
+        side: Side,
+        from: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Forward {
+        let len = match self.unprotect(side, buf, len.min(buf.len())) {
+            Ok(len) => len,
+            Err(reason) => return Forward::Dropped(reason),
+        };
+        match self.forward_plain(now, side, from, buf, len) {
+            Forward::Send { to, len } => match self.protect(side.other(), buf, len) {
+                Ok(len) => Forward::Send { to, len },
+                Err(reason) => Forward::Dropped(reason),
+            },
+            dropped => dropped,
+        }
+    }
+
+    /// Unprotects SRTP or SRTCP from an SRTP leg in place; plain legs' packets pass as they are.
+    fn unprotect(&mut self, side: Side, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
+        let Some((_, session)) = self.srtp[side.index()].as_deref_mut() else {
+            return Ok(len);
+        };
+        // The first bytes of SRTP and SRTCP are in the clear (RFC 3711 §3.1, §3.4), so the
+        // RFC 5761 §4 test tells them apart before decryption.
+        let result = match rtp::classify(&buf[..len]) {
+            PacketKind::Rtp => session.unprotect_rtp(buf, len),
+            PacketKind::Rtcp => session.unprotect_rtcp(buf, len),
+            PacketKind::Other => return Ok(len),
+        };
+        result.map_err(|e| DropReason::of_srtp(&e))
+    }
+
+    /// Protects an RTP or RTCP packet we send to an SRTP leg, in place.
+    fn protect(&mut self, side: Side, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
+        let Some((_, session)) = self.srtp[side.index()].as_deref_mut() else {
+            return Ok(len);
+        };
+        let result = match rtp::classify(&buf[..len]) {
+            PacketKind::Rtcp => session.protect_rtcp(buf, len),
+            _ => session.protect_rtp(buf, len),
+        };
+        result.map_err(|e| DropReason::of_srtp(&e))
+    }
+
+    fn forward_plain(
         &mut self,
         now: Instant,
         side: Side,

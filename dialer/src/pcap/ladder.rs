@@ -144,6 +144,7 @@ pub fn transport_name(t: Transport) -> &'static str {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
         Transport::WebSocket => "WS",
+        Transport::Sctp => "SCTP",
     }
 }
 
@@ -476,11 +477,12 @@ fn check_ack_route(
             join(&expected_routes)
         ));
     }
-    // Over TCP and WebSocket the ACK may reuse the connection the INVITE opened (RFC 5923,
-    // RFC 7118 §5: a WebSocket client cannot accept connections), so only UDP is checked.
+    // Over TCP, SCTP and WebSocket the ACK may reuse the connection or association the INVITE
+    // opened (RFC 5923, RFC 4168, RFC 7118 §5: a WebSocket client cannot accept
+    // connections), so only UDP is checked.
     let destination = match p.transport {
         Transport::Udp => literal_destination(&next_hop),
-        Transport::Tcp | Transport::WebSocket => None,
+        Transport::Tcp | Transport::WebSocket | Transport::Sctp => None,
     };
     if let Some((ip, port)) = destination {
         if ip != p.dst.ip() || port != p.dst.port() {

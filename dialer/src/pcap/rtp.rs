@@ -1,14 +1,22 @@
 //! RTP streams of a capture with codec names: from the SDP in the capture's SIP messages when
 //! there is one for the stream, else from the static payload types of RFC 3551 §6.
+//!
+//! The SDP also says when a media port stops carrying RTP: an exchange that moves a stream to
+//! T.38 (`m=image <port> udptl t38`) takes both sides' ports out of the RTP analysis from the
+//! answer's frame on, as tshark does ([`capture::rtp::MediaSwitch`]). Offers and answers are
+//! paired per Call-ID (RFC 3264 §4, RFC 3261 §13.2.1): a request's SDP is an offer, except in an
+//! ACK or PRACK after an offer in a response; a response's SDP answers a pending offer from a
+//! request, else it is an offer itself.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use capture::rtp::{streams, RtpOptions, RtpStream};
+use capture::rtp::{streams, MediaSwitch, RtpOptions, RtpStream};
 use capture::Capture;
-use media::sdp::SessionDescription;
+use media::sdp::{SessionDescription, Transport as SdpTransport};
 use serde::Serialize;
+use sip_core::message::{Message, Method, SipMessage};
 
 use super::sip;
 
@@ -29,6 +37,69 @@ pub struct SdpMaps {
     pub by_address: HashMap<SocketAddr, BTreeMap<u8, Format>>,
     /// The first format seen for each payload type anywhere in the capture.
     pub any: BTreeMap<u8, Format>,
+    /// Ports an SDP answer moved to UDPTL or back to RTP, with the answer's frame.
+    pub media_switches: Vec<MediaSwitch>,
+}
+
+/// An SDP offer waiting for its answer.
+#[derive(Debug)]
+struct PendingOffer {
+    /// Sent in a response (answered by ACK or PRACK) rather than in a request.
+    in_response: bool,
+    /// Each media section's receive address and whether it is UDPTL.
+    media: Vec<(SocketAddr, bool)>,
+}
+
+/// Each media section's receive address (port 0 sections left out) and whether it is UDPTL.
+fn media_addresses(sdp: &SessionDescription) -> Vec<(SocketAddr, bool)> {
+    sdp.media
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.port != 0)
+        .filter_map(|(i, m)| {
+            let ip = sdp.connection_for(i)?.ip()?;
+            let udptl =
+                matches!(&m.transport, SdpTransport::Other(t) if t.eq_ignore_ascii_case("udptl"));
+            Some((SocketAddr::new(ip, m.port), udptl))
+        })
+        .collect()
+}
+
+/// Pairs the SDP of `message` with the pending offer of its call (see the module docs).
+fn offer_answer(
+    pending: &mut HashMap<String, PendingOffer>,
+    index: usize,
+    message: &Message,
+    sdp: &SessionDescription,
+    switches: &mut Vec<MediaSwitch>,
+) {
+    let Ok(call_id) = message.call_id() else {
+        return;
+    };
+    let (answers_response, in_response) = match message {
+        Message::Request(r) => (matches!(r.method, Method::Ack | Method::Prack), false),
+        Message::Response(_) => (false, true),
+    };
+    let media = media_addresses(sdp);
+    let answered = pending.get(call_id).is_some_and(|offer| {
+        if in_response {
+            !offer.in_response
+        } else {
+            offer.in_response && answers_response
+        }
+    });
+    if !answered {
+        pending.insert(call_id.to_string(), PendingOffer { in_response, media });
+        return;
+    }
+    let offer = pending.remove(call_id).expect("checked above");
+    for (address, udptl) in offer.media.into_iter().chain(media) {
+        switches.push(MediaSwitch {
+            index,
+            address,
+            udptl,
+        });
+    }
 }
 
 impl SdpMaps {
@@ -36,6 +107,7 @@ impl SdpMaps {
     /// skipped: they only cost the codec names of their streams.
     pub fn from_capture(capture: &Capture) -> SdpMaps {
         let mut maps = SdpMaps::default();
+        let mut pending = HashMap::new();
         for p in sip::messages(capture) {
             let Ok(m) = &p.message else { continue };
             let body = sip_core::message::SipMessage::body(m);
@@ -45,6 +117,7 @@ impl SdpMaps {
             let Ok(sdp) = SessionDescription::parse_bytes(body) else {
                 continue;
             };
+            offer_answer(&mut pending, p.index, m, &sdp, &mut maps.media_switches);
             for (i, media) in sdp.media.iter().enumerate() {
                 let mut map = BTreeMap::new();
                 for f in &media.formats {
@@ -89,7 +162,10 @@ impl SdpMaps {
     /// Options for [`capture::rtp::streams`]: dynamic clock rates and telephone-event types
     /// from the SDP, plus Wireshark's default telephone-event type 101.
     pub fn rtp_options(&self) -> RtpOptions {
-        let mut options = RtpOptions::default();
+        let mut options = RtpOptions {
+            media_switches: self.media_switches.clone(),
+            ..RtpOptions::default()
+        };
         let all = self.by_address.values().flat_map(|m| m.iter());
         for (&pt, f) in self.any.iter().chain(all) {
             if f.encoding.eq_ignore_ascii_case("telephone-event") {

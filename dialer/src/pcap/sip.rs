@@ -1,5 +1,7 @@
 //! The SIP messages in a capture: UDP datagrams, reassembled TCP streams deframed per
-//! direction, and WebSocket messages (RFC 7118 §5: one SIP message per WebSocket message).
+//! direction, WebSocket messages (RFC 7118 §5: one SIP message per WebSocket message) and SCTP
+//! user messages (RFC 4168: one SIP message per SCTP user message; on any port and PPID, as
+//! tshark's SIP heuristic for SCTP takes them).
 //!
 //! Which payloads are SIP follows tshark's heuristic, so that counts compare with
 //! `tshark -Y sip`: a payload (or the start of a TCP stream's pending data) is SIP when its
@@ -30,7 +32,7 @@ pub struct SipPacket<'a> {
     pub src: SocketAddr,
     /// Receiver.
     pub dst: SocketAddr,
-    /// UDP, TCP or WebSocket.
+    /// UDP, TCP, WebSocket or SCTP.
     pub transport: Transport,
     /// The message's bytes (a slice of the payload for UDP and WebSocket).
     pub bytes: Cow<'a, [u8]>,
@@ -69,7 +71,7 @@ pub fn messages(capture: &Capture) -> Vec<SipPacket<'_>> {
     let mut streams: HashMap<(SocketAddr, SocketAddr), TcpDirection> = HashMap::new();
     for p in &capture.packets {
         match p.transport {
-            Transport::Udp | Transport::WebSocket => {
+            Transport::Udp | Transport::WebSocket | Transport::Sctp => {
                 if looks_like_sip(&p.payload) {
                     out.push(SipPacket {
                         index: p.index,

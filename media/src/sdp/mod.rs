@@ -21,10 +21,15 @@
 //! What we send is small and fixed in shape, so a few `write!` lines are clearer and exact.
 
 mod offer_answer;
+mod sdes;
 
 pub use offer_answer::{
     answer_offer, build_offer, process_answer, Codec, LocalEndpoint, MediaConfig, Negotiated,
     NotAcceptable, TelephoneEvent,
+};
+pub use sdes::{
+    add_crypto_to_offer, answer_offer_srtp, is_sdes_transport, process_answer_srtp,
+    CryptoAttribute, SrtpKeys, SrtpPolicy,
 };
 
 use std::fmt::Write as _;
@@ -253,6 +258,9 @@ pub struct MediaDescription {
     pub rtcp: Option<RtcpAttribute>,
     /// `a=rtcp-mux` (RFC 5761): RTCP shares the RTP port.
     pub rtcp_mux: bool,
+    /// Usable `a=crypto` lines (RFC 4568) in the writer's order; unusable ones are in
+    /// [`SessionDescription::ignored`], their keys redacted.
+    pub crypto: Vec<CryptoAttribute>,
 }
 
 impl MediaDescription {
@@ -325,6 +333,9 @@ impl MediaDescription {
         }
         if self.rtcp_mux {
             out.push_str("a=rtcp-mux\r\n");
+        }
+        for crypto in &self.crypto {
+            let _ = write!(out, "a=crypto:{}\r\n", crypto.to_value());
         }
         let _ = write!(out, "a={}\r\n", self.direction.as_str());
     }
@@ -472,6 +483,9 @@ struct Prefiltered {
     fmtp: Vec<(usize, u8, String)>,
     /// Sections with a transport webrtc-sdp cannot parse: (section index, kind, port, proto).
     placeholders: Vec<(usize, String, u16, String)>,
+    /// `a=crypto` values per media section: (section index, line number, value). webrtc-sdp
+    /// does not read them, and the lines must not reach its error messages: they hold keys.
+    crypto: Vec<(usize, usize, String)>,
 }
 
 /// Transports webrtc-sdp accepts on an `m=` line (its `parse_protocol_token`).
@@ -550,6 +564,19 @@ fn prefilter(body: &str) -> Prefiltered {
                     "field webrtc-sdp does not support; not needed for media",
                     &mut out,
                 );
+                continue;
+            }
+            "a" if value.starts_with("crypto:") => {
+                let value = &value["crypto:".len()..];
+                match section {
+                    Some(index) => out.crypto.push((index, line_number, value.to_string())),
+                    None => out.ignored.push(IgnoredLine {
+                        line_number,
+                        line: sdes::redacted(value),
+                        reason: "a=crypto at session level (RFC 4568 §9.1: media level only)"
+                            .to_string(),
+                    }),
+                }
                 continue;
             }
             "a" if section.is_none() => {
@@ -716,6 +743,7 @@ fn convert(
                 maxptime: None,
                 rtcp: None,
                 rtcp_mux: false,
+                crypto: Vec::new(),
             });
             continue;
         }
@@ -833,8 +861,22 @@ fn convert(
             maxptime,
             rtcp,
             rtcp_mux,
+            crypto: Vec::new(),
         });
     }
+    let mut ignored = pre.ignored;
+    for (index, line_number, value) in pre.crypto {
+        match (CryptoAttribute::parse(&value), media.get_mut(index)) {
+            (Ok(crypto), Some(m)) => m.crypto.push(crypto),
+            (Err(reason), _) => ignored.push(IgnoredLine {
+                line_number,
+                line: sdes::redacted(&value),
+                reason,
+            }),
+            (Ok(_), None) => {}
+        }
+    }
+    ignored.sort_by_key(|l| l.line_number);
     Ok(SessionDescription {
         origin: Origin {
             username: origin.username.clone(),
@@ -848,7 +890,7 @@ fn convert(
             .as_ref()
             .map(|c| ConnectionAddress::from_webrtc(&c.address)),
         media,
-        ignored: pre.ignored,
+        ignored,
     })
 }
 

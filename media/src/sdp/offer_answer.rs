@@ -184,6 +184,10 @@ pub enum NotAcceptable {
     /// The answer rejected our audio stream (port 0, RFC 3264 §6).
     #[error("the answer rejected the audio stream")]
     Rejected,
+    /// SRTP is required (by our policy or the peer's `RTP/SAVP`) and no `a=crypto` line has a
+    /// suite and parameters we can use (RFC 4568 §7.1.2).
+    #[error("SRTP needed but no usable a=crypto")]
+    NoUsableCrypto,
 }
 
 impl NotAcceptable {
@@ -262,6 +266,7 @@ pub fn build_offer(config: &MediaConfig, local: &LocalEndpoint) -> SessionDescri
             maxptime: None,
             rtcp: None,
             rtcp_mux: false,
+            crypto: Vec::new(),
         }],
         ignored: Vec::new(),
     }
@@ -382,6 +387,7 @@ pub fn answer_offer(
                     maxptime: None,
                     rtcp: None,
                     rtcp_mux: false,
+                    crypto: Vec::new(),
                 }
             } else {
                 // RFC 3264 §6: a rejected stream keeps its media type and lists at least one
@@ -397,6 +403,7 @@ pub fn answer_offer(
                     maxptime: None,
                     rtcp: None,
                     rtcp_mux: false,
+                    crypto: Vec::new(),
                 }
             }
         })

@@ -153,7 +153,10 @@ impl Recording {
                 dst: m.dst,
                 transport: match m.transport {
                     capture::Transport::Udp => Transport::Udp,
-                    capture::Transport::Tcp | capture::Transport::WebSocket => Transport::Tcp,
+                    // SCTP is reliable (RFC 4168): no retransmissions, as over TCP.
+                    capture::Transport::Tcp
+                    | capture::Transport::WebSocket
+                    | capture::Transport::Sctp => Transport::Tcp,
                 },
                 message,
                 retransmission,
