@@ -54,6 +54,7 @@ fn transport_name(t: Transport) -> &'static str {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
         Transport::WebSocket => "WS",
+        Transport::Sctp => "SCTP",
     }
 }
 
