@@ -448,12 +448,53 @@ impl Endpoint {
         transport: Transport,
         fallback: SocketAddr,
     ) {
-        let to = response
-            .top_via()
-            .ok()
-            .and_then(|v| response_destination(&v))
-            .unwrap_or(fallback);
+        // RFC 3261 §18.2.2: on a reliable transport the response goes back over the
+        // connection the request came on, whatever the Via says.
+        let to = match transport.is_reliable() {
+            true => fallback,
+            false => response
+                .top_via()
+                .ok()
+                .and_then(|v| response_destination(&v))
+                .unwrap_or(fallback),
+        };
         self.transmit(transport, to, response.to_bytes());
+    }
+
+    /// The runtime lost a connection (`flow` is its transport and remote address): every
+    /// client transaction waiting for a final response on it ends now with the
+    /// [`Event::Timeout`] its Timer B or F would have given later, since nothing sent on a
+    /// closed connection arrives (RFC 3261 §17.1.4: a transport failure is reported to the
+    /// TU; §8.1.3.1). Server transactions are left to their timers: their requests were
+    /// received, and the call logic still answers them.
+    pub fn flow_failed(&mut self, flow: Target) {
+        if !flow.transport.is_reliable() {
+            return;
+        }
+        let mut failed: Vec<(TransactionId, Method)> = self
+            .transactions
+            .iter()
+            .filter(|(_, t)| {
+                t.role == Role::Client
+                    && t.transport == flow.transport
+                    && t.peer == flow.addr
+                    && matches!(t.state, State::Calling | State::Trying | State::Proceeding)
+            })
+            .map(|(id, t)| (*id, t.method.clone()))
+            .collect();
+        failed.sort_by_key(|(id, _)| *id);
+        for (id, method) in failed {
+            let timer = match method {
+                Method::Invite => Timer::B,
+                _ => Timer::F,
+            };
+            self.event(Event::Timeout {
+                transaction: id,
+                timer,
+                method,
+            });
+            self.terminate(id);
+        }
     }
 
     /// Answers a server transaction.
