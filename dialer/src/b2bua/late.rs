@@ -63,10 +63,11 @@ impl Core {
         };
         // The INVITE as far as the dialog needs it (RFC 3261 §12.1.2): From with our tag,
         // Call-ID, CSeq and our Contact; the rest comes from the 2xx.
-        let contact = NameAddr::new(Uri::Sip(SipUri::new(
-            Some("dialer"),
-            self.config.contact_host.clone(),
-            Some(self.config.contact_port),
+        let contact = NameAddr::new(Uri::Sip(super::our_contact(
+            &self.config.contact_host,
+            self.config.contact_port,
+            "dialer",
+            ended.target.transport,
         )));
         let Some(uri) = response.contacts().ok().and_then(|c| {
             c.into_iter()

@@ -108,10 +108,11 @@ impl Core {
         r.headers.add(HeaderKind::CallId, leg.call_id.clone());
         r.headers
             .add(HeaderKind::CSeq, format!("{} INVITE", leg.cseq));
-        let contact = NameAddr::new(Uri::Sip(SipUri::new(
-            Some(&contact_user),
-            contact_host,
-            Some(contact_port),
+        let contact = NameAddr::new(Uri::Sip(super::our_contact(
+            &contact_host,
+            contact_port,
+            &contact_user,
+            leg.target.transport,
         )));
         r.headers.add(HeaderKind::Contact, contact.to_string());
         r.headers.add(HeaderKind::Allow, ALLOW);

@@ -103,6 +103,17 @@ pub struct TrunkSettings {
     pub realm: Option<String>,
 }
 
+/// Our Contact URI for a leg on `transport`: `;transport=tcp` on a TCP leg, so that the peer
+/// sends its requests in the dialog over TCP too (RFC 3261 §19.1.4; without it the URI means
+/// UDP, RFC 3263 §4.1).
+pub(crate) fn our_contact(host: &Host, port: u16, user: &str, transport: Transport) -> SipUri {
+    let mut uri = SipUri::new(Some(user), host.clone(), Some(port));
+    if transport == Transport::Tcp {
+        uri.params.set("transport", Some("tcp"));
+    }
+    uri
+}
+
 /// Where and how to call an agent right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentTarget {

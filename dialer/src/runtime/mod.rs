@@ -17,3 +17,4 @@ pub mod register;
 pub mod server;
 pub mod settings;
 pub mod tap;
+pub mod transport;

@@ -6,6 +6,7 @@ use super::clock::Clock;
 use super::ladder;
 use super::media::{MediaCommand, MediaEvent, MediaSession, PortPool};
 use super::settings::{self, SettingsError};
+use super::transport::{self, TcpSettings, TransportEvent, Transports};
 use crate::b2bua::{
     Action, AgentTarget, Core, MediaOp, MediaReport, MediaTotals, SessionTimerConfig,
 };
@@ -29,7 +30,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 use trunk_profiles::Config;
 
@@ -173,7 +173,9 @@ impl Clips {
 struct State {
     clock: Clock,
     clips: Clips,
-    sock: Arc<UdpSocket>,
+    transports: Transports,
+    /// Redials of the TCP trunks' connections, by proxy address.
+    redials: HashMap<SocketAddr, Redial>,
     core: Core,
     registrar: Registrar,
     registrations: Vec<(String, Registration)>,
@@ -198,11 +200,31 @@ struct State {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// A TCP trunk's connection being re-established after it dropped.
+#[derive(Debug, Default)]
+struct Redial {
+    /// Connections that failed in a row.
+    failures: u32,
+    /// When the next attempt goes out.
+    at: Option<sip_core::time::Time>,
+}
+
+/// The first redial waits this long, each failure doubles it up to [`REDIAL_MAX`].
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between two redials.
+const REDIAL_MAX: Duration = Duration::from_secs(32);
+
+fn redial_delay(failures: u32) -> Duration {
+    REDIAL_MIN
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(REDIAL_MAX)
+}
+
 /// Starts the dialer: binds, registers the trunks, and runs until [`Running::shutdown`].
 pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunError> {
     let clock = Clock::start();
     let listen = config.sip().listen;
-    let sock = UdpSocket::bind(listen)
+    let (sock, listener) = transport::bind(listen)
         .await
         .map_err(|source| RunError::Bind {
             addr: listen,
@@ -226,6 +248,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         t4: config.sip().timers.t4,
     };
     ep_config.user_agent = Some(config.sip().user_agent.clone());
+    let ep_limits = ep_config.limits.clone();
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
@@ -313,10 +336,20 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
             )
         })
         .collect();
+    let (transports, transport_events) =
+        Transports::new(sock, listener, tcp_settings(&config, &ep_limits));
+    let redials = config
+        .trunks()
+        .iter()
+        .zip(&proxies)
+        .filter(|(t, _)| settings::transport(t.transport).is_reliable())
+        .map(|(_, p)| (*p, Redial::default()))
+        .collect();
     let mut state = State {
         clock,
         clips: Clips::new()?,
-        sock: Arc::new(sock),
+        transports,
+        redials,
         core,
         registrar,
         registrations,
@@ -391,8 +424,11 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let stop_within = calls_drain(config.sip().timers.t1);
     let task = tokio::spawn(main_loop(
         state,
-        req_rx,
-        internal_rx,
+        Inputs {
+            requests: req_rx,
+            internal: internal_rx,
+            transport: transport_events,
+        },
         shutdown_rx,
         stop_within,
     ));
@@ -405,6 +441,14 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         output: Some(output_thread),
         campaigns,
     })
+}
+
+/// The TCP limits and timers of `[sip]`.
+fn tcp_settings(_config: &Config, limits: &sip_core::message::ParseLimits) -> TcpSettings {
+    TcpSettings {
+        limits: limits.clone(),
+        ..TcpSettings::default()
+    }
 }
 
 fn load_ringback(path: &Path) -> Result<Ringback, RunError> {
@@ -438,10 +482,16 @@ async fn wait_for_signal() {
     }
 }
 
+/// What the signalling task waits on besides its sockets.
+struct Inputs {
+    requests: mpsc::Receiver<ControlRequest>,
+    internal: mpsc::UnboundedReceiver<Internal>,
+    transport: mpsc::UnboundedReceiver<TransportEvent>,
+}
+
 async fn main_loop(
     mut st: State,
-    mut requests: mpsc::Receiver<ControlRequest>,
-    mut internal: mpsc::UnboundedReceiver<Internal>,
+    mut inputs: Inputs,
     mut shutdown: watch::Receiver<bool>,
     stop_within: Duration,
 ) {
@@ -449,18 +499,25 @@ async fn main_loop(
     let mut stop_deadline = None;
     let mut calls_deadline = None;
     let mut unregister_wait_over = false;
-    let sock = st.sock.clone();
+    let sock = st.transports.udp();
+    let listener = st.transports.tcp();
     st.drain();
     loop {
         let wake = st.next_wake();
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
-                    st.on_datagram(from, &buf[..n]);
+                    st.on_datagram(Transport::Udp, from, &buf[..n]);
                 }
             }
-            Some(req) = requests.recv() => st.on_control(req),
-            Some(msg) = internal.recv() => st.on_internal(msg),
+            r = listener.accept() => {
+                if let Ok((stream, from)) = r {
+                    st.on_accept(stream, from);
+                }
+            }
+            Some(ev) = inputs.transport.recv() => st.on_transport(ev),
+            Some(req) = inputs.requests.recv() => st.on_control(req),
+            Some(msg) = inputs.internal.recv() => st.on_internal(msg),
             _ = sleep_until(wake) => st.on_timeout(),
             changed = shutdown.changed(), if !st.shutting_down => {
                 let _ = changed;
@@ -508,20 +565,94 @@ impl State {
             }
         };
         consider(self.registrar.next_expiry());
+        for r in self.redials.values() {
+            consider(r.at);
+        }
         for (_, r) in &self.registrations {
             consider(r.next_timeout());
         }
         next.map(|t| self.clock.instant_of(t).into())
     }
 
-    fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+    /// A connection from a banned source is closed as it is accepted, as its datagrams
+    /// would be dropped.
+    fn on_accept(&mut self, stream: tokio::net::TcpStream, from: SocketAddr) {
+        if !self.registrar.is_banned(self.clock.now(), from.ip()) {
+            self.transports.accepted(stream, from);
+        }
+    }
+
+    fn on_transport(&mut self, ev: TransportEvent) {
+        let now = self.clock.now();
+        match ev {
+            TransportEvent::Message { from, bytes } => {
+                self.on_datagram(Transport::Tcp, from, &bytes)
+            }
+            TransportEvent::Connected { peer, .. } => {
+                tracing::info!(target: "dialer", "tcp {peer}: connected");
+                if let Some(r) = self.redials.get_mut(&peer) {
+                    *r = Redial::default();
+                }
+                for (_, reg) in &mut self.registrations {
+                    let c = reg.config();
+                    if c.proxy == peer && c.transport == Transport::Tcp {
+                        reg.flow_recovered(now, self.core.endpoint());
+                    }
+                }
+            }
+            TransportEvent::Closed { peer, id, reason } => {
+                if !self.transports.closed(peer, id) {
+                    return;
+                }
+                tracing::info!(target: "dialer", "tcp {peer}: connection closed: {reason}");
+                let flow = Target {
+                    addr: peer,
+                    transport: Transport::Tcp,
+                };
+                self.core.endpoint().flow_failed(flow);
+                for e in self.registrar.flow_closed(peer, Transport::Tcp) {
+                    self.registrar_event(e);
+                }
+                self.schedule_redial(now, peer);
+            }
+        }
+    }
+
+    /// A TCP trunk's connection dropped or could not be opened: open it again after a
+    /// growing delay, so that the carrier can reach us and the registration has a flow.
+    fn schedule_redial(&mut self, now: sip_core::time::Time, peer: SocketAddr) {
+        let shutting_down = self.shutting_down;
+        let Some(r) = self.redials.get_mut(&peer).filter(|_| !shutting_down) else {
+            return;
+        };
+        r.failures += 1;
+        let delay = redial_delay(r.failures);
+        r.at = Some(now + delay);
+        tracing::warn!(
+            target: "dialer",
+            "tcp {peer}: reconnecting in {:.1} s (attempt {})",
+            delay.as_secs_f64(),
+            r.failures
+        );
+    }
+
+    fn redial_due(&mut self, now: sip_core::time::Time) {
+        for (peer, r) in &mut self.redials {
+            if r.at.is_some_and(|at| at <= now) {
+                r.at = None;
+                self.transports.connect(*peer);
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, transport: Transport, from: SocketAddr, bytes: &[u8]) {
         let now = self.clock.now();
         // [security]: a banned source's datagrams are dropped unanswered, before parsing.
         if self.registrar.is_banned(now, from.ip()) {
             return;
         }
         self.ladder(false, from, bytes);
-        self.core.handle_datagram(now, Transport::Udp, from, bytes);
+        self.core.handle_datagram(now, transport, from, bytes);
         // A REGISTER in it reaches the registrar through drain (as after every turn of the
         // loop); each failed authentication is then one warn line, for fail2ban.
         self.drain();
@@ -554,6 +685,7 @@ impl State {
         for e in self.registrar.expire(now) {
             self.registrar_event(e);
         }
+        self.redial_due(now);
     }
 
     fn ladder(&mut self, out: bool, peer: SocketAddr, bytes: &[u8]) {
@@ -982,7 +1114,7 @@ impl State {
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
                 self.ladder(true, t.to, &t.bytes);
-                let _ = self.sock.try_send_to(&t.bytes, t.to);
+                self.transports.send(&t);
             }
             while let Some(e) = self.core.poll_other() {
                 moved = true;
@@ -995,8 +1127,8 @@ impl State {
             for i in 0..self.registrations.len() {
                 while let Some(a) = self.registrations[i].1.poll_action() {
                     moved = true;
-                    if let RegAction::SendKeepaliveCrlf(Target { addr, .. }) = a {
-                        let _ = self.sock.try_send_to(b"\r\n\r\n", addr);
+                    if let RegAction::SendKeepaliveCrlf(flow) = a {
+                        self.transports.send_keepalive(flow);
                     }
                 }
                 while let Some(ev) = self.registrations[i].1.poll_event() {
