@@ -43,6 +43,14 @@ pub(crate) fn render(c: &Config) -> String {
     line("t1_ms", s.timers.t1.as_millis().to_string());
     line("t2_ms", s.timers.t2.as_millis().to_string());
     line("t4_ms", s.timers.t4.as_millis().to_string());
+    line("max_message_bytes", s.max_message_bytes.to_string());
+    line(
+        "tcp_connections_per_source",
+        s.tcp.connections_per_source.to_string(),
+    );
+    let off_secs = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_secs()).to_string();
+    line("tcp_idle_timeout_s", off_secs(s.tcp.idle_timeout));
+    line("tcp_keepalive_s", off_secs(s.tcp.keepalive));
 
     for t in c.trunks() {
         line("\n[[trunk]]\nname", quoted(&t.name));

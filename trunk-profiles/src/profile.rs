@@ -15,7 +15,7 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SipSettings {
-    /// Address bound for both UDP and TCP.
+    /// Address bound for both UDP and TCP (one port for both).
     pub listen: SocketAddr,
     /// Public address advertised in Contact, Via and SDP when behind NAT.
     pub external_ip: Option<IpAddr>,
@@ -23,6 +23,24 @@ pub struct SipSettings {
     pub user_agent: String,
     /// RFC 3261 timer base values.
     pub timers: SipTimers,
+    /// The largest SIP message taken, over UDP or TCP; a TCP connection sending a larger
+    /// one is closed.
+    pub max_message_bytes: u32,
+    /// Connection limits and timers of SIP over TCP.
+    pub tcp: TcpLimits,
+}
+
+/// `[sip] tcp_*`: what SIP over TCP may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpLimits {
+    /// Most connections accepted from one IP address at a time.
+    pub connections_per_source: u32,
+    /// An accepted connection with no traffic for this long is closed; `None` never.
+    pub idle_timeout: Option<Duration>,
+    /// A connection the dialer opened (to a trunk) with nothing received for this long is
+    /// pinged with a double CRLF (RFC 5626 §4.4.1); `None` never.
+    pub keepalive: Option<Duration>,
 }
 
 /// RFC 3261 §17.1.1.1 and Table 4 base timers, overridable per file.

@@ -422,10 +422,45 @@ impl<'a> Checker<'a> {
             };
             self.err(span, key, format!("t2_ms ({t2}) is below t1_ms ({t1}), expected t2_ms >= t1_ms (RFC 3261 §17.1.2.2)"));
         }
+        let max_message_bytes = self.bounded(
+            &raw.max_message_bytes,
+            "sip.max_message_bytes",
+            65_535,
+            (1_500, 1_048_576),
+            "bytes",
+        );
+        let per_source = self.bounded(
+            &raw.tcp_connections_per_source,
+            "sip.tcp_connections_per_source",
+            16,
+            (1, 10_000),
+            "connections",
+        );
+        let idle = self.bounded(
+            &raw.tcp_idle_timeout_s,
+            "sip.tcp_idle_timeout_s",
+            600,
+            (0, 86_400),
+            "seconds (0 = off)",
+        );
+        let keepalive = self.bounded(
+            &raw.tcp_keepalive_s,
+            "sip.tcp_keepalive_s",
+            90,
+            (0, 3_600),
+            "seconds (0 = off)",
+        );
+        let secs = |s: u32| (s > 0).then(|| Duration::from_secs(s.into()));
         SipSettings {
             listen,
             external_ip,
             user_agent,
+            max_message_bytes,
+            tcp: TcpLimits {
+                connections_per_source: per_source,
+                idle_timeout: secs(idle),
+                keepalive: secs(keepalive),
+            },
             timers: SipTimers {
                 t1: Duration::from_millis(t1.into()),
                 t2: Duration::from_millis(t2.into()),

@@ -248,3 +248,20 @@ fn the_call_centre_profile_reads_its_pool_queue_latching_and_bans() {
     assert!(s.is_exempt("192.168.1.7".parse().unwrap()));
     assert!(!s.is_exempt("203.0.113.9".parse().unwrap()));
 }
+
+#[test]
+fn the_pbx_profile_dials_over_tcp_with_its_connection_limits() {
+    let (name, text) = profiles()
+        .into_iter()
+        .find(|(n, _)| n == "pbx-kamailio-asterisk.toml")
+        .expect("shipped");
+    let c = load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.trunk("pbx").unwrap().transport,
+        trunk_profiles::Transport::Tcp
+    );
+    let tcp = c.sip().tcp;
+    assert_eq!(tcp.keepalive.map(|d| d.as_secs()), Some(60));
+    assert_eq!(tcp.connections_per_source, 4);
+    assert_eq!(tcp.idle_timeout.map(|d| d.as_secs()), Some(600));
+}

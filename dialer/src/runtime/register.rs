@@ -3,14 +3,15 @@
 use super::clock::Clock;
 use super::ladder;
 use super::settings;
+use super::transport::{self, TransportEvent, Transports};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use sip_core::endpoint::Target;
 use sip_core::endpoint::{Endpoint, EndpointConfig, Output};
 use sip_core::registration::{Action, Registration, RegistrationEvent, RegistrationState};
 use sip_core::transaction::{TimerConfig, Transport};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 use trunk_profiles::Config;
 
 /// How `dialer register` ended.
@@ -56,7 +57,7 @@ pub async fn register(
     let proxy = settings::resolve(t)
         .await
         .map_err(|e| RegisterError::Io(e.to_string()))?;
-    let sock = UdpSocket::bind(config.sip().listen)
+    let (sock, listener) = transport::bind(config.sip().listen)
         .await
         .map_err(|e| RegisterError::Io(format!("cannot listen on {}: {e}", config.sip().listen)))?;
     let bound = sock
@@ -73,6 +74,16 @@ pub async fn register(
         t4: config.sip().timers.t4,
     };
     ep_config.user_agent = Some(config.sip().user_agent.clone());
+    ep_config.limits = super::server::parse_limits(config);
+    let tcp = super::server::tcp_settings(config);
+    let (mut transports, mut transport_events) = Transports::new(sock, listener, tcp);
+    let udp = transports.udp();
+    let via = settings::transport(t.transport);
+    eprintln!(
+        "registering trunk {} over {} to {proxy}",
+        t.name,
+        via.via_token()
+    );
     let mut endpoint = Endpoint::new(ep_config, Box::new(StdRng::from_entropy()));
     let mut reg = Registration::new(rc, Box::new(StdRng::from_entropy()))
         .map_err(|e| RegisterError::Io(e.to_string()))?;
@@ -92,12 +103,11 @@ pub async fn register(
                 moved = true;
                 match o {
                     Output::Transmit(tr) => {
-                        if let Some(l) =
-                            ladder::line(clock.now().0.as_secs_f64(), true, tr.to, &tr.bytes)
-                        {
+                        let t = clock.now().0.as_secs_f64();
+                        if let Some(l) = ladder::line(t, true, tr.transport, tr.to, &tr.bytes) {
                             eprintln!("{}", ladder::format(&l, colour));
                         }
-                        let _ = sock.send_to(&tr.bytes, tr.to).await;
+                        transports.send(&tr);
                     }
                     Output::Event(e) => {
                         reg.handle_event(clock.now(), &e, &mut endpoint);
@@ -106,7 +116,7 @@ pub async fn register(
             }
             while let Some(Action::SendKeepaliveCrlf(target)) = reg.poll_action() {
                 moved = true;
-                let _ = sock.send_to(b"\r\n\r\n", target.addr).await;
+                transports.send_keepalive(target);
             }
             while let Some(ev) = reg.poll_event() {
                 moved = true;
@@ -185,14 +195,23 @@ pub async fn register(
             (a, b) => a.or(b),
         };
         tokio::select! {
-            r = sock.recv_from(&mut buf) => {
+            r = udp.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
-                    if let Some(l) = ladder::line(clock.now().0.as_secs_f64(), false, from, &buf[..n]) {
-                        eprintln!("{}", ladder::format(&l, colour));
-                    }
-                    endpoint.handle_datagram(clock.now(), Transport::Udp, from, &buf[..n]);
+                    received(&clock, colour, &mut endpoint, Transport::Udp, from, &buf[..n]);
                 }
             }
+            Some(ev) = transport_events.recv() => match ev {
+                TransportEvent::Message { from, bytes } => {
+                    received(&clock, colour, &mut endpoint, Transport::Tcp, from, &bytes);
+                }
+                TransportEvent::Connected { .. } => reg.flow_recovered(clock.now(), &mut endpoint),
+                TransportEvent::Closed { peer, id, reason } => {
+                    if transports.closed(peer, id) {
+                        eprintln!("connection to {peer} closed: {reason}");
+                        endpoint.flow_failed(Target { addr: peer, transport: Transport::Tcp });
+                    }
+                }
+            },
             _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
                 let now = clock.now();
                 endpoint.handle_timeout(now);
@@ -213,4 +232,20 @@ pub async fn register(
             }
         }
     }
+}
+
+/// One message in: the ladder line, then the endpoint.
+fn received(
+    clock: &Clock,
+    colour: bool,
+    endpoint: &mut Endpoint,
+    transport: Transport,
+    from: SocketAddr,
+    bytes: &[u8],
+) {
+    let t = clock.now().0.as_secs_f64();
+    if let Some(l) = ladder::line(t, false, transport, from, bytes) {
+        eprintln!("{}", ladder::format(&l, colour));
+    }
+    endpoint.handle_datagram(clock.now(), transport, from, bytes);
 }

@@ -248,7 +248,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         t4: config.sip().timers.t4,
     };
     ep_config.user_agent = Some(config.sip().user_agent.clone());
-    let ep_limits = ep_config.limits.clone();
+    ep_config.limits = parse_limits(&config);
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
@@ -336,8 +336,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
             )
         })
         .collect();
-    let (transports, transport_events) =
-        Transports::new(sock, listener, tcp_settings(&config, &ep_limits));
+    let (transports, transport_events) = Transports::new(sock, listener, tcp_settings(&config));
     let redials = config
         .trunks()
         .iter()
@@ -444,10 +443,22 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
 }
 
 /// The TCP limits and timers of `[sip]`.
-fn tcp_settings(_config: &Config, limits: &sip_core::message::ParseLimits) -> TcpSettings {
+pub(super) fn tcp_settings(config: &Config) -> TcpSettings {
+    let sip = config.sip();
     TcpSettings {
-        limits: limits.clone(),
+        connections_per_source: sip.tcp.connections_per_source as usize,
+        idle_timeout: sip.tcp.idle_timeout,
+        keepalive: sip.tcp.keepalive,
+        limits: parse_limits(config),
         ..TcpSettings::default()
+    }
+}
+
+/// The parser's limits: `[sip] max_message_bytes` for a whole message.
+pub(super) fn parse_limits(config: &Config) -> sip_core::message::ParseLimits {
+    sip_core::message::ParseLimits {
+        max_message_bytes: config.sip().max_message_bytes as usize,
+        ..sip_core::message::ParseLimits::default()
     }
 }
 
@@ -651,7 +662,7 @@ impl State {
         if self.registrar.is_banned(now, from.ip()) {
             return;
         }
-        self.ladder(false, from, bytes);
+        self.ladder(false, transport, from, bytes);
         self.core.handle_datagram(now, transport, from, bytes);
         // A REGISTER in it reaches the registrar through drain (as after every turn of the
         // loop); each failed authentication is then one warn line, for fail2ban.
@@ -688,7 +699,7 @@ impl State {
         self.redial_due(now);
     }
 
-    fn ladder(&mut self, out: bool, peer: SocketAddr, bytes: &[u8]) {
+    fn ladder(&mut self, out: bool, transport: Transport, peer: SocketAddr, bytes: &[u8]) {
         // Every datagram passes here, followed or not.
         let direction = match out {
             true => crate::metrics::Direction::Out,
@@ -700,7 +711,7 @@ impl State {
             return;
         }
         let t = self.clock.now().0.as_secs_f64();
-        let Some(mut line) = ladder::line(t, out, peer, bytes) else {
+        let Some(mut line) = ladder::line(t, out, transport, peer, bytes) else {
             return;
         };
         if let Ok(m) = sip_core::message::Message::parse(bytes) {
@@ -708,8 +719,12 @@ impl State {
                 line.call = self.core.call_for_sip_call_id(id);
             }
         }
+        // The capture synthesises UDP datagrams; SIP carried over TCP is left out of it
+        // rather than written as if it had been UDP.
+        let tappable = transport == Transport::Udp;
         if let Some(tap) = line
             .call
+            .filter(|_| tappable)
             .and_then(|c| self.media.get(&c))
             .and_then(|m| m.tap.as_ref())
         {
@@ -1113,7 +1128,7 @@ impl State {
             let mut moved = false;
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
-                self.ladder(true, t.to, &t.bytes);
+                self.ladder(true, t.transport, t.to, &t.bytes);
                 self.transports.send(&t);
             }
             while let Some(e) = self.core.poll_other() {
