@@ -142,7 +142,14 @@ mod tests {
     #[test]
     fn requests_and_responses_are_labelled_with_cseq() {
         let invite = b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 3 INVITE\r\nContent-Length: 0\r\n\r\n";
-        let l = line(1.5, true, "192.0.2.1:5060".parse().unwrap(), invite).unwrap();
+        let l = line(
+            1.5,
+            true,
+            Transport::Udp,
+            "192.0.2.1:5060".parse().unwrap(),
+            invite,
+        )
+        .unwrap();
         assert_eq!(l.what, "INVITE");
         assert_eq!(l.cseq, "3 INVITE");
         let s = format(&l, false);
@@ -150,7 +157,14 @@ mod tests {
             s.contains("-> 192.0.2.1:5060") && s.contains("(3 INVITE)"),
             "{s}"
         );
-        assert!(line(0.0, false, "192.0.2.1:5060".parse().unwrap(), b"\r\n\r\n").is_none());
+        assert!(line(
+            0.0,
+            false,
+            Transport::Udp,
+            "192.0.2.1:5060".parse().unwrap(),
+            b"\r\n\r\n"
+        )
+        .is_none());
     }
 
     #[test]
@@ -159,6 +173,7 @@ mod tests {
         let l = line(
             1.0,
             false,
+            Transport::Udp,
             "192.0.2.1:5060".parse().unwrap(),
             reply.as_bytes(),
         )
