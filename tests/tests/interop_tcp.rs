@@ -5,6 +5,9 @@
 //!   up, every message to and from the carrier on one TCP connection, with Via and Contact
 //!   naming TCP; a UDP socket the test holds on the carrier's port receives nothing, so no
 //!   message went to the trunk over UDP;
+//! - agent 1000, a baresip registered over TCP, is called over the connection it registered
+//!   on (RFC 5626 flow semantics without `outbound`), and its binding goes when that
+//!   connection closes;
 //! - a carrier that drops the connection with the REGISTER unanswered is reconnected (after
 //!   1 s) and registered over the new connection well before the registration's own retry
 //!   (30 s) would have gone out.
@@ -15,9 +18,11 @@ use std::time::Duration;
 
 use dialer::control::OriginateRequest;
 use regex::Regex;
+use scenario_tests::interop::baresip::{AnswerMode, Baresip};
 use scenario_tests::interop::call::{text, wait_cdr, CallTest};
 use scenario_tests::interop::dialer as dialer_bin;
-use scenario_tests::interop::ports::{free_port, free_udp_range, LOOPBACK};
+use scenario_tests::interop::poll_until;
+use scenario_tests::interop::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
 use scenario_tests::interop::process::now;
 use scenario_tests::interop::sipp::{Sipp, SippConfig};
 use scenario_tests::interop::trace::TracedMessage;
@@ -26,8 +31,9 @@ use scenario_tests::interop::trace::TracedMessage;
 /// sooner than that comes from the reconnection.
 const RETRY_MIN_S: u32 = 30;
 
-/// A dialer with one TCP trunk at `carrier` and agent 1000 at a fixed UDP contact.
-fn tcp_config(test: &CallTest, carrier: SocketAddr, agent: SocketAddr) -> PathBuf {
+/// A dialer with one TCP trunk at `carrier` and agent 1000, at a fixed UDP contact when
+/// `agent` is given, else registering.
+fn tcp_config(test: &CallTest, carrier: SocketAddr, agent: Option<SocketAddr>) -> PathBuf {
     let mut rtp = free_udp_range(LOOPBACK, 20).expect("RTP ports");
     while (rtp..rtp + 20).contains(&test.sip.port()) {
         rtp = free_udp_range(LOOPBACK, 20).expect("RTP ports");
@@ -54,7 +60,7 @@ register_retry_max_s = 60
 [[agent]]
 extension = "1000"
 password = "agentpw"
-contact = "sip:1000@{agent}"
+{contact}
 allow = ["127.0.0.0/8"]
 codecs = ["PCMA"]
 
@@ -66,6 +72,7 @@ media_timeout_s = 0
 listen = "127.0.0.1:{api}"
 "#,
         sip = test.sip,
+        contact = agent.map_or(String::new(), |a| format!("contact = \"sip:1000@{a}\"")),
         rtp_last = rtp + 19,
         api = test.api_port,
     );
@@ -113,7 +120,7 @@ fn a_tcp_trunk_registers_calls_and_hangs_up_over_one_tcp_connection_and_never_ov
     agent_cfg.timeout = Duration::from_secs(40);
     let agent = Sipp::start(agent_cfg, test.dir.path()).expect("sipp agent starts");
 
-    let config = tcp_config(&test, carrier.addr(), agent.addr());
+    let config = tcp_config(&test, carrier.addr(), Some(agent.addr()));
     let run = test.run(&config).expect("dialer run");
     run.wait_for_line(&registered(), Duration::from_secs(10))
         .expect("the trunk registers over TCP");
@@ -197,7 +204,7 @@ fn a_connection_dropped_by_the_carrier_mid_registration_is_reopened_and_register
     let carrier_addr = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("carrier port"));
     let dropping = sipp_tcp(&test, "dropping", "registrar_tcp_drop.xml", carrier_addr, 1);
     let agent = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent port"));
-    let config = tcp_config(&test, carrier_addr, agent);
+    let config = tcp_config(&test, carrier_addr, Some(agent));
     let run = test.run(&config).expect("dialer run");
     // SIPp takes the REGISTER, leaves it unanswered and exits: the connection closes.
     let first = dropping
@@ -240,4 +247,99 @@ fn a_connection_dropped_by_the_carrier_mid_registration_is_reopened_and_register
     let client = test.client().expect("API client");
     let trunks = client.trunks().expect("GET /trunks");
     assert_eq!(trunks[0].state, "registered", "{:?}", trunks[0]);
+}
+
+#[test]
+fn an_agent_registered_over_tcp_is_called_over_its_connection_and_unbound_when_it_closes() {
+    let test = CallTest::new("tcp-agent", &["sipp", "baresip", "sox"]).expect("setup");
+    let carrier_addr = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("carrier port"));
+    let carrier = sipp_tcp(&test, "carrier", "carrier_tcp.xml", carrier_addr, 2);
+    let config = tcp_config(&test, carrier.addr(), None);
+    let run = test.run(&config).expect("dialer run");
+    run.wait_for_line(&registered(), Duration::from_secs(10))
+        .expect("the trunk registers over TCP");
+    let agent_config = test
+        .agent_config(
+            AnswerMode::Auto,
+            &["PCMA"],
+            SocketAddr::new(
+                LOOPBACK,
+                free_baresip_port(LOOPBACK).expect("agent SIP port"),
+            ),
+            free_udp_range(LOOPBACK, 20).expect("agent RTP"),
+            SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent ctrl")),
+        )
+        .expect("agent settings");
+    let listen = agent_config.sip_listen;
+    let agent = Baresip::start_over(agent_config, test.dir.path(), "tcp").expect("baresip");
+    agent
+        .wait_registered(Duration::from_secs(10))
+        .expect("agent 1000 registers over TCP");
+    let client = test.client().expect("API client");
+    let source = client
+        .agents()
+        .expect("GET /agents")
+        .into_iter()
+        .find(|a| a.extension == "1000")
+        .and_then(|a| a.source)
+        .expect("agent 1000 has a registered source");
+    let contact = client.agents().unwrap()[0]
+        .contact
+        .clone()
+        .unwrap_or_default();
+    assert!(contact.contains("transport=tcp"), "{contact}");
+
+    let info = client
+        .originate(&OriginateRequest {
+            number: "+15551234".into(),
+            agent: Some("1000".into()),
+            ..OriginateRequest::default()
+        })
+        .expect("the dialer accepts the call");
+    // The agent's INVITE goes over the connection baresip opened (its source), not to a
+    // new connection to the port in its Contact.
+    let invite = format!(r"-> tcp:{}\s+INVITE", regex::escape(&source.to_string()));
+    run.wait_for_line(&Regex::new(&invite).unwrap(), Duration::from_secs(10))
+        .expect("the agent is called over its registration's connection");
+    run.wait_for_line(
+        &Regex::new(&format!(
+            r"<- tcp:{}\s+200 \S+\s+\(\d+ INVITE\)",
+            regex::escape(&source.to_string())
+        ))
+        .unwrap(),
+        Duration::from_secs(10),
+    )
+    .expect("the agent answers over it");
+    client.hangup(info.id).expect("hang up");
+    let cdr = wait_cdr(&run, Duration::from_secs(10)).expect("a CDR");
+    assert_eq!(text(&cdr, "id"), info.id.to_string(), "{cdr}");
+    let listen_lines = format!(r"-> tcp:{}\s", regex::escape(&listen.to_string()));
+    if source != listen {
+        assert!(
+            run.wait_for_line(
+                &Regex::new(&listen_lines).unwrap(),
+                Duration::from_millis(100)
+            )
+            .is_err(),
+            "a request went to the agent's listening port instead of its connection"
+        );
+    }
+
+    // baresip dies without un-registering: the connection closes, the binding goes with it.
+    agent.peer().signal("KILL").expect("kill baresip");
+    poll_until(
+        "agent 1000's binding removed",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let agents = client.agents().ok()?;
+            agents
+                .iter()
+                .find(|a| a.extension == "1000")
+                .filter(|a| a.contact.is_none())
+                .map(|_| ())
+        },
+    )
+    .expect("the binding goes when its connection closes");
+    let _ = carrier.finish(Duration::from_secs(10));
 }

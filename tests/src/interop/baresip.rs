@@ -68,7 +68,17 @@ pub struct Baresip {
 impl Baresip {
     /// Writes its configuration under `dir/<name>/` and starts it; returns once it is ready.
     pub fn start(config: BaresipConfig, dir: &Path) -> Result<Baresip, HarnessError> {
-        Self::launch(config, dir, None)
+        Self::launch(config, dir, None, None)
+    }
+
+    /// [`Baresip::start`] registering over `transport` (`tcp`): the account's AOR carries
+    /// `;transport=tcp`, so baresip opens a connection to the registrar and keeps it.
+    pub fn start_over(
+        config: BaresipConfig,
+        dir: &Path,
+        transport: &str,
+    ) -> Result<Baresip, HarnessError> {
+        Self::launch(config, dir, None, Some(transport))
     }
 
     /// [`Baresip::start`] inside the network namespace `netns` (`ip netns exec NS baresip`,
@@ -78,13 +88,14 @@ impl Baresip {
         dir: &Path,
         netns: &str,
     ) -> Result<Baresip, HarnessError> {
-        Self::launch(config, dir, Some(netns))
+        Self::launch(config, dir, Some(netns), None)
     }
 
     fn launch(
         config: BaresipConfig,
         dir: &Path,
         netns: Option<&str>,
+        transport: Option<&str>,
     ) -> Result<Baresip, HarnessError> {
         let home = dir.join(&config.name);
         let record_dir = home.join("recordings");
@@ -126,15 +137,16 @@ impl Baresip {
             ),
             format!("audio_codecs={}", config.codecs.join(",")),
         ];
+        let transport = transport.map_or(String::new(), |t| format!(";transport={t}"));
         let aor = match &config.registrar {
             Some((registrar, password)) => {
                 params.push(format!("auth_pass={password}"));
                 params.push("regint=60".into());
-                format!("sip:{}@{registrar}", config.user)
+                format!("sip:{}@{registrar}{transport}", config.user)
             }
             None => {
                 params.push("regint=0".into());
-                format!("sip:{}@{}", config.user, config.sip_listen)
+                format!("sip:{}@{}{transport}", config.user, config.sip_listen)
             }
         };
         let params: String = params.iter().map(|p| format!(";{p}")).collect();
