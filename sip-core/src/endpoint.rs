@@ -35,6 +35,8 @@ pub struct EndpointConfig {
     pub via_host: Host,
     /// The sent-by port.
     pub via_port: u16,
+    /// The sent-by port of requests over TLS (the TLS listener's), when it differs.
+    pub tls_via_port: Option<u16>,
     /// User-Agent added to requests we send, when set.
     pub user_agent: Option<String>,
 }
@@ -47,6 +49,7 @@ impl EndpointConfig {
             limits: ParseLimits::default(),
             via_host: Host::from(local.ip()),
             via_port: local.port(),
+            tls_via_port: None,
             user_agent: None,
         }
     }
@@ -161,8 +164,9 @@ pub enum EndpointError {
     BadRequest(String),
 }
 
-/// Where a request goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a request goes; for a connection-oriented transport, the flow (RFC 5626 §3.3): the
+/// runtime sends it over its connection to that address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     /// Destination address.
     pub addr: SocketAddr,
@@ -327,10 +331,14 @@ impl Endpoint {
     }
 
     fn our_via(&mut self, transport: Transport, branch: &str) -> Via {
+        let port = match transport {
+            Transport::Tls => self.config.tls_via_port.unwrap_or(self.config.via_port),
+            Transport::Udp | Transport::Tcp => self.config.via_port,
+        };
         Via::new(
             transport.via_token(),
             self.config.via_host.clone(),
-            Some(self.config.via_port),
+            Some(port),
             branch,
         )
     }

@@ -906,3 +906,24 @@ fn responses_over_tcp_go_back_on_the_connection_whatever_the_via_says() {
     assert_eq!(tx.iter().map(label).collect::<Vec<_>>(), vec!["400"]);
     assert_eq!((tx[0].transport, tx[0].to), (Transport::Tcp, connection));
 }
+
+#[test]
+fn a_tls_request_has_a_tls_via_at_the_tls_port_and_no_retransmissions() {
+    let mut config = EndpointConfig::new(addr(UAC));
+    config.tls_via_port = Some(5061);
+    let mut uac = Endpoint::new(config, Box::new(ChaCha8Rng::seed_from_u64(1)));
+    let target = Target {
+        addr: addr("192.0.2.20:5061"),
+        transport: Transport::Tls,
+    };
+    uac.send_request(Time::ZERO, options(), target).unwrap();
+    let (tx, _) = drain(&mut uac);
+    let via = parse(&tx[0].bytes).top_via().unwrap();
+    assert_eq!((via.transport.as_str(), via.port), ("TLS", Some(5061)));
+    // RFC 3261 §17.1.2.2: reliable, so Timer F only.
+    assert_eq!(uac.next_timeout(), Some(Time::from_millis(32_000)));
+    // Over UDP the sent-by port stays the UDP one.
+    uac.send_request(Time::ZERO, options(), udp(UAS)).unwrap();
+    let (tx, _) = drain(&mut uac);
+    assert_eq!(parse(&tx[0].bytes).top_via().unwrap().port, Some(5060));
+}

@@ -51,6 +51,23 @@ pub(crate) fn render(c: &Config) -> String {
     let off_secs = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_secs()).to_string();
     line("tcp_idle_timeout_s", off_secs(s.tcp.idle_timeout));
     line("tcp_keepalive_s", off_secs(s.tcp.keepalive));
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or("(not set)".to_owned(), |p| quoted(&p.display().to_string()))
+    };
+    line("tls_listen", opt(s.tls.listen));
+    line("tls_cert", path(&s.tls.cert));
+    line("tls_key", path(&s.tls.key));
+    line(
+        "tls_ca",
+        s.tls
+            .ca
+            .as_ref()
+            .map_or("(the system's roots)".to_owned(), |p| {
+                quoted(&p.display().to_string())
+            }),
+    );
+    line("tls_verify", s.tls.verify.to_string());
 
     for t in c.trunks() {
         line("\n[[trunk]]\nname", quoted(&t.name));

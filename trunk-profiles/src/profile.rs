@@ -26,8 +26,28 @@ pub struct SipSettings {
     /// The largest SIP message taken, over UDP or TCP; a TCP connection sending a larger
     /// one is closed.
     pub max_message_bytes: u32,
-    /// Connection limits and timers of SIP over TCP.
+    /// Connection limits and timers of SIP over TCP (and TLS).
     pub tcp: TcpLimits,
+    /// SIP over TLS.
+    pub tls: TlsSettings,
+}
+
+/// `[sip] tls_*`: SIP over TLS (RFC 3261 §26.2, RFC 5922).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TlsSettings {
+    /// Where TLS connections are accepted (phones, a carrier calling in); with `cert` and
+    /// `key`.
+    pub listen: Option<SocketAddr>,
+    /// The certificate chain presented by `listen`, PEM.
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key: Option<PathBuf>,
+    /// The CAs a TLS trunk's certificate must chain to, PEM; `None` for the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Check the trunk's certificate (chain and name, RFC 5922 §7.2); false only when the
+    /// file says so.
+    pub verify: bool,
 }
 
 /// `[sip] tcp_*`: what SIP over TCP may cost.
@@ -72,6 +92,8 @@ pub enum Transport {
     Udp,
     /// TCP (RFC 3261 §18), framed by Content-Length.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2.1), the certificate checked against the domain.
+    Tls,
 }
 
 impl Transport {
@@ -80,6 +102,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }

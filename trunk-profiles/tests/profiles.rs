@@ -65,6 +65,7 @@ fn the_documented_profiles_are_shipped() {
         "pbx-kamailio-asterisk.toml",
         "minimal.toml",
         "call-centre-pools.toml",
+        "carrier-tls.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -264,4 +265,18 @@ fn the_pbx_profile_dials_over_tcp_with_its_connection_limits() {
     assert_eq!(tcp.keepalive.map(|d| d.as_secs()), Some(60));
     assert_eq!(tcp.connections_per_source, 4);
     assert_eq!(tcp.idle_timeout.map(|d| d.as_secs()), Some(600));
+}
+
+#[test]
+fn the_tls_carrier_profile_verifies_against_the_system_roots() {
+    let (name, text) = profiles()
+        .into_iter()
+        .find(|(n, _)| n == "carrier-tls.toml")
+        .expect("shipped");
+    let c = load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.trunk("carrier").unwrap();
+    assert_eq!(t.transport, trunk_profiles::Transport::Tls);
+    assert_eq!(t.proxy.port, 5061);
+    let tls = &c.sip().tls;
+    assert!(tls.verify && tls.ca.is_none() && tls.listen.is_none());
 }

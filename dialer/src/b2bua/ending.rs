@@ -212,7 +212,7 @@ impl Core {
             .map_or(Transport::Udp, |l| l.target.transport);
         let contact = NameAddr::new(Uri::Sip(super::our_contact(
             &self.config.contact_host,
-            self.config.contact_port,
+            self.contact_port_for(transport),
             "dialer",
             transport,
         )))

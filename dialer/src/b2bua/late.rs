@@ -58,6 +58,8 @@ impl Core {
         let Some(remote_tag) = to.tag().map(str::to_owned) else {
             return;
         };
+        let tls_port = self.contact_port_for(Transport::Tls);
+        let port = self.config.contact_port;
         let Some(ended) = self.ended.iter_mut().find(|e| e.call_id == call_id) else {
             return;
         };
@@ -65,7 +67,10 @@ impl Core {
         // Call-ID, CSeq and our Contact; the rest comes from the 2xx.
         let contact = NameAddr::new(Uri::Sip(super::our_contact(
             &self.config.contact_host,
-            self.config.contact_port,
+            match ended.target.transport {
+                Transport::Tls => tls_port,
+                _ => port,
+            },
             "dialer",
             ended.target.transport,
         )));

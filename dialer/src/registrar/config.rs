@@ -305,6 +305,7 @@ fn static_contact(
     })?;
     let transport = match uri.as_sip().and_then(|s| s.transport()).as_deref() {
         Some("tcp") => Transport::Tcp,
+        Some("tls") => Transport::Tls,
         _ => Transport::Udp,
     };
     let target =

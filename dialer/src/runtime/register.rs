@@ -6,7 +6,6 @@ use super::settings;
 use super::transport::{self, TransportEvent, Transports};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sip_core::endpoint::Target;
 use sip_core::endpoint::{Endpoint, EndpointConfig, Output};
 use sip_core::registration::{Action, Registration, RegistrationEvent, RegistrationState};
 use sip_core::transaction::{TimerConfig, Transport};
@@ -65,8 +64,13 @@ pub async fn register(
         .map_err(|e| RegisterError::Io(e.to_string()))?;
     let local = SocketAddr::new(settings::local_ip(bound, Some(proxy)), bound.port());
     let advertised = SocketAddr::new(config.sip().external_ip.unwrap_or(local.ip()), bound.port());
-    let rc = settings::registration_config(t, proxy, local, config.sip().external_ip)
-        .ok_or_else(|| RegisterError::NotRegistering(trunk.to_owned()))?;
+    let rc = settings::registration_config(
+        t,
+        proxy,
+        settings::contact_for(config, t, local),
+        config.sip().external_ip,
+    )
+    .ok_or_else(|| RegisterError::NotRegistering(trunk.to_owned()))?;
     let mut ep_config = EndpointConfig::new(advertised);
     ep_config.timers = TimerConfig {
         t1: config.sip().timers.t1,
@@ -75,8 +79,16 @@ pub async fn register(
     };
     ep_config.user_agent = Some(config.sip().user_agent.clone());
     ep_config.limits = super::server::parse_limits(config);
+    ep_config.tls_via_port = config.sip().tls.listen.map(|a| a.port());
     let tcp = super::server::tcp_settings(config);
-    let (mut transports, mut transport_events) = Transports::new(sock, listener, tcp);
+    let (transports, mut transport_events) = Transports::new(sock, listener, tcp);
+    let tls = super::server::tls_side(config, false)
+        .await
+        .map_err(|e| RegisterError::Io(e.to_string()))?;
+    let mut transports = transports.with_tls(tls);
+    if let Some(name) = super::tls::server_name(&t.domain.to_string()) {
+        transports.set_tls_name(proxy, name);
+    }
     let udp = transports.udp();
     let via = settings::transport(t.transport);
     eprintln!(
@@ -202,13 +214,13 @@ pub async fn register(
             }
             Some(ev) = transport_events.recv() => match ev {
                 TransportEvent::Message { from, bytes } => {
-                    received(&clock, colour, &mut endpoint, Transport::Tcp, from, &bytes);
+                    received(&clock, colour, &mut endpoint, from.transport, from.addr, &bytes);
                 }
                 TransportEvent::Connected { .. } => reg.flow_recovered(clock.now(), &mut endpoint),
                 TransportEvent::Closed { peer, id, reason } => {
                     if transports.closed(peer, id) {
-                        eprintln!("connection to {peer} closed: {reason}");
-                        endpoint.flow_failed(Target { addr: peer, transport: Transport::Tcp });
+                        eprintln!("connection to {} closed: {reason}", peer.addr);
+                        endpoint.flow_failed(peer);
                     }
                 }
             },

@@ -74,6 +74,9 @@ pub enum RunError {
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(String),
+    /// The TLS certificate, key or roots cannot be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A started dialer.
@@ -174,8 +177,8 @@ struct State {
     clock: Clock,
     clips: Clips,
     transports: Transports,
-    /// Redials of the TCP trunks' connections, by proxy address.
-    redials: HashMap<SocketAddr, Redial>,
+    /// Redials of the TCP and TLS trunks' connections, by flow.
+    redials: HashMap<Target, Redial>,
     core: Core,
     registrar: Registrar,
     registrations: Vec<(String, Registration)>,
@@ -249,6 +252,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     };
     ep_config.user_agent = Some(config.sip().user_agent.clone());
     ep_config.limits = parse_limits(&config);
+    ep_config.tls_via_port = config.sip().tls.listen.map(|a| a.port());
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
@@ -258,6 +262,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         Box::new(StdRng::seed_from_u64(seed.next_u64())),
         clock.unix_at_start(),
     );
+    core.set_tls_contact_port(config.sip().tls.listen.map(|a| a.port()));
     // The core's trunks are the profile's, in order (settings::core_config).
     for (i, t) in config.trunks().iter().enumerate() {
         core.set_trunk_dtmf(i, settings::dtmf_mode(t.dtmf));
@@ -283,6 +288,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     );
     let mut registrations = Vec::new();
     for (t, proxy) in config.trunks().iter().zip(&proxies) {
+        let local = settings::contact_for(&config, t, local);
         if let Some(rc) = settings::registration_config(t, *proxy, local, config.sip().external_ip)
         {
             let reg = Registration::new(rc, Box::new(StdRng::seed_from_u64(seed.next_u64())))
@@ -337,13 +343,24 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         })
         .collect();
     let (transports, transport_events) = Transports::new(sock, listener, tcp_settings(&config));
-    let redials = config
-        .trunks()
-        .iter()
-        .zip(&proxies)
-        .filter(|(t, _)| settings::transport(t.transport).is_reliable())
-        .map(|(_, p)| (*p, Redial::default()))
-        .collect();
+    let transports = transports.with_tls(tls_side(&config, true).await?);
+    let mut redials = HashMap::new();
+    let mut transports = transports;
+    for (t, proxy) in config.trunks().iter().zip(&proxies) {
+        let transport = settings::transport(t.transport);
+        if transport == Transport::Tls {
+            if let Some(name) = super::tls::server_name(&t.domain.to_string()) {
+                transports.set_tls_name(*proxy, name);
+            }
+        }
+        if transport.is_reliable() {
+            let flow = Target {
+                addr: *proxy,
+                transport,
+            };
+            redials.insert(flow, Redial::default());
+        }
+    }
     let mut state = State {
         clock,
         clips: Clips::new()?,
@@ -442,6 +459,40 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     })
 }
 
+/// The TLS listener (with `listen`) and client of `[sip] tls_*`: a client whenever a trunk
+/// uses TLS.
+pub(super) async fn tls_side(
+    config: &Config,
+    listen: bool,
+) -> Result<transport::TlsSide, RunError> {
+    let tls = &config.sip().tls;
+    let tls_error = |e: super::tls::TlsError| RunError::Tls(e.to_string());
+    let mut side = transport::TlsSide::default();
+    let wanted = config
+        .trunks()
+        .iter()
+        .any(|t| t.transport == trunk_profiles::Transport::Tls);
+    if wanted || tls.listen.is_some() {
+        let client = super::tls::client_config(tls.ca.as_deref(), tls.verify).map_err(tls_error)?;
+        side.connector = Some(tokio_rustls::TlsConnector::from(Arc::new(client)));
+    }
+    let Some(listen) = tls.listen.filter(|_| listen) else {
+        return Ok(side);
+    };
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        let server = super::tls::server_config(cert, key).map_err(tls_error)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        side.listener = Some((Arc::new(listener), acceptor));
+    }
+    Ok(side)
+}
+
 /// The TCP limits and timers of `[sip]`.
 pub(super) fn tcp_settings(config: &Config) -> TcpSettings {
     let sip = config.sip();
@@ -512,6 +563,7 @@ async fn main_loop(
     let mut unregister_wait_over = false;
     let sock = st.transports.udp();
     let listener = st.transports.tcp();
+    let tls_listener = st.transports.tls_listener();
     st.drain();
     loop {
         let wake = st.next_wake();
@@ -523,7 +575,12 @@ async fn main_loop(
             }
             r = listener.accept() => {
                 if let Ok((stream, from)) = r {
-                    st.on_accept(stream, from);
+                    st.on_accept(stream, from, Transport::Tcp);
+                }
+            }
+            r = accept(&tls_listener) => {
+                if let Ok((stream, from)) = r {
+                    st.on_accept(stream, from, Transport::Tls);
                 }
             }
             Some(ev) = inputs.transport.recv() => st.on_transport(ev),
@@ -560,6 +617,15 @@ async fn main_loop(
     }
 }
 
+async fn accept(
+    listener: &Option<Arc<tokio::net::TcpListener>>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -587,9 +653,9 @@ impl State {
 
     /// A connection from a banned source is closed as it is accepted, as its datagrams
     /// would be dropped.
-    fn on_accept(&mut self, stream: tokio::net::TcpStream, from: SocketAddr) {
+    fn on_accept(&mut self, stream: tokio::net::TcpStream, from: SocketAddr, t: Transport) {
         if !self.registrar.is_banned(self.clock.now(), from.ip()) {
-            self.transports.accepted(stream, from);
+            self.transports.accepted(stream, from, t);
         }
     }
 
@@ -597,16 +663,17 @@ impl State {
         let now = self.clock.now();
         match ev {
             TransportEvent::Message { from, bytes } => {
-                self.on_datagram(Transport::Tcp, from, &bytes)
+                self.on_datagram(from.transport, from.addr, &bytes)
             }
             TransportEvent::Connected { peer, .. } => {
-                tracing::info!(target: "dialer", "tcp {peer}: connected");
+                let name = transport::name(peer.transport);
+                tracing::info!(target: "dialer", "{name} {}: connected", peer.addr);
                 if let Some(r) = self.redials.get_mut(&peer) {
                     *r = Redial::default();
                 }
                 for (_, reg) in &mut self.registrations {
                     let c = reg.config();
-                    if c.proxy == peer && c.transport == Transport::Tcp {
+                    if c.proxy == peer.addr && c.transport == peer.transport {
                         reg.flow_recovered(now, self.core.endpoint());
                     }
                 }
@@ -615,13 +682,10 @@ impl State {
                 if !self.transports.closed(peer, id) {
                     return;
                 }
-                tracing::info!(target: "dialer", "tcp {peer}: connection closed: {reason}");
-                let flow = Target {
-                    addr: peer,
-                    transport: Transport::Tcp,
-                };
-                self.core.endpoint().flow_failed(flow);
-                for e in self.registrar.flow_closed(peer, Transport::Tcp) {
+                let name = transport::name(peer.transport);
+                tracing::info!(target: "dialer", "{name} {}: connection closed: {reason}", peer.addr);
+                self.core.endpoint().flow_failed(peer);
+                for e in self.registrar.flow_closed(peer.addr, peer.transport) {
                     self.registrar_event(e);
                 }
                 self.schedule_redial(now, peer);
@@ -631,7 +695,7 @@ impl State {
 
     /// A TCP trunk's connection dropped or could not be opened: open it again after a
     /// growing delay, so that the carrier can reach us and the registration has a flow.
-    fn schedule_redial(&mut self, now: sip_core::time::Time, peer: SocketAddr) {
+    fn schedule_redial(&mut self, now: sip_core::time::Time, peer: Target) {
         let shutting_down = self.shutting_down;
         let Some(r) = self.redials.get_mut(&peer).filter(|_| !shutting_down) else {
             return;
@@ -641,7 +705,9 @@ impl State {
         r.at = Some(now + delay);
         tracing::warn!(
             target: "dialer",
-            "tcp {peer}: reconnecting in {:.1} s (attempt {})",
+            "{} {}: reconnecting in {:.1} s (attempt {})",
+            transport::name(peer.transport),
+            peer.addr,
             delay.as_secs_f64(),
             r.failures
         );
@@ -890,12 +956,7 @@ impl State {
                 let mut info = TrunkInfo {
                     name: t.name.clone(),
                     proxy: t.proxy,
-                    transport: if t.transport == Transport::Tcp {
-                        "tcp"
-                    } else {
-                        "udp"
-                    }
-                    .to_owned(),
+                    transport: transport::name(t.transport),
                     state: "static".to_owned(),
                     expires_in_s: None,
                     contact: None,

@@ -1,14 +1,15 @@
-//! The SIP transports: one UDP socket and one TCP listener on `[sip] listen`, and the TCP
-//! connections, inbound and outbound.
+//! The SIP transports: one UDP socket and one TCP listener on `[sip] listen`, a TLS listener
+//! on `[sip] tls_listen`, and the TCP and TLS connections, inbound and outbound.
 //!
-//! A connection is known to the cores by its flow, `(Transport::Tcp, remote address)`
-//! (sip-core's [`Target`]; RFC 5626 §3.3 names a flow by its transport and addresses, and our
-//! side of every inbound connection is the one listener). [`Transports::send`] maps a
-//! [`Transmit`] to its socket: a datagram for UDP; for TCP the open connection to that
-//! address, or a new outbound one for a request. What happens on the connections comes back
-//! as [`TransportEvent`]s from a task per connection, which frames the stream (RFC 3261 §18.3,
-//! sip-core's [`StreamDeframer`]), answers CRLF keep-alive pings and, on connections we open,
-//! sends them (RFC 5626 §4.4.1).
+//! A connection is known to the cores by its flow, `(transport, remote address)` (sip-core's
+//! [`Target`]; RFC 5626 §3.3 names a flow by its transport and addresses, and our side of
+//! every inbound connection is one listener). [`Transports::send`] maps a [`Transmit`] to its
+//! socket: a datagram for UDP; for TCP and TLS the open connection of that flow, or a new
+//! outbound one for a request (TLS: the certificate checked against the name registered
+//! with [`Transports::set_tls_name`], RFC 5922 §7.2). What happens on the connections comes
+//! back as [`TransportEvent`]s from a task per connection, which frames the stream (RFC 3261
+//! §18.3, sip-core's [`StreamDeframer`]), answers CRLF keep-alive pings and, on connections
+//! we open, sends them (RFC 5626 §4.4.1).
 //!
 //! What it does not do: a response for a connection that has closed is dropped rather than
 //! sent over a new connection to the Via's sent-by (the RFC 3261 §18.2.2 fallback): the
@@ -26,12 +27,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// How long a keep-alive ping waits for its pong before the flow counts as failed
 /// (RFC 5626 §4.4.1).
 pub const PONG_WAIT: Duration = Duration::from_secs(10);
 
-/// How long an outbound connection may take to be established.
+/// How long an outbound connection (with its TLS handshake) may take to be established, and
+/// an accepted one's TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Limits and timers of the connection-oriented transports.
@@ -73,21 +77,21 @@ pub enum TransportEvent {
     /// A whole message arrived.
     Message {
         /// The flow it came on.
-        from: SocketAddr,
+        from: Target,
         /// Its bytes as received.
         bytes: Vec<u8>,
     },
-    /// An outbound connection was established.
+    /// An outbound connection was established (for TLS, with its handshake).
     Connected {
-        /// The remote address.
-        peer: SocketAddr,
+        /// The flow.
+        peer: Target,
         /// Which connection.
         id: ConnectionId,
     },
     /// A connection closed or could not be opened.
     Closed {
-        /// The remote address.
-        peer: SocketAddr,
+        /// The flow.
+        peer: Target,
         /// Which connection.
         id: ConnectionId,
         /// Why, for the log.
@@ -101,14 +105,35 @@ struct Connection {
     to_peer: mpsc::UnboundedSender<Vec<u8>>,
 }
 
+/// The TLS side: the listener and its acceptor when `tls_listen` is set, the connector for
+/// TLS trunks, and the name each TLS peer's certificate must carry.
+#[derive(Default)]
+pub struct TlsSide {
+    /// `tls_listen` and its certificate.
+    pub listener: Option<(Arc<TcpListener>, TlsAcceptor)>,
+    /// Outbound TLS.
+    pub connector: Option<TlsConnector>,
+    names: HashMap<SocketAddr, ServerName<'static>>,
+}
+
+impl std::fmt::Debug for TlsSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSide")
+            .field("listening", &self.listener.is_some())
+            .field("client", &self.connector.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The UDP socket, the TCP listener and the open connections.
 pub struct Transports {
     udp: Arc<UdpSocket>,
     tcp: Arc<TcpListener>,
+    tls: TlsSide,
     /// Outbound connections are bound to this address when it is not the wildcard, so
     /// that peers see the same IP as in our Via.
     local_ip: IpAddr,
-    connections: HashMap<SocketAddr, Connection>,
+    connections: HashMap<Target, Connection>,
     events: mpsc::UnboundedSender<TransportEvent>,
     settings: TcpSettings,
     next_id: u64,
@@ -153,6 +178,7 @@ impl Transports {
         let transports = Transports {
             udp: Arc::new(udp),
             tcp: Arc::new(tcp),
+            tls: TlsSide::default(),
             local_ip,
             connections: HashMap::new(),
             events,
@@ -160,6 +186,23 @@ impl Transports {
             next_id: 1,
         };
         (transports, rx)
+    }
+
+    /// Adds TLS: a listener with its acceptor, and a connector for outbound connections.
+    pub fn with_tls(mut self, tls: TlsSide) -> Transports {
+        self.tls = tls;
+        self
+    }
+
+    /// The name the certificate of the TLS peer at `addr` must carry (RFC 5922 §7.2); a peer
+    /// without one is checked against its IP address.
+    pub fn set_tls_name(&mut self, addr: SocketAddr, name: ServerName<'static>) {
+        self.tls.names.insert(addr, name);
+    }
+
+    /// The TLS listener, for the accept loop.
+    pub fn tls_listener(&self) -> Option<Arc<TcpListener>> {
+        self.tls.listener.as_ref().map(|(l, _)| l.clone())
     }
 
     /// The UDP socket, for the receive loop.
@@ -175,9 +218,13 @@ impl Transports {
     /// Sends one message on the transport it names. Returns false when it could not be
     /// handed to a socket.
     pub fn send(&mut self, t: &Transmit) -> bool {
+        let flow = Target {
+            addr: t.to,
+            transport: t.transport,
+        };
         match t.transport {
             Transport::Udp => self.udp.try_send_to(&t.bytes, t.to).is_ok(),
-            Transport::Tcp => self.send_tcp(t.to, t.bytes.clone()),
+            Transport::Tcp | Transport::Tls => self.send_stream(flow, t.bytes.clone()),
         }
     }
 
@@ -188,53 +235,95 @@ impl Transports {
             to: flow.addr,
             bytes: b"\r\n\r\n".to_vec(),
         };
-        if flow.transport == Transport::Udp || self.connections.contains_key(&flow.addr) {
+        if flow.transport == Transport::Udp || self.connections.contains_key(&flow) {
             self.send(&t);
         }
     }
 
-    fn send_tcp(&mut self, to: SocketAddr, bytes: Vec<u8>) -> bool {
-        if let Some(c) = self.connections.get(&to) {
+    fn send_stream(&mut self, flow: Target, bytes: Vec<u8>) -> bool {
+        if let Some(c) = self.connections.get(&flow) {
             return c.to_peer.send(bytes).is_ok();
         }
         if bytes.starts_with(b"SIP/") {
-            tracing::debug!(target: "dialer::transport", "tcp {to}: connection closed, response dropped");
+            tracing::debug!(target: "dialer::transport", "{} {}: connection closed, response dropped", name(flow.transport), flow.addr);
             return false;
         }
-        self.connect(to);
-        self.connections[&to].to_peer.send(bytes).is_ok()
+        self.connect(flow);
+        self.connections
+            .get(&flow)
+            .is_some_and(|c| c.to_peer.send(bytes).is_ok())
     }
 
-    /// Opens a connection to `peer` unless one is open or opening; what is sent meanwhile
+    /// Opens a connection for `flow` unless one is open or opening; what is sent meanwhile
     /// waits for it.
-    pub fn connect(&mut self, peer: SocketAddr) {
-        if self.connections.contains_key(&peer) {
+    pub fn connect(&mut self, flow: Target) {
+        if self.connections.contains_key(&flow) || flow.transport == Transport::Udp {
             return;
         }
-        let (id, rx) = self.register(peer, true);
+        let tls = match flow.transport {
+            Transport::Tls => {
+                let Some(connector) = self.tls.connector.clone() else {
+                    tracing::warn!(target: "dialer::transport", "tls {}: no TLS client configured", flow.addr);
+                    return;
+                };
+                let name = self
+                    .tls
+                    .names
+                    .get(&flow.addr)
+                    .cloned()
+                    .unwrap_or_else(|| ServerName::IpAddress(flow.addr.ip().into()));
+                Some((connector, name))
+            }
+            _ => None,
+        };
+        let (id, rx) = self.register(flow, true);
         let events = self.events.clone();
         let options = self.connection_options(true);
         let local = self.local_ip;
         tokio::spawn(async move {
-            match open(local, peer).await {
-                Ok(stream) => {
-                    let _ = events.send(TransportEvent::Connected { peer, id });
-                    run_connection(stream, peer, id, rx, events, options).await;
-                }
+            let closed = |reason: String| TransportEvent::Closed {
+                peer: flow,
+                id,
+                reason,
+            };
+            let stream = match open(local, flow.addr).await {
+                Ok(s) => s,
                 Err(e) => {
-                    let reason = format!("cannot connect: {e}");
-                    let _ = events.send(TransportEvent::Closed { peer, id, reason });
+                    let _ = events.send(closed(format!("cannot connect: {e}")));
+                    return;
+                }
+            };
+            let Some((connector, name)) = tls else {
+                let _ = events.send(TransportEvent::Connected { peer: flow, id });
+                return run_connection(stream, flow, id, rx, events, options).await;
+            };
+            let handshake = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream));
+            match handshake.await {
+                Ok(Ok(tls)) => {
+                    let _ = events.send(TransportEvent::Connected { peer: flow, id });
+                    run_connection(tls, flow, id, rx, events, options).await;
+                }
+                Ok(Err(e)) => {
+                    let _ = events.send(closed(format!("TLS handshake failed: {e}")));
+                }
+                Err(_) => {
+                    let _ = events.send(closed("TLS handshake timed out".into()));
                 }
             }
         });
     }
 
-    /// Takes an accepted connection, unless its source already has as many as allowed.
-    pub fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) {
+    /// Takes an accepted connection (`transport` TCP or TLS, by listener), unless its source
+    /// already has as many as allowed.
+    pub fn accepted(&mut self, stream: TcpStream, peer: SocketAddr, transport: Transport) {
+        let flow = Target {
+            addr: peer,
+            transport,
+        };
         let from_source = self
             .connections
             .iter()
-            .filter(|(a, c)| a.ip() == peer.ip() && !c.outbound)
+            .filter(|(a, c)| a.addr.ip() == peer.ip() && !c.outbound)
             .count();
         if from_source >= self.settings.connections_per_source {
             tracing::warn!(
@@ -244,37 +333,68 @@ impl Transports {
             );
             return;
         }
-        if let Some(old) = self.connections.remove(&peer) {
+        if let Some(old) = self.connections.remove(&flow) {
             // The same address and port again: the old connection is gone for the kernel.
             drop(old);
         }
         let _ = stream.set_nodelay(true);
-        let (id, rx) = self.register(peer, false);
+        let acceptor = match transport {
+            Transport::Tls => match &self.tls.listener {
+                Some((_, acceptor)) => Some(acceptor.clone()),
+                None => return,
+            },
+            _ => None,
+        };
+        let (id, rx) = self.register(flow, false);
         let events = self.events.clone();
         let options = self.connection_options(false);
-        tokio::spawn(run_connection(stream, peer, id, rx, events, options));
+        let Some(acceptor) = acceptor else {
+            tokio::spawn(run_connection(stream, flow, id, rx, events, options));
+            return;
+        };
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => run_connection(tls, flow, id, rx, events, options).await,
+                Ok(Err(e)) => {
+                    let reason = format!("TLS handshake failed: {e}");
+                    let _ = events.send(TransportEvent::Closed {
+                        peer: flow,
+                        id,
+                        reason,
+                    });
+                }
+                Err(_) => {
+                    let reason = "TLS handshake timed out".to_owned();
+                    let _ = events.send(TransportEvent::Closed {
+                        peer: flow,
+                        id,
+                        reason,
+                    });
+                }
+            }
+        });
     }
 
-    /// Forgets a closed connection. False when `id` is not the current connection to `peer`
+    /// Forgets a closed connection. False when `id` is not the current connection of `flow`
     /// (news of one already replaced).
-    pub fn closed(&mut self, peer: SocketAddr, id: ConnectionId) -> bool {
-        match self.connections.get(&peer) {
+    pub fn closed(&mut self, flow: Target, id: ConnectionId) -> bool {
+        match self.connections.get(&flow) {
             Some(c) if c.id == id => {
-                self.connections.remove(&peer);
+                self.connections.remove(&flow);
                 true
             }
             _ => false,
         }
     }
 
-    /// True while a connection to `peer` is open or opening.
-    pub fn has_connection(&self, peer: SocketAddr) -> bool {
-        self.connections.contains_key(&peer)
+    /// True while a connection of `flow` is open or opening.
+    pub fn has_connection(&self, flow: Target) -> bool {
+        self.connections.contains_key(&flow)
     }
 
     fn register(
         &mut self,
-        peer: SocketAddr,
+        peer: Target,
         outbound: bool,
     ) -> (ConnectionId, mpsc::UnboundedReceiver<Vec<u8>>) {
         let id = ConnectionId(self.next_id);
@@ -301,6 +421,11 @@ impl Transports {
             limits: self.settings.limits.clone(),
         }
     }
+}
+
+/// The lowercase name of a transport, for log lines (`tcp 192.0.2.1:5060: connected`).
+pub fn name(t: Transport) -> String {
+    t.via_token().to_ascii_lowercase()
 }
 
 async fn open(local: IpAddr, peer: SocketAddr) -> std::io::Result<TcpStream> {
@@ -335,7 +460,7 @@ enum Ended {
 /// pings and answers pings, and reports its end.
 async fn run_connection<S>(
     stream: S,
-    peer: SocketAddr,
+    peer: Target,
     id: ConnectionId,
     mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
     events: mpsc::UnboundedSender<TransportEvent>,
@@ -403,7 +528,7 @@ async fn run_connection<S>(
 async fn deliver<W: AsyncWrite + Unpin>(
     deframer: &mut StreamDeframer,
     writer: &mut W,
-    peer: SocketAddr,
+    peer: Target,
     events: &mpsc::UnboundedSender<TransportEvent>,
 ) -> Result<(), String> {
     loop {
@@ -442,6 +567,13 @@ mod tests {
         Transports::new(udp, tcp, settings)
     }
 
+    fn tcp(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            transport: Transport::Tcp,
+        }
+    }
+
     async fn next(rx: &mut mpsc::UnboundedReceiver<TransportEvent>) -> TransportEvent {
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
@@ -470,7 +602,7 @@ mod tests {
         }));
         let (mut s, _) = peer.accept().await.unwrap();
         assert!(
-            matches!(next(&mut rx).await, TransportEvent::Connected { peer, .. } if peer == to)
+            matches!(next(&mut rx).await, TransportEvent::Connected { peer, .. } if peer.addr == to)
         );
         let mut got = vec![0u8; OPTIONS.len()];
         s.read_exact(&mut got).await.unwrap();
@@ -484,12 +616,14 @@ mod tests {
         s.write_all(&OPTIONS[20..]).await.unwrap();
         match next(&mut rx).await {
             TransportEvent::Message { from, bytes } => {
-                assert_eq!((from, bytes.as_slice()), (to, OPTIONS));
+                assert_eq!((from, bytes.as_slice()), (tcp(to), OPTIONS));
             }
             other => panic!("{other:?}"),
         }
         drop(s);
-        assert!(matches!(next(&mut rx).await, TransportEvent::Closed { peer, .. } if peer == to));
+        assert!(
+            matches!(next(&mut rx).await, TransportEvent::Closed { peer, .. } if peer.addr == to)
+        );
     }
 
     #[tokio::test]
@@ -501,7 +635,7 @@ mod tests {
             to,
             bytes: b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
         }));
-        assert!(!t.has_connection(to));
+        assert!(!t.has_connection(tcp(to)));
     }
 
     #[tokio::test]
@@ -514,7 +648,7 @@ mod tests {
         let (mut t, mut rx) = transports(settings).await;
         let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let to = peer.local_addr().unwrap();
-        t.connect(to);
+        t.connect(tcp(to));
         let (s, _) = peer.accept().await.unwrap();
         assert!(matches!(
             next(&mut rx).await,
@@ -541,16 +675,16 @@ mod tests {
         let listen = t.tcp().local_addr().unwrap();
         let first = TcpStream::connect(listen).await.unwrap();
         let (s, from) = t.tcp().accept().await.unwrap();
-        t.accepted(s, from);
+        t.accepted(s, from, Transport::Tcp);
         let mut second = TcpStream::connect(listen).await.unwrap();
         let (s, from2) = t.tcp().accept().await.unwrap();
-        t.accepted(s, from2);
-        assert!(!t.has_connection(from2));
+        t.accepted(s, from2, Transport::Tcp);
+        assert!(!t.has_connection(tcp(from2)));
         let mut b = [0u8; 1];
         assert_eq!(second.read(&mut b).await.unwrap(), 0, "refused at once");
         match next(&mut rx).await {
             TransportEvent::Closed { peer, reason, .. } => {
-                assert_eq!((peer, reason.as_str()), (from, "idle"));
+                assert_eq!((peer, reason.as_str()), (tcp(from), "idle"));
             }
             other => panic!("{other:?}"),
         }
@@ -571,7 +705,7 @@ mod tests {
             .await
             .unwrap();
         let (s, from) = t.tcp().accept().await.unwrap();
-        t.accepted(s, from);
+        t.accepted(s, from, Transport::Tcp);
         c.write_all(b"OPTIONS sip:a@b SIP/2.0\r\nX: ")
             .await
             .unwrap();

@@ -610,9 +610,9 @@ impl Registration {
             .as_deref()
             .or_else(|| self.config.aor.user())
             .unwrap_or("");
-        let transport = match self.config.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
+        let transport = match self.config.transport.uri_param() {
+            None => String::new(),
+            Some(t) => format!(";transport={t}"),
         };
         if user.is_empty() {
             format!("<sip:{address}{transport}>")
@@ -1066,7 +1066,8 @@ fn observed_address(
         None => via.host.clone(),
     };
     let port = match transport {
-        Transport::Tcp => ours.port,
+        // On a connection the source port is ephemeral: our listening port stays.
+        Transport::Tcp | Transport::Tls => ours.port,
         Transport::Udp => rport.or(via.port).unwrap_or(5060),
     };
     Some(ContactAddress { host, port })
