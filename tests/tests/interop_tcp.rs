@@ -343,3 +343,37 @@ fn an_agent_registered_over_tcp_is_called_over_its_connection_and_unbound_when_i
     .expect("the binding goes when its connection closes");
     let _ = carrier.finish(Duration::from_secs(10));
 }
+
+#[test]
+fn dialer_register_goes_over_the_trunks_tcp_and_says_so() {
+    let test = CallTest::new("tcp-register-cli", &["sipp"]).expect("setup");
+    let carrier_addr = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("carrier port"));
+    let registrar = sipp_tcp(&test, "registrar", "registrar_tcp.xml", carrier_addr, 1);
+    let agent = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent port"));
+    let config = tcp_config(&test, carrier_addr, Some(agent));
+    let out = test
+        .command(&["register", "--once", "--trunk", "carrier", "--config"])
+        .arg(&config)
+        .output()
+        .expect("dialer register runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "registering trunk carrier over TCP to {carrier_addr}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("-> tcp:{carrier_addr}")) && stderr.contains("registered:"),
+        "{stderr}"
+    );
+    let outcome = registrar.outcome(None).expect("the registrar's trace");
+    let register = outcome
+        .received("REGISTER")
+        .next()
+        .expect("a REGISTER over TCP");
+    assert!(register
+        .header("Via")
+        .is_some_and(|v| v.starts_with("SIP/2.0/TCP ")));
+}
