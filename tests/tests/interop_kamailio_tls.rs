@@ -11,12 +11,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use dialer::control::OriginateRequest;
 use regex::Regex;
 use scenario_tests::interop::call::{text, wait_cdr, CallTest};
+use scenario_tests::interop::certs;
 use scenario_tests::interop::dialer as dialer_bin;
 use scenario_tests::interop::kamailio_proxy::KamailioProxy;
 use scenario_tests::interop::ports::{free_port, free_udp_range, LOOPBACK};
@@ -25,91 +25,10 @@ use scenario_tests::interop::sipp::{Sipp, SippConfig};
 /// The name in the proxy's certificate.
 const PROXY_NAME: &str = "sip.kamailio.test";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A test CA and a server certificate for [`PROXY_NAME`] signed by it: (ca, cert, key).
+/// A test CA and a certificate for [`PROXY_NAME`] signed by it: (ca, cert, key).
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=dialer test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "proxy.key",
-            "-out",
-            "proxy.csr",
-            "-subj",
-            &format!("/CN={PROXY_NAME}"),
-        ],
-    );
-    std::fs::write(
-        dir.join("proxy.ext"),
-        format!(
-            "subjectAltName=DNS:{PROXY_NAME}\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-        ),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "proxy.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "proxy.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "proxy.ext",
-        ],
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("proxy.pem"),
-        dir.join("proxy.key"),
-    )
+    let c = certs::make(dir, "proxy", &[&format!("DNS:{PROXY_NAME}")]).expect("openssl");
+    (c.ca, c.cert, c.key)
 }
 
 /// A dialer whose one trunk goes over TLS to `proxy` for `domain`, trusting `ca`; agent

@@ -8,6 +8,8 @@
 //! - agent 1000, a baresip registered over TCP, is called over the connection it registered
 //!   on (RFC 5626 flow semantics without `outbound`), and its binding goes when that
 //!   connection closes;
+//! - agent 1000, a baresip registered over TLS to `[sip] tls_listen` (certificate from a CA
+//!   the test makes), is called over its TLS connection;
 //! - a carrier that drops the connection with the REGISTER unanswered is reconnected (after
 //!   1 s) and registered over the new connection well before the registration's own retry
 //!   (30 s) would have gone out.
@@ -20,6 +22,7 @@ use dialer::control::OriginateRequest;
 use regex::Regex;
 use scenario_tests::interop::baresip::{AnswerMode, Baresip};
 use scenario_tests::interop::call::{text, wait_cdr, CallTest};
+use scenario_tests::interop::certs;
 use scenario_tests::interop::dialer as dialer_bin;
 use scenario_tests::interop::poll_until;
 use scenario_tests::interop::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
@@ -34,6 +37,16 @@ const RETRY_MIN_S: u32 = 30;
 /// A dialer with one TCP trunk at `carrier` and agent 1000, at a fixed UDP contact when
 /// `agent` is given, else registering.
 fn tcp_config(test: &CallTest, carrier: SocketAddr, agent: Option<SocketAddr>) -> PathBuf {
+    tcp_config_with(test, carrier, agent, "")
+}
+
+/// [`tcp_config`] with more `[sip]` lines.
+fn tcp_config_with(
+    test: &CallTest,
+    carrier: SocketAddr,
+    agent: Option<SocketAddr>,
+    sip_extra: &str,
+) -> PathBuf {
     let mut rtp = free_udp_range(LOOPBACK, 20).expect("RTP ports");
     while (rtp..rtp + 20).contains(&test.sip.port()) {
         rtp = free_udp_range(LOOPBACK, 20).expect("RTP ports");
@@ -42,6 +55,7 @@ fn tcp_config(test: &CallTest, carrier: SocketAddr, agent: Option<SocketAddr>) -
         r#"[sip]
 listen = "{sip}"
 t1_ms = 100
+{sip_extra}
 
 [[trunk]]
 name = "carrier"
@@ -271,7 +285,7 @@ fn an_agent_registered_over_tcp_is_called_over_its_connection_and_unbound_when_i
         )
         .expect("agent settings");
     let listen = agent_config.sip_listen;
-    let agent = Baresip::start_over(agent_config, test.dir.path(), "tcp").expect("baresip");
+    let agent = Baresip::start_over(agent_config, test.dir.path(), "tcp", None).expect("baresip");
     agent
         .wait_registered(Duration::from_secs(10))
         .expect("agent 1000 registers over TCP");
@@ -376,4 +390,76 @@ fn dialer_register_goes_over_the_trunks_tcp_and_says_so() {
     assert!(register
         .header("Via")
         .is_some_and(|v| v.starts_with("SIP/2.0/TCP ")));
+}
+
+#[test]
+fn an_agent_registered_over_tls_is_called_over_its_tls_connection() {
+    let test = CallTest::new("tls-agent", &["sipp", "baresip", "sox", "openssl"]).expect("setup");
+    let certs = certs::make(
+        test.dir.path(),
+        "dialer",
+        &["DNS:dialer.test", "IP:127.0.0.1"],
+    )
+    .expect("certificates");
+    let carrier_addr = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("carrier port"));
+    let carrier = sipp_tcp(&test, "carrier", "carrier_tcp.xml", carrier_addr, 2);
+    let tls = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("TLS port"));
+    let sip_extra = format!(
+        "tls_listen = \"{tls}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        certs.cert.display(),
+        certs.key.display()
+    );
+    let config = tcp_config_with(&test, carrier.addr(), None, &sip_extra);
+    let run = test.run(&config).expect("dialer run");
+    run.wait_for_line(&registered(), Duration::from_secs(10))
+        .expect("the trunk registers over TCP");
+    let agent_config = test
+        .agent_config(
+            AnswerMode::Auto,
+            &["PCMA"],
+            SocketAddr::new(
+                LOOPBACK,
+                free_baresip_port(LOOPBACK).expect("agent SIP port"),
+            ),
+            free_udp_range(LOOPBACK, 20).expect("agent RTP"),
+            SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent ctrl")),
+        )
+        .expect("agent settings");
+    let mut agent_config = agent_config;
+    agent_config.registrar = Some((tls, "agentpw".into()));
+    let agent = Baresip::start_over(agent_config, test.dir.path(), "tls", Some(&certs.ca))
+        .expect("baresip");
+    agent
+        .wait_registered(Duration::from_secs(10))
+        .expect("agent 1000 registers over TLS");
+    let client = test.client().expect("API client");
+    let source = client
+        .agents()
+        .expect("GET /agents")
+        .into_iter()
+        .find(|a| a.extension == "1000")
+        .and_then(|a| a.source)
+        .expect("agent 1000 has a registered source");
+    let info = client
+        .originate(&OriginateRequest {
+            number: "+15551234".into(),
+            agent: Some("1000".into()),
+            ..OriginateRequest::default()
+        })
+        .expect("the dialer accepts the call");
+    let peer = regex::escape(&source.to_string());
+    run.wait_for_line(
+        &Regex::new(&format!(r"-> tls:{peer}\s+INVITE")).unwrap(),
+        Duration::from_secs(10),
+    )
+    .expect("the agent is called over its TLS connection");
+    run.wait_for_line(
+        &Regex::new(&format!(r"<- tls:{peer}\s+200 \S+\s+\(\d+ INVITE\)")).unwrap(),
+        Duration::from_secs(10),
+    )
+    .expect("the agent answers over it");
+    client.hangup(info.id).expect("hang up");
+    let cdr = wait_cdr(&run, Duration::from_secs(10)).expect("a CDR");
+    assert_eq!(text(&cdr, "id"), info.id.to_string(), "{cdr}");
+    let _ = carrier.finish(Duration::from_secs(10));
 }
