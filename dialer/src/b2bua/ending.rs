@@ -215,6 +215,7 @@ impl Core {
             self.contact_port_for(transport),
             "dialer",
             transport,
+            &request.uri,
         )))
         .to_string();
         let events = self.takes_telephone_events(r.call, r.side);

@@ -63,6 +63,12 @@ impl Core {
         let Some(ended) = self.ended.iter_mut().find(|e| e.call_id == call_id) else {
             return;
         };
+        let Some(uri) = response.contacts().ok().and_then(|c| {
+            c.into_iter()
+                .find_map(|c| c.address().map(|a| a.uri.clone()))
+        }) else {
+            return;
+        };
         // The INVITE as far as the dialog needs it (RFC 3261 §12.1.2): From with our tag,
         // Call-ID, CSeq and our Contact; the rest comes from the 2xx.
         let contact = NameAddr::new(Uri::Sip(super::our_contact(
@@ -73,13 +79,8 @@ impl Core {
             },
             "dialer",
             ended.target.transport,
+            &uri,
         )));
-        let Some(uri) = response.contacts().ok().and_then(|c| {
-            c.into_iter()
-                .find_map(|c| c.address().map(|a| a.uri.clone()))
-        }) else {
-            return;
-        };
         let mut invite = Request::new(Method::Invite, uri);
         for kind in [HeaderKind::From, HeaderKind::CallId, HeaderKind::CSeq] {
             if let Some(v) = response.headers.get(kind) {

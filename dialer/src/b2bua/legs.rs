@@ -118,6 +118,7 @@ impl Core {
             port,
             &contact_user,
             leg.target.transport,
+            &r.uri,
         )));
         r.headers.add(HeaderKind::Contact, contact.to_string());
         r.headers.add(HeaderKind::Allow, ALLOW);

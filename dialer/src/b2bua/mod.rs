@@ -105,9 +105,17 @@ pub struct TrunkSettings {
 
 /// Our Contact URI for a leg on `transport`: `;transport=tcp` (or `tls`, at the TLS
 /// listener's port) on a connection, so that the peer sends its requests in the dialog over
-/// it too (RFC 3261 §19.1.4; without it the URI means UDP, RFC 3263 §4.1).
-pub(crate) fn our_contact(host: &Host, port: u16, user: &str, transport: Transport) -> SipUri {
+/// it too (RFC 3261 §19.1.4; without it the URI means UDP, RFC 3263 §4.1). A `sips:`
+/// Request-URI (`peer`) gets a `sips:` Contact (RFC 3261 §8.1.1.8, §12.1.1).
+pub(crate) fn our_contact(
+    host: &Host,
+    port: u16,
+    user: &str,
+    transport: Transport,
+    peer: &Uri,
+) -> SipUri {
     let mut uri = SipUri::new(Some(user), host.clone(), Some(port));
+    uri.secure = peer.as_sip().is_some_and(|s| s.secure);
     if let Some(t) = transport.uri_param() {
         uri.params.set("transport", Some(t));
     }
