@@ -237,6 +237,9 @@ pub struct LadderLine {
     pub dir: String,
     /// Remote address.
     pub peer: SocketAddr,
+    /// `udp` or `tcp` (empty in lines written before transports were named).
+    #[serde(default)]
+    pub transport: String,
     /// Method, or status and reason.
     pub what: String,
     /// CSeq value.

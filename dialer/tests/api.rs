@@ -259,6 +259,7 @@ fn sip(call: CallId, t: f64, dir: &str, what: &str, cseq: &str) -> ApiEvent {
         t,
         dir: dir.into(),
         peer: "198.51.100.1:5060".parse().unwrap(),
+        transport: "udp".into(),
         what: what.into(),
         cseq: cseq.into(),
         call: Some(call),

@@ -35,6 +35,8 @@ pub struct EndpointConfig {
     pub via_host: Host,
     /// The sent-by port.
     pub via_port: u16,
+    /// The sent-by port of requests over TLS (the TLS listener's), when it differs.
+    pub tls_via_port: Option<u16>,
     /// User-Agent added to requests we send, when set.
     pub user_agent: Option<String>,
 }
@@ -47,6 +49,7 @@ impl EndpointConfig {
             limits: ParseLimits::default(),
             via_host: Host::from(local.ip()),
             via_port: local.port(),
+            tls_via_port: None,
             user_agent: None,
         }
     }
@@ -161,8 +164,9 @@ pub enum EndpointError {
     BadRequest(String),
 }
 
-/// Where a request goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a request goes; for a connection-oriented transport, the flow (RFC 5626 §3.3): the
+/// runtime sends it over its connection to that address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     /// Destination address.
     pub addr: SocketAddr,
@@ -327,10 +331,14 @@ impl Endpoint {
     }
 
     fn our_via(&mut self, transport: Transport, branch: &str) -> Via {
+        let port = match transport {
+            Transport::Tls => self.config.tls_via_port.unwrap_or(self.config.via_port),
+            Transport::Udp | Transport::Tcp => self.config.via_port,
+        };
         Via::new(
             transport.via_token(),
             self.config.via_host.clone(),
-            Some(self.config.via_port),
+            Some(port),
             branch,
         )
     }
@@ -448,12 +456,53 @@ impl Endpoint {
         transport: Transport,
         fallback: SocketAddr,
     ) {
-        let to = response
-            .top_via()
-            .ok()
-            .and_then(|v| response_destination(&v))
-            .unwrap_or(fallback);
+        // RFC 3261 §18.2.2: on a reliable transport the response goes back over the
+        // connection the request came on, whatever the Via says.
+        let to = match transport.is_reliable() {
+            true => fallback,
+            false => response
+                .top_via()
+                .ok()
+                .and_then(|v| response_destination(&v))
+                .unwrap_or(fallback),
+        };
         self.transmit(transport, to, response.to_bytes());
+    }
+
+    /// The runtime lost a connection (`flow` is its transport and remote address): every
+    /// client transaction waiting for a final response on it ends now with the
+    /// [`Event::Timeout`] its Timer B or F would have given later, since nothing sent on a
+    /// closed connection arrives (RFC 3261 §17.1.4: a transport failure is reported to the
+    /// TU; §8.1.3.1). Server transactions are left to their timers: their requests were
+    /// received, and the call logic still answers them.
+    pub fn flow_failed(&mut self, flow: Target) {
+        if !flow.transport.is_reliable() {
+            return;
+        }
+        let mut failed: Vec<(TransactionId, Method)> = self
+            .transactions
+            .iter()
+            .filter(|(_, t)| {
+                t.role == Role::Client
+                    && t.transport == flow.transport
+                    && t.peer == flow.addr
+                    && matches!(t.state, State::Calling | State::Trying | State::Proceeding)
+            })
+            .map(|(id, t)| (*id, t.method.clone()))
+            .collect();
+        failed.sort_by_key(|(id, _)| *id);
+        for (id, method) in failed {
+            let timer = match method {
+                Method::Invite => Timer::B,
+                _ => Timer::F,
+            };
+            self.event(Event::Timeout {
+                transaction: id,
+                timer,
+                method,
+            });
+            self.terminate(id);
+        }
     }
 
     /// Answers a server transaction.

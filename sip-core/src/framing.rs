@@ -17,6 +17,19 @@ pub enum Frame {
     Pong,
 }
 
+/// What [`StreamDeframer::next_bytes`] found: a message as the bytes it arrived as, for a
+/// runtime that hands each message to [`crate::endpoint::Endpoint::handle_datagram`] and to
+/// its ladder exactly as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawFrame {
+    /// The bytes of one complete message (start line, headers and Content-Length body).
+    Message(Vec<u8>),
+    /// A keep-alive: a double CRLF ping wants a single CRLF pong (RFC 5626 §4.4.1).
+    Ping,
+    /// A single CRLF (a pong, or padding): nothing to do.
+    Pong,
+}
+
 /// Accumulates stream bytes and yields whole messages.
 #[derive(Debug, Default)]
 pub struct StreamDeframer {
@@ -48,24 +61,45 @@ impl StreamDeframer {
     pub fn next_message(&mut self) -> Result<Option<Frame>, ParseError> {
         match parse_stream(&self.buf, &self.limits)? {
             StreamParse::Incomplete => Ok(None),
-            StreamParse::KeepAlive(n) => {
-                // Wait for the second CRLF of a possible ping before deciding.
-                if n == self.buf.len() && n < 4 {
-                    if self.buf == b"\r\n" || self.buf == b"\n" {
-                        self.buf.clear();
-                        return Ok(Some(Frame::Pong));
-                    }
-                    return Ok(None);
-                }
-                let ping = self.buf[..n].windows(4).any(|w| w == b"\r\n\r\n");
-                self.buf.drain(..n);
-                Ok(Some(if ping { Frame::Ping } else { Frame::Pong }))
-            }
+            StreamParse::KeepAlive(n) => Ok(self.keep_alive(n).map(|ping| match ping {
+                true => Frame::Ping,
+                false => Frame::Pong,
+            })),
             StreamParse::Message(m, used) => {
                 self.buf.drain(..used);
                 Ok(Some(Frame::Message(m)))
             }
         }
+    }
+
+    /// As [`StreamDeframer::next_message`], with the message's own bytes.
+    pub fn next_bytes(&mut self) -> Result<Option<RawFrame>, ParseError> {
+        match parse_stream(&self.buf, &self.limits)? {
+            StreamParse::Incomplete => Ok(None),
+            StreamParse::KeepAlive(n) => Ok(self.keep_alive(n).map(|ping| match ping {
+                true => RawFrame::Ping,
+                false => RawFrame::Pong,
+            })),
+            StreamParse::Message(_, used) => {
+                Ok(Some(RawFrame::Message(self.buf.drain(..used).collect())))
+            }
+        }
+    }
+
+    /// Consumes `n` leading line ends: `Some(true)` for a ping, `Some(false)` for a pong,
+    /// `None` while a lone CRLF may still become a ping.
+    fn keep_alive(&mut self, n: usize) -> Option<bool> {
+        // Wait for the second CRLF of a possible ping before deciding.
+        if n == self.buf.len() && n < 4 {
+            if self.buf == b"\r\n" || self.buf == b"\n" {
+                self.buf.clear();
+                return Some(false);
+            }
+            return None;
+        }
+        let ping = self.buf[..n].windows(4).any(|w| w == b"\r\n\r\n");
+        self.buf.drain(..n);
+        Some(ping)
     }
 }
 
@@ -93,6 +127,29 @@ mod tests {
         assert_eq!(got[1], Frame::Ping);
         assert!(matches!(got[2], Frame::Message(_)));
         assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn raw_frames_are_the_bytes_received() {
+        let mut d = StreamDeframer::default();
+        let mut stream = b"\r\n\r\n".to_vec();
+        stream.extend_from_slice(OPTIONS);
+        stream.extend_from_slice(OPTIONS);
+        let mut got = vec![];
+        for chunk in stream.chunks(5) {
+            d.push(chunk);
+            while let Some(f) = d.next_bytes().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                RawFrame::Ping,
+                RawFrame::Message(OPTIONS.to_vec()),
+                RawFrame::Message(OPTIONS.to_vec())
+            ]
+        );
     }
 
     #[test]

@@ -784,3 +784,146 @@ fn invite_challenged_with_401_is_retried_with_credentials_same_call_id_next_cseq
         "{verdict:?}"
     );
 }
+
+fn tcp(to: &str) -> Target {
+    Target {
+        addr: addr(to),
+        transport: Transport::Tcp,
+    }
+}
+
+#[test]
+fn tcp_invite_runs_no_timer_a_but_timer_b_still_ends_it_at_64_t1() {
+    let mut uac = endpoint(UAC, 1);
+    let id = uac
+        .send_request(Time::ZERO, invite("192.0.2.20"), tcp(UAS))
+        .unwrap();
+    let (tx, _) = drain(&mut uac);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(tx[0].transport, Transport::Tcp);
+    let via = parse(&tx[0].bytes).top_via().unwrap();
+    assert_eq!(via.transport, "TCP");
+    // RFC 3261 §17.1.1.2: no Timer A on a reliable transport; Timer B (64*T1) all the same.
+    assert_eq!(uac.next_timeout(), Some(Time::from_millis(32_000)));
+    uac.handle_timeout(Time::from_millis(32_000));
+    let (tx, ev) = drain(&mut uac);
+    assert!(tx.is_empty(), "nothing is retransmitted: {tx:?}");
+    assert!(
+        matches!(&ev[..], [Event::Timeout { timer: Timer::B, transaction, .. }] if *transaction == id),
+        "{ev:?}"
+    );
+    assert_eq!(uac.transaction_count(), 0);
+}
+
+#[test]
+fn tcp_non_invite_runs_no_timer_e_but_timer_f_still_ends_it() {
+    let mut uac = endpoint(UAC, 1);
+    uac.send_request(Time::ZERO, options(), tcp(UAS)).unwrap();
+    drain(&mut uac);
+    // RFC 3261 §17.1.2.2: Timer E only when unreliable; Timer F = 64*T1 always.
+    assert_eq!(uac.next_timeout(), Some(Time::from_millis(32_000)));
+    uac.handle_timeout(Time::from_millis(32_000));
+    let (tx, ev) = drain(&mut uac);
+    assert!(tx.is_empty());
+    assert!(
+        matches!(
+            &ev[..],
+            [Event::Timeout {
+                timer: Timer::F,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_failed_connection_ends_the_client_transactions_on_it_at_once_and_no_others() {
+    let mut uac = endpoint(UAC, 1);
+    let on_flow = uac
+        .send_request(Time::ZERO, invite("192.0.2.20"), tcp(UAS))
+        .unwrap();
+    let mut register = options();
+    register.method = Method::Register;
+    register
+        .headers
+        .replace_first(HeaderKind::CSeq, "1 REGISTER");
+    let also_on_flow = uac.send_request(Time::ZERO, register, tcp(UAS)).unwrap();
+    let elsewhere = uac
+        .send_request(Time::ZERO, options(), tcp("192.0.2.30:5060"))
+        .unwrap();
+    let over_udp = uac.send_request(Time::ZERO, options(), udp(UAS)).unwrap();
+    drain(&mut uac);
+    uac.flow_failed(tcp(UAS));
+    let (tx, ev) = drain(&mut uac);
+    assert!(tx.is_empty());
+    let ended: Vec<_> = ev
+        .iter()
+        .map(|e| match e {
+            Event::Timeout {
+                transaction,
+                timer,
+                method,
+            } => (*transaction, *timer, method.clone()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        vec![
+            (on_flow, Timer::B, Method::Invite),
+            (also_on_flow, Timer::F, Method::Register)
+        ]
+    );
+    assert_eq!(uac.state(on_flow), None);
+    assert!(uac.state(elsewhere).is_some());
+    assert!(uac.state(over_udp).is_some());
+    // A UDP "flow" has no connection to lose.
+    uac.flow_failed(udp(UAS));
+    assert!(drain(&mut uac).1.is_empty());
+    assert!(uac.state(over_udp).is_some());
+}
+
+#[test]
+fn responses_over_tcp_go_back_on_the_connection_whatever_the_via_says() {
+    let mut uas = endpoint(UAS, 2);
+    // The connection's remote end is an ephemeral port; Via names the listening port.
+    let raw = "OPTIONS sip:bob@192.0.2.20 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKtcp1;rport\r\nFrom: <sip:a@192.0.2.10>;tag=1\r\nTo: <sip:bob@192.0.2.20>\r\nCall-ID: t1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let connection = addr("192.0.2.10:40111");
+    uas.handle_datagram(Time::ZERO, Transport::Tcp, connection, raw.as_bytes());
+    let (_, ev) = drain(&mut uas);
+    let (server, req) = request_of(&ev);
+    // RFC 3581 §4: rport is filled on any transport.
+    assert_eq!(req.top_via().unwrap().rport(), Some(Some(40111)));
+    uas.respond(Time::ZERO, server, make_response(&req, 200, Some("t")))
+        .unwrap();
+    let (tx, _) = drain(&mut uas);
+    assert_eq!((tx[0].transport, tx[0].to), (Transport::Tcp, connection));
+    // A stateless 400 too (RFC 3261 §18.2.2).
+    let bad = "OPTIONS sip:bob@192.0.2.20 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKtcp2\r\nFrom: <sip:a@192.0.2.10>;tag=1\r\nTo: <sip:bob@192.0.2.20>\r\nCSeq: 2 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    uas.handle_datagram(Time::ZERO, Transport::Tcp, connection, bad.as_bytes());
+    let (tx, _) = drain(&mut uas);
+    assert_eq!(tx.iter().map(label).collect::<Vec<_>>(), vec!["400"]);
+    assert_eq!((tx[0].transport, tx[0].to), (Transport::Tcp, connection));
+}
+
+#[test]
+fn a_tls_request_has_a_tls_via_at_the_tls_port_and_no_retransmissions() {
+    let mut config = EndpointConfig::new(addr(UAC));
+    config.tls_via_port = Some(5061);
+    let mut uac = Endpoint::new(config, Box::new(ChaCha8Rng::seed_from_u64(1)));
+    let target = Target {
+        addr: addr("192.0.2.20:5061"),
+        transport: Transport::Tls,
+    };
+    uac.send_request(Time::ZERO, options(), target).unwrap();
+    let (tx, _) = drain(&mut uac);
+    let via = parse(&tx[0].bytes).top_via().unwrap();
+    assert_eq!((via.transport.as_str(), via.port), ("TLS", Some(5061)));
+    // RFC 3261 §17.1.2.2: reliable, so Timer F only.
+    assert_eq!(uac.next_timeout(), Some(Time::from_millis(32_000)));
+    // Over UDP the sent-by port stays the UDP one.
+    uac.send_request(Time::ZERO, options(), udp(UAS)).unwrap();
+    let (tx, _) = drain(&mut uac);
+    assert_eq!(parse(&tx[0].bytes).top_via().unwrap().port, Some(5060));
+}

@@ -974,3 +974,54 @@ fn configured_refresh_fraction_sets_the_refresh_time() {
     let times: Vec<Duration> = regs[1..].windows(2).map(|w| w[1].0.since(w[0].0)).collect();
     assert_eq!(times, vec![secs(15), secs(15)]);
 }
+
+#[test]
+fn a_connection_lost_mid_registration_registers_again_on_the_new_connection_at_once() {
+    use sip_core::endpoint::Target;
+    use sip_core::transaction::Transport;
+    let mut c = config();
+    c.transport = Transport::Tcp;
+    // A retry from the backoff alone would wait at least this long.
+    c.retry_min = secs(30);
+    c.retry_max = secs(60);
+    let mut registrar = Registrar::new(server(vec![Algorithm::Md5]));
+    registrar.script.push_back(Scripted::Drop);
+    let mut sim = Sim::new(c, registrar);
+    sim.start();
+    sim.run_until(at(1));
+    assert_eq!(sim.registers().len(), 1);
+    let flow = Target {
+        addr: addr(REGISTRAR),
+        transport: Transport::Tcp,
+    };
+    // The carrier closes the connection with the REGISTER unanswered.
+    sim.client.flow_failed(flow);
+    sim.pump();
+    assert!(
+        matches!(sim.reg.state(), RegistrationState::Backoff { until, .. } if *until >= at(31)),
+        "{:?}",
+        sim.reg.state()
+    );
+    // The runtime has a new connection up half a second later.
+    sim.run_until(Time::from_millis(1_500));
+    sim.reg.flow_recovered(sim.now, &mut sim.client);
+    sim.run_until(at(3));
+    assert!(sim.reg.is_registered(), "{:?}", sim.reg.state());
+    let regs = sim.registers();
+    assert_eq!(regs.len(), 3, "dropped, challenged, accepted");
+    assert!(regs[1].0 >= Time::from_millis(1_500) && regs[1].0 < at(2));
+    assert_eq!(
+        contacts(&regs[2].1),
+        vec!["<sip:dialer@192.168.1.10:5060;transport=tcp>"]
+    );
+    // Registered, and the connection is replaced again: the binding is renewed on it now,
+    // long before the refresh at half of 600 s.
+    sim.reg.flow_recovered(sim.now, &mut sim.client);
+    sim.run_until(at(4));
+    assert_eq!(sim.registers().len(), 4);
+    assert!(sim.reg.is_registered());
+    assert!(sim
+        .events
+        .iter()
+        .any(|(t, e)| *t >= at(3) && matches!(e, RegistrationEvent::Refreshed { .. })));
+}

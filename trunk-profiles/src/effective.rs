@@ -43,6 +43,31 @@ pub(crate) fn render(c: &Config) -> String {
     line("t1_ms", s.timers.t1.as_millis().to_string());
     line("t2_ms", s.timers.t2.as_millis().to_string());
     line("t4_ms", s.timers.t4.as_millis().to_string());
+    line("max_message_bytes", s.max_message_bytes.to_string());
+    line(
+        "tcp_connections_per_source",
+        s.tcp.connections_per_source.to_string(),
+    );
+    let off_secs = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_secs()).to_string();
+    line("tcp_idle_timeout_s", off_secs(s.tcp.idle_timeout));
+    line("tcp_keepalive_s", off_secs(s.tcp.keepalive));
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or("(not set)".to_owned(), |p| quoted(&p.display().to_string()))
+    };
+    line("tls_listen", opt(s.tls.listen));
+    line("tls_cert", path(&s.tls.cert));
+    line("tls_key", path(&s.tls.key));
+    line(
+        "tls_ca",
+        s.tls
+            .ca
+            .as_ref()
+            .map_or("(the system's roots)".to_owned(), |p| {
+                quoted(&p.display().to_string())
+            }),
+    );
+    line("tls_verify", s.tls.verify.to_string());
 
     for t in c.trunks() {
         line("\n[[trunk]]\nname", quoted(&t.name));

@@ -64,7 +64,7 @@ impl fmt::Display for Diagnostics {
     }
 }
 
-/// One problem at one place: `dialer.toml:12:9: trunk[0].transport: unknown value "sctp", expected "udp" or "tcp"`.
+/// One problem at one place: `dialer.toml:12:9: trunk[0].transport: unknown value "sctp", expected one of "udp", "tcp" or "tls"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Diagnostic {

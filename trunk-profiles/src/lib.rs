@@ -40,7 +40,7 @@
 //! # Errors and panics
 //! A bad file is bad input: [`ConfigError::Invalid`] lists every problem found, each with
 //! file, line, column, key path and what was expected, in file order
-//! (`dialer.toml:12:9: trunk[0].transport: unknown value "sctp", expected "udp" or "tcp"`).
+//! (`dialer.toml:12:9: trunk[0].transport: unknown value "sctp", expected one of "udp", "tcp" or "tls"`).
 //! Syntax and type errors stop at the first one (the TOML parser does); semantic checks collect
 //! all. Secret values (passwords, A1 hashes, API tokens) are [`Secret`]s, which print as
 //! `***`, and no error message echoes them. A panic is a bug; each `expect` says why it cannot
@@ -76,7 +76,8 @@ pub use error::{ConfigError, Diagnostic, Diagnostics};
 pub use number::{NumberError, NumberRewrite, E164_MAX_DIGITS};
 pub use profile::{
     Agent, AgentMode, AgentSecret, Api, Calls, Codec, Credentials, DtmfMode, Keepalive, Media,
-    Pool, PoolStrategy, Registrar, Security, SipSettings, SipTimers, Store, Transport, Trunk,
+    Pool, PoolStrategy, Registrar, Security, SipSettings, SipTimers, Store, TcpLimits, Transport,
+    Trunk,
 };
 pub use secret::Secret;
 

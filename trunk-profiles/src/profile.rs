@@ -15,7 +15,7 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SipSettings {
-    /// Address bound for both UDP and TCP.
+    /// Address bound for both UDP and TCP (one port for both).
     pub listen: SocketAddr,
     /// Public address advertised in Contact, Via and SDP when behind NAT.
     pub external_ip: Option<IpAddr>,
@@ -23,6 +23,44 @@ pub struct SipSettings {
     pub user_agent: String,
     /// RFC 3261 timer base values.
     pub timers: SipTimers,
+    /// The largest SIP message taken, over UDP or TCP; a TCP connection sending a larger
+    /// one is closed.
+    pub max_message_bytes: u32,
+    /// Connection limits and timers of SIP over TCP (and TLS).
+    pub tcp: TcpLimits,
+    /// SIP over TLS.
+    pub tls: TlsSettings,
+}
+
+/// `[sip] tls_*`: SIP over TLS (RFC 3261 §26.2, RFC 5922).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TlsSettings {
+    /// Where TLS connections are accepted (phones, a carrier calling in); with `cert` and
+    /// `key`.
+    pub listen: Option<SocketAddr>,
+    /// The certificate chain presented by `listen`, PEM.
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key: Option<PathBuf>,
+    /// The CAs a TLS trunk's certificate must chain to, PEM; `None` for the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Check the trunk's certificate (chain and name, RFC 5922 §7.2); false only when the
+    /// file says so.
+    pub verify: bool,
+}
+
+/// `[sip] tcp_*`: what SIP over TCP may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpLimits {
+    /// Most connections accepted from one IP address at a time.
+    pub connections_per_source: u32,
+    /// An accepted connection with no traffic for this long is closed; `None` never.
+    pub idle_timeout: Option<Duration>,
+    /// A connection the dialer opened (to a trunk) with nothing received for this long is
+    /// pinged with a double CRLF (RFC 5626 §4.4.1); `None` never.
+    pub keepalive: Option<Duration>,
 }
 
 /// RFC 3261 §17.1.1.1 and Table 4 base timers, overridable per file.
@@ -54,6 +92,8 @@ pub enum Transport {
     Udp,
     /// TCP (RFC 3261 §18), framed by Content-Length.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2.1), the certificate checked against the domain.
+    Tls,
 }
 
 impl Transport {
@@ -62,6 +102,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }

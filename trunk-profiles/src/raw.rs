@@ -43,6 +43,15 @@ pub(crate) struct RawSip {
     pub(crate) t1_ms: Option<S<u32>>,
     pub(crate) t2_ms: Option<S<u32>>,
     pub(crate) t4_ms: Option<S<u32>>,
+    pub(crate) max_message_bytes: Option<S<u32>>,
+    pub(crate) tcp_connections_per_source: Option<S<u32>>,
+    pub(crate) tcp_idle_timeout_s: Option<S<u32>>,
+    pub(crate) tcp_keepalive_s: Option<S<u32>>,
+    pub(crate) tls_listen: Option<S<String>>,
+    pub(crate) tls_cert: Option<S<String>>,
+    pub(crate) tls_key: Option<S<String>>,
+    pub(crate) tls_ca: Option<S<String>>,
+    pub(crate) tls_verify: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

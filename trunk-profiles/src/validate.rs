@@ -32,7 +32,11 @@ pub(crate) struct Checker<'a> {
 /// The names `choice` accepts, in the order they are listed in errors.
 type Choices<T> = &'static [(&'static str, T)];
 
-const TRANSPORTS: Choices<Transport> = &[("udp", Transport::Udp), ("tcp", Transport::Tcp)];
+const TRANSPORTS: Choices<Transport> = &[
+    ("udp", Transport::Udp),
+    ("tcp", Transport::Tcp),
+    ("tls", Transport::Tls),
+];
 const CODECS: Choices<Codec> = &[
     ("PCMU", Codec::Pcmu),
     ("PCMA", Codec::Pcma),
@@ -377,7 +381,60 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn sip(&mut self, raw: &RawSip) -> SipSettings {
+    /// A PEM file named relative to the config file's directory; it must exist.
+    fn pem(&mut self, v: &Option<Spanned<String>>, key: &str, base_dir: &Path) -> Option<PathBuf> {
+        let v = v.as_ref()?;
+        let path = base_dir.join(v.get_ref());
+        if path.is_file() {
+            return Some(path);
+        }
+        let msg = format!("file {:?} not found (relative paths are resolved against the config file's directory), expected an existing PEM file", path.display().to_string());
+        self.err(v.span(), key, msg);
+        None
+    }
+
+    fn tls(&mut self, raw: &RawSip, base_dir: &Path, listen: SocketAddr) -> TlsSettings {
+        let tls_listen = raw
+            .tls_listen
+            .as_ref()
+            .and_then(|v| self.socket_addr(v, "sip.tls_listen"));
+        let cert = self.pem(&raw.tls_cert, "sip.tls_cert", base_dir);
+        let key = self.pem(&raw.tls_key, "sip.tls_key", base_dir);
+        let ca = self.pem(&raw.tls_ca, "sip.tls_ca", base_dir);
+        let verify = raw.tls_verify.as_ref().is_none_or(|v| *v.get_ref());
+        if let Some(v) = &raw.tls_listen {
+            if raw.tls_cert.is_none() || raw.tls_key.is_none() {
+                self.err(
+                    v.span(),
+                    "sip.tls_listen",
+                    "no tls_cert and tls_key, expected both (PEM files) to accept TLS connections",
+                );
+            }
+            let port = tls_listen.map(|a| a.port());
+            if port == Some(listen.port())
+                && tls_listen.is_some_and(|a| overlaps(a.ip(), listen.ip()))
+            {
+                self.err(v.span(), "sip.tls_listen", format!("shares TCP port {} with sip.listen, expected another port (5061 by convention)", listen.port()));
+            }
+        }
+        for (v, name) in [
+            (&raw.tls_cert, "sip.tls_cert"),
+            (&raw.tls_key, "sip.tls_key"),
+        ] {
+            if let (Some(v), None) = (v, &raw.tls_listen) {
+                self.err(v.span(), name, "without tls_listen, expected tls_listen too: the certificate is only presented to TLS connections the dialer accepts");
+            }
+        }
+        TlsSettings {
+            listen: tls_listen,
+            cert,
+            key,
+            ca,
+            verify,
+        }
+    }
+
+    fn sip(&mut self, raw: &RawSip, base_dir: &Path) -> SipSettings {
         let listen = raw
             .listen
             .as_ref()
@@ -422,10 +479,47 @@ impl<'a> Checker<'a> {
             };
             self.err(span, key, format!("t2_ms ({t2}) is below t1_ms ({t1}), expected t2_ms >= t1_ms (RFC 3261 §17.1.2.2)"));
         }
+        let max_message_bytes = self.bounded(
+            &raw.max_message_bytes,
+            "sip.max_message_bytes",
+            65_535,
+            (1_500, 1_048_576),
+            "bytes",
+        );
+        let per_source = self.bounded(
+            &raw.tcp_connections_per_source,
+            "sip.tcp_connections_per_source",
+            16,
+            (1, 10_000),
+            "connections",
+        );
+        let idle = self.bounded(
+            &raw.tcp_idle_timeout_s,
+            "sip.tcp_idle_timeout_s",
+            600,
+            (0, 86_400),
+            "seconds (0 = off)",
+        );
+        let keepalive = self.bounded(
+            &raw.tcp_keepalive_s,
+            "sip.tcp_keepalive_s",
+            90,
+            (0, 3_600),
+            "seconds (0 = off)",
+        );
+        let secs = |s: u32| (s > 0).then(|| Duration::from_secs(s.into()));
+        let tls = self.tls(raw, base_dir, listen);
         SipSettings {
+            tls,
             listen,
             external_ip,
             user_agent,
+            max_message_bytes,
+            tcp: TcpLimits {
+                connections_per_source: per_source,
+                idle_timeout: secs(idle),
+                keepalive: secs(keepalive),
+            },
             timers: SipTimers {
                 t1: Duration::from_millis(t1.into()),
                 t2: Duration::from_millis(t2.into()),
@@ -1347,7 +1441,7 @@ pub(crate) fn build(
     env: &EnvLookup<'_>,
 ) -> Result<Config, Vec<Diagnostic>> {
     let mut c = Checker::new(src);
-    let sip = c.sip(&raw.sip);
+    let sip = c.sip(&raw.sip, base_dir);
     let registrar = c.registrar(&raw.registrar);
 
     if raw.trunk.is_empty() {

@@ -38,7 +38,7 @@ fn unknown_transport_reads_file_line_column_key_and_choices() {
     let text = format!("{TRUNK}transport = \"sctp\"\n");
     assert_eq!(
         first(&text).to_string(),
-        r#"dialer.toml:6:13: trunk[0].transport: unknown value "sctp", expected "udp" or "tcp""#
+        r#"dialer.toml:6:13: trunk[0].transport: unknown value "sctp", expected one of "udp", "tcp" or "tls""#
     );
 }
 

@@ -65,6 +65,7 @@ fn the_documented_profiles_are_shipped() {
         "pbx-kamailio-asterisk.toml",
         "minimal.toml",
         "call-centre-pools.toml",
+        "carrier-tls.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -247,4 +248,35 @@ fn the_call_centre_profile_reads_its_pool_queue_latching_and_bans() {
     );
     assert!(s.is_exempt("192.168.1.7".parse().unwrap()));
     assert!(!s.is_exempt("203.0.113.9".parse().unwrap()));
+}
+
+#[test]
+fn the_pbx_profile_dials_over_tcp_with_its_connection_limits() {
+    let (name, text) = profiles()
+        .into_iter()
+        .find(|(n, _)| n == "pbx-kamailio-asterisk.toml")
+        .expect("shipped");
+    let c = load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.trunk("pbx").unwrap().transport,
+        trunk_profiles::Transport::Tcp
+    );
+    let tcp = c.sip().tcp;
+    assert_eq!(tcp.keepalive.map(|d| d.as_secs()), Some(60));
+    assert_eq!(tcp.connections_per_source, 4);
+    assert_eq!(tcp.idle_timeout.map(|d| d.as_secs()), Some(600));
+}
+
+#[test]
+fn the_tls_carrier_profile_verifies_against_the_system_roots() {
+    let (name, text) = profiles()
+        .into_iter()
+        .find(|(n, _)| n == "carrier-tls.toml")
+        .expect("shipped");
+    let c = load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.trunk("carrier").unwrap();
+    assert_eq!(t.transport, trunk_profiles::Transport::Tls);
+    assert_eq!(t.proxy.port, 5061);
+    let tls = &c.sip().tls;
+    assert!(tls.verify && tls.ca.is_none() && tls.listen.is_none());
 }

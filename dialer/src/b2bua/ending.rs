@@ -205,10 +205,17 @@ impl Core {
             }
         };
         let media_ip = self.config.media_ip;
-        let contact = NameAddr::new(Uri::Sip(SipUri::new(
-            Some("dialer"),
-            self.config.contact_host.clone(),
-            Some(self.config.contact_port),
+        let transport = self
+            .calls
+            .get_mut(&r.call)
+            .and_then(|c| leg_of(c, r.side))
+            .map_or(Transport::Udp, |l| l.target.transport);
+        let contact = NameAddr::new(Uri::Sip(super::our_contact(
+            &self.config.contact_host,
+            self.contact_port_for(transport),
+            "dialer",
+            transport,
+            &request.uri,
         )))
         .to_string();
         let events = self.takes_telephone_events(r.call, r.side);

@@ -62,7 +62,7 @@ fn transport_name(t: Transport) -> String {
 }
 
 fn transport_named(name: &str) -> Option<Transport> {
-    [Transport::Udp, Transport::Tcp]
+    [Transport::Udp, Transport::Tcp, Transport::Tls]
         .into_iter()
         .find(|t| transport_name(*t) == name)
 }

@@ -58,22 +58,29 @@ impl Core {
         let Some(remote_tag) = to.tag().map(str::to_owned) else {
             return;
         };
+        let tls_port = self.contact_port_for(Transport::Tls);
+        let port = self.config.contact_port;
         let Some(ended) = self.ended.iter_mut().find(|e| e.call_id == call_id) else {
             return;
         };
-        // The INVITE as far as the dialog needs it (RFC 3261 §12.1.2): From with our tag,
-        // Call-ID, CSeq and our Contact; the rest comes from the 2xx.
-        let contact = NameAddr::new(Uri::Sip(SipUri::new(
-            Some("dialer"),
-            self.config.contact_host.clone(),
-            Some(self.config.contact_port),
-        )));
         let Some(uri) = response.contacts().ok().and_then(|c| {
             c.into_iter()
                 .find_map(|c| c.address().map(|a| a.uri.clone()))
         }) else {
             return;
         };
+        // The INVITE as far as the dialog needs it (RFC 3261 §12.1.2): From with our tag,
+        // Call-ID, CSeq and our Contact; the rest comes from the 2xx.
+        let contact = NameAddr::new(Uri::Sip(super::our_contact(
+            &self.config.contact_host,
+            match ended.target.transport {
+                Transport::Tls => tls_port,
+                _ => port,
+            },
+            "dialer",
+            ended.target.transport,
+            &uri,
+        )));
         let mut invite = Request::new(Method::Invite, uri);
         for kind in [HeaderKind::From, HeaderKind::CallId, HeaderKind::CSeq] {
             if let Some(v) = response.headers.get(kind) {

@@ -24,6 +24,7 @@ impl Core {
     ) {
         let contact_host = self.config.contact_host.clone();
         let contact_port = self.config.contact_port;
+        let tls_contact_port = self.contact_port_for(Transport::Tls);
         let media_ip = self.config.media_ip;
         let events = self.takes_telephone_events(call, side);
         let Some(c) = self.calls.get_mut(&call) else {
@@ -108,10 +109,16 @@ impl Core {
         r.headers.add(HeaderKind::CallId, leg.call_id.clone());
         r.headers
             .add(HeaderKind::CSeq, format!("{} INVITE", leg.cseq));
-        let contact = NameAddr::new(Uri::Sip(SipUri::new(
-            Some(&contact_user),
-            contact_host,
-            Some(contact_port),
+        let port = match leg.target.transport {
+            Transport::Tls => tls_contact_port,
+            _ => contact_port,
+        };
+        let contact = NameAddr::new(Uri::Sip(super::our_contact(
+            &contact_host,
+            port,
+            &contact_user,
+            leg.target.transport,
+            &r.uri,
         )));
         r.headers.add(HeaderKind::Contact, contact.to_string());
         r.headers.add(HeaderKind::Allow, ALLOW);

@@ -104,6 +104,25 @@ pub struct TrunkSettings {
     pub realm: Option<String>,
 }
 
+/// Our Contact URI for a leg on `transport`: `;transport=tcp` (or `tls`, at the TLS
+/// listener's port) on a connection, so that the peer sends its requests in the dialog over
+/// it too (RFC 3261 §19.1.4; without it the URI means UDP, RFC 3263 §4.1). A `sips:`
+/// Request-URI (`peer`) gets a `sips:` Contact (RFC 3261 §8.1.1.8, §12.1.1).
+pub(crate) fn our_contact(
+    host: &Host,
+    port: u16,
+    user: &str,
+    transport: Transport,
+    peer: &Uri,
+) -> SipUri {
+    let mut uri = SipUri::new(Some(user), host.clone(), Some(port));
+    uri.secure = peer.as_sip().is_some_and(|s| s.secure);
+    if let Some(t) = transport.uri_param() {
+        uri.params.set("transport", Some(t));
+    }
+    uri
+}
+
 /// Where and how to call an agent right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentTarget {
@@ -488,6 +507,8 @@ struct LegRef {
 /// The B2BUA.
 pub struct Core {
     config: CoreConfig,
+    /// The TLS listener's port, advertised in the Contact of TLS legs.
+    tls_contact_port: Option<u16>,
     endpoint: Endpoint,
     rng: Box<dyn RngCore + Send>,
     calls: HashMap<CallId, Call>,
@@ -541,6 +562,20 @@ fn leg_of(call: &mut Call, side: Side) -> Option<&mut Leg> {
 }
 
 impl Core {
+    /// The port our TLS listener has, for the Contact of TLS legs (the UDP/TCP port of
+    /// [`CoreConfig::contact_port`] otherwise).
+    pub fn set_tls_contact_port(&mut self, port: Option<u16>) {
+        self.tls_contact_port = port;
+    }
+
+    /// The Contact port for a leg on `transport`.
+    pub(crate) fn contact_port_for(&self, transport: Transport) -> u16 {
+        match (transport, self.tls_contact_port) {
+            (Transport::Tls, Some(port)) => port,
+            _ => self.config.contact_port,
+        }
+    }
+
     /// A core around an endpoint; `epoch_unix` is the wall clock at `Time::ZERO`.
     pub fn new(
         config: CoreConfig,
@@ -549,6 +584,7 @@ impl Core {
         epoch_unix: f64,
     ) -> Core {
         Core {
+            tls_contact_port: None,
             endpoint,
             rng,
             calls: HashMap::new(),

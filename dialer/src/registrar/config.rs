@@ -303,8 +303,12 @@ fn static_contact(
         contact: contact.uri.clone(),
         reason: e.to_string(),
     })?;
+    // A sips: URI is reached over TLS (RFC 3261 §26.2.2), as is `transport=tls`.
+    let secure = uri.as_sip().is_some_and(|s| s.secure);
     let transport = match uri.as_sip().and_then(|s| s.transport()).as_deref() {
+        _ if secure => Transport::Tls,
         Some("tcp") => Transport::Tcp,
+        Some("tls") => Transport::Tls,
         _ => Transport::Udp,
     };
     let target =

@@ -328,6 +328,8 @@ pub enum UnregisterReason {
     /// Another Contact took its place: the same `+sip.instance` from a new address, or
     /// eviction of the oldest binding to stay within `max_bindings_per_agent`.
     Replaced,
+    /// It was registered over a connection (TCP) that closed.
+    FlowClosed,
 }
 
 struct AgentState {
@@ -827,6 +829,32 @@ impl Registrar {
                     });
                 }
                 live
+            });
+        }
+        self.earliest_expiry = self.scan_expiry();
+        events
+    }
+
+    /// Removes the bindings registered over the connection from `source` on `transport`,
+    /// which closed. An agent registered over a connection is reached only over it (RFC 5626
+    /// §5.3: a request for a failed flow is not sent anywhere else), so its binding goes with
+    /// the connection; the phone registers again over a new one.
+    pub fn flow_closed(&mut self, source: SocketAddr, transport: Transport) -> Vec<RegistrarEvent> {
+        let mut events = Vec::new();
+        if !transport.is_reliable() {
+            return events;
+        }
+        for agent in self.agents.values_mut() {
+            agent.bindings.retain(|b| {
+                let on_flow = b.source == source && b.transport == transport;
+                if on_flow {
+                    events.push(RegistrarEvent::AgentUnregistered {
+                        extension: b.extension.clone(),
+                        contact: b.contact.clone(),
+                        reason: UnregisterReason::FlowClosed,
+                    });
+                }
+                !on_flow
             });
         }
         self.earliest_expiry = self.scan_expiry();

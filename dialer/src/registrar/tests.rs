@@ -70,6 +70,8 @@ struct Phone {
     /// An `Expires` header to send, if any.
     expires: Option<u32>,
     source: SocketAddr,
+    /// How its REGISTERs arrive.
+    transport: Transport,
     auth: ClientAuthState,
     rng: StepRng,
     /// Authorization values for the next request.
@@ -86,6 +88,7 @@ impl Phone {
             contact: contact.into(),
             expires: None,
             source: addr(source),
+            transport: Transport::Udp,
             auth: ClientAuthState::new(),
             rng: StepRng::new(11, 5),
             authorization: Vec::new(),
@@ -179,7 +182,7 @@ impl Phone {
         let mut outcomes = Vec::new();
         for _ in 0..4 {
             let request = self.request();
-            let outcome = registrar.handle_register(now, &request, self.source, Transport::Udp);
+            let outcome = registrar.handle_register(now, &request, self.source, self.transport);
             let challenged = outcome.response.status == 401;
             let retry = challenged && self.answer(&request, &outcome.response);
             outcomes.push(outcome);
@@ -1433,4 +1436,56 @@ fn the_security_table_of_a_dialer_toml_reaches_the_ban_table() {
     );
     far.register(&mut registrar, secs(0));
     assert!(registrar.is_banned(secs(0), far.source.ip()));
+}
+
+#[test]
+fn an_agent_registered_over_tcp_is_bound_to_its_connection_and_unbound_when_it_closes() {
+    let mut registrar = registrar();
+    let mut phone = Phone::new(
+        "1000",
+        "pw-1000",
+        "<sip:1000@192.168.1.20:5060;transport=tcp>",
+        "192.168.1.20:40222",
+    );
+    phone.transport = Transport::Tcp;
+    assert_eq!(
+        phone
+            .register_final(&mut registrar, secs(1))
+            .response
+            .status,
+        200
+    );
+    let mut udp_phone = Phone::new(
+        "1001",
+        "pw-1001",
+        "<sip:1001@192.168.1.21:5060>",
+        "192.168.1.21:5060",
+    );
+    assert_eq!(
+        udp_phone
+            .register_final(&mut registrar, secs(1))
+            .response
+            .status,
+        200
+    );
+    let binding = registrar.lookup("1000", secs(2)).unwrap();
+    // Calls go to the connection the REGISTER came on, not to the Contact's port.
+    assert_eq!(
+        (binding.source, binding.transport),
+        (addr("192.168.1.20:40222"), Transport::Tcp)
+    );
+    // Another connection (or UDP) from the same address is another flow.
+    assert!(registrar
+        .flow_closed(addr("192.168.1.20:40223"), Transport::Tcp)
+        .is_empty());
+    assert!(registrar
+        .flow_closed(addr("192.168.1.20:40222"), Transport::Udp)
+        .is_empty());
+    let events = registrar.flow_closed(addr("192.168.1.20:40222"), Transport::Tcp);
+    assert!(
+        matches!(&events[..], [RegistrarEvent::AgentUnregistered { extension, reason: UnregisterReason::FlowClosed, .. }] if extension == "1000"),
+        "{events:?}"
+    );
+    assert!(registrar.lookup("1000", secs(2)).is_none());
+    assert!(registrar.lookup("1001", secs(2)).is_some());
 }

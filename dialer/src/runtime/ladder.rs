@@ -8,11 +8,18 @@
 
 use crate::control::LadderLine;
 use sip_core::message::{Message, SipMessage};
+use sip_core::transaction::Transport;
 use std::net::SocketAddr;
 
-/// A ladder line for a message we sent (`out`) or received (`in`); `None` for bytes that
-/// are not SIP (keep-alives).
-pub fn line(t: f64, out: bool, peer: SocketAddr, bytes: &[u8]) -> Option<LadderLine> {
+/// A ladder line for a message we sent (`out`) or received (`in`) over `transport`; `None`
+/// for bytes that are not SIP (keep-alives).
+pub fn line(
+    t: f64,
+    out: bool,
+    transport: Transport,
+    peer: SocketAddr,
+    bytes: &[u8],
+) -> Option<LadderLine> {
     let m = Message::parse(bytes).ok()?;
     let what = match &m {
         Message::Request(r) => printable(&r.method.to_string(), MAX_REASON),
@@ -26,6 +33,7 @@ pub fn line(t: f64, out: bool, peer: SocketAddr, bytes: &[u8]) -> Option<LadderL
         t,
         dir: if out { "out" } else { "in" }.into(),
         peer,
+        transport: transport.via_token().to_ascii_lowercase(),
         what,
         cseq,
         call: None,
@@ -33,14 +41,19 @@ pub fn line(t: f64, out: bool, peer: SocketAddr, bytes: &[u8]) -> Option<LadderL
 }
 
 /// One printed line: `  12.345  -> 192.0.2.1:5060      INVITE            (1 INVITE)`, in
-/// colour on a terminal (requests cyan, 1xx yellow, 2xx green, failures red).
+/// colour on a terminal (requests cyan, 1xx yellow, 2xx green, failures red). A peer reached
+/// over another transport than UDP is written `tcp:192.0.2.1:5060`.
 pub fn format(l: &LadderLine, colour: bool) -> String {
     let arrow = if l.dir == "out" { "->" } else { "<-" };
+    let peer = match l.transport.as_str() {
+        "" | "udp" => l.peer.to_string(),
+        other => format!("{}:{}", printable(other, 8), l.peer),
+    };
     // A line may have been built elsewhere (an event read back): clean it again.
     let text = format!(
         "{:>9.3}  {arrow} {:<22} {:<28} ({})",
         l.t,
-        l.peer.to_string(),
+        peer,
         printable(&l.what, MAX_REASON + 4),
         printable(&l.cseq, MAX_REASON)
     );
@@ -129,7 +142,14 @@ mod tests {
     #[test]
     fn requests_and_responses_are_labelled_with_cseq() {
         let invite = b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 3 INVITE\r\nContent-Length: 0\r\n\r\n";
-        let l = line(1.5, true, "192.0.2.1:5060".parse().unwrap(), invite).unwrap();
+        let l = line(
+            1.5,
+            true,
+            Transport::Udp,
+            "192.0.2.1:5060".parse().unwrap(),
+            invite,
+        )
+        .unwrap();
         assert_eq!(l.what, "INVITE");
         assert_eq!(l.cseq, "3 INVITE");
         let s = format(&l, false);
@@ -137,7 +157,14 @@ mod tests {
             s.contains("-> 192.0.2.1:5060") && s.contains("(3 INVITE)"),
             "{s}"
         );
-        assert!(line(0.0, false, "192.0.2.1:5060".parse().unwrap(), b"\r\n\r\n").is_none());
+        assert!(line(
+            0.0,
+            false,
+            Transport::Udp,
+            "192.0.2.1:5060".parse().unwrap(),
+            b"\r\n\r\n"
+        )
+        .is_none());
     }
 
     #[test]
@@ -146,6 +173,7 @@ mod tests {
         let l = line(
             1.0,
             false,
+            Transport::Udp,
             "192.0.2.1:5060".parse().unwrap(),
             reply.as_bytes(),
         )
@@ -173,6 +201,7 @@ mod tests {
             t: 0.0,
             dir: "in".into(),
             peer: "192.0.2.1:5060".parse().unwrap(),
+            transport: "udp".into(),
             what: "603 \x1b[8mDecline".into(),
             cseq: "1 INVITE\x1b]2;t\x1b\\".into(),
             call: None,
@@ -182,5 +211,21 @@ mod tests {
             s.contains("603 Decline") && s.contains("(1 INVITE)"),
             "{s:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_peer_is_written_with_its_transport() {
+        let bytes = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let peer = "192.0.2.1:5060".parse().unwrap();
+        let tcp = line(1.0, true, Transport::Tcp, peer, bytes).unwrap();
+        assert_eq!(tcp.transport, "tcp");
+        assert!(format(&tcp, false).contains("-> tcp:192.0.2.1:5060"));
+        let udp = line(1.0, true, Transport::Udp, peer, bytes).unwrap();
+        assert!(format(&udp, false).contains("-> 192.0.2.1:5060 "));
     }
 }

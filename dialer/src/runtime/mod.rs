@@ -18,3 +18,5 @@ pub mod register;
 pub mod server;
 pub mod settings;
 pub mod tap;
+pub mod tls;
+pub mod transport;

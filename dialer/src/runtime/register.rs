@@ -3,6 +3,7 @@
 use super::clock::Clock;
 use super::ladder;
 use super::settings;
+use super::transport::{self, TransportEvent, Transports};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sip_core::endpoint::{Endpoint, EndpointConfig, Output};
@@ -10,7 +11,6 @@ use sip_core::registration::{Action, Registration, RegistrationEvent, Registrati
 use sip_core::transaction::{TimerConfig, Transport};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 use trunk_profiles::Config;
 
 /// How `dialer register` ended.
@@ -56,7 +56,7 @@ pub async fn register(
     let proxy = settings::resolve(t)
         .await
         .map_err(|e| RegisterError::Io(e.to_string()))?;
-    let sock = UdpSocket::bind(config.sip().listen)
+    let (sock, listener) = transport::bind(config.sip().listen)
         .await
         .map_err(|e| RegisterError::Io(format!("cannot listen on {}: {e}", config.sip().listen)))?;
     let bound = sock
@@ -64,8 +64,13 @@ pub async fn register(
         .map_err(|e| RegisterError::Io(e.to_string()))?;
     let local = SocketAddr::new(settings::local_ip(bound, Some(proxy)), bound.port());
     let advertised = SocketAddr::new(config.sip().external_ip.unwrap_or(local.ip()), bound.port());
-    let rc = settings::registration_config(t, proxy, local, config.sip().external_ip)
-        .ok_or_else(|| RegisterError::NotRegistering(trunk.to_owned()))?;
+    let rc = settings::registration_config(
+        t,
+        proxy,
+        settings::contact_for(config, t, local),
+        config.sip().external_ip,
+    )
+    .ok_or_else(|| RegisterError::NotRegistering(trunk.to_owned()))?;
     let mut ep_config = EndpointConfig::new(advertised);
     ep_config.timers = TimerConfig {
         t1: config.sip().timers.t1,
@@ -73,6 +78,24 @@ pub async fn register(
         t4: config.sip().timers.t4,
     };
     ep_config.user_agent = Some(config.sip().user_agent.clone());
+    ep_config.limits = super::server::parse_limits(config);
+    ep_config.tls_via_port = config.sip().tls.listen.map(|a| a.port());
+    let tcp = super::server::tcp_settings(config);
+    let (transports, mut transport_events) = Transports::new(sock, listener, tcp);
+    let tls = super::server::tls_side(config, false)
+        .await
+        .map_err(|e| RegisterError::Io(e.to_string()))?;
+    let mut transports = transports.with_tls(tls);
+    if let Some(name) = super::tls::server_name(&t.domain.to_string()) {
+        transports.set_tls_name(proxy, name);
+    }
+    let udp = transports.udp();
+    let via = settings::transport(t.transport);
+    eprintln!(
+        "registering trunk {} over {} to {proxy}",
+        t.name,
+        via.via_token()
+    );
     let mut endpoint = Endpoint::new(ep_config, Box::new(StdRng::from_entropy()));
     let mut reg = Registration::new(rc, Box::new(StdRng::from_entropy()))
         .map_err(|e| RegisterError::Io(e.to_string()))?;
@@ -92,12 +115,11 @@ pub async fn register(
                 moved = true;
                 match o {
                     Output::Transmit(tr) => {
-                        if let Some(l) =
-                            ladder::line(clock.now().0.as_secs_f64(), true, tr.to, &tr.bytes)
-                        {
+                        let t = clock.now().0.as_secs_f64();
+                        if let Some(l) = ladder::line(t, true, tr.transport, tr.to, &tr.bytes) {
                             eprintln!("{}", ladder::format(&l, colour));
                         }
-                        let _ = sock.send_to(&tr.bytes, tr.to).await;
+                        transports.send(&tr);
                     }
                     Output::Event(e) => {
                         reg.handle_event(clock.now(), &e, &mut endpoint);
@@ -106,7 +128,7 @@ pub async fn register(
             }
             while let Some(Action::SendKeepaliveCrlf(target)) = reg.poll_action() {
                 moved = true;
-                let _ = sock.send_to(b"\r\n\r\n", target.addr).await;
+                transports.send_keepalive(target);
             }
             while let Some(ev) = reg.poll_event() {
                 moved = true;
@@ -185,14 +207,23 @@ pub async fn register(
             (a, b) => a.or(b),
         };
         tokio::select! {
-            r = sock.recv_from(&mut buf) => {
+            r = udp.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
-                    if let Some(l) = ladder::line(clock.now().0.as_secs_f64(), false, from, &buf[..n]) {
-                        eprintln!("{}", ladder::format(&l, colour));
-                    }
-                    endpoint.handle_datagram(clock.now(), Transport::Udp, from, &buf[..n]);
+                    received(&clock, colour, &mut endpoint, Transport::Udp, from, &buf[..n]);
                 }
             }
+            Some(ev) = transport_events.recv() => match ev {
+                TransportEvent::Message { from, bytes } => {
+                    received(&clock, colour, &mut endpoint, from.transport, from.addr, &bytes);
+                }
+                TransportEvent::Connected { .. } => reg.flow_recovered(clock.now(), &mut endpoint),
+                TransportEvent::Closed { peer, id, reason } => {
+                    if transports.closed(peer, id) {
+                        eprintln!("connection to {} closed: {reason}", peer.addr);
+                        endpoint.flow_failed(peer);
+                    }
+                }
+            },
             _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {
                 let now = clock.now();
                 endpoint.handle_timeout(now);
@@ -213,4 +244,20 @@ pub async fn register(
             }
         }
     }
+}
+
+/// One message in: the ladder line, then the endpoint.
+fn received(
+    clock: &Clock,
+    colour: bool,
+    endpoint: &mut Endpoint,
+    transport: Transport,
+    from: SocketAddr,
+    bytes: &[u8],
+) {
+    let t = clock.now().0.as_secs_f64();
+    if let Some(l) = ladder::line(t, false, transport, from, bytes) {
+        eprintln!("{}", ladder::format(&l, colour));
+    }
+    endpoint.handle_datagram(clock.now(), transport, from, bytes);
 }

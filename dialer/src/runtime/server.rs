@@ -6,6 +6,7 @@ use super::clock::Clock;
 use super::ladder;
 use super::media::{MediaCommand, MediaEvent, MediaSession, PortPool};
 use super::settings::{self, SettingsError};
+use super::transport::{self, TcpSettings, TransportEvent, Transports};
 use crate::b2bua::{
     Action, AgentTarget, Core, MediaOp, MediaReport, MediaTotals, SessionTimerConfig,
 };
@@ -29,7 +30,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 use trunk_profiles::Config;
 
@@ -74,6 +74,9 @@ pub enum RunError {
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(String),
+    /// The TLS certificate, key or roots cannot be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A started dialer.
@@ -179,7 +182,9 @@ impl Clips {
 struct State {
     clock: Clock,
     clips: Clips,
-    sock: Arc<UdpSocket>,
+    transports: Transports,
+    /// Redials of the TCP and TLS trunks' connections, by flow.
+    redials: HashMap<Target, Redial>,
     core: Core,
     registrar: Registrar,
     registrations: Vec<(String, Registration)>,
@@ -206,11 +211,31 @@ struct State {
     journal: Option<super::journal::Journal>,
 }
 
+/// A TCP trunk's connection being re-established after it dropped.
+#[derive(Debug, Default)]
+struct Redial {
+    /// Connections that failed in a row.
+    failures: u32,
+    /// When the next attempt goes out.
+    at: Option<sip_core::time::Time>,
+}
+
+/// The first redial waits this long, each failure doubles it up to [`REDIAL_MAX`].
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between two redials.
+const REDIAL_MAX: Duration = Duration::from_secs(32);
+
+fn redial_delay(failures: u32) -> Duration {
+    REDIAL_MIN
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(REDIAL_MAX)
+}
+
 /// Starts the dialer: binds, registers the trunks, and runs until [`Running::shutdown`].
 pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunError> {
     let clock = Clock::start();
     let listen = config.sip().listen;
-    let sock = UdpSocket::bind(listen)
+    let (sock, listener) = transport::bind(listen)
         .await
         .map_err(|source| RunError::Bind {
             addr: listen,
@@ -234,6 +259,8 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         t4: config.sip().timers.t4,
     };
     ep_config.user_agent = Some(config.sip().user_agent.clone());
+    ep_config.limits = parse_limits(&config);
+    ep_config.tls_via_port = config.sip().tls.listen.map(|a| a.port());
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
@@ -243,6 +270,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         Box::new(StdRng::seed_from_u64(seed.next_u64())),
         clock.unix_at_start(),
     );
+    core.set_tls_contact_port(config.sip().tls.listen.map(|a| a.port()));
     // The core's trunks are the profile's, in order (settings::core_config).
     for (i, t) in config.trunks().iter().enumerate() {
         core.set_trunk_dtmf(i, settings::dtmf_mode(t.dtmf));
@@ -276,6 +304,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     );
     let mut registrations = Vec::new();
     for (t, proxy) in config.trunks().iter().zip(&proxies) {
+        let local = settings::contact_for(&config, t, local);
         if let Some(rc) = settings::registration_config(t, *proxy, local, config.sip().external_ip)
         {
             let reg = Registration::new(rc, Box::new(StdRng::seed_from_u64(seed.next_u64())))
@@ -329,10 +358,30 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
             )
         })
         .collect();
+    let (transports, transport_events) = Transports::new(sock, listener, tcp_settings(&config));
+    let transports = transports.with_tls(tls_side(&config, true).await?);
+    let mut redials = HashMap::new();
+    let mut transports = transports;
+    for (t, proxy) in config.trunks().iter().zip(&proxies) {
+        let transport = settings::transport(t.transport);
+        if transport == Transport::Tls {
+            if let Some(name) = super::tls::server_name(&t.domain.to_string()) {
+                transports.set_tls_name(*proxy, name);
+            }
+        }
+        if transport.is_reliable() {
+            let flow = Target {
+                addr: *proxy,
+                transport,
+            };
+            redials.insert(flow, Redial::default());
+        }
+    }
     let mut state = State {
         clock,
         clips: Clips::new()?,
-        sock: Arc::new(sock),
+        transports,
+        redials,
         core,
         registrar,
         registrations,
@@ -413,8 +462,11 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let stop_within = calls_drain(config.sip().timers.t1);
     let task = tokio::spawn(main_loop(
         state,
-        req_rx,
-        internal_rx,
+        Inputs {
+            requests: req_rx,
+            internal: internal_rx,
+            transport: transport_events,
+        },
         shutdown_rx,
         stop_within,
     ));
@@ -428,6 +480,60 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         campaigns,
         journal: journal_thread,
     })
+}
+
+/// The TLS listener (with `listen`) and client of `[sip] tls_*`: a client whenever a trunk
+/// uses TLS.
+pub(super) async fn tls_side(
+    config: &Config,
+    listen: bool,
+) -> Result<transport::TlsSide, RunError> {
+    let tls = &config.sip().tls;
+    let tls_error = |e: super::tls::TlsError| RunError::Tls(e.to_string());
+    let mut side = transport::TlsSide::default();
+    let wanted = config
+        .trunks()
+        .iter()
+        .any(|t| t.transport == trunk_profiles::Transport::Tls);
+    if wanted || tls.listen.is_some() {
+        let client = super::tls::client_config(tls.ca.as_deref(), tls.verify).map_err(tls_error)?;
+        side.connector = Some(tokio_rustls::TlsConnector::from(Arc::new(client)));
+    }
+    let Some(listen) = tls.listen.filter(|_| listen) else {
+        return Ok(side);
+    };
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        let server = super::tls::server_config(cert, key).map_err(tls_error)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        side.listener = Some((Arc::new(listener), acceptor));
+    }
+    Ok(side)
+}
+
+/// The TCP limits and timers of `[sip]`.
+pub(super) fn tcp_settings(config: &Config) -> TcpSettings {
+    let sip = config.sip();
+    TcpSettings {
+        connections_per_source: sip.tcp.connections_per_source as usize,
+        idle_timeout: sip.tcp.idle_timeout,
+        keepalive: sip.tcp.keepalive,
+        limits: parse_limits(config),
+        ..TcpSettings::default()
+    }
+}
+
+/// The parser's limits: `[sip] max_message_bytes` for a whole message.
+pub(super) fn parse_limits(config: &Config) -> sip_core::message::ParseLimits {
+    sip_core::message::ParseLimits {
+        max_message_bytes: config.sip().max_message_bytes as usize,
+        ..sip_core::message::ParseLimits::default()
+    }
 }
 
 fn load_ringback(path: &Path) -> Result<Ringback, RunError> {
@@ -461,10 +567,16 @@ async fn wait_for_signal() {
     }
 }
 
+/// What the signalling task waits on besides its sockets.
+struct Inputs {
+    requests: mpsc::Receiver<ControlRequest>,
+    internal: mpsc::UnboundedReceiver<Internal>,
+    transport: mpsc::UnboundedReceiver<TransportEvent>,
+}
+
 async fn main_loop(
     mut st: State,
-    mut requests: mpsc::Receiver<ControlRequest>,
-    mut internal: mpsc::UnboundedReceiver<Internal>,
+    mut inputs: Inputs,
     mut shutdown: watch::Receiver<bool>,
     stop_within: Duration,
 ) {
@@ -472,18 +584,31 @@ async fn main_loop(
     let mut stop_deadline = None;
     let mut calls_deadline = None;
     let mut unregister_wait_over = false;
-    let sock = st.sock.clone();
+    let sock = st.transports.udp();
+    let listener = st.transports.tcp();
+    let tls_listener = st.transports.tls_listener();
     st.drain();
     loop {
         let wake = st.next_wake();
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
-                    st.on_datagram(from, &buf[..n]);
+                    st.on_datagram(Transport::Udp, from, &buf[..n]);
                 }
             }
-            Some(req) = requests.recv() => st.on_control(req),
-            Some(msg) = internal.recv() => st.on_internal(msg),
+            r = listener.accept() => {
+                if let Ok((stream, from)) = r {
+                    st.on_accept(stream, from, Transport::Tcp);
+                }
+            }
+            r = accept(&tls_listener) => {
+                if let Ok((stream, from)) = r {
+                    st.on_accept(stream, from, Transport::Tls);
+                }
+            }
+            Some(ev) = inputs.transport.recv() => st.on_transport(ev),
+            Some(req) = inputs.requests.recv() => st.on_control(req),
+            Some(msg) = inputs.internal.recv() => st.on_internal(msg),
             _ = sleep_until(wake) => st.on_timeout(),
             changed = shutdown.changed(), if !st.shutting_down => {
                 let _ = changed;
@@ -515,6 +640,15 @@ async fn main_loop(
     }
 }
 
+async fn accept(
+    listener: &Option<Arc<tokio::net::TcpListener>>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -531,20 +665,94 @@ impl State {
             }
         };
         consider(self.registrar.next_expiry());
+        for r in self.redials.values() {
+            consider(r.at);
+        }
         for (_, r) in &self.registrations {
             consider(r.next_timeout());
         }
         next.map(|t| self.clock.instant_of(t).into())
     }
 
-    fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+    /// A connection from a banned source is closed as it is accepted, as its datagrams
+    /// would be dropped.
+    fn on_accept(&mut self, stream: tokio::net::TcpStream, from: SocketAddr, t: Transport) {
+        if !self.registrar.is_banned(self.clock.now(), from.ip()) {
+            self.transports.accepted(stream, from, t);
+        }
+    }
+
+    fn on_transport(&mut self, ev: TransportEvent) {
+        let now = self.clock.now();
+        match ev {
+            TransportEvent::Message { from, bytes } => {
+                self.on_datagram(from.transport, from.addr, &bytes)
+            }
+            TransportEvent::Connected { peer, .. } => {
+                let name = transport::name(peer.transport);
+                tracing::info!(target: "dialer", "{name} {}: connected", peer.addr);
+                if let Some(r) = self.redials.get_mut(&peer) {
+                    *r = Redial::default();
+                }
+                for (_, reg) in &mut self.registrations {
+                    let c = reg.config();
+                    if c.proxy == peer.addr && c.transport == peer.transport {
+                        reg.flow_recovered(now, self.core.endpoint());
+                    }
+                }
+            }
+            TransportEvent::Closed { peer, id, reason } => {
+                if !self.transports.closed(peer, id) {
+                    return;
+                }
+                let name = transport::name(peer.transport);
+                tracing::info!(target: "dialer", "{name} {}: connection closed: {reason}", peer.addr);
+                self.core.endpoint().flow_failed(peer);
+                for e in self.registrar.flow_closed(peer.addr, peer.transport) {
+                    self.registrar_event(e);
+                }
+                self.schedule_redial(now, peer);
+            }
+        }
+    }
+
+    /// A TCP trunk's connection dropped or could not be opened: open it again after a
+    /// growing delay, so that the carrier can reach us and the registration has a flow.
+    fn schedule_redial(&mut self, now: sip_core::time::Time, peer: Target) {
+        let shutting_down = self.shutting_down;
+        let Some(r) = self.redials.get_mut(&peer).filter(|_| !shutting_down) else {
+            return;
+        };
+        r.failures += 1;
+        let delay = redial_delay(r.failures);
+        r.at = Some(now + delay);
+        tracing::warn!(
+            target: "dialer",
+            "{} {}: reconnecting in {:.1} s (attempt {})",
+            transport::name(peer.transport),
+            peer.addr,
+            delay.as_secs_f64(),
+            r.failures
+        );
+    }
+
+    fn redial_due(&mut self, now: sip_core::time::Time) {
+        for (peer, r) in &mut self.redials {
+            if r.at.is_some_and(|at| at <= now) {
+                r.at = None;
+                self.transports.connect(*peer);
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, transport: Transport, from: SocketAddr, bytes: &[u8]) {
         let now = self.clock.now();
         // [security]: a banned source's datagrams are dropped unanswered, before parsing.
         if self.registrar.is_banned(now, from.ip()) {
             return;
         }
-        self.ladder(false, from, bytes);
-        self.core.handle_datagram(now, Transport::Udp, from, bytes);
+        self.ladder(false, transport, from, bytes);
+        self.core.handle_datagram(now, transport, from, bytes);
         // A REGISTER in it reaches the registrar through drain (as after every turn of the
         // loop); each failed authentication is then one warn line, for fail2ban.
         self.drain();
@@ -577,9 +785,10 @@ impl State {
         for e in self.registrar.expire(now) {
             self.registrar_event(e);
         }
+        self.redial_due(now);
     }
 
-    fn ladder(&mut self, out: bool, peer: SocketAddr, bytes: &[u8]) {
+    fn ladder(&mut self, out: bool, transport: Transport, peer: SocketAddr, bytes: &[u8]) {
         // Every datagram passes here, followed or not.
         let direction = match out {
             true => crate::metrics::Direction::Out,
@@ -591,7 +800,7 @@ impl State {
             return;
         }
         let t = self.clock.now().0.as_secs_f64();
-        let Some(mut line) = ladder::line(t, out, peer, bytes) else {
+        let Some(mut line) = ladder::line(t, out, transport, peer, bytes) else {
             return;
         };
         if let Ok(m) = sip_core::message::Message::parse(bytes) {
@@ -599,8 +808,12 @@ impl State {
                 line.call = self.core.call_for_sip_call_id(id);
             }
         }
+        // The capture synthesises UDP datagrams; SIP carried over TCP is left out of it
+        // rather than written as if it had been UDP.
+        let tappable = transport == Transport::Udp;
         if let Some(tap) = line
             .call
+            .filter(|_| tappable)
             .and_then(|c| self.media.get(&c))
             .and_then(|m| m.tap.as_ref())
         {
@@ -815,12 +1028,7 @@ impl State {
                 let mut info = TrunkInfo {
                     name: t.name.clone(),
                     proxy: t.proxy,
-                    transport: if t.transport == Transport::Tcp {
-                        "tcp"
-                    } else {
-                        "udp"
-                    }
-                    .to_owned(),
+                    transport: transport::name(t.transport),
                     state: "static".to_owned(),
                     expires_in_s: None,
                     contact: None,
@@ -1053,8 +1261,8 @@ impl State {
             let mut moved = false;
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
-                self.ladder(true, t.to, &t.bytes);
-                let _ = self.sock.try_send_to(&t.bytes, t.to);
+                self.ladder(true, t.transport, t.to, &t.bytes);
+                self.transports.send(&t);
             }
             while let Some(e) = self.core.poll_other() {
                 moved = true;
@@ -1067,8 +1275,8 @@ impl State {
             for i in 0..self.registrations.len() {
                 while let Some(a) = self.registrations[i].1.poll_action() {
                     moved = true;
-                    if let RegAction::SendKeepaliveCrlf(Target { addr, .. }) = a {
-                        let _ = self.sock.try_send_to(b"\r\n\r\n", addr);
+                    if let RegAction::SendKeepaliveCrlf(flow) = a {
+                        self.transports.send_keepalive(flow);
                     }
                 }
                 while let Some(ev) = self.registrations[i].1.poll_event() {

@@ -48,6 +48,7 @@ pub fn dtmf_mode(m: trunk_profiles::DtmfMode) -> DtmfMode {
 pub fn transport(t: trunk_profiles::Transport) -> Transport {
     match t {
         trunk_profiles::Transport::Tcp => Transport::Tcp,
+        trunk_profiles::Transport::Tls => Transport::Tls,
         _ => Transport::Udp,
     }
 }
@@ -209,6 +210,15 @@ pub fn dtmf_event(key: char) -> Option<u8> {
         '#' => Some(11),
         l @ 'A'..='D' => Some(l as u8 - b'A' + 12),
         _ => None,
+    }
+}
+
+/// Our address for a trunk's Contact: the TLS listener's port for a TLS trunk when
+/// `tls_listen` is set, the `listen` port otherwise.
+pub fn contact_for(config: &Config, trunk: &Trunk, local: SocketAddr) -> SocketAddr {
+    match (trunk.transport, config.sip().tls.listen) {
+        (trunk_profiles::Transport::Tls, Some(tls)) => SocketAddr::new(local.ip(), tls.port()),
+        _ => local,
     }
 }
 

@@ -2,7 +2,8 @@
 //! from the signalling task, RTP and RTCP from the call's media task, into one file.
 //!
 //! Each datagram gets synthesised IPv4/IPv6 and UDP headers (etherparse) so that tshark,
-//! Wireshark and `dialer pcap` read the file like a capture taken on the wire.
+//! Wireshark and `dialer pcap` read the file like a capture taken on the wire. SIP that went
+//! over TCP is not written (it would need synthesised TCP segments); the RTP always is.
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;

@@ -483,6 +483,26 @@ impl Registration {
         }
     }
 
+    /// The runtime opened a new connection to the registrar (after the last one dropped):
+    /// register over it now. A registrar reaches us over the connection a binding came on
+    /// (RFC 5626 §4.4.1: the flow is recovered by registering again on a new one), so a
+    /// binding made over the old connection is dead even though it has not expired. Nothing
+    /// happens while a REGISTER is in flight or the registration is not running.
+    pub fn flow_recovered(&mut self, now: Time, endpoint: &mut Endpoint) {
+        let running = matches!(
+            self.state,
+            RegistrationState::Registered { .. } | RegistrationState::Backoff { .. }
+        );
+        if !running || self.in_flight.is_some() {
+            return;
+        }
+        if matches!(self.state, RegistrationState::Backoff { .. }) {
+            self.state = RegistrationState::Registering;
+        }
+        self.register_at = None;
+        self.send_register(now, endpoint, Purpose::Register, None);
+    }
+
     /// When [`Registration::handle_timeout`] must next be called.
     pub fn next_timeout(&self) -> Option<Time> {
         match (self.register_at, self.keepalive_at) {
@@ -590,9 +610,9 @@ impl Registration {
             .as_deref()
             .or_else(|| self.config.aor.user())
             .unwrap_or("");
-        let transport = match self.config.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
+        let transport = match self.config.transport.uri_param() {
+            None => String::new(),
+            Some(t) => format!(";transport={t}"),
         };
         if user.is_empty() {
             format!("<sip:{address}{transport}>")
@@ -1046,7 +1066,8 @@ fn observed_address(
         None => via.host.clone(),
     };
     let port = match transport {
-        Transport::Tcp => ours.port,
+        // On a connection the source port is ephemeral: our listening port stays.
+        Transport::Tcp | Transport::Tls => ours.port,
         Transport::Udp => rport.or(via.port).unwrap_or(5060),
     };
     Some(ContactAddress { host, port })

@@ -51,12 +51,14 @@ pub enum Transport {
     Udp,
     /// TCP: reliable, no retransmissions.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2.1): reliable, no retransmissions.
+    Tls,
 }
 
 impl Transport {
     /// True for transports that deliver reliably.
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
     /// The Via transport token.
@@ -64,6 +66,16 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The `transport` URI parameter naming it (RFC 3261 §19.1.1); none for UDP, the default.
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp => Some("tcp"),
+            Transport::Tls => Some("tls"),
         }
     }
 }

@@ -68,7 +68,19 @@ pub struct Baresip {
 impl Baresip {
     /// Writes its configuration under `dir/<name>/` and starts it; returns once it is ready.
     pub fn start(config: BaresipConfig, dir: &Path) -> Result<Baresip, HarnessError> {
-        Self::launch(config, dir, None)
+        Self::launch(config, dir, None, None)
+    }
+
+    /// [`Baresip::start`] registering over `transport` (`tcp`, `tls`): the account's AOR
+    /// carries `;transport=...`, so baresip opens a connection to the registrar and keeps it;
+    /// `ca` (PEM) is what it trusts for TLS (`sip_cafile`).
+    pub fn start_over(
+        config: BaresipConfig,
+        dir: &Path,
+        transport: &str,
+        ca: Option<&Path>,
+    ) -> Result<Baresip, HarnessError> {
+        Self::launch(config, dir, None, Some((transport, ca)))
     }
 
     /// [`Baresip::start`] inside the network namespace `netns` (`ip netns exec NS baresip`,
@@ -78,13 +90,14 @@ impl Baresip {
         dir: &Path,
         netns: &str,
     ) -> Result<Baresip, HarnessError> {
-        Self::launch(config, dir, Some(netns))
+        Self::launch(config, dir, Some(netns), None)
     }
 
     fn launch(
         config: BaresipConfig,
         dir: &Path,
         netns: Option<&str>,
+        over: Option<(&str, Option<&Path>)>,
     ) -> Result<Baresip, HarnessError> {
         let home = dir.join(&config.name);
         let record_dir = home.join("recordings");
@@ -126,15 +139,23 @@ impl Baresip {
             ),
             format!("audio_codecs={}", config.codecs.join(",")),
         ];
+        if let Some(ca) = over.and_then(|(_, ca)| ca) {
+            let mut text = std::fs::read_to_string(home.join("config"))
+                .map_err(|e| HarnessError::Setup(format!("reading baresip config: {e}")))?;
+            text.push_str(&format!("sip_cafile\t\t{}\n", ca.display()));
+            std::fs::write(home.join("config"), text)
+                .map_err(|e| HarnessError::Setup(format!("writing baresip config: {e}")))?;
+        }
+        let transport = over.map_or(String::new(), |(t, _)| format!(";transport={t}"));
         let aor = match &config.registrar {
             Some((registrar, password)) => {
                 params.push(format!("auth_pass={password}"));
                 params.push("regint=60".into());
-                format!("sip:{}@{registrar}", config.user)
+                format!("sip:{}@{registrar}{transport}", config.user)
             }
             None => {
                 params.push("regint=0".into());
-                format!("sip:{}@{}", config.user, config.sip_listen)
+                format!("sip:{}@{}{transport}", config.user, config.sip_listen)
             }
         };
         let params: String = params.iter().map(|p| format!(";{p}")).collect();
@@ -180,7 +201,7 @@ impl Baresip {
     /// `1000@127.0.0.1: {0/UDP/v4} 200 OK () [1 binding]`.
     pub fn wait_registered(&self, timeout: Duration) -> Result<String, HarnessError> {
         self.peer.wait_for_line(
-            &Regex::new(r"\{\d+/(UDP|TCP)/v[46]\} 2\d\d ").expect("literal regex"),
+            &Regex::new(r"\{\d+/(UDP|TCP|TLS)/v[46]\} 2\d\d ").expect("literal regex"),
             timeout,
         )
     }

@@ -31,22 +31,57 @@ impl KamailioProxy {
         upstream: SocketAddr,
         dir: &Path,
     ) -> Result<KamailioProxy, HarnessError> {
+        Self::launch(name, "kamailio/proxy.cfg.tmpl", listen, upstream, &[], dir)
+    }
+
+    /// As [`KamailioProxy::start`] with `tls_proxy.cfg.tmpl`: also a registrar (REGISTER
+    /// saved in memory) and listening for TLS on `tls_port` with the PEM `cert` and `key`.
+    pub fn start_tls(
+        name: &str,
+        listen: SocketAddr,
+        tls_port: u16,
+        (cert, key): (&Path, &Path),
+        upstream: SocketAddr,
+        dir: &Path,
+    ) -> Result<KamailioProxy, HarnessError> {
+        let text = |p: &Path| p.to_string_lossy().into_owned();
+        let extra = [
+            ("TLS_PORT", tls_port.to_string()),
+            ("TLS_CERT", text(cert)),
+            ("TLS_KEY", text(key)),
+        ];
+        Self::launch(
+            name,
+            "kamailio/tls_proxy.cfg.tmpl",
+            listen,
+            upstream,
+            &extra,
+            dir,
+        )
+    }
+
+    fn launch(
+        name: &str,
+        template: &str,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        extra: &[(&str, String)],
+        dir: &Path,
+    ) -> Result<KamailioProxy, HarnessError> {
         super::kamailio::require()?;
         let base = dir.join(name);
         let run_dir = base.join("run");
         std::fs::create_dir_all(&run_dir)
             .map_err(|e| HarnessError::Setup(format!("creating {}: {e}", run_dir.display())))?;
         let cfg = base.join("proxy.cfg");
-        render_fixture(
-            "kamailio/proxy.cfg.tmpl",
-            &[
-                ("SIP_IP", listen.ip().to_string()),
-                ("SIP_PORT", listen.port().to_string()),
-                ("UPSTREAM", upstream.to_string()),
-                ("RUN_DIR", run_dir.to_string_lossy().into_owned()),
-            ],
-            &cfg,
-        )?;
+        let mut values = vec![
+            ("SIP_IP", listen.ip().to_string()),
+            ("SIP_PORT", listen.port().to_string()),
+            ("UPSTREAM", upstream.to_string()),
+            ("RUN_DIR", run_dir.to_string_lossy().into_owned()),
+        ];
+        values.extend(extra.iter().cloned());
+        render_fixture(template, &values, &cfg)?;
         let check = Command::new("kamailio")
             .args(["-c", "-f"])
             .arg(&cfg)

@@ -26,6 +26,7 @@ pub mod audio;
 pub mod baresip;
 pub mod call;
 pub mod carrier;
+pub mod certs;
 pub mod dialer;
 pub mod kamailio;
 pub mod kamailio_proxy;

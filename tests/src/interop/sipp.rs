@@ -50,6 +50,8 @@ pub struct SippConfig {
     pub calls: u32,
     /// Further command-line arguments (`-d MS` for a bare `<pause/>`).
     pub extra_args: Vec<String>,
+    /// `-t`: `u1` (UDP, one socket) or `t1` (TCP only, one connection per peer).
+    pub transport: &'static str,
 }
 
 impl SippConfig {
@@ -67,6 +69,7 @@ impl SippConfig {
             timeout: Duration::from_secs(30),
             calls: 1,
             extra_args: Vec::new(),
+            transport: "u1",
         }
     }
 
@@ -166,7 +169,7 @@ impl Sipp {
             .arg(config.local.port().to_string())
             .arg("-bind_local")
             .arg("-t")
-            .arg("u1")
+            .arg(config.transport)
             .arg("-m")
             .arg(config.calls.to_string())
             .arg("-timeout")
@@ -246,16 +249,22 @@ impl Sipp {
         }
     }
 
-    /// Waits until SIPp's UDP port is taken (it is listening), failing early if SIPp exits.
+    /// Waits until SIPp's UDP port (TCP port in `t1` mode) is taken (it is listening),
+    /// failing early if SIPp exits.
     fn wait_bound(&self) -> Result<(), HarnessError> {
         let local = self.config.local;
+        let tcp = self.config.transport.starts_with('t');
         poll_until(
             &format!("{} bound to {local}", self.config.name),
             Duration::from_secs(5),
             Duration::from_millis(10),
             || {
                 let exited = self.peer.status().is_some();
-                (exited || UdpSocket::bind(local).is_err()).then_some(())
+                let taken = match tcp {
+                    true => std::net::TcpListener::bind(local).is_err(),
+                    false => UdpSocket::bind(local).is_err(),
+                };
+                (exited || taken).then_some(())
             },
         )?;
         match self.peer.status() {
