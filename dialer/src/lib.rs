@@ -68,6 +68,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod client;
 pub mod control;
+pub mod gate;
 pub mod metrics;
 pub mod paths;
 pub mod pcap;

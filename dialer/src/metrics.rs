@@ -15,6 +15,7 @@
 //! | `dialer_campaign_abandoned` | gauge | `campaign` | attempts abandoned (answered, not connected) |
 //! | `dialer_sip_requests_total` | counter | `direction` (`in`, `out`), `method` | every SIP datagram |
 //! | `dialer_sip_responses_total` | counter | `direction`, `status_class` (`1xx` ... `6xx`) | every SIP datagram |
+//! | `dialer_sip_requests_dropped_total` | counter | `reason` (`unknown_source`, `rate_limited`, `overloaded`) | requests dropped by the gate ([`crate::gate`]) or answered 503 for want of a server transaction |
 //! | `dialer_rtp_packets_relayed_total` | counter | `to` (`agent`, `customer`) | each call's CDR |
 //! | `dialer_rtp_packets_lost_total` | counter | `from` (`customer`, `agent`) | each call's CDR |
 //!
@@ -201,6 +202,35 @@ pub struct Metrics {
     sip_responses: Family<ResponseLabels, Counter>,
     rtp_relayed: Family<ToLabels, Counter>,
     rtp_lost: Family<FromLabels, Counter>,
+    dropped: Family<ReasonLabels, Counter>,
+}
+
+/// Why a request was dropped ([`Metrics::on_dropped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// From a source that is neither a trunk, nor a peer the dialer called, nor inside an
+    /// agent's `allow` network.
+    UnknownSource,
+    /// Over the source's `[security] max_requests_per_s`.
+    RateLimited,
+    /// Beyond `[security] max_server_transactions` (answered one stateless 503).
+    Overloaded,
+}
+
+impl DropReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::Overloaded => "overloaded",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -223,7 +253,17 @@ impl Metrics {
             sip_responses: Family::default(),
             rtp_relayed: Family::default(),
             rtp_lost: Family::default(),
+            dropped: Family::default(),
         };
+        for reason in [
+            DropReason::UnknownSource,
+            DropReason::RateLimited,
+            DropReason::Overloaded,
+        ] {
+            let _ = metrics.dropped.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
+        }
         // Each `get_or_create` here only creates the series, at 0.
         for outcome in OUTCOMES {
             let _ = metrics.calls.get_or_create(&OutcomeLabels {
@@ -286,6 +326,15 @@ impl Metrics {
             }
             None => {}
         }
+    }
+
+    /// Counts a request dropped (or answered 503) before it reached the call logic.
+    pub fn on_dropped(&self, reason: DropReason) {
+        self.dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// The exposition: the counters, and the gauges of `snapshot`.
@@ -405,6 +454,11 @@ impl Metrics {
             "dialer_sip_responses",
             "SIP responses received and sent (retransmissions too), by status class",
             self.sip_responses.clone(),
+        );
+        registry.register(
+            "dialer_sip_requests_dropped",
+            "SIP requests dropped unanswered (unknown source, over the rate) or answered 503 (no server transaction left)",
+            self.dropped.clone(),
         );
         registry.register(
             "dialer_rtp_packets_relayed",
@@ -652,9 +706,27 @@ mod tests {
         }
         let sip: Vec<&str> = samples(&text)
             .into_iter()
-            .filter(|l| l.starts_with("dialer_sip_"))
+            .filter(|l| {
+                l.starts_with("dialer_sip_") && !l.starts_with("dialer_sip_requests_dropped")
+            })
             .collect();
         assert_eq!(sip.len(), 6, "{sip:?}");
+    }
+
+    #[test]
+    fn dropped_requests_are_counted_by_reason_from_zero() {
+        let metrics = Metrics::new();
+        metrics.on_dropped(DropReason::UnknownSource);
+        metrics.on_dropped(DropReason::UnknownSource);
+        metrics.on_dropped(DropReason::RateLimited);
+        let text = metrics.render(&Snapshot::default());
+        for line in [
+            r#"dialer_sip_requests_dropped_total{reason="unknown_source"} 2"#,
+            r#"dialer_sip_requests_dropped_total{reason="rate_limited"} 1"#,
+            r#"dialer_sip_requests_dropped_total{reason="overloaded"} 0"#,
+        ] {
+            assert!(has(&text, line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]
@@ -718,7 +790,8 @@ mod tests {
         let metrics = Metrics::new();
         let empty = metrics.render(&Snapshot::default());
         // A family without a series is left out whole, comments included.
-        assert!(!empty.contains("dialer_sip_requests"), "{empty}");
+        assert!(!empty.contains("dialer_sip_requests_total"), "{empty}");
+        assert!(!empty.contains("dialer_sip_requests "), "{empty}");
         assert!(!empty.contains("dialer_trunk_registered"), "{empty}");
         metrics.on_sip(Direction::In, b"BYE sip:dialer SIP/2.0\r\n\r\n");
         metrics.on_sip(Direction::Out, b"SIP/2.0 200 OK\r\n\r\n");
@@ -746,6 +819,7 @@ mod tests {
             ("dialer_campaign_abandoned", "gauge"),
             ("dialer_sip_requests_total", "counter"),
             ("dialer_sip_responses_total", "counter"),
+            ("dialer_sip_requests_dropped_total", "counter"),
             ("dialer_rtp_packets_relayed_total", "counter"),
             ("dialer_rtp_packets_lost_total", "counter"),
         ] {

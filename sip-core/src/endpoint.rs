@@ -39,7 +39,16 @@ pub struct EndpointConfig {
     pub tls_via_port: Option<u16>,
     /// User-Agent added to requests we send, when set.
     pub user_agent: Option<String>,
+    /// Most server transactions alive at once; a request that would start one more is
+    /// answered 503 statelessly (RFC 3261 §21.5.4) and reported as [`Event::Overloaded`], so
+    /// a flood cannot grow the table without bound.
+    pub max_server_transactions: usize,
 }
+
+/// The default [`EndpointConfig::max_server_transactions`]: a non-INVITE server transaction
+/// lives 64*T1 = 32 s after its answer over UDP (Timer J), so this holds the BYEs of 1500
+/// calls ending every second.
+pub const DEFAULT_MAX_SERVER_TRANSACTIONS: usize = 50_000;
 
 impl EndpointConfig {
     /// Defaults for a given sent-by address.
@@ -51,6 +60,7 @@ impl EndpointConfig {
             via_port: local.port(),
             tls_via_port: None,
             user_agent: None,
+            max_server_transactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
         }
     }
 }
@@ -121,6 +131,14 @@ pub enum Event {
         /// Where it came from.
         source: SocketAddr,
     },
+    /// A request that would have started a server transaction beyond
+    /// [`EndpointConfig::max_server_transactions`]: it was answered 503 once, statelessly.
+    Overloaded {
+        /// Where it came from.
+        source: SocketAddr,
+        /// Its method.
+        method: Method,
+    },
     /// Input that was rejected (a request got a 400/505/513 where it could be answered).
     Malformed {
         /// Where it came from.
@@ -182,6 +200,8 @@ pub struct Endpoint {
     transactions: HashMap<TransactionId, Transaction>,
     by_key: HashMap<TransactionKey, TransactionId>,
     by_ack: HashMap<AckKey, TransactionId>,
+    /// Server transactions in `transactions`.
+    servers: usize,
     timers: BinaryHeap<Reverse<(Time, TransactionId, TimerSlot)>>,
     output: VecDeque<Output>,
 }
@@ -227,6 +247,7 @@ impl Endpoint {
             rng,
             next_id: 1,
             transactions: HashMap::new(),
+            servers: 0,
             by_key: HashMap::new(),
             by_ack: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -505,6 +526,33 @@ impl Endpoint {
         }
     }
 
+    /// Answers a server transaction with a final response sent once, and forgets the
+    /// transaction: no retransmission (Timer G), no wait for the ACK (Timer H), as a
+    /// stateless UAS answers (RFC 3261 §8.2.7). For requests from parties that are owed no
+    /// more than one packet: each retransmission of theirs gets one answer, and a spoofed
+    /// source gets nothing amplified.
+    pub fn respond_once(
+        &mut self,
+        id: TransactionId,
+        response: Response,
+    ) -> Result<(), EndpointError> {
+        let t = self
+            .transactions
+            .get(&id)
+            .ok_or(EndpointError::UnknownTransaction(id))?;
+        if t.role != Role::Server || response.status < 200 {
+            return Err(EndpointError::InvalidState {
+                id,
+                state: t.state,
+                action: "answer once (it needs a server transaction and a final response)",
+            });
+        }
+        let (transport, peer) = (t.transport, t.peer);
+        self.transmit(transport, peer, response.to_bytes());
+        self.terminate(id);
+        Ok(())
+    }
+
     /// Answers a server transaction.
     pub fn respond(
         &mut self,
@@ -751,6 +799,9 @@ impl Endpoint {
 
     fn terminate(&mut self, id: TransactionId) {
         if let Some(t) = self.transactions.remove(&id) {
+            if t.role == Role::Server {
+                self.servers -= 1;
+            }
             self.by_key.remove(&t.key);
             if let Some(k) = t.ack_key {
                 if self.by_ack.get(&k) == Some(&id) {
@@ -854,6 +905,17 @@ impl Endpoint {
                     self.retransmitted_request(id);
                     return;
                 }
+                if self.servers >= self.config.max_server_transactions {
+                    // RFC 3261 §21.5.4: 503 with Retry-After, and nothing kept for it.
+                    let mut resp = make_response(&request, 503, None);
+                    resp.headers.add(HeaderKind::RetryAfter, "5");
+                    self.send_response_stateless(&resp, transport, source);
+                    self.event(Event::Overloaded {
+                        source,
+                        method: request.method.clone(),
+                    });
+                    return;
+                }
                 let id = self.new_server(now, transport, source, &request, key, &top);
                 if request.method == Method::Invite {
                     // RFC 3261 §17.2.1: 100 Trying at once, so the client stops retransmitting.
@@ -909,6 +971,7 @@ impl Endpoint {
             },
         );
         self.by_key.insert(key, id);
+        self.servers += 1;
         id
     }
 

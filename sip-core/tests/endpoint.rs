@@ -927,3 +927,96 @@ fn a_tls_request_has_a_tls_via_at_the_tls_port_and_no_retransmissions() {
     let (tx, _) = drain(&mut uac);
     assert_eq!(parse(&tx[0].bytes).top_via().unwrap().port, Some(5060));
 }
+
+/// An INVITE from `uac` (as `from`, a distinct Call-ID per `n`) straight into `uas`.
+fn flood_invite(uas: &mut Endpoint, now: Time, n: u32) {
+    let text = format!(
+        "INVITE sip:100@192.0.2.20 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-flood-{n}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:100@198.51.100.7>;tag=f{n}\r\n\
+         To: <sip:100@192.0.2.20>\r\n\
+         Call-ID: flood-{n}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    uas.handle_datagram(
+        now,
+        Transport::Udp,
+        addr("198.51.100.7:5060"),
+        text.as_bytes(),
+    );
+}
+
+#[test]
+fn a_final_answer_sent_once_is_never_retransmitted_and_keeps_nothing() {
+    let mut uas = endpoint(UAS, 2);
+    flood_invite(&mut uas, Time::ZERO, 1);
+    let (tx, ev) = drain(&mut uas);
+    assert_eq!(tx.iter().map(label).collect::<Vec<_>>(), vec!["100"]);
+    let (server, req) = request_of(&ev);
+    uas.respond_once(server, make_response(&req, 480, Some("t")))
+        .unwrap();
+    let (tx, _) = drain(&mut uas);
+    assert_eq!(tx.iter().map(label).collect::<Vec<_>>(), vec!["480"]);
+    assert_eq!(tx[0].to, addr("198.51.100.7:5060"));
+    assert_eq!(uas.state(server), None, "the transaction is gone");
+    assert_eq!(uas.transaction_count(), 0);
+    // No Timer G: nothing more is sent, whatever the time.
+    assert!(run_timers(&mut uas, Time::ZERO, Time::from_millis(64_000)).is_empty());
+    // A provisional cannot be sent "once": it would leave the caller waiting.
+    flood_invite(&mut uas, Time::ZERO, 2);
+    let (_, ev) = drain(&mut uas);
+    let (server, req) = request_of(&ev);
+    assert!(uas
+        .respond_once(server, make_response(&req, 180, Some("t")))
+        .is_err());
+}
+
+#[test]
+fn server_transactions_beyond_the_bound_get_one_stateless_503_each() {
+    let mut config = EndpointConfig::new(addr(UAS));
+    config.max_server_transactions = 3;
+    let mut uas = Endpoint::new(config, Box::new(ChaCha8Rng::seed_from_u64(2)));
+    for n in 0..3 {
+        flood_invite(&mut uas, Time::ZERO, n);
+    }
+    let (_, ev) = drain(&mut uas);
+    let taken: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Request {
+                transaction,
+                request,
+                ..
+            } => Some((*transaction, request.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(taken.len(), 3);
+    flood_invite(&mut uas, Time::ZERO, 3);
+    let (tx, ev) = drain(&mut uas);
+    assert_eq!(tx.iter().map(label).collect::<Vec<_>>(), vec!["503"]);
+    let busy = match parse(&tx[0].bytes) {
+        Message::Response(r) => r,
+        Message::Request(_) => unreachable!(),
+    };
+    assert!(busy.headers.get(HeaderKind::RetryAfter).is_some());
+    assert!(matches!(
+        ev.as_slice(),
+        [Event::Overloaded {
+            method: Method::Invite,
+            ..
+        }]
+    ));
+    assert_eq!(uas.transaction_count(), 3, "the 503 kept nothing");
+    // Once one ends, a new request is taken again.
+    let (id, req) = &taken[0];
+    uas.respond_once(*id, make_response(req, 480, Some("t")))
+        .unwrap();
+    drain(&mut uas);
+    flood_invite(&mut uas, Time::ZERO, 4);
+    let (tx, ev) = drain(&mut uas);
+    assert_eq!(tx.iter().map(label).collect::<Vec<_>>(), vec!["100"]);
+    assert!(matches!(ev.as_slice(), [Event::Request { .. }]));
+}

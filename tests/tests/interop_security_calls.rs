@@ -5,19 +5,27 @@
 //!   agent (the tap), not in what baresip recorded, while the carrier's 440 Hz goes on;
 //! - a `text/plain` POST /calls (what a web page's form can send without a CORS preflight)
 //!   and a JSON POST with a foreign `Origin` place no call;
+//! - a flood of 200 000 scanner INVITEs at 10 000 a second, half from outside every agent's
+//!   network (dropped unanswered) and half from inside one (rate limited, each admitted one
+//!   answered once, never retransmitted), leaves the dialer's memory within 50 MB of where it
+//!   was, an agent's REGISTER answered within 1 s throughout, and a call placed during it
+//!   bridged and ended normally.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use scenario_tests::interop::audio;
-use scenario_tests::interop::call::CallTest;
+use scenario_tests::interop::baresip::AnswerMode;
+use scenario_tests::interop::call::{text, wait_cdr, CallOptions, CallTest, AGENT_PASSWORD};
 use scenario_tests::interop::carrier::carrier_config;
+use scenario_tests::interop::phone::Phone;
 use scenario_tests::interop::ports::{free_udp_range, LOOPBACK};
 use scenario_tests::interop::robust::{Bridged, Hangup};
 use scenario_tests::interop::rtp_source;
+use scenario_tests::interop::sipp::Sipp;
 use scenario_tests::interop::trace::{self, Direction};
-use scenario_tests::interop::{poll_until, tshark, wire};
+use scenario_tests::interop::{flood, poll_until, process, tshark, wire};
 
 /// The attacker's tone: none of the call's own.
 const ATTACK_HZ: f64 = 2000.0;
@@ -160,4 +168,165 @@ fn a_text_plain_post_and_a_foreign_origin_place_no_call() {
             .contains("\"outcome\""),
         "no CDR"
     );
+}
+
+/// The resident memory of a process, in bytes (`VmRSS` of /proc/PID/status).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `dialer_sip_requests_dropped_total{reason="REASON"}` in an exposition.
+fn dropped(metrics: &str, reason: &str) -> u64 {
+    let series = format!("dialer_sip_requests_dropped_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_invite_flood_leaves_memory_bounded_an_agent_register_answered_and_a_call_working() {
+    const PER_SOURCE: u64 = 100_000;
+    const RATE: u64 = 5_000;
+    let test = CallTest::new("invite-flood", &["sipp", "baresip", "sox"]).expect("setup");
+    let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
+    let carrier = carrier_config(&test.dir, "carrier.xml", LOOPBACK, media_port, 2, &[])
+        .expect("carrier settings");
+    let carrier = Sipp::start(carrier, test.dir.path()).expect("carrier");
+    // The agent phones on 127.0.0.1; 127.0.0.77 is inside an agent network too (a scanner on
+    // the agents' LAN), 127.0.0.66 is outside every one.
+    let options = CallOptions {
+        agent_allow: vec!["127.0.0.1/32".into(), "127.0.0.77/32".into()],
+        ..CallOptions::default()
+    };
+    let config = test.config(carrier.addr(), &options).expect("config");
+    let run = test.run(&config).expect("dialer run");
+    let agent = test
+        .agent(AnswerMode::Auto, &["PCMA"])
+        .expect("agent 1000 registered");
+    let before = resident_bytes(run.pid());
+    assert!(before > 0, "the dialer's memory is readable");
+
+    let outside: IpAddr = Ipv4Addr::new(127, 0, 0, 66).into();
+    let inside: IpAddr = Ipv4Addr::new(127, 0, 0, 77).into();
+    let sip = test.sip;
+    let floods: Vec<_> = [outside, inside]
+        .into_iter()
+        .map(|from| {
+            std::thread::spawn(move || {
+                flood::invites(from, sip, PER_SOURCE, RATE, Duration::from_secs(2))
+            })
+        })
+        .collect();
+
+    // During the flood: a call, and the agent's REGISTER every second.
+    let call = test.call("+15551234").expect("dialer call");
+    agent
+        .wait_established(Duration::from_secs(20))
+        .expect("the call reaches the agent during the flood");
+    let mut phone = Phone::new(sip, "1000", AGENT_PASSWORD);
+    let mut peak = before;
+    let mut registers = 0;
+    let mut slowest = Duration::ZERO;
+    while floods.iter().any(|f| !f.is_finished()) {
+        let asked = process::now();
+        let status = phone.register(Duration::from_secs(1));
+        assert_eq!(
+            status,
+            Some(200),
+            "REGISTER {registers} answered within 1 s per request during the flood"
+        );
+        registers += 1;
+        slowest = slowest.max(process::now() - asked);
+        peak = peak.max(resident_bytes(run.pid()));
+        let next = asked + Duration::from_secs(1);
+        poll_until(
+            "the next REGISTER",
+            Duration::from_secs(2),
+            Duration::from_millis(50),
+            || (process::now() >= next).then_some(()),
+        )
+        .expect("a second passes");
+    }
+    let reports: Vec<flood::FloodReport> = floods
+        .into_iter()
+        .map(|f| f.join().expect("flood thread").expect("flood"))
+        .collect();
+    peak = peak.max(resident_bytes(run.pid()));
+    assert!(registers >= 15, "{registers} REGISTERs during a 20 s flood");
+    assert!(
+        peak.saturating_sub(before) <= 50 * 1024 * 1024,
+        "memory grew from {before} to {peak} bytes"
+    );
+    let (outside, inside) = (&reports[0], &reports[1]);
+    eprintln!(
+        "flood: memory {before} -> {peak} bytes; {registers} REGISTERs, slowest (challenge and \
+         answer) {slowest:?}; {} INVITEs from inside answered",
+        inside.finals_per_call.len()
+    );
+    assert_eq!(outside.sent, PER_SOURCE);
+    assert_eq!(inside.sent, PER_SOURCE);
+    assert_eq!(
+        outside.received, 0,
+        "a source outside every agent network gets nothing back"
+    );
+    assert!(
+        !inside.finals_per_call.is_empty(),
+        "the admitted INVITEs from inside got their 480"
+    );
+    assert_eq!(
+        inside.most_finals_for_one_invite(),
+        1,
+        "no final answer is retransmitted"
+    );
+    // 100 at once and 50 a second after: far fewer answers than INVITEs.
+    assert!(
+        inside.finals_per_call.len() < 5_000,
+        "{} INVITEs from inside answered",
+        inside.finals_per_call.len()
+    );
+
+    // The call placed during the flood is still up, and ends normally.
+    let heard = agent.heard_seconds();
+    poll_until(
+        "the agent hearing the carrier after the flood",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (agent.heard_seconds() >= heard + 1.0).then_some(()),
+    )
+    .expect("audio flows after the flood");
+    agent.hangup().expect("agent hangs up");
+    agent
+        .wait_terminated(Duration::from_secs(20))
+        .expect("the call ends");
+    call.wait_exit(Duration::from_secs(20))
+        .expect("dialer call exits");
+    carrier
+        .expect_success(Duration::from_secs(30))
+        .expect("the carrier's call completed");
+    let cdr = wait_cdr(&run, Duration::from_secs(5)).expect("a CDR");
+    assert_eq!(text(&cdr, "outcome"), "bridged", "{cdr}");
+
+    let metrics = test
+        .client()
+        .expect("client")
+        .get_text("/metrics")
+        .expect("GET /metrics");
+    assert!(dropped(&metrics, "unknown_source") > 0, "{metrics}");
+    assert!(dropped(&metrics, "rate_limited") > 0, "{metrics}");
+    assert!(
+        run.output(process::Stream::Stderr)
+            .contains("WARN dialer::gate: rate limited source=127.0.0.77"),
+        "one line names the rate-limited source"
+    );
+    let exit = run.stop("TERM", Duration::from_secs(20)).expect("stops");
+    assert!(exit.success());
+    agent.stop().expect("agent stops");
 }

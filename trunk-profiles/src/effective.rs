@@ -280,6 +280,11 @@ pub(crate) fn render(c: &Config) -> String {
         .map(|n| quoted(&n.to_string()))
         .collect();
     line("ban_exempt", format!("[{}]", nets.join(", ")));
+    line("max_requests_per_s", sec.max_requests_per_s.to_string());
+    line(
+        "max_server_transactions",
+        sec.max_server_transactions.to_string(),
+    );
 
     line(
         "\n[store]\npath",

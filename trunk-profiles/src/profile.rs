@@ -396,6 +396,11 @@ pub struct Security {
     pub ban: Duration,
     /// Networks never banned.
     pub ban_exempt: Vec<IpNet>,
+    /// SIP requests taken per second from one source address that is not a trunk (twice as
+    /// many in a burst); more are dropped unanswered.
+    pub max_requests_per_s: u32,
+    /// Most SIP server transactions alive at once; a request beyond gets one stateless 503.
+    pub max_server_transactions: u32,
 }
 
 impl Security {
@@ -413,6 +418,8 @@ impl Default for Security {
             ban_window: Duration::from_secs(u64::from(DEFAULT_BAN_WINDOW_S)),
             ban: Duration::from_secs(u64::from(DEFAULT_BAN_S)),
             ban_exempt: Vec::new(),
+            max_requests_per_s: DEFAULT_MAX_REQUESTS_PER_S,
+            max_server_transactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
         }
     }
 }
@@ -423,6 +430,12 @@ pub(crate) const DEFAULT_MAX_AUTH_FAILURES: u32 = 5;
 pub(crate) const DEFAULT_BAN_WINDOW_S: u32 = 600;
 /// `security.ban_s` when absent: an hour.
 pub(crate) const DEFAULT_BAN_S: u32 = 3_600;
+/// `security.max_requests_per_s` when absent: far above what a phone sends (a REGISTER a
+/// minute, a few requests per call), far below a scanner.
+pub(crate) const DEFAULT_MAX_REQUESTS_PER_S: u32 = 50;
+/// `security.max_server_transactions` when absent: the BYEs of 1500 calls ending every
+/// second each live 32 s over UDP (RFC 3261 Timer J).
+pub(crate) const DEFAULT_MAX_SERVER_TRANSACTIONS: u32 = 50_000;
 
 /// Whether `ip` (an IPv4-mapped IPv6 address as its IPv4 address) lies in one of `nets`.
 fn in_networks(nets: &[IpNet], ip: IpAddr) -> bool {

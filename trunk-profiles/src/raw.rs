@@ -170,6 +170,8 @@ pub(crate) struct RawSecurity {
     pub(crate) ban_window_s: Option<S<u32>>,
     pub(crate) ban_s: Option<S<u32>>,
     pub(crate) ban_exempt: Option<S<Vec<S<String>>>>,
+    pub(crate) max_requests_per_s: Option<S<u32>>,
+    pub(crate) max_server_transactions: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

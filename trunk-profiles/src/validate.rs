@@ -1268,11 +1268,27 @@ impl<'a> Checker<'a> {
             .as_ref()
             .map(|list| self.networks(list, "security.ban_exempt"))
             .unwrap_or_default();
+        let max_requests_per_s = self.bounded(
+            &raw.max_requests_per_s,
+            "security.max_requests_per_s",
+            DEFAULT_MAX_REQUESTS_PER_S,
+            (1, 100_000),
+            "requests per second",
+        );
+        let max_server_transactions = self.bounded(
+            &raw.max_server_transactions,
+            "security.max_server_transactions",
+            DEFAULT_MAX_SERVER_TRANSACTIONS,
+            (100, 1_000_000),
+            "transactions",
+        );
         Security {
             max_auth_failures,
             ban_window: secs(ban_window),
             ban: secs(ban),
             ban_exempt,
+            max_requests_per_s,
+            max_server_transactions,
         }
     }
 

@@ -393,6 +393,8 @@ fn security_defaults_without_the_table() {
     assert_eq!(s.ban_window, Duration::from_secs(600));
     assert_eq!(s.ban, Duration::from_secs(3600));
     assert!(s.ban_exempt.is_empty());
+    assert_eq!(s.max_requests_per_s, 50);
+    assert_eq!(s.max_server_transactions, 50_000);
     assert!(!s.is_exempt("127.0.0.1".parse().unwrap()));
     let listing = c.effective_settings();
     for line in [
@@ -401,6 +403,8 @@ fn security_defaults_without_the_table() {
         "ban_window_s = 600",
         "ban_s = 3600",
         "ban_exempt = []",
+        "max_requests_per_s = 50",
+        "max_server_transactions = 50000",
     ] {
         has_line(&listing, line);
     }
@@ -428,6 +432,14 @@ fn security_values_are_read_and_ban_zero_bans_nobody() {
     );
     let c = load(&format!("{TRUNK}[security]\nban_s = 2592000\n"));
     assert_eq!(c.security().ban.as_secs(), 2_592_000);
+    let c = load(&format!(
+        "{TRUNK}[security]\nmax_requests_per_s = 5\nmax_server_transactions = 100\n"
+    ));
+    assert_eq!(c.security().max_requests_per_s, 5);
+    assert_eq!(c.security().max_server_transactions, 100);
+    let listing = c.effective_settings();
+    has_line(&listing, "max_requests_per_s = 5");
+    has_line(&listing, "max_server_transactions = 100");
 }
 
 #[test]
@@ -452,6 +464,14 @@ fn security_values_out_of_bounds_state_the_bounds() {
         (
             "ban_s = 2592001\n",
             "dialer.toml:7:9: security.ban_s: 2592001 is out of range, expected 0 to 2592000 seconds (0 logs failures and bans nobody)",
+        ),
+        (
+            "max_requests_per_s = 0\n",
+            "dialer.toml:7:22: security.max_requests_per_s: 0 is out of range, expected 1 to 100000 requests per second",
+        ),
+        (
+            "max_server_transactions = 99\n",
+            "dialer.toml:7:27: security.max_server_transactions: 99 is out of range, expected 100 to 1000000 transactions",
         ),
     ] {
         assert_eq!(error(&format!("{TRUNK}[security]\n{extra}")), expected, "{extra}");

@@ -19,11 +19,13 @@ impl Core {
         let Some(to_tag) = to_tag else {
             match request.method {
                 Method::Invite => {
-                    // This dialer places calls; it does not take them.
+                    // This dialer places calls; it does not take them. One answer, never
+                    // retransmitted: a scanner's INVITE must not start 11 Timer G
+                    // retransmissions towards the address it claims (reflection).
                     let tag = self.endpoint.new_tag();
                     let mut r = make_response(&request, 480, Some(&tag));
                     r.reason = "Temporarily Unavailable - no inbound calls".into();
-                    let _ = self.endpoint.respond(now, tx, r);
+                    let _ = self.endpoint.respond_once(tx, r);
                 }
                 _ => self.others.push_back(Event::Request {
                     transaction: tx,

@@ -209,6 +209,8 @@ struct State {
     metrics: Arc<crate::metrics::Metrics>,
     /// The call journal (`dialer run`): calls under way and their CDRs, in the store.
     journal: Option<super::journal::Journal>,
+    /// Who may send requests, and how fast.
+    gate: crate::gate::Gate,
 }
 
 /// A TCP trunk's connection being re-established after it dropped.
@@ -261,6 +263,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     ep_config.user_agent = Some(config.sip().user_agent.clone());
     ep_config.limits = parse_limits(&config);
     ep_config.tls_via_port = config.sip().tls.listen.map(|a| a.port());
+    ep_config.max_server_transactions = config.security().max_server_transactions as usize;
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
@@ -407,6 +410,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         campaigns: None,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         journal: None,
+        gate: gate(&config, &proxies),
     };
     let journal_thread = journal.map(|(journal, recovered, thread)| {
         state.journal = Some(journal);
@@ -517,6 +521,21 @@ pub(super) async fn tls_side(
 }
 
 /// The TCP limits and timers of `[sip]`.
+/// The gate: the agents' `allow` networks, the trunks' addresses (and their static agents'
+/// contacts) trusted, the `[security]` rate.
+fn gate(config: &Config, proxies: &[SocketAddr]) -> crate::gate::Gate {
+    let networks = config
+        .agents()
+        .iter()
+        .flat_map(|a| a.allow.iter().copied())
+        .collect();
+    let mut gate = crate::gate::Gate::new(networks, config.security().max_requests_per_s);
+    for p in proxies {
+        gate.trust_trunk(p.ip());
+    }
+    gate
+}
+
 pub(super) fn tcp_settings(config: &Config) -> TcpSettings {
     let sip = config.sip();
     TcpSettings {
@@ -674,10 +693,11 @@ impl State {
         next.map(|t| self.clock.instant_of(t).into())
     }
 
-    /// A connection from a banned source is closed as it is accepted, as its datagrams
-    /// would be dropped.
+    /// A connection from a banned or unknown source (see [`crate::gate`]) is closed as it
+    /// is accepted, as its requests would be dropped.
     fn on_accept(&mut self, stream: tokio::net::TcpStream, from: SocketAddr, t: Transport) {
-        if !self.registrar.is_banned(self.clock.now(), from.ip()) {
+        let now = self.clock.now();
+        if !self.registrar.is_banned(now, from.ip()) && self.gate.is_known(now, from.ip()) {
             self.transports.accepted(stream, from, t);
         }
     }
@@ -750,6 +770,25 @@ impl State {
         // [security]: a banned source's datagrams are dropped unanswered, before parsing.
         if self.registrar.is_banned(now, from.ip()) {
             return;
+        }
+        match self
+            .gate
+            .admit(now, from.ip(), crate::gate::is_request(bytes))
+        {
+            crate::gate::Verdict::Admit => {}
+            crate::gate::Verdict::UnknownSource => {
+                self.metrics
+                    .on_dropped(crate::metrics::DropReason::UnknownSource);
+                return;
+            }
+            crate::gate::Verdict::RateLimited { first } => {
+                if first {
+                    tracing::warn!(target: "dialer::gate", "rate limited source={}", from.ip());
+                }
+                self.metrics
+                    .on_dropped(crate::metrics::DropReason::RateLimited);
+                return;
+            }
         }
         self.ladder(false, transport, from, bytes);
         self.core.handle_datagram(now, transport, from, bytes);
@@ -1261,6 +1300,9 @@ impl State {
             let mut moved = false;
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
+                if crate::gate::is_request(&t.bytes) {
+                    self.gate.contacted(self.clock.now(), t.to.ip());
+                }
                 self.ladder(true, t.transport, t.to, &t.bytes);
                 self.transports.send(&t);
             }
@@ -1340,6 +1382,11 @@ impl State {
 
     fn on_other(&mut self, e: Event) {
         let now = self.clock.now();
+        if let Event::Overloaded { .. } = e {
+            self.metrics
+                .on_dropped(crate::metrics::DropReason::Overloaded);
+            return;
+        }
         for (_, r) in &mut self.registrations {
             if r.handle_event(now, &e, self.core.endpoint()) {
                 return;
