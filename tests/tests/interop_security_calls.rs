@@ -9,7 +9,9 @@
 //!   network (dropped unanswered) and half from inside one (rate limited, each admitted one
 //!   answered once, never retransmitted), leaves the dialer's memory within 50 MB of where it
 //!   was, an agent's REGISTER answered within 1 s throughout, and a call placed during it
-//!   bridged and ended normally.
+//!   bridged and ended normally;
+//! - `dialer run | head -1`: once the reader of its standard output has gone, the dialer
+//!   goes on placing and bridging calls, their CDRs in `--cdr FILE`.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -328,5 +330,136 @@ fn an_invite_flood_leaves_memory_bounded_an_agent_register_answered_and_a_call_w
     );
     let exit = run.stop("TERM", Duration::from_secs(20)).expect("stops");
     assert!(exit.success());
+    agent.stop().expect("agent stops");
+}
+
+/// `dialer run` with its standard output on a pipe this test reads, as `| head -1` would;
+/// killed by its PID when dropped.
+struct PipedRun {
+    child: std::process::Child,
+}
+
+impl Drop for PipedRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn with_its_standard_output_closed_after_one_line_the_dialer_goes_on_placing_calls() {
+    use std::io::BufRead;
+    let test = CallTest::new("head-1", &["sipp", "baresip", "sox"]).expect("setup");
+    let media_port = free_udp_range(LOOPBACK, 4).expect("carrier media ports");
+    // The trunk's REGISTER and three calls.
+    let carrier =
+        scenario_tests::interop::call::carrier_for(&test.dir, "carrier.xml", media_port, 4)
+            .expect("carrier");
+    let config = test
+        .config(carrier.addr(), &CallOptions::default())
+        .expect("config");
+    let cdr_file = test.dir.join("cdr.jsonl");
+    let stderr = std::fs::File::create(test.dir.join("dialer-run.stderr")).expect("stderr file");
+    let mut child = test.command(&["run", "--config"]);
+    child
+        .arg(&config)
+        .arg("--cdr")
+        .arg(&cdr_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr);
+    let mut run = PipedRun {
+        child: child.spawn().expect("dialer run starts"),
+    };
+    let mut stdout = std::io::BufReader::new(run.child.stdout.take().expect("piped stdout"));
+    let api = SocketAddr::new(LOOPBACK, test.api_port);
+    poll_until(
+        "dialer run's API",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            TcpStream::connect_timeout(&api, Duration::from_millis(200))
+                .is_ok()
+                .then_some(())
+        },
+    )
+    .expect("dialer run comes up");
+    let agent = test
+        .agent(AnswerMode::Auto, &["PCMA"])
+        .expect("agent 1000 registered");
+    let established = regex::Regex::new("Call established").unwrap();
+    let ended = regex::Regex::new("terminate call|terminated|Call closed|session closed").unwrap();
+    for n in 1..=3 {
+        let call = test.call(&format!("+1555123{n}")).expect("dialer call");
+        agent
+            .peer()
+            .wait_for_lines(&established, n, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("call {n} reaches the agent: {e}"));
+        agent.hangup().expect("agent hangs up");
+        agent
+            .peer()
+            .wait_for_lines(&ended, n, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("call {n} ends: {e}"));
+        call.wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("dialer call {n} exits: {e}"));
+        if n == 1 {
+            // `head -1`: one line read, then the pipe's reading end is gone.
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("the first line");
+            assert!(line.contains("\"outcome\":\"bridged\""), "{line}");
+            drop(std::mem::replace(
+                &mut stdout,
+                std::io::BufReader::new(
+                    std::process::Command::new("true")
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .expect("a stand-in pipe")
+                        .stdout
+                        .take()
+                        .expect("piped"),
+                ),
+            ));
+        }
+        assert!(
+            run.child.try_wait().expect("dialer run's status").is_none(),
+            "dialer run is still running after call {n}"
+        );
+    }
+    carrier
+        .expect_success(Duration::from_secs(30))
+        .expect("the carrier's three calls completed");
+    let cdrs: Vec<serde_json::Value> = poll_until(
+        "three CDRs in the CDR file",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let text = std::fs::read_to_string(&cdr_file).ok()?;
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            (lines.len() >= 3).then_some(lines)
+        },
+    )
+    .expect("the CDRs of the calls placed after stdout closed");
+    assert_eq!(cdrs.len(), 3, "{cdrs:?}");
+    for cdr in &cdrs {
+        assert_eq!(text(cdr, "outcome"), "bridged", "{cdr}");
+    }
+    // TERM: it still shuts down cleanly.
+    let pid = run.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = poll_until(
+        "dialer run's exit",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || run.child.try_wait().ok().flatten(),
+    )
+    .expect("dialer run exits on TERM");
+    assert!(status.success(), "{status}");
     agent.stop().expect("agent stops");
 }
