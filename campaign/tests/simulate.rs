@@ -67,11 +67,9 @@ fn predictive_meets_the_targets_with_20_agents_for_8_hours() {
 }
 
 #[test]
-fn cap_holds_over_the_run_with_5_agents_for_8_hours() {
-    // With 5 agents an hour holds about 100 live answers, so one abandon is a point of
-    // rate and a single hour can pass 3 % by chance (seed 1: 4.35 %); the cap holds over
-    // the run, the span the legal windows (24 h, 30 d) are made of. Seed 2 keeps every
-    // hour under it too.
+fn cap_holds_over_the_run_and_every_hour_with_5_agents_for_8_hours() {
+    // With 5 agents an hour holds about 95 live answers, so one abandon is a point of rate:
+    // the hour's pacing keeps one abandon of headroom for the lines already ringing.
     for seed in [1, 2, 3] {
         let r = run(
             &campaign("pacing = \"predictive\""),
@@ -80,17 +78,9 @@ fn cap_holds_over_the_run_with_5_agents_for_8_hours() {
             8.0,
             seed,
         );
-        assert!(r.abandon_rate <= 0.03, "{r:?}");
+        assert_cap(&r, 0.03);
         assert!(r.live_answers > 500, "{r:?}");
     }
-    let r = run(
-        &campaign("pacing = \"predictive\""),
-        Mode::Predictive,
-        5,
-        8.0,
-        2,
-    );
-    assert_cap(&r, 0.03);
 }
 
 #[test]
