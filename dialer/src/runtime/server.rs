@@ -274,6 +274,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     // The core's trunks are the profile's, in order (settings::core_config).
     for (i, t) in config.trunks().iter().enumerate() {
         core.set_trunk_dtmf(i, settings::dtmf_mode(t.dtmf));
+        core.set_trunk_srtp(i, settings::srtp_policy(t.srtp));
         core.set_trunk_session_timer(
             i,
             t.session_expires.map(|se| SessionTimerConfig {
@@ -347,6 +348,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let (output, output_thread) = super::output::Output::start(cdr_file);
     for a in config.agents() {
         core.set_agent_dtmf(&a.extension, settings::dtmf_mode(a.dtmf));
+        core.set_agent_srtp(&a.extension, settings::srtp_policy(a.srtp));
     }
     let agent_codecs = config
         .agents()
@@ -1492,6 +1494,7 @@ impl State {
         };
         let cmd = match op {
             MediaOp::SetLeg { side, negotiated } => MediaCommand::SetLeg { side, negotiated },
+            MediaOp::SetSrtp { side, keys } => MediaCommand::SetSrtp { side, keys },
             MediaOp::StartRingback { side, path } => {
                 let path = path.or_else(|| m.ringback.clone());
                 match path.and_then(|p| self.ringbacks.get(&p).cloned()) {
