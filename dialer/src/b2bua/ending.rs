@@ -257,7 +257,9 @@ impl Core {
             ..Self::media_config_for(&codecs)
         };
         let answered = parsed.ok().and_then(|offer| {
-            let (answer, answered) = self.answer_offer_with_srtp(r, &offer, &config, &local).ok()?;
+            let (answer, answered) = self
+                .answer_offer_with_srtp(r, &offer, &config, &local)
+                .ok()?;
             let theirs = offer.effective_direction(answered.0.media_index);
             Some((answer, answered, theirs))
         });

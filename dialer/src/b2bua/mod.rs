@@ -40,16 +40,16 @@ mod srtp;
 
 pub use agents::{AgentBoard, AgentState, AgentStatusInfo, PoolSettings, Strategy};
 pub use dtmf::DtmfMode;
+pub use media::sdp::SrtpPolicy;
 pub use session_timer::SessionTimerConfig;
 pub use spec::{AgentChoice, CallOutcome, OriginateError, OriginateSpec};
 pub use srtp::SUITES as SRTP_SUITES;
-pub use media::sdp::SrtpPolicy;
 
 use crate::control::{ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, HungUpBy};
 use media::relay::Side;
 use media::sdp::{
-    build_offer, Codec, Direction, LocalEndpoint, MediaConfig, Negotiated,
-    SessionDescription, SrtpKeys,
+    build_offer, Codec, Direction, LocalEndpoint, MediaConfig, Negotiated, SessionDescription,
+    SrtpKeys,
 };
 use rand::RngCore;
 use sip_core::auth::{

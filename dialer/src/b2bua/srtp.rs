@@ -25,8 +25,7 @@
 
 use super::*;
 use media::sdp::{
-    answer_offer_srtp, process_answer_srtp, CryptoAttribute, NotAcceptable, SrtpKeys,
-    SrtpPolicy,
+    answer_offer_srtp, process_answer_srtp, CryptoAttribute, NotAcceptable, SrtpKeys, SrtpPolicy,
 };
 use media::srtp::CryptoSuite;
 
