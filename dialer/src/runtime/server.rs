@@ -821,7 +821,7 @@ impl State {
         {
             let local = self.sip_local;
             let (from, to) = if out { (local, peer) } else { (peer, local) };
-            super::tap::write_shared(tap, from, to, bytes);
+            super::tap::write_shared(tap, from, to, &super::tap::without_sdes_keys(bytes));
         }
         if self.options.ladder {
             self.output.err(ladder::format(&line, self.options.colour));
