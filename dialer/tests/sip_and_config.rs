@@ -195,8 +195,8 @@ fn config_check_prints_effective_settings_of_every_shipped_profile() {
 
 #[test]
 fn config_check_of_the_tls_carrier_profile_shows_srtp_for_its_trunk_and_its_agent() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../trunk-profiles/profiles/carrier-tls.toml");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../trunk-profiles/profiles/carrier-tls.toml");
     let run = dialer_with(
         &[
             "config",
