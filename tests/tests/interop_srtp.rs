@@ -9,7 +9,9 @@
 //!   the agent's 1000 Hz.
 //! - What went to the agent on the wire is not G.711: a tap on the agent's RTP ports decodes
 //!   no 440 Hz from it, and its payload bytes are as random as a cipher's output (entropy near
-//!   8 bits a byte) where the plain carrier side's are not.
+//!   8 bits a byte) where the plain carrier side's are not. The dialer's own capture of the
+//!   call (`dialer call --pcap`) holds the same encrypted packets to the agent and the plain
+//!   ones to the carrier.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,9 +25,9 @@ use scenario_tests::interop::call::{
 };
 use scenario_tests::interop::certs;
 use scenario_tests::interop::dialer as dialer_bin;
-use scenario_tests::interop::poll_until;
 use scenario_tests::interop::ports::{free_baresip_port, free_port, free_udp_range, LOOPBACK};
 use scenario_tests::interop::tshark::{self, RtpPacket, Tap};
+use scenario_tests::interop::{poll_until, Peer};
 
 /// Shannon entropy of the bytes, in bits per byte.
 fn entropy(bytes: &[u8]) -> f64 {
@@ -84,6 +86,8 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
         .config(carrier.addr(), &CallOptions::default())
         .expect("config");
     let tls = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("TLS port"));
+    let pcap_dir = test.dir.join("pcaps");
+    std::fs::create_dir_all(&pcap_dir).expect("pcap_dir");
     let original = std::fs::read_to_string(&config).expect("config written");
     let patched = original
         .replacen(
@@ -95,7 +99,12 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
             ),
             1,
         )
-        .replacen("[[agent]]\n", "[[agent]]\nsrtp = \"required\"\n", 1);
+        .replacen("[[agent]]\n", "[[agent]]\nsrtp = \"required\"\n", 1)
+        .replacen(
+            "[media]\n",
+            &format!("[media]\npcap_dir = \"{}\"\n", pcap_dir.display()),
+            1,
+        );
     assert_ne!(original, patched, "the template has [sip] and [[agent]]");
     std::fs::write(&config, patched).expect("config patched");
     dialer_bin::check_config(&test.dialer, &config).expect("dialer config check accepts it");
@@ -126,7 +135,10 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
         .wait_registered(Duration::from_secs(10))
         .expect("agent 1000 registers over TLS");
 
-    let call = test.call("+15551234").expect("dialer call");
+    // `dialer call --pcap`: the dialer's own capture of the call.
+    let mut command = test.command(&["call", "+15551234", "--agent", "1000", "--pcap"]);
+    command.arg("call.pcap").arg("--api").arg(test.api_url());
+    let call = Peer::spawn("dialer-call", command, test.dir.path()).expect("dialer call");
     agent
         .wait_established(Duration::from_secs(20))
         .expect("the agent answers the RTP/SAVP offer");
@@ -221,6 +233,28 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
     assert!(
         plain < 7.5,
         "carrier-side (plain G.711) payload entropy {plain:.3} bits/byte"
+    );
+    // The dialer's own capture (`--pcap`) holds the same: SRTP to the agent's port, as sent.
+    let agent_port = to_agent[0].dst.port();
+    let own = pcap_dir.join("call.pcap");
+    let own_to_agent = tshark::rtp_to_port(&own, agent_port).expect("--pcap RTP to the agent");
+    assert!(own_to_agent.len() >= 100, "{} packets", own_to_agent.len());
+    let own_g711 = tshark::g711_timeline(&own_to_agent);
+    assert!(
+        !audio::tone_present_in(&own_g711, 440.0, 0.0, own_g711.duration_s()),
+        "the --pcap holds decodable audio to the agent"
+    );
+    let own_entropy = entropy(&payload_bytes(&own_to_agent));
+    assert!(
+        own_entropy > 7.9,
+        "--pcap agent-side entropy {own_entropy:.3}"
+    );
+    let own_to_carrier = tshark::rtp_to_port(&own, media_port).expect("--pcap RTP to the carrier");
+    let own_plain = tshark::g711_timeline(&own_to_carrier);
+    assert!(
+        audio::tone_present_in(&own_plain, 1000.0, 0.0, own_plain.duration_s()),
+        "the --pcap holds the plain carrier side: {:?}",
+        audio::tone_timeline(&own_plain, &TONES)
     );
     eprintln!(
         "payload entropy: agent side (SRTP) {encrypted:.3} bits/byte over {} packets, carrier side (RTP) {plain:.3} over {}",
