@@ -264,10 +264,12 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
+    // The core draws SDES master keys (RFC 4568 §6.1) from its source, so it gets a full
+    // 256-bit seed from the OS: 64 bits would cap every key's strength at 64 bits.
     let mut core = Core::new(
         core_config,
         endpoint,
-        Box::new(StdRng::seed_from_u64(seed.next_u64())),
+        Box::new(StdRng::from_rng(&mut seed).expect("StdRng as a seed source does not fail")),
         clock.unix_at_start(),
     );
     core.set_tls_contact_port(config.sip().tls.listen.map(|a| a.port()));
