@@ -4,6 +4,9 @@
 //! RFC 4568), and `srtp = "required"` for it in the dialer; the carrier is SIPp with plain
 //! RTP (PCMA, 440 Hz). The relay decrypts what the agent sends and encrypts what it gets.
 //!
+//! The same call with `srtp = "optional"` and baresip's `mediaenc=srtp` (`RTP/AVP` offers with
+//! `a=crypto`, answered with a key) is encrypted as well.
+//!
 //! - Audio both ways: baresip, which decrypts with the key the dialer put in its SDP, hears
 //!   the carrier's 440 Hz; the carrier, which gets the plain RTP the relay decrypted, hears
 //!   the agent's 1000 Hz.
@@ -51,11 +54,19 @@ fn payload_bytes(packets: &[RtpPacket]) -> Vec<u8> {
 
 #[test]
 fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side_is_encrypted() {
-    let test = CallTest::new(
-        "srtp-agent",
-        &["sipp", "baresip", "sox", "tshark", "openssl"],
-    )
-    .expect("setup");
+    srtp_agent_call("srtp-agent", "required", "srtp-mand");
+}
+
+#[test]
+fn an_optional_srtp_agent_answering_rtp_avp_with_a_key_is_encrypted_too() {
+    srtp_agent_call("srtp-agent-optional", "optional", "srtp");
+}
+
+/// One bridged call: agent 1000 with `srtp = POLICY` in the dialer and baresip's
+/// `mediaenc=MEDIAENC`, the carrier plain; every check of the module docs.
+fn srtp_agent_call(name: &str, policy: &str, mediaenc: &str) {
+    let test =
+        CallTest::new(name, &["sipp", "baresip", "sox", "tshark", "openssl"]).expect("setup");
     let certs = certs::make(
         test.dir.path(),
         "dialer",
@@ -99,7 +110,11 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
             ),
             1,
         )
-        .replacen("[[agent]]\n", "[[agent]]\nsrtp = \"required\"\n", 1)
+        .replacen(
+            "[[agent]]\n",
+            &format!("[[agent]]\nsrtp = \"{policy}\"\n"),
+            1,
+        )
         .replacen(
             "[media]\n",
             &format!("[media]\npcap_dir = \"{}\"\n", pcap_dir.display()),
@@ -128,7 +143,7 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
         test.dir.path(),
         "tls",
         Some(&certs.ca),
-        "srtp-mand",
+        mediaenc,
     )
     .expect("baresip with SRTP");
     agent
@@ -141,7 +156,7 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
     let call = Peer::spawn("dialer-call", command, test.dir.path()).expect("dialer call");
     agent
         .wait_established(Duration::from_secs(20))
-        .expect("the agent answers the RTP/SAVP offer");
+        .expect("the agent answers the SRTP offer");
     agent
         .peer()
         .wait_for_line(
@@ -257,7 +272,7 @@ fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side
         audio::tone_timeline(&own_plain, &TONES)
     );
     eprintln!(
-        "payload entropy: agent side (SRTP) {encrypted:.3} bits/byte over {} packets, carrier side (RTP) {plain:.3} over {}",
+        "{name}: payload entropy: agent side (SRTP) {encrypted:.3} bits/byte over {} packets, carrier side (RTP) {plain:.3} over {}",
         to_agent.len(),
         to_carrier.len()
     );
