@@ -9,7 +9,8 @@
 //!   call, digest answers to the trunk, the ACK for a 2xx through the route set, BYE and
 //!   CANCEL races, the CDR; agent states and pools ([`b2bua::agents`]), the agent chosen when
 //!   the customer answers and the abandon path, agent sessions, the trunks' channel and
-//!   calls-per-second queues; its interface is plain data ([`b2bua::spec`]).
+//!   calls-per-second queues; SRTP per leg keyed by SDES ([`b2bua::SrtpPolicy`] per trunk
+//!   and agent); its interface is plain data ([`b2bua::spec`]).
 //! - [`registrar`]: agents' REGISTER with digest, `allow` networks and NAT source binding;
 //!   one answer for every failure, and bans of sources that keep failing.
 //! - [`runtime`]: the only IO: the clock, the SIP socket and signalling task, each call's media
@@ -42,8 +43,9 @@
 //! The `pcap` and `sip` commands are one-shot: read, analyse, print, exit.
 //!
 //! # What it deliberately does not do
-//! - No inbound calls (an INVITE from outside a dialog gets 480), no TLS or SRTP, no DNS SRV
-//!   (trunk proxies resolve through A/AAAA).
+//! - No inbound calls (an INVITE from outside a dialog gets 480), no DNS SRV (trunk proxies
+//!   resolve through A/AAAA). SRTP is keyed by SDES only (RFC 4568, per leg, see
+//!   `b2bua/srtp.rs`), never by DTLS-SRTP or MIKEY.
 //! - The ladder does not re-run transactions: it reports what the capture shows (messages,
 //!   retransmissions, missing or misrouted ACKs, NAT traces, outcome), not what a stack would do.
 

@@ -194,6 +194,27 @@ fn config_check_prints_effective_settings_of_every_shipped_profile() {
 }
 
 #[test]
+fn config_check_of_the_tls_carrier_profile_shows_srtp_for_its_trunk_and_its_agent() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../trunk-profiles/profiles/carrier-tls.toml");
+    let run = dialer_with(
+        &[
+            "config",
+            "check",
+            "--config",
+            path.to_str().expect("UTF-8 path"),
+        ],
+        None,
+        &SECRETS,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let trunk = run.stdout.split("[[agent]]").next().unwrap_or_default();
+    assert!(trunk.contains("srtp = \"required\""), "{}", run.stdout);
+    let agent = run.stdout.split("[[agent]]").nth(1).unwrap_or_default();
+    assert!(agent.contains("srtp = \"optional\""), "{}", run.stdout);
+}
+
+#[test]
 fn config_check_of_a_broken_file_names_file_line_and_key() {
     let path = scratch("broken.toml");
     std::fs::write(

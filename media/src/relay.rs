@@ -1151,10 +1151,26 @@ impl Relay {
         buf: &mut [u8],
         len: usize,
     ) -> Forward {
+        self.forward_and_read(now, side, from, buf, len, |_| {})
+    }
+
+    /// [`Relay::forward`], handing `read` the datagram as plain RTP or RTCP (unprotected when
+    /// `side` is SRTP) before the relay rewrites it: what a recorder needs of an SRTP leg.
+    /// A packet that does not authenticate is dropped without being read.
+    pub fn forward_and_read(
+        &mut self,
+        now: Instant,
+        side: Side,
+        from: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+        read: impl FnOnce(&[u8]),
+    ) -> Forward {
         let len = match self.unprotect(side, buf, len.min(buf.len())) {
             Ok(len) => len,
             Err(reason) => return Forward::Dropped(reason),
         };
+        read(&buf[..len]);
         match self.forward_plain(now, side, from, buf, len) {
             Forward::Send { to, len } => match self.protect(side.other(), buf, len) {
                 Ok(len) => Forward::Send { to, len },

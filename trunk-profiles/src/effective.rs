@@ -126,6 +126,7 @@ pub(crate) fn render(c: &Config) -> String {
             secs(t.register_retry_max).to_string(),
         );
         line("dtmf", quoted(t.dtmf.name()));
+        line("srtp", quoted(t.srtp.name()));
         line(
             "session_expires_s",
             t.session_expires
@@ -166,6 +167,7 @@ pub(crate) fn render(c: &Config) -> String {
         line("allow", format!("[{}]", nets.join(", ")));
         line("codecs", codecs(&a.codecs));
         line("dtmf", quoted(a.dtmf.name()));
+        line("srtp", quoted(a.srtp.name()));
         line(
             "contact",
             a.contact

@@ -76,8 +76,8 @@ pub use error::{ConfigError, Diagnostic, Diagnostics};
 pub use number::{NumberError, NumberRewrite, E164_MAX_DIGITS};
 pub use profile::{
     Agent, AgentMode, AgentSecret, Api, Calls, Codec, Credentials, DtmfMode, Keepalive, Media,
-    Pool, PoolStrategy, Registrar, Security, SipSettings, SipTimers, Store, TcpLimits, Transport,
-    Trunk,
+    Pool, PoolStrategy, Registrar, Security, SipSettings, SipTimers, SrtpMode, Store, TcpLimits,
+    Transport, Trunk,
 };
 pub use secret::Secret;
 

@@ -151,6 +151,31 @@ impl DtmfMode {
     }
 }
 
+/// Whether a leg's media is SRTP (RFC 3711), keyed by SDES (RFC 4568 `a=crypto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpMode {
+    /// Plain RTP: offers carry no `a=crypto`; an `RTP/SAVP` offer is refused.
+    #[default]
+    Off,
+    /// SRTP when the peer agrees: `RTP/AVP` offers with `a=crypto` lines (a plain answer
+    /// keeps the leg plain).
+    Optional,
+    /// SRTP or no call: `RTP/SAVP` offers (RFC 3711 §6); an answer or offer without a usable
+    /// `a=crypto` fails the leg (488 to an offer).
+    Required,
+}
+
+impl SrtpMode {
+    /// The name used in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            SrtpMode::Off => "off",
+            SrtpMode::Optional => "optional",
+            SrtpMode::Required => "required",
+        }
+    }
+}
+
 /// What the dialer sends to hold a NAT binding to the trunk open and see that it is alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keepalive {
@@ -252,6 +277,8 @@ pub struct Trunk {
     pub register_retry_max: Duration,
     /// DTMF mode on this trunk's legs.
     pub dtmf: DtmfMode,
+    /// SRTP on this trunk's legs.
+    pub srtp: SrtpMode,
     /// Session-Expires to request (RFC 4028); `None` when session timers are off.
     pub session_expires: Option<Duration>,
     /// Min-SE we accept and send (RFC 4028 §5).
@@ -293,6 +320,8 @@ pub struct Agent {
     pub codecs: Vec<Codec>,
     /// DTMF mode on the agent leg.
     pub dtmf: DtmfMode,
+    /// SRTP on the agent leg.
+    pub srtp: SrtpMode,
     /// Fixed contact for an agent that does not REGISTER.
     pub contact: Option<StaticContact>,
     /// Longest registration granted to this agent (overrides the registrar's `max_expires`).

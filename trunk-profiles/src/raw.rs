@@ -88,6 +88,7 @@ pub(crate) struct RawTrunk {
     pub(crate) register_retry_min_s: Option<S<u32>>,
     pub(crate) register_retry_max_s: Option<S<u32>>,
     pub(crate) dtmf: Option<S<String>>,
+    pub(crate) srtp: Option<S<String>>,
     pub(crate) session_expires_s: Option<S<u32>>,
     pub(crate) min_se_s: Option<S<u32>>,
 }
@@ -101,6 +102,7 @@ pub(crate) struct RawAgent {
     pub(crate) allow: Option<S<Vec<S<String>>>>,
     pub(crate) codecs: Option<S<Vec<S<String>>>>,
     pub(crate) dtmf: Option<S<String>>,
+    pub(crate) srtp: Option<S<String>>,
     pub(crate) contact: Option<S<String>>,
     pub(crate) max_expires: Option<S<u32>>,
 }

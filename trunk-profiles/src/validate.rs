@@ -47,6 +47,11 @@ const DTMF: Choices<DtmfMode> = &[
     ("info", DtmfMode::Info),
     ("inband", DtmfMode::Inband),
 ];
+const SRTP: Choices<SrtpMode> = &[
+    ("off", SrtpMode::Off),
+    ("optional", SrtpMode::Optional),
+    ("required", SrtpMode::Required),
+];
 const KEEPALIVES: Choices<Keepalive> = &[
     ("options", Keepalive::Options),
     ("crlf", Keepalive::Crlf),
@@ -773,6 +778,7 @@ impl<'a> Checker<'a> {
             );
         }
         let dtmf = self.choice_or(&raw.dtmf, &k("dtmf"), DTMF, DtmfMode::Rfc4733);
+        let srtp = self.choice_or(&raw.srtp, &k("srtp"), SRTP, SrtpMode::Off);
         // RFC 4028 §4: Min-SE MUST NOT be less than 90 seconds.
         let min_se = self.bounded(&raw.min_se_s, &k("min_se_s"), 90, (90, DAY), "seconds");
         let session_expires = match &raw.session_expires_s {
@@ -808,6 +814,7 @@ impl<'a> Checker<'a> {
             register_retry_min: secs(retry_min),
             register_retry_max: secs(retry_max),
             dtmf,
+            srtp,
             session_expires: session_expires.map(secs),
             min_se: secs(min_se),
             redirect_hosts,
@@ -975,6 +982,7 @@ impl<'a> Checker<'a> {
         };
         let codecs = self.codecs(&raw.codecs, &k("codecs"));
         let dtmf = self.choice_or(&raw.dtmf, &k("dtmf"), DTMF, DtmfMode::Rfc4733);
+        let srtp = self.choice_or(&raw.srtp, &k("srtp"), SRTP, SrtpMode::Off);
         let contact = raw
             .contact
             .as_ref()
@@ -999,6 +1007,7 @@ impl<'a> Checker<'a> {
             allow,
             codecs,
             dtmf,
+            srtp,
             contact,
             max_expires: secs(max_expires),
         })

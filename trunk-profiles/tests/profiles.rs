@@ -279,4 +279,7 @@ fn the_tls_carrier_profile_verifies_against_the_system_roots() {
     assert_eq!(t.proxy.port, 5061);
     let tls = &c.sip().tls;
     assert!(tls.verify && tls.ca.is_none() && tls.listen.is_none());
+    assert_eq!(t.srtp, trunk_profiles::SrtpMode::Required);
+    let agent = c.agents().iter().find(|a| a.extension == "1000").unwrap();
+    assert_eq!(agent.srtp, trunk_profiles::SrtpMode::Optional);
 }

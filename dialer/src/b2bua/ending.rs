@@ -152,6 +152,7 @@ impl Core {
     /// The ACK of a 2xx we sent to a re-INVITE: when that 2xx carried our offer, the ACK
     /// carries the answer (RFC 3261 §14.2, RFC 3264 §4), which the relay then follows.
     fn on_ack(&mut self, r: LegRef, ack: &Request) {
+        let srtp = self.srtp_policy(r.call, r.side);
         let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) else {
             return;
         };
@@ -164,25 +165,12 @@ impl Core {
         ) else {
             return;
         };
-        let codecs: Vec<Codec> = offer
-            .media
-            .first()
-            .map(|m| m.formats.iter().filter_map(Codec::of_format).collect())
-            .unwrap_or_default();
-        let Ok(negotiated) = process_answer(offer, &answer, &Self::media_config_for(&codecs))
-        else {
+        let Ok(answered) = super::srtp::process_answer_with_srtp(offer, &answer, srtp) else {
             return;
         };
         let theirs =
-            super::hold::answered_direction(offer, &answer, &negotiated, leg.remote_direction);
-        leg.negotiated = Some(negotiated.clone());
-        self.actions.push_back(Action::Media {
-            call: r.call,
-            op: MediaOp::SetLeg {
-                side: r.side,
-                negotiated,
-            },
-        });
+            super::hold::answered_direction(offer, &answer, &answered.0, leg.remote_direction);
+        self.set_leg_media(r.call, r.side, answered);
         self.remote_direction_is(self.now, r.call, r.side, theirs);
     }
 
@@ -271,31 +259,29 @@ impl Core {
             ..Self::media_config_for(&codecs)
         };
         let answered = parsed.ok().and_then(|offer| {
-            let (answer, negotiated) = media::sdp::answer_offer(&offer, &config, &local).ok()?;
-            let theirs = offer.effective_direction(negotiated.media_index);
-            Some((answer, negotiated, theirs))
+            let (answer, answered) = self
+                .answer_offer_with_srtp(r, &offer, &config, &local)
+                .ok()?;
+            let theirs = offer.effective_direction(answered.0.media_index);
+            Some((answer, answered, theirs))
         });
         match answered {
-            Some((answer, negotiated, theirs)) => {
+            Some((answer, answered, theirs)) => {
                 let mut ours = answer;
                 ours.origin.session_version = version;
                 resp.set_body("application/sdp", ours.to_sdp_string().into_bytes());
-                leg.local_sdp = Some(ours);
-                leg.negotiated = Some(negotiated.clone());
+                if let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) {
+                    leg.local_sdp = Some(ours);
+                }
                 self.answer_refresh(now, r, timer, &mut resp);
                 let _ = self.endpoint.respond(now, tx, resp);
-                self.actions.push_back(Action::Media {
-                    call: r.call,
-                    op: MediaOp::SetLeg {
-                        side: r.side,
-                        negotiated,
-                    },
-                });
+                self.set_leg_media(r.call, r.side, answered);
                 self.remote_direction_is(now, r.call, r.side, theirs);
             }
             None => {
-                // RFC 3261 §14.2 / RFC 3264 §6: an offer we cannot accept: 488, the session
-                // stays as it was.
+                // RFC 3261 §14.2 / RFC 3264 §6 / RFC 4568 §7.1.2: an offer we cannot accept
+                // (no codec in common, RTP/SAVP on a leg without SRTP, no usable a=crypto on
+                // one that requires it): 488, the session stays as it was.
                 let _ = self
                     .endpoint
                     .respond(now, tx, make_response(&request, 488, None));

@@ -27,6 +27,7 @@ impl Core {
         let tls_contact_port = self.contact_port_for(Transport::Tls);
         let media_ip = self.config.media_ip;
         let events = self.takes_telephone_events(call, side);
+        let srtp = self.srtp_policy(call, side);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -168,7 +169,15 @@ impl Core {
                     telephone_event: events,
                     ..Self::media_config(&codecs)
                 };
-                build_offer(&config, &local)
+                let mut offer = build_offer(&config, &local);
+                // RFC 4568 §7.1.1: fresh keys per leg and per call.
+                media::sdp::add_crypto_to_offer(
+                    &mut offer,
+                    srtp,
+                    super::srtp::SUITES,
+                    &mut *self.rng,
+                );
+                offer
             }
         };
         r.set_body("application/sdp", offer.to_sdp_string().into_bytes());
@@ -421,6 +430,7 @@ impl Core {
         if self.early_dialog(now, r, response) == Some(false) {
             return;
         }
+        let srtp = self.srtp_policy(r.call, r.side);
         let Some(c) = self.calls.get_mut(&r.call) else {
             return;
         };
@@ -440,8 +450,7 @@ impl Core {
                 // Early media is received but nobody hears it yet: the relay learns the
                 // carrier's address, the agent leg does not exist.
                 if early {
-                    if let Some(n) = Self::negotiate(&c.customer, response) {
-                        c.customer.negotiated = Some(n.clone());
+                    if let Some(n) = Self::negotiate(&c.customer, response, srtp) {
                         let tag = response
                             .to_header()
                             .ok()
@@ -454,13 +463,7 @@ impl Core {
                         {
                             e.negotiated = Some(n.clone());
                         }
-                        self.actions.push_back(Action::Media {
-                            call: id,
-                            op: MediaOp::SetLeg {
-                                side: Side::Customer,
-                                negotiated: n,
-                            },
-                        });
+                        self.set_leg_media(id, Side::Customer, n);
                     }
                 }
                 self.emit_call(
@@ -501,23 +504,19 @@ impl Core {
         }
     }
 
-    fn negotiate(leg: &Leg, response: &Response) -> Option<Negotiated> {
+    /// The answer in `response` to the leg's offer, with its SRTP keys (see `srtp.rs`).
+    fn negotiate(
+        leg: &Leg,
+        response: &Response,
+        policy: SrtpPolicy,
+    ) -> Option<super::srtp::Answered> {
         let offer = leg.offer.as_ref()?;
         let answer = SessionDescription::parse_bytes(&response.body).ok()?;
-        let codecs: Vec<Codec> = offer
-            .media
-            .first()
-            .map(|m| {
-                m.formats
-                    .iter()
-                    .filter_map(Codec::of_format)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        process_answer(offer, &answer, &Self::media_config(&codecs)).ok()
+        super::srtp::process_answer_with_srtp(offer, &answer, policy).ok()
     }
 
     fn on_answer(&mut self, now: Time, r: LegRef, response: Response) {
+        let srtp = self.srtp_policy(r.call, r.side);
         let Some(c) = self.calls.get_mut(&r.call) else {
             return;
         };
@@ -598,7 +597,7 @@ impl Core {
         let negotiated = if response.body.is_empty() {
             leg.early_answer.take()
         } else {
-            Self::negotiate(leg, &response)
+            Self::negotiate(leg, &response, srtp)
         };
         leg.peer_allows_update = response
             .headers
@@ -618,8 +617,10 @@ impl Core {
             self.send_bye(now, id, r.side);
             return;
         }
-        let Some(negotiated) = negotiated else {
-            // RFC 3264 §6: an answer we cannot use; end both legs (488 semantics).
+        let Some(answered) = negotiated else {
+            // RFC 3264 §6: an answer we cannot use (no codec in common, or no usable
+            // a=crypto where SRTP is required, RFC 4568 §7.1.3); end both legs (488
+            // semantics).
             self.end_call(
                 now,
                 id,
@@ -632,7 +633,7 @@ impl Core {
             );
             return;
         };
-        let codec = negotiated.codec.encoding_name().to_owned();
+        let codec = answered.0.codec.encoding_name().to_owned();
         let c = self.calls.get_mut(&id).expect("checked above");
         let leg = leg_of(c, r.side).expect("checked above");
         if let (Some(offer), Ok(answer)) = (
@@ -641,16 +642,9 @@ impl Core {
         ) {
             // A party that answers on hold (sendonly, inactive) holds from the start.
             leg.remote_direction =
-                super::hold::answered_direction(offer, &answer, &negotiated, Direction::SendRecv);
+                super::hold::answered_direction(offer, &answer, &answered.0, Direction::SendRecv);
         }
-        leg.negotiated = Some(negotiated.clone());
-        self.actions.push_back(Action::Media {
-            call: id,
-            op: MediaOp::SetLeg {
-                side: r.side,
-                negotiated,
-            },
-        });
+        self.set_leg_media(id, r.side, answered);
         self.start_session_timer(now, id, r.side, &response);
         let session = self.is_session(id);
         let c = self.calls.get_mut(&id).expect("checked above");

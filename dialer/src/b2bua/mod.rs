@@ -36,17 +36,20 @@ pub mod q850;
 mod session_timer;
 mod sessions;
 pub mod spec;
+mod srtp;
 
 pub use agents::{AgentBoard, AgentState, AgentStatusInfo, PoolSettings, Strategy};
 pub use dtmf::DtmfMode;
+pub use media::sdp::SrtpPolicy;
 pub use session_timer::SessionTimerConfig;
 pub use spec::{AgentChoice, CallOutcome, OriginateError, OriginateSpec};
+pub use srtp::SUITES as SRTP_SUITES;
 
 use crate::control::{ApiEvent, CallId, CallInfo, CallState, Cdr, ControlError, HungUpBy};
 use media::relay::Side;
 use media::sdp::{
-    build_offer, process_answer, Codec, Direction, LocalEndpoint, MediaConfig, Negotiated,
-    SessionDescription,
+    build_offer, Codec, Direction, LocalEndpoint, MediaConfig, Negotiated, SessionDescription,
+    SrtpKeys,
 };
 use rand::RngCore;
 use sip_core::auth::{
@@ -158,6 +161,15 @@ pub struct CoreConfig {
 /// Commands for a call's media session, executed by the runtime.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MediaOp {
+    /// A leg's SRTP keys from its offer/answer (RFC 4568), or `None` for plain RTP; sent
+    /// before the [`MediaOp::SetLeg`] they belong to, and only when they change. `Debug`
+    /// prints no key material.
+    SetSrtp {
+        /// Which leg.
+        side: Side,
+        /// Ours (to protect what the relay sends the leg) and the peer's.
+        keys: Option<SrtpKeys>,
+    },
     /// The negotiated stream of one leg (again after a change).
     SetLeg {
         /// Which leg.
@@ -362,7 +374,7 @@ struct Leg {
     /// Our pending (or last) session refresh: its transaction, method and CSeq.
     refresh: Option<(TransactionId, Method, u32)>,
     /// The answer from the reliable 1xx of the dialog the 2xx confirmed.
-    early_answer: Option<Negotiated>,
+    early_answer: Option<srtp::Answered>,
     /// Our re-INVITE or UPDATE on this dialog has no final response yet (RFC 3261 §14.1:
     /// one at a time; RFC 3261 §14.2 and RFC 3311 §5.2: theirs meanwhile gets 491).
     reinvite_outstanding: bool,
@@ -379,6 +391,8 @@ struct Leg {
     /// What the party on this leg last said it does (its offer's or answer's direction,
     /// `c=0.0.0.0` as not receiving): the other leg gets no more than this from us.
     remote_direction: Direction,
+    /// The SRTP keys the leg's media uses, `None` for plain RTP (see `srtp.rs`).
+    srtp: Option<SrtpKeys>,
 }
 
 /// One early dialog of a leg's INVITE (RFC 3262 §4: reliable provisional responses are
@@ -389,7 +403,7 @@ struct EarlyDialog {
     /// RSeq of the last in-order reliable provisional response (RFC 3262 §4).
     rseq: Option<u32>,
     /// The answer carried by this dialog's provisional responses, if any.
-    negotiated: Option<Negotiated>,
+    negotiated: Option<srtp::Answered>,
 }
 
 impl Leg {
@@ -424,6 +438,7 @@ impl Leg {
             update_retry: None,
             reinvite_deadline: None,
             remote_direction: Direction::SendRecv,
+            srtp: None,
         }
     }
 }
@@ -531,6 +546,8 @@ pub struct Core {
     ignored_tx: std::collections::HashSet<TransactionId>,
     /// DTMF mode of each trunk and agent.
     dtmf: dtmf::DtmfSettings,
+    /// SRTP policy of each trunk and agent.
+    srtp: srtp::SrtpSettings,
     /// Legs of recently ended calls, so that a late 2xx is ACKed and ended with BYE.
     ended: VecDeque<late::EndedLeg>,
     /// Agent states and pools.
@@ -600,6 +617,7 @@ impl Core {
             agent_timer: None,
             ignored_tx: std::collections::HashSet::new(),
             dtmf: dtmf::DtmfSettings::default(),
+            srtp: srtp::SrtpSettings::default(),
             ended: VecDeque::new(),
             gates: config
                 .trunks

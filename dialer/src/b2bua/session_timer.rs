@@ -315,6 +315,7 @@ impl Core {
         if status < 200 {
             return;
         }
+        let srtp = self.srtp_policy(r.call, r.side);
         let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) else {
             return;
         };
@@ -354,12 +355,19 @@ impl Core {
                     .then(|| {
                         let offer = leg.local_sdp.as_ref()?;
                         let answer = SessionDescription::parse_bytes(&response.body).ok()?;
-                        let n = process_answer(offer, &answer, &media_config).ok()?;
+                        let n = media::sdp::process_answer_srtp(
+                            offer,
+                            super::srtp::offered_crypto(offer),
+                            &answer,
+                            &media_config,
+                            srtp,
+                        )
+                        .ok()?;
                         Some((
                             super::hold::answered_direction(
                                 offer,
                                 &answer,
-                                &n,
+                                &n.0,
                                 leg.remote_direction,
                             ),
                             n,
@@ -369,22 +377,15 @@ impl Core {
                 let theirs = answered.as_ref().map(|(d, _)| *d);
                 let renegotiated = answered
                     .map(|(_, n)| n)
-                    .filter(|n| leg.negotiated.as_ref() != Some(n));
+                    .filter(|(n, keys)| leg.negotiated.as_ref() != Some(n) || leg.srtp != *keys);
                 if let Some(d) = theirs {
                     self.remote_direction_is(now, r.call, r.side, d);
                 }
-                let Some(leg) = self.calls.get_mut(&r.call).and_then(|c| leg_of(c, r.side)) else {
+                if !self.calls.contains_key(&r.call) {
                     return;
-                };
+                }
                 if let Some(n) = renegotiated {
-                    leg.negotiated = Some(n.clone());
-                    self.actions.push_back(Action::Media {
-                        call: r.call,
-                        op: MediaOp::SetLeg {
-                            side: r.side,
-                            negotiated: n,
-                        },
-                    });
+                    self.set_leg_media(r.call, r.side, n);
                 }
                 self.start_session_timer(now, r.call, r.side, &response);
                 self.maybe_send_update(now, r.call, r.side);

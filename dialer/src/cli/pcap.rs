@@ -188,6 +188,7 @@ pub(super) fn rtp_command(
             .iter()
             .zip(&s.codecs)
             .map(|(pt, c)| format!("{pt} {c}"))
+            .chain(s.srtp.then(|| "SRTP".to_owned()))
             .collect();
         writeln!(
             out,

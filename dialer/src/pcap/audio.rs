@@ -65,6 +65,9 @@ pub enum AudioError {
         /// Its encoding name, when the SDP or RFC 3551 names it.
         encoding: Option<String>,
     },
+    /// The capture's SDP made the stream SRTP (RFC 3711): its payload is encrypted, and a
+    /// capture holds no keys to decrypt it with.
+    Encrypted(u32),
     /// The decoder could not be created.
     Codec(CodecError),
     /// The WAV file could not be written.
@@ -82,6 +85,10 @@ impl fmt::Display for AudioError {
                 f,
                 "payload type {payload_type} ({}) is not PCMU, PCMA or Opus",
                 encoding.as_deref().unwrap_or("unknown encoding")
+            ),
+            AudioError::Encrypted(ssrc) => write!(
+                f,
+                "the stream with SSRC 0x{ssrc:08X} is SRTP (the SDP keyed it): its payload is encrypted"
             ),
             AudioError::Codec(e) => write!(f, "decoder: {e}"),
             AudioError::Wav(e) => write!(f, "WAV: {e}"),
@@ -105,6 +112,9 @@ pub fn decode(capture: &Capture, ssrc: u32) -> Result<Decoded, AudioError> {
         .filter(|s| s.ssrc == ssrc);
     let stream = candidates.next().ok_or(AudioError::NoStream(ssrc))?;
     let other_streams = candidates.count();
+    if maps.is_srtp(stream.src, stream.dst) {
+        return Err(AudioError::Encrypted(ssrc));
+    }
     let events = telephone_event_types(&maps, &stream);
     let audio_pt = stream
         .payload_types

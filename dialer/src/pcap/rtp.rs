@@ -7,6 +7,11 @@
 //! paired per Call-ID (RFC 3264 §4, RFC 3261 §13.2.1): a request's SDP is an offer, except in an
 //! ACK or PRACK after an offer in a response; a response's SDP answers a pending offer from a
 //! request, else it is an offer itself.
+//!
+//! A stream is marked SRTP (RFC 3711) when the SDP says its payload is encrypted: the section
+//! at either end is `RTP/SAVP`/`RTP/SAVPF`, or both ends' sections carry `a=crypto` (SDES,
+//! RFC 4568: each side sends with the key it wrote). Its codec names still come from the SDP,
+//! but its payload is not audio anyone can decode from the capture.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -39,6 +44,9 @@ pub struct SdpMaps {
     pub any: BTreeMap<u8, Format>,
     /// Ports an SDP answer moved to UDPTL or back to RTP, with the answer's frame.
     pub media_switches: Vec<MediaSwitch>,
+    /// Receiving addresses whose section carries `a=crypto`, and whether it is
+    /// `RTP/SAVP` (or `RTP/SAVPF`).
+    pub keyed: HashMap<SocketAddr, bool>,
 }
 
 /// An SDP offer waiting for its answer.
@@ -118,7 +126,14 @@ impl SdpMaps {
                 continue;
             };
             offer_answer(&mut pending, p.index, m, &sdp, &mut maps.media_switches);
+            let crypto = sections_with_crypto(body);
             for (i, media) in sdp.media.iter().enumerate() {
+                let savp = media::sdp::is_sdes_transport(&media.transport);
+                if let Some(ip) = sdp.connection_for(i).and_then(|c| c.ip()) {
+                    if savp || crypto.contains(&i) {
+                        maps.keyed.insert(SocketAddr::new(ip, media.port), savp);
+                    }
+                }
                 let mut map = BTreeMap::new();
                 for f in &media.formats {
                     let format = Format {
@@ -159,6 +174,12 @@ impl SdpMaps {
             })
     }
 
+    /// Whether the SDP makes the stream from `src` to `dst` SRTP (see the module docs).
+    pub fn is_srtp(&self, src: SocketAddr, dst: SocketAddr) -> bool {
+        let (from, to) = (self.keyed.get(&src), self.keyed.get(&dst));
+        from == Some(&true) || to == Some(&true) || (from.is_some() && to.is_some())
+    }
+
     /// Options for [`capture::rtp::streams`]: dynamic clock rates and telephone-event types
     /// from the SDP, plus Wireshark's default telephone-event type 101.
     pub fn rtp_options(&self) -> RtpOptions {
@@ -177,6 +198,24 @@ impl SdpMaps {
         }
         options
     }
+}
+
+/// The indexes of the `m=` sections of an SDP body that have an `a=crypto` line, read from
+/// the text: a line whose key the capture's writer starred out (`dialer call --pcap`) is not
+/// one the SDP parser keeps, but it still says the stream was keyed.
+fn sections_with_crypto(body: &[u8]) -> BTreeSet<usize> {
+    let mut section: Option<usize> = None;
+    let mut found = BTreeSet::new();
+    for line in String::from_utf8_lossy(body).lines() {
+        if line.starts_with("m=") {
+            section = Some(section.map_or(0, |s| s + 1));
+        } else if line.starts_with("a=crypto:") {
+            if let Some(s) = section {
+                found.insert(s);
+            }
+        }
+    }
+    found
 }
 
 /// RFC 3551 §6 Table 4 static audio payload types (and the common video ones).
@@ -225,6 +264,8 @@ pub struct StreamReport {
     pub payload_types: Vec<u8>,
     /// Their codec names (`PT <n>` when unknown).
     pub codecs: Vec<String>,
+    /// The SDP made the stream SRTP: its payload is encrypted (see the module docs).
+    pub srtp: bool,
     /// Seconds from the first packet of the capture to the stream's first packet.
     pub start: f64,
     /// Seconds from the first packet of the capture to the stream's last packet.
@@ -289,6 +330,7 @@ pub fn report(capture: &Capture) -> Vec<StreamReport> {
                 })
                 .collect(),
             payload_types: s.payload_types.clone(),
+            srtp: maps.is_srtp(s.src, s.dst),
             start: rel(s.start),
             end: rel(s.end),
             packets: s.packets,

@@ -48,7 +48,7 @@ use media::record::Recorder;
 use media::relay::{DropReason, DtmfMode, Forward, Relay, RelayConfig, RelayEvent, Side};
 use media::rtcp::NtpTimestamp;
 use media::rtp::{self, PacketKind, RtpHeader};
-use media::sdp::Negotiated;
+use media::sdp::{Negotiated, SrtpKeys};
 use rand::SeedableRng;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
@@ -144,6 +144,15 @@ pub enum MediaCommand {
         side: Side,
         /// Its mode.
         mode: DtmfMode,
+    },
+    /// `side`'s SRTP keys (RFC 4568 SDES), or `None` for plain RTP
+    /// ([`media::relay::Relay::set_srtp`]); kept until the relay exists, and given before the
+    /// `SetLeg` they belong to.
+    SetSrtp {
+        /// The leg.
+        side: Side,
+        /// Its keys.
+        keys: Option<SrtpKeys>,
     },
     /// Play a key press to `side`: telephone-events on its payload type, or a tone in its
     /// codec ([`media::relay::Relay::send_digit`]).
@@ -261,6 +270,8 @@ struct Attached {
     sockets: LegSockets,
     negotiated: Option<Negotiated>,
     dtmf: DtmfMode,
+    /// Its SRTP keys: the session's relay protects and unprotects the customer with them.
+    srtp: Option<Box<SrtpKeys>>,
     connect_tone: Arc<Ringback>,
     /// Packets already sent to the customer (ringback) by its own task.
     sent_before: u64,
@@ -446,6 +457,7 @@ enum Command {
     Record(Box<PathBuf>),
     Capture(super::tap::SharedTap),
     SetDtmf(Side, DtmfMode),
+    SetSrtp(Side, Option<Box<SrtpKeys>>),
     SendDigit(Side, u8, Duration),
     Close,
 }
@@ -472,6 +484,7 @@ impl From<MediaCommand> for Command {
             MediaCommand::Record { path } => Command::Record(Box::new(path)),
             MediaCommand::Capture { tap } => Command::Capture(tap),
             MediaCommand::SetDtmf { side, mode } => Command::SetDtmf(side, mode),
+            MediaCommand::SetSrtp { side, keys } => Command::SetSrtp(side, keys.map(Box::new)),
             MediaCommand::SendDigit {
                 side,
                 event,
@@ -598,6 +611,7 @@ impl MediaTask {
             sockets: customer,
             negotiated: state.legs[0].clone(),
             dtmf: state.dtmf[0],
+            srtp: state.srtp[0].take(),
             connect_tone,
             sent_before: state.sent[0],
         };
@@ -617,6 +631,7 @@ impl MediaTask {
             sockets,
             negotiated,
             dtmf,
+            srtp,
             connect_tone,
             sent_before,
         } = attached;
@@ -635,7 +650,7 @@ impl MediaTask {
             sent_at_start: self.state.sent,
             sent_before,
         });
-        self.state.attach(negotiated, dtmf, connect_tone, now);
+        self.state.attach(negotiated, dtmf, srtp, connect_tone, now);
     }
 
     /// The customer call on this session is over: its sockets close, the agent hears the
@@ -691,6 +706,8 @@ struct State {
     locals: [SocketAddr; 4],
     /// Each leg's DTMF mode, given to the relay when it is created.
     dtmf: [DtmfMode; 2],
+    /// Each leg's SRTP keys, given to the relay when it is created.
+    srtp: [Option<Box<SrtpKeys>>; 2],
     /// When the message playing to each side ends.
     message_end: [Option<Instant>; 2],
     /// Extra sources each leg may latch to, given to the relay when it is created.
@@ -714,6 +731,7 @@ impl State {
             tap: None,
             locals: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
             dtmf: [DtmfMode::Rfc4733; 2],
+            srtp: [None, None],
             message_end: [None, None],
             allowed: Vec::new(),
             idle: [None, None],
@@ -778,6 +796,12 @@ impl State {
                     relay.set_dtmf_mode(side, mode);
                 }
             }
+            Command::SetSrtp(side, keys) => {
+                if let Some(relay) = &mut self.relay {
+                    relay.set_srtp(side, keys.as_deref());
+                }
+                self.srtp[side_index(side)] = keys;
+            }
             Command::SendDigit(side, event, duration) => {
                 if let Some(relay) = &mut self.relay {
                     relay.send_digit(now, side, event, duration);
@@ -810,6 +834,7 @@ impl State {
                 .map(|mut relay| {
                     for side in [Side::Customer, Side::Agent] {
                         relay.set_dtmf_mode(side, self.dtmf[side_index(side)]);
+                        relay.set_srtp(side, self.srtp[side_index(side)].as_deref());
                     }
                     for (side, ip) in &self.allowed {
                         relay.allow_source(*side, *ip);
@@ -859,6 +884,7 @@ impl State {
         &mut self,
         negotiated: Option<Negotiated>,
         dtmf: DtmfMode,
+        srtp: Option<Box<SrtpKeys>>,
         connect_tone: Arc<Ringback>,
         now: Instant,
     ) {
@@ -866,7 +892,9 @@ impl State {
         if let Some(relay) = &mut self.relay {
             relay.reset_leg(Side::Customer, now);
             relay.set_dtmf_mode(Side::Customer, dtmf);
+            relay.set_srtp(Side::Customer, srtp.as_deref());
         }
+        self.srtp[0] = srtp;
         self.legs[0] = None;
         if let Some(negotiated) = negotiated {
             self.set_leg(Side::Customer, negotiated, now);
@@ -901,8 +929,10 @@ impl State {
         };
         if let Some(relay) = &mut self.relay {
             relay.reset_leg(Side::Customer, now);
+            relay.set_srtp(Side::Customer, None);
         }
         self.legs[0] = None;
+        self.srtp[0] = None;
         self.message_end[1] = None;
         self.ringback[1] = self.idle[1].clone();
         if let Some(relay) = &mut self.relay {
@@ -1009,13 +1039,13 @@ impl State {
             let local = self.locals[usize::from(socket_index(side, false))];
             super::tap::write_shared(tap, from, local, &buf[..len]);
         }
-        let recording = self.recorder.is_some()
-            && keep_audio_payload(
-                &self.legs[side_index(side)],
-                &buf[..len],
-                &mut self.record_payload,
-            );
-        let result = relay.forward(now, side, from, buf, len);
+        let mut recording = false;
+        let (leg, payload) = (&self.legs[side_index(side)], &mut self.record_payload);
+        let record = self.recorder.is_some();
+        // The recorder reads the packet as the relay unprotected it (SRTP legs).
+        let result = relay.forward_and_read(now, side, from, buf, len, |plain| {
+            recording = record && keep_audio_payload(leg, plain, payload);
+        });
         let accepted = match result {
             Forward::Send { to, len } => {
                 let egress = side.other();

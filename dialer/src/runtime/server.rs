@@ -267,16 +267,19 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let mut seed = StdRng::from_entropy();
     let endpoint = Endpoint::new(ep_config, Box::new(StdRng::seed_from_u64(seed.next_u64())));
     let core_config = settings::core_config(&config, &proxies, (advertised_ip, bound.port()));
+    // The core draws SDES master keys (RFC 4568 §6.1) from its source, so it gets a full
+    // 256-bit seed from the OS: 64 bits would cap every key's strength at 64 bits.
     let mut core = Core::new(
         core_config,
         endpoint,
-        Box::new(StdRng::seed_from_u64(seed.next_u64())),
+        Box::new(StdRng::from_rng(&mut seed).expect("StdRng as a seed source does not fail")),
         clock.unix_at_start(),
     );
     core.set_tls_contact_port(config.sip().tls.listen.map(|a| a.port()));
     // The core's trunks are the profile's, in order (settings::core_config).
     for (i, t) in config.trunks().iter().enumerate() {
         core.set_trunk_dtmf(i, settings::dtmf_mode(t.dtmf));
+        core.set_trunk_srtp(i, settings::srtp_policy(t.srtp));
         core.set_trunk_session_timer(
             i,
             t.session_expires.map(|se| SessionTimerConfig {
@@ -350,6 +353,7 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let (output, output_thread) = super::output::Output::start(cdr_file);
     for a in config.agents() {
         core.set_agent_dtmf(&a.extension, settings::dtmf_mode(a.dtmf));
+        core.set_agent_srtp(&a.extension, settings::srtp_policy(a.srtp));
     }
     let agent_codecs = config
         .agents()
@@ -858,7 +862,7 @@ impl State {
         {
             let local = self.sip_local;
             let (from, to) = if out { (local, peer) } else { (peer, local) };
-            super::tap::write_shared(tap, from, to, bytes);
+            super::tap::write_shared(tap, from, to, &super::tap::without_sdes_keys(bytes));
         }
         if self.options.ladder {
             self.output.err(ladder::format(&line, self.options.colour));
@@ -1539,6 +1543,7 @@ impl State {
         };
         let cmd = match op {
             MediaOp::SetLeg { side, negotiated } => MediaCommand::SetLeg { side, negotiated },
+            MediaOp::SetSrtp { side, keys } => MediaCommand::SetSrtp { side, keys },
             MediaOp::StartRingback { side, path } => {
                 let path = path.or_else(|| m.ringback.clone());
                 match path.and_then(|p| self.ringbacks.get(&p).cloned()) {

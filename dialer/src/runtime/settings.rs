@@ -44,6 +44,16 @@ pub fn dtmf_mode(m: trunk_profiles::DtmfMode) -> DtmfMode {
     }
 }
 
+/// Maps a configured SRTP mode.
+pub fn srtp_policy(m: trunk_profiles::SrtpMode) -> crate::b2bua::SrtpPolicy {
+    use crate::b2bua::SrtpPolicy;
+    match m {
+        trunk_profiles::SrtpMode::Off => SrtpPolicy::Off,
+        trunk_profiles::SrtpMode::Optional => SrtpPolicy::Optional,
+        trunk_profiles::SrtpMode::Required => SrtpPolicy::Required,
+    }
+}
+
 /// Maps a configured transport.
 pub fn transport(t: trunk_profiles::Transport) -> Transport {
     match t {

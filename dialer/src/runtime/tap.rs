@@ -3,7 +3,9 @@
 //!
 //! Each datagram gets synthesised IPv4/IPv6 and UDP headers (etherparse) so that tshark,
 //! Wireshark and `dialer pcap` read the file like a capture taken on the wire. SIP that went
-//! over TCP is not written (it would need synthesised TCP segments); the RTP always is.
+//! over TCP is not written (it would need synthesised TCP segments); the RTP always is, as it
+//! was on the wire: SRTP legs' packets encrypted. SDES keys in the SIP are starred out
+//! ([`without_sdes_keys`]), so the file cannot decrypt its own SRTP.
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
@@ -94,6 +96,44 @@ impl PcapTap {
     }
 }
 
+/// SIP as the capture keeps it: the SDES master keys of every `a=crypto` line (RFC 4568 §9.1,
+/// the key-salt after `inline:` up to `|`, `;` or the end of the line) overwritten with `*`,
+/// byte for byte, so Content-Length still holds and the file never holds a key that decrypts
+/// the SRTP beside it. Borrowed when there is nothing to hide.
+pub fn without_sdes_keys(sip: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const CRYPTO: &[u8] = b"a=crypto:";
+    const INLINE: &[u8] = b"inline:";
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|at| from + at)
+    };
+    let Some(mut at) = find(sip, CRYPTO, 0) else {
+        return std::borrow::Cow::Borrowed(sip);
+    };
+    let mut out = sip.to_vec();
+    loop {
+        let line_end = out[at..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .map_or(out.len(), |n| at + n);
+        let mut from = at;
+        while let Some(key) = find(&out[..line_end], INLINE, from) {
+            let mut i = key + INLINE.len();
+            while i < line_end && !matches!(out[i], b'|' | b';' | b' ' | b'\t') {
+                out[i] = b'*';
+                i += 1;
+            }
+            from = i;
+        }
+        match find(&out, CRYPTO, line_end) {
+            Some(next) => at = next,
+            None => return std::borrow::Cow::Owned(out),
+        }
+    }
+}
+
 /// Writes through a shared tap (a poisoned lock, from a panic elsewhere, drops the packet).
 pub fn write_shared(tap: &SharedTap, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
     if let Ok(mut t) = tap.lock() {
@@ -121,5 +161,30 @@ mod tests {
         assert_eq!((cap.packets[0].src, cap.packets[0].dst), (a, b));
         assert_eq!(cap.packets[1].payload, b"\x80\x00\x00\x01");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sdes_keys_are_starred_out_at_their_length_and_nothing_else_changes() {
+        let key = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+        let sip = format!(
+            "INVITE sip:x SIP/2.0\r\nContent-Length: 999\r\n\r\nv=0\r\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^20\r\n\
+             a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{key}\r\na=ptime:20\r\n"
+        );
+        let kept = without_sdes_keys(sip.as_bytes());
+        let text = String::from_utf8(kept.to_vec()).unwrap();
+        assert_eq!(text.len(), sip.len());
+        assert!(!text.contains(key), "{text}");
+        let stars = "*".repeat(key.len());
+        assert!(text.contains(&format!("inline:{stars}|2^20\r\n")), "{text}");
+        assert!(
+            text.contains(&format!("_32 inline:{stars}\r\na=ptime:20")),
+            "{text}"
+        );
+        let plain = b"OPTIONS sip:x SIP/2.0\r\n\r\n";
+        assert!(matches!(
+            without_sdes_keys(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

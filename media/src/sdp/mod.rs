@@ -205,7 +205,8 @@ pub enum Transport {
     RtpAvp,
     /// `RTP/AVPF` (RFC 4585): plain RTP with feedback, which we can serve as RTP/AVP.
     RtpAvpf,
-    /// An SRTP/DTLS profile (`RTP/SAVP`, `UDP/TLS/RTP/SAVPF`, ...): we do not do SRTP.
+    /// An SRTP/DTLS profile (`RTP/SAVP`, `UDP/TLS/RTP/SAVPF`, ...): served only keyed by
+    /// SDES (RFC 4568 `a=crypto`, [`answer_offer_srtp`]), never by DTLS.
     Secure(String),
     /// Anything else (`udptl` for T.38, `TCP/MSRP`, SCTP), kept so the answer can reject it.
     Other(String),

@@ -68,7 +68,7 @@ pub struct Baresip {
 impl Baresip {
     /// Writes its configuration under `dir/<name>/` and starts it; returns once it is ready.
     pub fn start(config: BaresipConfig, dir: &Path) -> Result<Baresip, HarnessError> {
-        Self::launch(config, dir, None, None)
+        Self::launch(config, dir, None, None, None)
     }
 
     /// [`Baresip::start`] registering over `transport` (`tcp`, `tls`): the account's AOR
@@ -80,7 +80,20 @@ impl Baresip {
         transport: &str,
         ca: Option<&Path>,
     ) -> Result<Baresip, HarnessError> {
-        Self::launch(config, dir, None, Some((transport, ca)))
+        Self::launch(config, dir, None, Some((transport, ca)), None)
+    }
+
+    /// [`Baresip::start_over`] with SRTP media (module `srtp`, account `;mediaenc=MEDIAENC`):
+    /// `srtp` offers and accepts `RTP/AVP` with SDES `a=crypto` (RFC 4568), `srtp-mand`
+    /// `RTP/SAVP` only (RFC 3711 §6).
+    pub fn start_over_with_srtp(
+        config: BaresipConfig,
+        dir: &Path,
+        transport: &str,
+        ca: Option<&Path>,
+        mediaenc: &str,
+    ) -> Result<Baresip, HarnessError> {
+        Self::launch(config, dir, None, Some((transport, ca)), Some(mediaenc))
     }
 
     /// [`Baresip::start`] inside the network namespace `netns` (`ip netns exec NS baresip`,
@@ -90,7 +103,7 @@ impl Baresip {
         dir: &Path,
         netns: &str,
     ) -> Result<Baresip, HarnessError> {
-        Self::launch(config, dir, Some(netns), None)
+        Self::launch(config, dir, Some(netns), None, None)
     }
 
     fn launch(
@@ -98,6 +111,7 @@ impl Baresip {
         dir: &Path,
         netns: Option<&str>,
         over: Option<(&str, Option<&Path>)>,
+        mediaenc: Option<&str>,
     ) -> Result<Baresip, HarnessError> {
         let home = dir.join(&config.name);
         let record_dir = home.join("recordings");
@@ -139,10 +153,23 @@ impl Baresip {
             ),
             format!("audio_codecs={}", config.codecs.join(",")),
         ];
+        let mut extra = String::new();
         if let Some(ca) = over.and_then(|(_, ca)| ca) {
+            extra.push_str(&format!("sip_cafile\t\t{}\n", ca.display()));
+        }
+        if let Some(mediaenc) = mediaenc {
+            if !Path::new(module_path).join("srtp.so").is_file() {
+                return Err(HarnessError::Setup(format!(
+                    "baresip module srtp.so not found in {module_path}: install Debian package baresip-core"
+                )));
+            }
+            extra.push_str("module\t\t\tsrtp.so\n");
+            params.push(format!("mediaenc={mediaenc}"));
+        }
+        if !extra.is_empty() {
             let mut text = std::fs::read_to_string(home.join("config"))
                 .map_err(|e| HarnessError::Setup(format!("reading baresip config: {e}")))?;
-            text.push_str(&format!("sip_cafile\t\t{}\n", ca.display()));
+            text.push_str(&extra);
             std::fs::write(home.join("config"), text)
                 .map_err(|e| HarnessError::Setup(format!("writing baresip config: {e}")))?;
         }
