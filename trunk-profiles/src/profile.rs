@@ -30,6 +30,9 @@ pub struct SipSettings {
     pub tcp: TcpLimits,
     /// SIP over TLS.
     pub tls: TlsSettings,
+    /// The DNS servers asked for trunks named by DNS (RFC 3263 NAPTR, SRV, A/AAAA), in
+    /// order; empty for the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// `[sip] tls_*`: SIP over TLS (RFC 3261 §26.2, RFC 5922).
@@ -211,6 +214,9 @@ pub struct Trunk {
     pub name: String,
     /// Where requests go (outbound proxy).
     pub proxy: HostPort,
+    /// The file gave `proxy` a port. A name without one is looked up with NAPTR and SRV
+    /// (RFC 3263 §4.1); with one, only A/AAAA (RFC 3263 §4.2).
+    pub proxy_port_given: bool,
     /// Host of From, To and Request-URI.
     pub domain: Host,
     /// User part of From for REGISTER and of the AOR; `None` on an IP-authenticated trunk.
