@@ -24,7 +24,7 @@ corpus="$repo/../shared/corpus"
 # (SIPp), baresip, sox and espeak-ng drive and check interop calls; iproute2 and iptables build
 # the NAT namespaces of the agent-behind-NAT call test; kamailio is the registrar of the trunk
 # registration tests; g++ builds libFuzzer.
-packages=(libopus-dev pkg-config g++ tshark sip-tester baresip sox espeak-ng iproute2 iptables kamailio kamailio-tls-modules openssl sipvicious prometheus)
+packages=(libopus-dev pkg-config g++ tshark sip-tester baresip sox espeak-ng iproute2 iptables kamailio kamailio-tls-modules openssl sipvicious prometheus dnsmasq)
 
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT

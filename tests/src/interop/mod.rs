@@ -93,6 +93,7 @@ fn debian_package(tool: &str) -> &'static str {
         "ip" => "iproute2",
         "iptables" => "iptables",
         "svwar" | "svcrack" | "sipvicious_svwar" | "sipvicious_svcrack" => "sipvicious",
+        "dnsmasq" => "dnsmasq",
         _ => "unknown",
     }
 }
