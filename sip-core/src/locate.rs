@@ -213,7 +213,10 @@ pub fn order_srv(records: &[Srv], rng: &mut dyn RngCore) -> Vec<Srv> {
     let mut ordered = Vec::with_capacity(by_priority.len());
     let mut rest = by_priority.as_slice();
     while let Some(first) = rest.first() {
-        let same = rest.iter().take_while(|r| r.priority == first.priority).count();
+        let same = rest
+            .iter()
+            .take_while(|r| r.priority == first.priority)
+            .count();
         let mut group: Vec<Srv> = rest[..same].to_vec();
         rest = &rest[same..];
         while !group.is_empty() {
@@ -546,7 +549,10 @@ mod tests {
         r.push(target("192.0.2.1:5060"), Duration::from_secs(300));
         r.push(target("192.0.2.1:5060"), Duration::from_secs(600));
         for i in 2..10 {
-            r.push(target(&format!("192.0.2.{i}:5060")), Duration::from_secs(60));
+            r.push(
+                target(&format!("192.0.2.{i}:5060")),
+                Duration::from_secs(60),
+            );
         }
         assert_eq!(r.targets().len(), MAX_TARGETS);
         assert_eq!(r.targets()[0], target("192.0.2.1:5060"));

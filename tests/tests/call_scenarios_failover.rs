@@ -18,7 +18,9 @@ const EDGE_3: &str = "192.0.2.54:5060";
 /// Timer B with the default T1 of 500 ms (RFC 3261 §17.1.1.2).
 const TIMER_B: Duration = Duration::from_secs(32);
 
-fn customer_invites(net: &Net) -> Vec<(sip_core::time::Time, SocketAddr, sip_core::message::Request)> {
+fn customer_invites(
+    net: &Net,
+) -> Vec<(sip_core::time::Time, SocketAddr, sip_core::message::Request)> {
     net.sent_unique_timed(Method::Invite)
         .into_iter()
         .filter(|(_, to, _)| *to != addr(AGENT_PUBLIC))
@@ -42,7 +44,11 @@ fn an_invite_the_first_target_never_answers_goes_to_the_next_at_timer_b_and_the_
     net.silent = vec![addr(CARRIER)];
     net.originate();
     net.advance(TIMER_B - Duration::from_millis(1));
-    assert_eq!(customer_invites(&net).len(), 1, "the first target has all of Timer B");
+    assert_eq!(
+        customer_invites(&net).len(),
+        1,
+        "the first target has all of Timer B"
+    );
     net.advance(Duration::from_millis(1));
     let invites = customer_invites(&net);
     assert_eq!(invites.len(), 2, "{invites:?}");
@@ -108,7 +114,10 @@ fn when_every_target_answers_503_the_call_fails_with_503_after_one_try_each() {
             .respond(net.now, tx, make_response(&invite, 503, Some("down")));
         net.settle();
     }
-    let targets: Vec<SocketAddr> = customer_invites(&net).iter().map(|(_, to, _)| *to).collect();
+    let targets: Vec<SocketAddr> = customer_invites(&net)
+        .iter()
+        .map(|(_, to, _)| *to)
+        .collect();
     assert_eq!(targets, [addr(CARRIER), addr(EDGE_2), addr(EDGE_3)]);
     assert_eq!(net.cdr().sip_status, 503);
     assert!(net.carrier.take_request(Method::Invite).is_none());

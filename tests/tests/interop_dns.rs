@@ -17,13 +17,14 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dialer::control::OriginateRequest;
 use regex::Regex;
 use scenario_tests::interop::call::{carrier_for, text, wait_cdr, CallTest, TRUNK_PASSWORD};
 use scenario_tests::interop::dialer as dialer_bin;
 use scenario_tests::interop::ports::{free_port, free_udp_port, free_udp_range, LOOPBACK};
+use scenario_tests::interop::process::now;
 use scenario_tests::interop::sipp::{Sipp, SippConfig};
 use scenario_tests::interop::{which, Peer, TestDir};
 
@@ -71,8 +72,11 @@ impl Dnsmasq {
         .args(records);
         // As root dnsmasq drops to an unprivileged user after binding; as a user it stays.
         let peer = Peer::spawn("dnsmasq", cmd, dir.path()).expect("dnsmasq starts");
-        peer.wait_for_line(&Regex::new("started, version").unwrap(), Duration::from_secs(5))
-            .expect("dnsmasq is up");
+        peer.wait_for_line(
+            &Regex::new("started, version").unwrap(),
+            Duration::from_secs(5),
+        )
+        .expect("dnsmasq is up");
         Dnsmasq {
             _peer: peer,
             addr: SocketAddr::new(LOOPBACK, port),
@@ -197,11 +201,14 @@ fn the_first_srv_target_silent_the_register_and_the_call_go_to_the_second_at_tim
     let silent = Silent::bind();
     let media = free_udp_range(LOOPBACK, 4).expect("carrier media");
     let carrier = carrier_for(&test.dir, "carrier.xml", media, 2).expect("sipp carrier");
-    let dns = Dnsmasq::start(&test.dir, &carrier_records(silent.port(), carrier.addr().port()));
+    let dns = Dnsmasq::start(
+        &test.dir,
+        &carrier_records(silent.port(), carrier.addr().port()),
+    );
     let agent = sipp_agent(&test);
     let config = dns_config(&test, "carrier.test", dns.addr, agent.addr());
 
-    let started = Instant::now();
+    let started = now();
     let run = test.run(&config).expect("dialer run");
     let dead = SocketAddr::new(LOOPBACK, silent.port());
     let live = carrier.addr();
@@ -242,7 +249,7 @@ fn the_first_srv_target_silent_the_register_and_the_call_go_to_the_second_at_tim
     );
 
     let client = test.client().expect("API client");
-    let originated = Instant::now();
+    let originated = now();
     let info = client
         .originate(&OriginateRequest {
             number: "+15551234".into(),
@@ -290,12 +297,17 @@ fn the_first_srv_target_silent_the_register_and_the_call_go_to_the_second_at_tim
         .expect("the agent scenario completes");
     // dnsmasq saw the RFC 3263 sequence: NAPTR, then SRV, then the targets' A records.
     let log = std::fs::read_to_string(test.dir.join("dnsmasq.stderr")).unwrap_or_default();
-    let naptr = log.find("query[NAPTR] carrier.test").expect("a NAPTR query");
+    let naptr = log
+        .find("query[NAPTR] carrier.test")
+        .expect("a NAPTR query");
     let srv = log
         .find("query[SRV] _sip._udp.carrier.test")
         .expect("an SRV query for the UDP service");
     assert!(naptr < srv, "NAPTR before SRV:\n{log}");
-    assert!(!log.contains("query[SRV] _sip._tcp"), "the TCP service is not used:\n{log}");
+    assert!(
+        !log.contains("query[SRV] _sip._tcp"),
+        "the TCP service is not used:\n{log}"
+    );
 }
 
 /// `dialer register` for `proxy`, with `dns_servers`; the registrar is SIPp's registrar.xml.
@@ -338,13 +350,16 @@ fn registrar(dir: &TestDir) -> Sipp {
     .expect("sipp registrar")
 }
 
-fn register_once(dir: &TestDir, config: &std::path::Path) -> (std::process::ExitStatus, Peer, Duration) {
+fn register_once(
+    dir: &TestDir,
+    config: &std::path::Path,
+) -> (std::process::ExitStatus, Peer, Duration) {
     let binary = dialer_bin::require(&["register"]).unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = Command::new(binary);
     cmd.args(["register", "--trunk", "carrier", "--once", "--config"])
         .arg(config)
         .current_dir(dir.path());
-    let started = Instant::now();
+    let started = now();
     let peer = Peer::spawn("dialer-register", cmd, dir.path()).expect("spawn");
     let status = peer
         .wait_exit(TIMER_B + Duration::from_secs(15))
@@ -358,7 +373,10 @@ fn dialer_register_fails_over_from_a_silent_srv_target_to_the_next() {
     let dir = TestDir::new("dns-failover-register").expect("temp dir");
     let silent = Silent::bind();
     let registrar = registrar(&dir);
-    let dns = Dnsmasq::start(&dir, &carrier_records(silent.port(), registrar.addr().port()));
+    let dns = Dnsmasq::start(
+        &dir,
+        &carrier_records(silent.port(), registrar.addr().port()),
+    );
     let config = register_config(&dir, "carrier.test", dns.addr);
     let (status, peer, took) = register_once(&dir, &config);
     assert!(status.success(), "exit {status}:\n{}", peer.tail());
@@ -373,7 +391,10 @@ fn dialer_register_fails_over_from_a_silent_srv_target_to_the_next() {
     );
     assert!(took >= TIMER_B, "registered after {took:?}, before Timer F");
     assert!(
-        silent.request_lines().iter().any(|l| l.starts_with("REGISTER ")),
+        silent
+            .request_lines()
+            .iter()
+            .any(|l| l.starts_with("REGISTER ")),
         "the first target got the first REGISTER"
     );
     registrar
@@ -387,16 +408,25 @@ fn a_proxy_name_with_a_port_skips_naptr_and_srv() {
     let dir = TestDir::new("dns-explicit-port").expect("temp dir");
     let silent = Silent::bind();
     let registrar = registrar(&dir);
-    let dns = Dnsmasq::start(&dir, &carrier_records(silent.port(), registrar.addr().port()));
+    let dns = Dnsmasq::start(
+        &dir,
+        &carrier_records(silent.port(), registrar.addr().port()),
+    );
     let proxy = format!("registrar.carrier.test:{}", registrar.addr().port());
     let config = register_config(&dir, &proxy, dns.addr);
     let (status, peer, took) = register_once(&dir, &config);
     assert!(status.success(), "exit {status}:\n{}", peer.tail());
     assert!(took < TIMER_B, "no failover wait: {took:?}");
-    assert!(silent.request_lines().is_empty(), "nothing went to the SRV target");
+    assert!(
+        silent.request_lines().is_empty(),
+        "nothing went to the SRV target"
+    );
     let log = std::fs::read_to_string(dir.join("dnsmasq.stderr")).unwrap_or_default();
     assert!(log.contains("query[A] registrar.carrier.test"), "{log}");
-    assert!(!log.contains("query[NAPTR]") && !log.contains("query[SRV]"), "{log}");
+    assert!(
+        !log.contains("query[NAPTR]") && !log.contains("query[SRV]"),
+        "{log}"
+    );
     registrar
         .expect_success(Duration::from_secs(10))
         .expect("the registrar saw the REGISTER and the un-REGISTER");

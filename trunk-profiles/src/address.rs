@@ -107,7 +107,9 @@ pub(crate) fn parse_host_port(text: &str) -> Result<HostPort, String> {
 /// True when `text` (as [`parse_host_port`] takes it) names a port.
 pub(crate) fn names_port(text: &str) -> bool {
     match text.strip_prefix('[') {
-        Some(rest) => rest.find(']').is_some_and(|i| rest[i + 1..].starts_with(':')),
+        Some(rest) => rest
+            .find(']')
+            .is_some_and(|i| rest[i + 1..].starts_with(':')),
         None => text.contains(':'),
     }
 }

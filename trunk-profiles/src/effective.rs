@@ -73,7 +73,11 @@ pub(crate) fn render(c: &Config) -> String {
         if s.dns_servers.is_empty() {
             "(the system's, /etc/resolv.conf)".to_owned()
         } else {
-            let list: Vec<String> = s.dns_servers.iter().map(|a| quoted(&a.to_string())).collect();
+            let list: Vec<String> = s
+                .dns_servers
+                .iter()
+                .map(|a| quoted(&a.to_string()))
+                .collect();
             format!("[{}]", list.join(", "))
         },
     );

@@ -66,6 +66,7 @@ fn the_documented_profiles_are_shipped() {
         "minimal.toml",
         "call-centre-pools.toml",
         "carrier-tls.toml",
+        "carrier-dns-srv.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -279,4 +280,16 @@ fn the_tls_carrier_profile_verifies_against_the_system_roots() {
     assert_eq!(t.proxy.port, 5061);
     let tls = &c.sip().tls;
     assert!(tls.verify && tls.ca.is_none() && tls.listen.is_none());
+}
+
+#[test]
+fn the_dns_carrier_profile_locates_its_proxy_by_naptr_and_srv() {
+    let (name, text) = profiles()
+        .into_iter()
+        .find(|(n, _)| n == "carrier-dns-srv.toml")
+        .expect("shipped");
+    let c = load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.trunk("carrier").unwrap();
+    assert!(!t.proxy_port_given, "a bare name: NAPTR and SRV");
+    assert_eq!(c.sip().dns_servers, vec!["127.0.0.1:53".parse().unwrap()]);
 }

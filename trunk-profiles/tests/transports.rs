@@ -65,7 +65,10 @@ fn out_of_range_tcp_limits_name_file_line_column_and_range() {
 
 #[test]
 fn dns_servers_are_read_in_order_and_default_to_the_system_resolvers() {
-    assert!(load(TRUNK).sip().dns_servers.is_empty(), "the system's by default");
+    assert!(
+        load(TRUNK).sip().dns_servers.is_empty(),
+        "the system's by default"
+    );
     let text = format!("[sip]\ndns_servers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n\n{TRUNK}");
     let c = load(&text);
     assert_eq!(
@@ -81,7 +84,9 @@ fn dns_servers_are_read_in_order_and_default_to_the_system_resolvers() {
         "{listing}"
     );
     assert!(
-        listing.contains("proxy = \"sip.example.net\" (located by DNS: NAPTR, SRV, then A/AAAA; RFC 3263)\n"),
+        listing.contains(
+            "proxy = \"sip.example.net\" (located by DNS: NAPTR, SRV, then A/AAAA; RFC 3263)\n"
+        ),
         "{listing}"
     );
     assert!(load(TRUNK)
@@ -101,7 +106,10 @@ fn a_dns_server_that_is_not_ip_port_names_file_line_column() {
     let text = format!("[sip]\ndns_servers = []\n\n{TRUNK}");
     let d = first(&text);
     assert_eq!((d.line, d.column), (2, 15), "{d}");
-    assert!(d.to_string().contains("expected at least one DNS server"), "{d}");
+    assert!(
+        d.to_string().contains("expected at least one DNS server"),
+        "{d}"
+    );
 }
 
 #[test]

@@ -53,8 +53,8 @@ use sip_core::auth::{
     AuthOutcome, ChallengedResponse, ClientAuthState, Credentials, DigestRequest,
 };
 use sip_core::dialog::Dialog;
-use sip_core::locate::Failover;
 use sip_core::endpoint::{make_response, Endpoint, Event, Output, Target, Transmit};
+use sip_core::locate::Failover;
 use sip_core::message::{
     HeaderKind, HeaderName, Host, Method, NameAddr, Request, Response, SipMessage, SipUri, Uri,
 };
@@ -635,7 +635,12 @@ impl Core {
     /// The targets of a trunk (by its index in [`CoreConfig::trunks`]) as the runtime
     /// resolved its proxy's name (RFC 3263): `proxy` first, then `failover` in order. New
     /// calls use them; calls under way keep the targets they started with.
-    pub fn set_trunk_targets(&mut self, trunk: usize, proxy: SocketAddr, failover: Vec<SocketAddr>) {
+    pub fn set_trunk_targets(
+        &mut self,
+        trunk: usize,
+        proxy: SocketAddr,
+        failover: Vec<SocketAddr>,
+    ) {
         if let Some(t) = self.config.trunks.get_mut(trunk) {
             t.proxy = proxy;
         }

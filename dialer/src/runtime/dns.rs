@@ -48,10 +48,8 @@ impl Dns {
                 group.push(NameServerConfig::new(*s, Protocol::Tcp));
             }
             let config = ResolverConfig::from_parts(None, Vec::new(), group);
-            let mut b = TokioResolver::builder_with_config(
-                config,
-                TokioConnectionProvider::default(),
-            );
+            let mut b =
+                TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
             *b.options_mut() = ResolverOpts::default();
             b
         };
@@ -88,9 +86,7 @@ impl Dns {
                 }
                 Ok(resolved)
             }
-            FirstLookup::Naptr { domain } => {
-                self.by_naptr(&domain, transport, usable, rng).await
-            }
+            FirstLookup::Naptr { domain } => self.by_naptr(&domain, transport, usable, rng).await,
         }
     }
 
@@ -167,11 +163,7 @@ impl Dns {
         }
     }
 
-    async fn query(
-        &self,
-        name: &str,
-        kind: RecordType,
-    ) -> Result<Vec<(RData, Duration)>, String> {
+    async fn query(&self, name: &str, kind: RecordType) -> Result<Vec<(RData, Duration)>, String> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         match self.resolver.lookup(fqdn.as_str(), kind).await {
             Ok(lookup) => Ok(lookup

@@ -262,7 +262,11 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let mut trunk_targets = Vec::new();
     for t in config.trunks() {
         let resolved = settings::locate(&dns, t, bound, &mut dns_rng).await?;
-        let list: Vec<String> = resolved.targets().iter().map(|t| t.addr.to_string()).collect();
+        let list: Vec<String> = resolved
+            .targets()
+            .iter()
+            .map(|t| t.addr.to_string())
+            .collect();
         tracing::info!(target: "dialer", "trunk {}: {} -> {}", t.name, t.proxy.host, list.join(", "));
         trunk_targets.push(TargetCache::new(clock.now(), resolved));
     }
@@ -856,7 +860,11 @@ impl State {
         let Some(cache) = self.trunk_targets.get_mut(trunk) else {
             return;
         };
-        let name = self.config_trunks.get(trunk).map(|t| t.name.clone()).unwrap_or_default();
+        let name = self
+            .config_trunks
+            .get(trunk)
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
         let changed = match result {
             Ok(resolved) => cache.refreshed(now, resolved),
             Err(reason) => {

@@ -69,8 +69,8 @@ pub async fn locate(
 ) -> Result<Resolved, SettingsError> {
     let host = trunk.proxy.host.to_string();
     // An IP literal keeps the configured port (5060 when the file gives none).
-    let port = (trunk.proxy_port_given || trunk.proxy.host.ip().is_some())
-        .then_some(trunk.proxy.port);
+    let port =
+        (trunk.proxy_port_given || trunk.proxy.host.ip().is_some()).then_some(trunk.proxy.port);
     let usable = reachable_from(bound);
     let fail = |reason: String| SettingsError::Resolve {
         trunk: trunk.name.clone(),

@@ -650,7 +650,11 @@ impl Registration {
     /// A new list of targets for the proxy's name (looked up again when its TTL ran out).
     /// The registration stays on its current target if the new list still has it, and
     /// otherwise starts over from the new first one with its next REGISTER.
-    pub fn set_targets(&mut self, proxy: std::net::SocketAddr, failover: Vec<std::net::SocketAddr>) {
+    pub fn set_targets(
+        &mut self,
+        proxy: std::net::SocketAddr,
+        failover: Vec<std::net::SocketAddr>,
+    ) {
         let current = self.target().addr;
         self.config.proxy = proxy;
         self.config.failover = failover;

@@ -746,7 +746,10 @@ fn a_register_that_times_out_goes_to_the_next_target_at_timer_f_as_a_new_transac
     h.answer(
         &second,
         200,
-        &[(HeaderKind::Contact, "<sip:dialer@192.168.1.10:5060>;expires=60")],
+        &[(
+            HeaderKind::Contact,
+            "<sip:dialer@192.168.1.10:5060>;expires=60",
+        )],
     );
     h.sent();
     assert!(h.reg.is_registered());
