@@ -277,8 +277,13 @@ fn the_first_srv_target_silent_the_register_and_the_call_go_to_the_second_at_tim
         to_dead.iter().any(|l| l.starts_with("INVITE sip:")),
         "the first target got the INVITE first: {to_dead:?}"
     );
+    // The agent answers (its 200): the call is bridged.
     run.wait_for_line(
-        &Regex::new(r"<- 127\.0\.0\.1:\d+\s+200 OK\s+\(\d+ INVITE\)").unwrap(),
+        &Regex::new(&format!(
+            r"<- {}\s+200 OK\s+\(\d+ INVITE\)",
+            regex::escape(&agent.addr().to_string())
+        ))
+        .unwrap(),
         Duration::from_secs(15),
     )
     .expect("the call is answered and bridged");
