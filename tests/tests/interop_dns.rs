@@ -6,6 +6,7 @@
 //!   answers), the other (priority 20) a SIPp carrier. The REGISTER and the call's INVITE
 //!   both go to the silent target first and, at Timer F / Timer B (64*T1 = 6.4 s with
 //!   `t1_ms = 100`), to the SIPp carrier as new transactions; the call completes there;
+//! - the name is looked up again when its TTL runs out (dnsmasq's 0, held 5 s);
 //! - `dialer register --once` fails over the same way;
 //! - a proxy name with a port is looked up with A only (RFC 3263 §4.2): the same SRV records
 //!   would have sent it to the silent target first, and it registers at once instead.
@@ -309,6 +310,11 @@ fn the_first_srv_target_silent_the_register_and_the_call_go_to_the_second_at_tim
         .find("query[SRV] _sip._udp.carrier.test")
         .expect("an SRV query for the UDP service");
     assert!(naptr < srv, "NAPTR before SRV:\n{log}");
+    // dnsmasq gives its own records a TTL of 0: the dialer keeps the targets for its floor of
+    // 5 s (sip_core::locate::MIN_TTL) and then looks the name up again, several times over
+    // the 14 s or so of this test.
+    let lookups = log.matches("query[NAPTR] carrier.test").count();
+    assert!(lookups >= 2, "the name was looked up again when its TTL ran out:\n{log}");
     assert!(
         !log.contains("query[SRV] _sip._tcp"),
         "the TCP service is not used:\n{log}"
