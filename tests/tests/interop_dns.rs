@@ -8,6 +8,8 @@
 //!   `t1_ms = 100`), to the SIPp carrier as new transactions; the call completes there;
 //! - the name is looked up again when its TTL runs out (dnsmasq's 0, held 5 s);
 //! - `dialer register --once` fails over the same way;
+//! - over TCP, a refused connection to the first SRV target fails the REGISTER over at once
+//!   (the transaction ends with the flow, RFC 3263 §4.3 transport failure);
 //! - a proxy name with a port is looked up with A only (RFC 3263 §4.2): the same SRV records
 //!   would have sent it to the silent target first, and it registers at once instead.
 //!
@@ -314,7 +316,10 @@ fn the_first_srv_target_silent_the_register_and_the_call_go_to_the_second_at_tim
     // 5 s (sip_core::locate::MIN_TTL) and then looks the name up again, several times over
     // the 14 s or so of this test.
     let lookups = log.matches("query[NAPTR] carrier.test").count();
-    assert!(lookups >= 2, "the name was looked up again when its TTL ran out:\n{log}");
+    assert!(
+        lookups >= 2,
+        "the name was looked up again when its TTL ran out:\n{log}"
+    );
     assert!(
         !log.contains("query[SRV] _sip._tcp"),
         "the TCP service is not used:\n{log}"
@@ -322,7 +327,7 @@ fn the_first_srv_target_silent_the_register_and_the_call_go_to_the_second_at_tim
 }
 
 /// `dialer register` for `proxy`, with `dns_servers`; the registrar is SIPp's registrar.xml.
-fn register_config(dir: &TestDir, proxy: &str, dns: SocketAddr) -> PathBuf {
+fn register_config(dir: &TestDir, proxy: &str, dns: SocketAddr, transport: &str) -> PathBuf {
     let sip = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("dialer SIP port"));
     let text = format!(
         r#"[sip]
@@ -338,6 +343,7 @@ username = "dialer"
 password = "{TRUNK_PASSWORD}"
 register = true
 expires = 60
+transport = "{transport}"
 keepalive = "none"
 "#
     );
@@ -388,7 +394,7 @@ fn dialer_register_fails_over_from_a_silent_srv_target_to_the_next() {
         &dir,
         &carrier_records(silent.port(), registrar.addr().port()),
     );
-    let config = register_config(&dir, "carrier.test", dns.addr);
+    let config = register_config(&dir, "carrier.test", dns.addr, "udp");
     let (status, peer, took) = register_once(&dir, &config);
     assert!(status.success(), "exit {status}:\n{}", peer.tail());
     let stderr = peer.output(scenario_tests::interop::process::Stream::Stderr);
@@ -424,7 +430,7 @@ fn a_proxy_name_with_a_port_skips_naptr_and_srv() {
         &carrier_records(silent.port(), registrar.addr().port()),
     );
     let proxy = format!("registrar.carrier.test:{}", registrar.addr().port());
-    let config = register_config(&dir, &proxy, dns.addr);
+    let config = register_config(&dir, &proxy, dns.addr, "udp");
     let (status, peer, took) = register_once(&dir, &config);
     assert!(status.success(), "exit {status}:\n{}", peer.tail());
     assert!(took < TIMER_B, "no failover wait: {took:?}");
@@ -441,4 +447,64 @@ fn a_proxy_name_with_a_port_skips_naptr_and_srv() {
     registrar
         .expect_success(Duration::from_secs(10))
         .expect("the registrar saw the REGISTER and the un-REGISTER");
+}
+
+#[test]
+fn over_tcp_a_refused_connection_to_the_first_srv_target_fails_over_at_once() {
+    scenario_tests::interop::require_tools(&["sipp"]).expect("interop tools");
+    let dir = TestDir::new("dns-failover-tcp").expect("temp dir");
+    // Nothing listens on this port: the connection is refused.
+    let dead = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("a port"));
+    let mut config = SippConfig::new(
+        "registrar",
+        "registrar_tcp.xml",
+        SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("registrar port")),
+    );
+    config.transport = "t1";
+    config.calls = 1;
+    config.timeout = Duration::from_secs(40);
+    let registrar = Sipp::start(config, dir.path()).expect("sipp registrar over TCP");
+    let live = registrar.addr();
+    let dns = Dnsmasq::start(
+        &dir,
+        &[
+            "--naptr-record=carrier.test,10,50,s,SIP+D2T,,_sip._tcp.carrier.test".into(),
+            format!(
+                "--srv-host=_sip._tcp.carrier.test,dead.carrier.test,{},10,10",
+                dead.port()
+            ),
+            format!(
+                "--srv-host=_sip._tcp.carrier.test,live.carrier.test,{},20,10",
+                live.port()
+            ),
+            "--host-record=dead.carrier.test,127.0.0.1".into(),
+            "--host-record=live.carrier.test,127.0.0.1".into(),
+        ],
+    );
+    let config = register_config(&dir, "carrier.test", dns.addr, "tcp");
+    let (status, peer, took) = register_once(&dir, &config);
+    assert!(status.success(), "exit {status}:\n{}", peer.tail());
+    let stderr = peer.output(scenario_tests::interop::process::Stream::Stderr);
+    assert!(
+        stderr.contains(&format!(
+            "registering trunk carrier over TCP to {dead}, then {live}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{dead} failed")) && stderr.contains(&format!("trying {live}")),
+        "{stderr}"
+    );
+    assert!(
+        took < TIMER_B,
+        "no Timer F wait for a refused connection: {took:?}"
+    );
+    let outcome = registrar.outcome(None).expect("the registrar's trace");
+    let register = outcome
+        .received("REGISTER")
+        .next()
+        .expect("a REGISTER over TCP");
+    assert!(register
+        .header("Via")
+        .is_some_and(|v| v.starts_with("SIP/2.0/TCP ")));
 }
