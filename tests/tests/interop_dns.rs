@@ -10,6 +10,8 @@
 //! - `dialer register --once` fails over the same way;
 //! - over TCP, a refused connection to the first SRV target fails the REGISTER over at once
 //!   (the transaction ends with the flow, RFC 3263 §4.3 transport failure);
+//!   under `dialer run` the trunk's kept-up connection moves to the target that answered
+//!   rather than redialling the refused one;
 //! - a proxy name with a port is looked up with A only (RFC 3263 §4.2): the same SRV records
 //!   would have sent it to the silent target first, and it registers at once instead.
 //!
@@ -507,4 +509,80 @@ fn over_tcp_a_refused_connection_to_the_first_srv_target_fails_over_at_once() {
     assert!(register
         .header("Via")
         .is_some_and(|v| v.starts_with("SIP/2.0/TCP ")));
+}
+
+#[test]
+fn under_dialer_run_a_tcp_trunk_registers_at_the_second_target_and_stops_dialling_the_first() {
+    let test = CallTest::new("dns-failover-tcp-run", &["sipp"]).expect("setup");
+    let dead = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("a port"));
+    let mut config = SippConfig::new(
+        "registrar",
+        "registrar_tcp.xml",
+        SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("registrar port")),
+    );
+    config.transport = "t1";
+    config.calls = 1;
+    config.timeout = Duration::from_secs(40);
+    let registrar = Sipp::start(config, test.dir.path()).expect("sipp registrar over TCP");
+    let live = registrar.addr();
+    let dns = Dnsmasq::start(
+        &test.dir,
+        &[
+            "--naptr-record=carrier.test,10,50,s,SIP+D2T,,_sip._tcp.carrier.test".into(),
+            format!(
+                "--srv-host=_sip._tcp.carrier.test,dead.carrier.test,{},10,10",
+                dead.port()
+            ),
+            format!(
+                "--srv-host=_sip._tcp.carrier.test,live.carrier.test,{},20,10",
+                live.port()
+            ),
+            "--host-record=dead.carrier.test,127.0.0.1".into(),
+            "--host-record=live.carrier.test,127.0.0.1".into(),
+            // Held for the whole test: no new lookup reorders anything meanwhile.
+            "--local-ttl=600".into(),
+        ],
+    );
+    let agent = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent port"));
+    let path = dns_config(&test, "carrier.test", dns.addr, agent);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "codecs = [\"PCMA\"]\ncaller_id",
+            "transport = \"tcp\"\ncodecs = [\"PCMA\"]\ncaller_id",
+        )
+        .replace("expires = 600", "expires = 60");
+    std::fs::write(&path, text).unwrap();
+    dialer_bin::check_config(&test.dialer, &path).expect("the configuration is valid");
+    let started = now();
+    let run = test.run(&path).expect("dialer run");
+    run.wait_for_line(
+        &Regex::new(r"INFO dialer: trunk carrier: registered").unwrap(),
+        Duration::from_secs(5),
+    )
+    .expect("registered at the second target");
+    assert!(
+        started.elapsed() < TIMER_B,
+        "no Timer F wait for a refused connection"
+    );
+    // The refused target would be redialled after 1 s, then 2 s: nothing of it in 4 s.
+    let refused = Regex::new(&format!(
+        r"tcp {}: connection closed",
+        regex::escape(&dead.to_string())
+    ))
+    .unwrap();
+    let closed_once = run.wait_for_lines(&refused, 1, Duration::from_secs(1));
+    assert!(
+        closed_once.is_ok(),
+        "the first target was tried: {}",
+        run.tail()
+    );
+    let again = run.wait_for_lines(&refused, 2, Duration::from_secs(4));
+    assert!(
+        again.is_err(),
+        "the refused target was redialled: {}",
+        run.tail()
+    );
+    let outcome = registrar.outcome(None).expect("the registrar's trace");
+    assert!(outcome.received("REGISTER").next().is_some());
 }

@@ -1400,6 +1400,28 @@ impl State {
     }
 
     fn registration_event(&mut self, trunk: &str, ev: RegistrationEvent) {
+        if let RegistrationEvent::FailedOver { from, to, .. } = &ev {
+            // A TCP or TLS trunk's kept-up connection follows its registration to the next
+            // target, rather than redialling the one that failed.
+            let transport = self
+                .registrations
+                .iter()
+                .find(|(n, _)| n == trunk)
+                .map(|(_, r)| r.target().transport);
+            if let Some(transport) = transport.filter(|t| t.is_reliable()) {
+                let old = Target {
+                    addr: *from,
+                    transport,
+                };
+                if self.redials.remove(&old).is_some() {
+                    let new = Target {
+                        addr: *to,
+                        transport,
+                    };
+                    self.redials.insert(new, Redial::default());
+                }
+            }
+        }
         let (state, detail) = match &ev {
             RegistrationEvent::Registered { expires, contact } => (
                 "registered",
