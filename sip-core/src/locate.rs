@@ -61,7 +61,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// After a failed lookup the old list is kept and the lookup tried again this much later.
 pub const RETRY_FAILED_LOOKUP: Duration = Duration::from_secs(30);
 
-/// The NAPTR service of a transport (RFC 3263 §4.1, RFC 3263 §7.1 registrations).
+/// The NAPTR service of a transport (RFC 3263 §4.1).
 pub fn naptr_service(transport: Transport) -> &'static str {
     match transport {
         Transport::Udp => "SIP+D2U",
@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn weighted_choice_takes_the_first_running_sum_at_or_above_the_random_number() {
-        // Weights 0, 10, 30: running sums 0, 10, 40 (RFC 2782's example of the method).
+        // Weights 0, 10, 30: running sums 0, 10, 40 (RFC 2782's running-sum selection).
         let w = [0, 10, 30];
         assert_eq!(weighted_index(&w, 0), 0);
         assert_eq!(weighted_index(&w, 1), 1);

@@ -338,8 +338,9 @@ impl Core {
     /// goes to the next target of the trunk's name as a new transaction: the same request
     /// (Call-ID, From tag, CSeq, credentials, offer), a new Via branch. Each target gets its
     /// own Timer B, and a leg tries each at most once ([`sip_core::locate::MAX_TARGETS`]).
-    /// Returns false when there is no target left (or the leg is no longer inviting), and
-    /// the failure stands.
+    /// Returns false when there is no target left, the leg is no longer inviting (a CANCEL,
+    /// the call ending), or a provisional response made an early dialog (the request got
+    /// through; a later 503 is the far end's), and the failure stands.
     fn fail_over(&mut self, now: Time, r: LegRef, failed: TransactionId) -> bool {
         let Some(c) = self.calls.get_mut(&r.call) else {
             return false;
