@@ -23,8 +23,9 @@ corpus="$repo/../shared/corpus"
 # system libopus; tshark is the oracle for the capture tests and extracts fuzz seeds; sip-tester
 # (SIPp), baresip, sox and espeak-ng drive and check interop calls; iproute2 and iptables build
 # the NAT namespaces of the agent-behind-NAT call test; kamailio is the registrar of the trunk
-# registration tests; g++ builds libFuzzer.
-packages=(libopus-dev pkg-config g++ tshark sip-tester baresip sox espeak-ng iproute2 iptables kamailio kamailio-tls-modules openssl sipvicious prometheus)
+# registration tests; dnsmasq is the DNS server (NAPTR, SRV) of the RFC 3263 failover tests;
+# g++ builds libFuzzer.
+packages=(libopus-dev pkg-config g++ tshark sip-tester baresip sox espeak-ng iproute2 iptables kamailio kamailio-tls-modules openssl sipvicious prometheus dnsmasq)
 
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT

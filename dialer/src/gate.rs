@@ -1,6 +1,9 @@
 //! Who may send the dialer SIP requests, decided per datagram before it is parsed: the
 //! trunks, the peers the dialer itself sent requests to, and sources inside some agent's
-//! `allow` network; and, for every source but a trunk, a per-address request rate.
+//! `allow` network; and, for the sources it admits only for their network, a per-address
+//! request rate. Trunks and the peers it called (a carrier's other edges found by DNS, the
+//! contacts of its calls) are never rate limited: a carrier at 1000 calls a second sends
+//! as many BYEs.
 //!
 //! A dialer takes no inbound calls, so a request from anywhere else is a scanner's
 //! (sipvicious `svmap`, "friendly-scanner") or a spoofed one: it is dropped unanswered, which
@@ -154,7 +157,11 @@ impl Gate {
             return Verdict::Admit;
         }
         let ip = canonical(ip);
-        if self.trunks.contains(&ip) {
+        let called = self
+            .peers
+            .get(&ip)
+            .is_some_and(|at| now.since(*at) < PEER_TRUST);
+        if self.trunks.contains(&ip) || called {
             return Verdict::Admit;
         }
         if !self.is_known(now, ip) {
@@ -308,6 +315,23 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    #[test]
+    fn a_peer_the_dialer_called_is_never_rate_limited() {
+        let mut g = gate(1);
+        let edge = ip("198.51.100.10");
+        g.contacted(at(0), edge);
+        for _ in 0..10_000 {
+            assert_eq!(g.admit(at(1), edge, true), Verdict::Admit);
+        }
+        // Inside an agent network but never called: limited.
+        let phone = ip("192.168.1.20");
+        g.contacted(at(0), ip("192.168.1.21"));
+        let limited = (0..10)
+            .filter(|_| g.admit(at(1), phone, true) != Verdict::Admit)
+            .count();
+        assert_eq!(limited, 8, "a burst of 2 at 1 a second");
     }
 
     #[test]

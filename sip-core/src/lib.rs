@@ -11,6 +11,8 @@
 //!   endpoint that routes datagrams to them.
 //! - [`dialog`]: dialog state, in-dialog requests and the ACK for a 2xx (RFC 3261 §12, §13).
 //! - [`auth`]: digest authentication, client and server (RFC 2617, RFC 7616, RFC 8760).
+//! - [`locate`]: RFC 3263 server location without the lookups: NAPTR and SRV ordering
+//!   (RFC 2782 weights), target lists with their TTLs, failover to the next target.
 //!
 //! # Drive loop
 //! The stack never touches a socket or a clock. The runtime:
@@ -26,7 +28,8 @@
 //! is exactly repeatable.
 //!
 //! # What it deliberately does not do
-//! No DNS (RFC 3263 resolution is the runtime's: the stack takes socket addresses), no TLS,
+//! No DNS lookups (the runtime asks the DNS; [`locate`] orders the answers, and the stack
+//! takes socket addresses), no TLS,
 //! no sockets, no threads, no clock. It is a user agent's stack, not a proxy: it does not
 //! forward requests.
 //!
@@ -47,6 +50,7 @@ pub mod auth;
 pub mod dialog;
 pub mod endpoint;
 pub mod framing;
+pub mod locate;
 pub mod message;
 pub mod registration;
 pub mod time;

@@ -104,6 +104,16 @@ pub(crate) fn parse_host_port(text: &str) -> Result<HostPort, String> {
     Ok(HostPort { host, port })
 }
 
+/// True when `text` (as [`parse_host_port`] takes it) names a port.
+pub(crate) fn names_port(text: &str) -> bool {
+    match text.strip_prefix('[') {
+        Some(rest) => rest
+            .find(']')
+            .is_some_and(|i| rest[i + 1..].starts_with(':')),
+        None => text.contains(':'),
+    }
+}
+
 /// Parses a host without a port: a DNS name, IPv4, or `[v6]`.
 pub(crate) fn parse_host(text: &str) -> Result<Host, String> {
     const EXPECTED: &str =

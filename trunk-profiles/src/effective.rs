@@ -68,10 +68,33 @@ pub(crate) fn render(c: &Config) -> String {
             }),
     );
     line("tls_verify", s.tls.verify.to_string());
+    line(
+        "dns_servers",
+        if s.dns_servers.is_empty() {
+            "(the system's, /etc/resolv.conf)".to_owned()
+        } else {
+            let list: Vec<String> = s
+                .dns_servers
+                .iter()
+                .map(|a| quoted(&a.to_string()))
+                .collect();
+            format!("[{}]", list.join(", "))
+        },
+    );
 
     for t in c.trunks() {
         line("\n[[trunk]]\nname", quoted(&t.name));
-        line("proxy", quoted(&t.proxy.to_string()));
+        line(
+            "proxy",
+            if t.proxy_port_given || t.proxy.host.ip().is_some() {
+                quoted(&t.proxy.to_string())
+            } else {
+                format!(
+                    "{} (located by DNS: NAPTR, SRV, then A/AAAA; RFC 3263)",
+                    quoted(&t.proxy.host.to_string())
+                )
+            },
+        );
         line("domain", quoted(&t.domain.to_string()));
         line("username", opt(t.username.as_ref()));
         match &t.credentials {

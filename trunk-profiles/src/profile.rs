@@ -30,6 +30,9 @@ pub struct SipSettings {
     pub tcp: TcpLimits,
     /// SIP over TLS.
     pub tls: TlsSettings,
+    /// The DNS servers asked for trunks named by DNS (RFC 3263 NAPTR, SRV, A/AAAA), in
+    /// order; empty for the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// `[sip] tls_*`: SIP over TLS (RFC 3261 §26.2, RFC 5922).
@@ -236,6 +239,9 @@ pub struct Trunk {
     pub name: String,
     /// Where requests go (outbound proxy).
     pub proxy: HostPort,
+    /// The file gave `proxy` a port. A name without one is looked up with NAPTR and SRV
+    /// (RFC 3263 §4.1); with one, only A/AAAA (RFC 3263 §4.2).
+    pub proxy_port_given: bool,
     /// Host of From, To and Request-URI.
     pub domain: Host,
     /// User part of From for REGISTER and of the AOR; `None` on an IP-authenticated trunk.
@@ -425,8 +431,9 @@ pub struct Security {
     pub ban: Duration,
     /// Networks never banned.
     pub ban_exempt: Vec<IpNet>,
-    /// SIP requests taken per second from one source address that is not a trunk (twice as
-    /// many in a burst); more are dropped unanswered.
+    /// SIP requests taken per second from one source address admitted only for being in an
+    /// agent's `allow` network (trunks and peers the dialer called are not limited); twice
+    /// as many in a burst; more are dropped unanswered.
     pub max_requests_per_s: u32,
     /// Most SIP server transactions alive at once; a request beyond gets one stateless 503.
     pub max_server_transactions: u32,

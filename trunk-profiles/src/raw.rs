@@ -52,6 +52,7 @@ pub(crate) struct RawSip {
     pub(crate) tls_key: Option<S<String>>,
     pub(crate) tls_ca: Option<S<String>>,
     pub(crate) tls_verify: Option<S<bool>>,
+    pub(crate) dns_servers: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -439,6 +439,31 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `[sip] dns_servers`: `IP:port` of each server, in order.
+    fn dns_servers(&mut self, raw: &RawSip) -> Vec<SocketAddr> {
+        const KEY: &str = "sip.dns_servers";
+        let Some(list) = &raw.dns_servers else {
+            return Vec::new();
+        };
+        if list.get_ref().is_empty() {
+            self.err(list.span(), KEY, "empty list, expected at least one DNS server as IP:port, like [\"127.0.0.1:53\"] (leave the key out for the system's resolvers)");
+            return Vec::new();
+        }
+        let mut servers = Vec::new();
+        for v in list.get_ref() {
+            match v.get_ref().parse::<SocketAddr>() {
+                Ok(a) if a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast() => {
+                    servers.push(a)
+                }
+                _ => {
+                    let msg = format!("invalid DNS server {:?}, expected IP:port like \"127.0.0.1:53\" or \"[2001:db8::53]:53\"", v.get_ref());
+                    self.err(v.span(), KEY, msg);
+                }
+            }
+        }
+        servers
+    }
+
     fn sip(&mut self, raw: &RawSip, base_dir: &Path) -> SipSettings {
         let listen = raw
             .listen
@@ -514,8 +539,10 @@ impl<'a> Checker<'a> {
         );
         let secs = |s: u32| (s > 0).then(|| Duration::from_secs(s.into()));
         let tls = self.tls(raw, base_dir, listen);
+        let dns_servers = self.dns_servers(raw);
         SipSettings {
             tls,
+            dns_servers,
             listen,
             external_ip,
             user_agent,
@@ -795,6 +822,7 @@ impl<'a> Checker<'a> {
         Some(Trunk {
             name: name?,
             proxy: proxy?,
+            proxy_port_given: crate::address::names_port(raw.proxy.get_ref()),
             domain: domain?,
             username,
             credentials,

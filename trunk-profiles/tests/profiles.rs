@@ -66,6 +66,7 @@ fn the_documented_profiles_are_shipped() {
         "minimal.toml",
         "call-centre-pools.toml",
         "carrier-tls.toml",
+        "carrier-dns-srv.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -282,4 +283,16 @@ fn the_tls_carrier_profile_verifies_against_the_system_roots() {
     assert_eq!(t.srtp, trunk_profiles::SrtpMode::Required);
     let agent = c.agents().iter().find(|a| a.extension == "1000").unwrap();
     assert_eq!(agent.srtp, trunk_profiles::SrtpMode::Optional);
+}
+
+#[test]
+fn the_dns_carrier_profile_locates_its_proxy_by_naptr_and_srv() {
+    let (name, text) = profiles()
+        .into_iter()
+        .find(|(n, _)| n == "carrier-dns-srv.toml")
+        .expect("shipped");
+    let c = load(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.trunk("carrier").unwrap();
+    assert!(!t.proxy_port_given, "a bare name: NAPTR and SRV");
+    assert_eq!(c.sip().dns_servers, vec!["127.0.0.1:53".parse().unwrap()]);
 }

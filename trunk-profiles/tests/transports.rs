@@ -64,11 +64,66 @@ fn out_of_range_tcp_limits_name_file_line_column_and_range() {
 }
 
 #[test]
-fn dns_servers_is_refused_not_ignored() {
+fn dns_servers_are_read_in_order_and_default_to_the_system_resolvers() {
+    assert!(
+        load(TRUNK).sip().dns_servers.is_empty(),
+        "the system's by default"
+    );
+    let text = format!("[sip]\ndns_servers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n\n{TRUNK}");
+    let c = load(&text);
+    assert_eq!(
+        c.sip().dns_servers,
+        vec![
+            "127.0.0.1:5353".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    let listing = c.effective_settings();
+    assert!(
+        listing.contains("dns_servers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(
+            "proxy = \"sip.example.net\" (located by DNS: NAPTR, SRV, then A/AAAA; RFC 3263)\n"
+        ),
+        "{listing}"
+    );
+    assert!(load(TRUNK)
+        .effective_settings()
+        .contains("dns_servers = (the system's, /etc/resolv.conf)\n"));
+}
+
+#[test]
+fn a_dns_server_that_is_not_ip_port_names_file_line_column() {
+    let text = format!("[sip]\ndns_servers = [\"127.0.0.1:5353\", \"ns1.example.net\"]\n\n{TRUNK}");
+    assert_eq!(
+        first(&text).to_string(),
+        "dialer.toml:2:34: sip.dns_servers: invalid DNS server \"ns1.example.net\", expected IP:port like \"127.0.0.1:53\" or \"[2001:db8::53]:53\""
+    );
     let text = format!("[sip]\ndns_servers = [\"127.0.0.1\"]\n\n{TRUNK}");
+    assert_eq!(first(&text).line, 2);
+    let text = format!("[sip]\ndns_servers = []\n\n{TRUNK}");
     let d = first(&text);
-    assert_eq!(d.line, 2, "{d}");
-    assert!(d.to_string().contains("unknown key"), "{d}");
+    assert_eq!((d.line, d.column), (2, 15), "{d}");
+    assert!(
+        d.to_string().contains("expected at least one DNS server"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_proxy_name_without_a_port_is_located_by_naptr_and_srv() {
+    let c = load(TRUNK);
+    let t = c.trunk("carrier").unwrap();
+    assert!(!t.proxy_port_given);
+    assert_eq!(t.proxy.port, 5060);
+    let text = TRUNK.replace("sip.example.net", "sip.example.net:5080");
+    assert!(load(&text).trunk("carrier").unwrap().proxy_port_given);
+    let text = TRUNK.replace("sip.example.net", "[2001:db8::1]:5060");
+    assert!(load(&text).trunk("carrier").unwrap().proxy_port_given);
+    let text = TRUNK.replace("sip.example.net", "[2001:db8::1]");
+    assert!(!load(&text).trunk("carrier").unwrap().proxy_port_given);
 }
 
 fn load_in(dir: &std::path::Path, text: &str) -> Result<Config, Vec<Diagnostic>> {

@@ -237,7 +237,9 @@ impl Core {
                     // it answers itself; the INVITE goes on.
                 }
                 Some(r) if method == Method::Invite => {
-                    self.leg_failed(now, r.call, r.side, 408, CallOutcome::Failed)
+                    if !self.fail_over(now, r, transaction) {
+                        self.leg_failed(now, r.call, r.side, 408, CallOutcome::Failed)
+                    }
                 }
                 Some(r) => self.on_bye_done(now, r),
                 None => self.others.push_back(Event::Timeout {
@@ -336,7 +338,47 @@ impl Core {
                     self.invite_failed(now, r, status);
                 }
             }
+            503 if self.fail_over(now, r, tx) => {}
             _ => self.invite_failed(now, r, status),
+        }
+    }
+
+    /// RFC 3263 §4.3: the INVITE of a customer leg that timed out (Timer B) or got a 503
+    /// goes to the next target of the trunk's name as a new transaction: the same request
+    /// (Call-ID, From tag, CSeq, credentials, offer), a new Via branch. Each target gets its
+    /// own Timer B, and a leg tries each at most once ([`sip_core::locate::MAX_TARGETS`]).
+    /// Returns false when there is no target left, the leg is no longer inviting (a CANCEL,
+    /// the call ending), or a provisional response made an early dialog (the request got
+    /// through; a later 503 is the far end's), and the failure stands.
+    fn fail_over(&mut self, now: Time, r: LegRef, failed: TransactionId) -> bool {
+        let Some(c) = self.calls.get_mut(&r.call) else {
+            return false;
+        };
+        if c.ending.is_some() {
+            return false;
+        }
+        let Some(leg) = leg_of(c, r.side) else {
+            return false;
+        };
+        if r.side != Side::Customer
+            || leg.state != LegState::Inviting
+            || leg.invite_tx != Some(failed)
+            || !leg.early.is_empty()
+        {
+            return false;
+        }
+        let (Some(next), Some(invite)) = (leg.failover.next_target(), leg.invite.clone()) else {
+            return false;
+        };
+        leg.target = next;
+        match self.endpoint.send_request(now, invite, next) {
+            Ok(tx) => {
+                leg.invite_tx = Some(tx);
+                self.by_tx.remove(&failed);
+                self.by_tx.insert(tx, r);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -769,6 +811,8 @@ impl Core {
         match next {
             Some(uri) if leg.redirects < max => {
                 leg.redirects += 1;
+                // The new target is the Contact's, not the trunk's name: no failover there.
+                leg.failover.clear();
                 // RFC 3261 §8.1.3.4: a new request to the new target; a target with an IP
                 // address is sent there directly, a name goes through the proxy.
                 leg.target.addr = hop_address(&uri).unwrap_or(proxy);

@@ -57,6 +57,7 @@ use sip_core::auth::{
 };
 use sip_core::dialog::Dialog;
 use sip_core::endpoint::{make_response, Endpoint, Event, Output, Target, Transmit};
+use sip_core::locate::Failover;
 use sip_core::message::{
     HeaderKind, HeaderName, Host, Method, NameAddr, Request, Response, SipMessage, SipUri, Uri,
 };
@@ -353,6 +354,8 @@ struct Leg {
     negotiated: Option<Negotiated>,
     auth: ClientAuthState,
     redirects: u8,
+    /// The targets of the trunk's name this leg's INVITE has not tried yet (RFC 3263 §4.3).
+    failover: Failover,
     rtp_port: u16,
     session_id: u64,
     /// Early dialogs from 1xx with a To tag, one per fork (RFC 3261 §12.1.2, §13.2.2.4).
@@ -421,6 +424,7 @@ impl Leg {
             negotiated: None,
             auth: ClientAuthState::new(),
             redirects: 0,
+            failover: Failover::default(),
             rtp_port: 0,
             session_id,
             early: Vec::new(),
@@ -540,6 +544,9 @@ pub struct Core {
     now: Time,
     /// Session timers asked of each trunk (by index), RFC 4028.
     trunk_timers: Vec<Option<SessionTimerConfig>>,
+    /// The targets after the proxy of each trunk (by index) whose proxy is a DNS name, in
+    /// the RFC 3263 order; an INVITE that times out or gets a 503 moves along them.
+    trunk_failover: Vec<Vec<SocketAddr>>,
     /// Session timers asked of agents.
     agent_timer: Option<SessionTimerConfig>,
     /// Transactions whose outcome nobody waits for (a BYE to a losing fork's 2xx, INFO).
@@ -614,6 +621,7 @@ impl Core {
             others: VecDeque::new(),
             now: Time::ZERO,
             trunk_timers: Vec::new(),
+            trunk_failover: Vec::new(),
             agent_timer: None,
             ignored_tx: std::collections::HashSet::new(),
             dtmf: dtmf::DtmfSettings::default(),
@@ -640,6 +648,24 @@ impl Core {
             self.trunk_timers.resize(trunk + 1, None);
         }
         self.trunk_timers[trunk] = timer;
+    }
+
+    /// The targets of a trunk (by its index in [`CoreConfig::trunks`]) as the runtime
+    /// resolved its proxy's name (RFC 3263): `proxy` first, then `failover` in order. New
+    /// calls use them; calls under way keep the targets they started with.
+    pub fn set_trunk_targets(
+        &mut self,
+        trunk: usize,
+        proxy: SocketAddr,
+        failover: Vec<SocketAddr>,
+    ) {
+        if let Some(t) = self.config.trunks.get_mut(trunk) {
+            t.proxy = proxy;
+        }
+        if self.trunk_failover.len() <= trunk {
+            self.trunk_failover.resize(trunk + 1, Vec::new());
+        }
+        self.trunk_failover[trunk] = failover;
     }
 
     /// Session timers (RFC 4028) to ask of agents, independent of the trunks'.
@@ -870,6 +896,15 @@ impl Core {
         let tag = self.endpoint.new_tag();
         let session_id = u64::from(self.rng.next_u32());
         let mut customer = Leg::new(sip_call_id.clone(), tag, target, session_id);
+        if let Some(rest) = self.trunk_failover.get(trunk_index) {
+            let targets: Vec<Target> = std::iter::once(target)
+                .chain(rest.iter().map(|&addr| Target {
+                    addr,
+                    transport: t.transport,
+                }))
+                .collect();
+            customer.failover = Failover::after_first(&targets);
+        }
         customer.apply_timer_config(self.trunk_timers.get(trunk_index).copied().flatten());
         self.by_sip_call_id.insert(
             sip_call_id,

@@ -9,6 +9,7 @@
 pub mod campaigns;
 pub mod clock;
 pub mod demo;
+pub mod dns;
 pub mod journal;
 pub mod ladder;
 pub mod logging;

@@ -53,24 +53,29 @@ pub async fn register(
     let t = config
         .trunk(trunk)
         .ok_or_else(|| RegisterError::NoSuchTrunk(trunk.to_owned()))?;
-    let proxy = settings::resolve(t)
-        .await
-        .map_err(|e| RegisterError::Io(e.to_string()))?;
     let (sock, listener) = transport::bind(config.sip().listen)
         .await
         .map_err(|e| RegisterError::Io(format!("cannot listen on {}: {e}", config.sip().listen)))?;
     let bound = sock
         .local_addr()
         .map_err(|e| RegisterError::Io(e.to_string()))?;
+    let dns = super::dns::Dns::new(&config.sip().dns_servers).map_err(RegisterError::Io)?;
+    let resolved = settings::locate(&dns, t, bound, &mut StdRng::from_entropy())
+        .await
+        .map_err(|e| RegisterError::Io(e.to_string()))?;
+    // settings::locate refuses an empty list.
+    let targets: Vec<SocketAddr> = resolved.targets().iter().map(|t| t.addr).collect();
+    let proxy = targets[0];
     let local = SocketAddr::new(settings::local_ip(bound, Some(proxy)), bound.port());
     let advertised = SocketAddr::new(config.sip().external_ip.unwrap_or(local.ip()), bound.port());
-    let rc = settings::registration_config(
+    let mut rc = settings::registration_config(
         t,
         proxy,
         settings::contact_for(config, t, local),
         config.sip().external_ip,
     )
     .ok_or_else(|| RegisterError::NotRegistering(trunk.to_owned()))?;
+    rc.failover = targets[1..].to_vec();
     let mut ep_config = EndpointConfig::new(advertised);
     ep_config.timers = TimerConfig {
         t1: config.sip().timers.t1,
@@ -87,14 +92,18 @@ pub async fn register(
         .map_err(|e| RegisterError::Io(e.to_string()))?;
     let mut transports = transports.with_tls(tls);
     if let Some(name) = super::tls::server_name(&t.domain.to_string()) {
-        transports.set_tls_name(proxy, name);
+        for a in &targets {
+            transports.set_tls_name(*a, name.clone());
+        }
     }
     let udp = transports.udp();
     let via = settings::transport(t.transport);
+    let list: Vec<String> = targets.iter().map(|a| a.to_string()).collect();
     eprintln!(
-        "registering trunk {} over {} to {proxy}",
+        "registering trunk {} over {} to {}",
         t.name,
-        via.via_token()
+        via.via_token(),
+        list.join(", then ")
     );
     let mut endpoint = Endpoint::new(ep_config, Box::new(StdRng::from_entropy()));
     let mut reg = Registration::new(rc, Box::new(StdRng::from_entropy()))
@@ -162,6 +171,9 @@ pub async fn register(
                         "retrying: attempt {attempt} in {:.1} s after {reason}",
                         at.since(clock.now()).as_secs_f64()
                     ),
+                    RegistrationEvent::FailedOver { from, to, reason } => {
+                        eprintln!("{from} failed ({reason}), trying {to}")
+                    }
                     other => eprintln!("{other:?}"),
                 }
             }

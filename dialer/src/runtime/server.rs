@@ -20,6 +20,7 @@ use media::sdp::Codec;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use sip_core::endpoint::{make_response, Endpoint, EndpointConfig, Event, Target};
+use sip_core::locate::TargetCache;
 use sip_core::message::{HeaderKind, Method, SipMessage};
 use sip_core::registration::{
     Action as RegAction, Registration, RegistrationEvent, RegistrationState,
@@ -134,6 +135,8 @@ fn calls_drain(t1: Duration) -> Duration {
 enum Internal {
     MediaOpened(CallId, Result<(MediaSession, u16, u16), String>),
     Media(CallId, MediaEvent),
+    /// A trunk's proxy name looked up again (its TTL ran out): by trunk index.
+    Located(usize, Result<sip_core::locate::Resolved, String>),
 }
 
 struct CallMedia {
@@ -185,6 +188,14 @@ struct State {
     transports: Transports,
     /// Redials of the TCP and TLS trunks' connections, by flow.
     redials: HashMap<Target, Redial>,
+    /// The resolver of the trunks' proxy names (RFC 3263).
+    dns: super::dns::Dns,
+    /// Each trunk's targets (by index), looked up again when their TTL runs out.
+    trunk_targets: Vec<TargetCache>,
+    /// The SIP socket's address: which address families targets may have.
+    bound: SocketAddr,
+    /// The trunks as configured, by index, for looking their names up again.
+    config_trunks: Vec<trunk_profiles::Trunk>,
     core: Core,
     registrar: Registrar,
     registrations: Vec<(String, Registration)>,
@@ -247,10 +258,26 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         addr: listen,
         source,
     })?;
-    let mut proxies = Vec::new();
+    let dns = super::dns::Dns::new(&config.sip().dns_servers)
+        .map_err(|reason| RunError::Settings(SettingsError::Dns(reason)))?;
+    let mut dns_rng = StdRng::from_entropy();
+    let mut trunk_targets = Vec::new();
     for t in config.trunks() {
-        proxies.push(settings::resolve(t).await?);
+        let resolved = settings::locate(&dns, t, bound, &mut dns_rng).await?;
+        let list: Vec<String> = resolved
+            .targets()
+            .iter()
+            .map(|t| t.addr.to_string())
+            .collect();
+        tracing::info!(target: "dialer", "trunk {}: {} -> {}", t.name, t.proxy.host, list.join(", "));
+        trunk_targets.push(TargetCache::new(clock.now(), resolved));
     }
+    // Every list has a first target (settings::locate refuses an empty one).
+    let proxies: Vec<SocketAddr> = trunk_targets.iter().map(|c| c.targets()[0].addr).collect();
+    let failovers: Vec<Vec<SocketAddr>> = trunk_targets
+        .iter()
+        .map(|c| c.targets()[1..].iter().map(|t| t.addr).collect())
+        .collect();
     let local_ip = settings::local_ip(bound, proxies.first().copied());
     let advertised_ip = config.sip().external_ip.unwrap_or(local_ip);
     let local = SocketAddr::new(local_ip, bound.port());
@@ -276,6 +303,9 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         clock.unix_at_start(),
     );
     core.set_tls_contact_port(config.sip().tls.listen.map(|a| a.port()));
+    for (i, (proxy, failover)) in proxies.iter().zip(&failovers).enumerate() {
+        core.set_trunk_targets(i, *proxy, failover.clone());
+    }
     // The core's trunks are the profile's, in order (settings::core_config).
     for (i, t) in config.trunks().iter().enumerate() {
         core.set_trunk_dtmf(i, settings::dtmf_mode(t.dtmf));
@@ -309,10 +339,12 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         settings::pools(&config),
     );
     let mut registrations = Vec::new();
-    for (t, proxy) in config.trunks().iter().zip(&proxies) {
+    for ((t, proxy), failover) in config.trunks().iter().zip(&proxies).zip(&failovers) {
         let local = settings::contact_for(&config, t, local);
-        if let Some(rc) = settings::registration_config(t, *proxy, local, config.sip().external_ip)
+        if let Some(mut rc) =
+            settings::registration_config(t, *proxy, local, config.sip().external_ip)
         {
+            rc.failover = failover.clone();
             let reg = Registration::new(rc, Box::new(StdRng::seed_from_u64(seed.next_u64())))
                 .map_err(|e| RunError::Registrar(format!("trunk {}: {e}", t.name)))?;
             registrations.push((t.name.clone(), reg));
@@ -369,11 +401,14 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
     let transports = transports.with_tls(tls_side(&config, true).await?);
     let mut redials = HashMap::new();
     let mut transports = transports;
-    for (t, proxy) in config.trunks().iter().zip(&proxies) {
+    for ((t, proxy), cache) in config.trunks().iter().zip(&proxies).zip(&trunk_targets) {
         let transport = settings::transport(t.transport);
         if transport == Transport::Tls {
             if let Some(name) = super::tls::server_name(&t.domain.to_string()) {
-                transports.set_tls_name(*proxy, name);
+                // RFC 5922 §4: every target of the name is checked against the domain.
+                for target in cache.targets() {
+                    transports.set_tls_name(target.addr, name.clone());
+                }
             }
         }
         if transport.is_reliable() {
@@ -389,6 +424,10 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         clips: Clips::new()?,
         transports,
         redials,
+        dns,
+        trunk_targets,
+        bound,
+        config_trunks: config.trunks().to_vec(),
         core,
         registrar,
         registrations,
@@ -691,6 +730,9 @@ impl State {
         for r in self.redials.values() {
             consider(r.at);
         }
+        for c in &self.trunk_targets {
+            consider(c.next_refresh());
+        }
         for (_, r) in &self.registrations {
             consider(r.next_timeout());
         }
@@ -719,8 +761,7 @@ impl State {
                     *r = Redial::default();
                 }
                 for (_, reg) in &mut self.registrations {
-                    let c = reg.config();
-                    if c.proxy == peer.addr && c.transport == peer.transport {
+                    if reg.target() == peer {
                         reg.flow_recovered(now, self.core.endpoint());
                     }
                 }
@@ -829,6 +870,72 @@ impl State {
             self.registrar_event(e);
         }
         self.redial_due(now);
+        self.relocate_due(now);
+    }
+
+    /// Looks up again, in a task of its own, each trunk name whose TTL ran out; the answer
+    /// comes back as [`Internal::Located`].
+    fn relocate_due(&mut self, now: sip_core::time::Time) {
+        for (i, cache) in self.trunk_targets.iter_mut().enumerate() {
+            if !cache.refresh_due(now) {
+                continue;
+            }
+            let Some(trunk) = self.config_trunks.get(i).cloned() else {
+                continue;
+            };
+            cache.start_refresh();
+            let dns = self.dns.clone();
+            let bound = self.bound;
+            let tx = self.internal_tx.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::from_entropy();
+                let result = settings::locate(&dns, &trunk, bound, &mut rng)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(Internal::Located(i, result));
+            });
+        }
+    }
+
+    /// A trunk's name looked up again: new calls and the registration use the new targets.
+    fn on_located(&mut self, trunk: usize, result: Result<sip_core::locate::Resolved, String>) {
+        let now = self.clock.now();
+        let Some(cache) = self.trunk_targets.get_mut(trunk) else {
+            return;
+        };
+        let name = self
+            .config_trunks
+            .get(trunk)
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        let changed = match result {
+            Ok(resolved) => cache.refreshed(now, resolved),
+            Err(reason) => {
+                tracing::warn!(target: "dialer", "trunk {name}: DNS lookup failed, keeping the targets: {reason}");
+                cache.refresh_failed(now);
+                false
+            }
+        };
+        if !changed {
+            return;
+        }
+        let targets: Vec<SocketAddr> = cache.targets().iter().map(|t| t.addr).collect();
+        let list: Vec<String> = targets.iter().map(|a| a.to_string()).collect();
+        tracing::info!(target: "dialer", "trunk {name}: targets now {}", list.join(", "));
+        let (first, rest) = (targets[0], targets[1..].to_vec());
+        self.core.set_trunk_targets(trunk, first, rest.clone());
+        if let Some((_, reg)) = self.registrations.iter_mut().find(|(n, _)| *n == name) {
+            reg.set_targets(first, rest);
+        }
+        if let Some(t) = self.config_trunks.get(trunk) {
+            if settings::transport(t.transport) == Transport::Tls {
+                if let Some(server) = super::tls::server_name(&t.domain.to_string()) {
+                    for a in &targets {
+                        self.transports.set_tls_name(*a, server.clone());
+                    }
+                }
+            }
+        }
     }
 
     fn ladder(&mut self, out: bool, transport: Transport, peer: SocketAddr, bytes: &[u8]) {
@@ -1192,6 +1299,7 @@ impl State {
     fn on_internal(&mut self, msg: Internal) {
         let now = self.clock.now();
         match msg {
+            Internal::Located(trunk, result) => self.on_located(trunk, result),
             Internal::MediaOpened(call, Ok((session, cport, aport))) => {
                 match self.media.get_mut(&call) {
                     Some(m) => {
@@ -1338,6 +1446,28 @@ impl State {
     }
 
     fn registration_event(&mut self, trunk: &str, ev: RegistrationEvent) {
+        if let RegistrationEvent::FailedOver { from, to, .. } = &ev {
+            // A TCP or TLS trunk's kept-up connection follows its registration to the next
+            // target, rather than redialling the one that failed.
+            let transport = self
+                .registrations
+                .iter()
+                .find(|(n, _)| n == trunk)
+                .map(|(_, r)| r.target().transport);
+            if let Some(transport) = transport.filter(|t| t.is_reliable()) {
+                let old = Target {
+                    addr: *from,
+                    transport,
+                };
+                if self.redials.remove(&old).is_some() {
+                    let new = Target {
+                        addr: *to,
+                        transport,
+                    };
+                    self.redials.insert(new, Redial::default());
+                }
+            }
+        }
         let (state, detail) = match &ev {
             RegistrationEvent::Registered { expires, contact } => (
                 "registered",
@@ -1364,6 +1494,10 @@ impl State {
                 format!("NAT: contact {from} rewritten to {to}"),
             ),
             RegistrationEvent::Unregistered => ("unregistered", String::new()),
+            RegistrationEvent::FailedOver { from, to, reason } => (
+                "registering",
+                format!("{from} failed ({reason}), trying {to} (RFC 3263 §4.3)"),
+            ),
             other => ("registering", format!("{other:?}")),
         };
         let line = if detail.is_empty() {

@@ -5,6 +5,7 @@ use crate::b2bua::agents::AgentMode;
 use crate::b2bua::{CoreConfig, DtmfMode, PoolSettings, Strategy, TrunkSettings};
 use media::sdp::Codec;
 use sip_core::auth::{Credentials, Secret as AuthSecret};
+use sip_core::locate::Resolved;
 use sip_core::message::{Host, Uri};
 use sip_core::registration::{Keepalive, RegistrationConfig};
 use sip_core::transaction::Transport;
@@ -14,7 +15,7 @@ use trunk_profiles::{Config, Trunk};
 /// Why the configuration cannot be used at run time.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// A host name did not resolve.
+    /// A host name did not resolve (RFC 3263 lookups found no target).
     #[error("trunk {trunk}: cannot resolve proxy {host}: {reason}")]
     Resolve {
         /// Trunk name.
@@ -24,6 +25,9 @@ pub enum SettingsError {
         /// What the resolver said.
         reason: String,
     },
+    /// The resolver cannot be set up (the system's configuration is unreadable).
+    #[error("DNS: {0}")]
+    Dns(String),
 }
 
 /// Maps a configured codec to the media crate's.
@@ -63,29 +67,44 @@ pub fn transport(t: trunk_profiles::Transport) -> Transport {
     }
 }
 
-/// Resolves `host:port` (DNS A/AAAA through the system resolver; SRV is not used).
-pub async fn resolve(trunk: &Trunk) -> Result<SocketAddr, SettingsError> {
+/// The targets of a trunk's proxy, best first (RFC 3263 §4): an IP literal as it is; a
+/// name without a port by NAPTR, SRV, then A/AAAA; a name with a port by A/AAAA
+/// (RFC 3263 §4.2). Only addresses of a family the SIP socket bound at `bound` can reach are
+/// kept. No target at all is an error.
+pub async fn locate(
+    dns: &super::dns::Dns,
+    trunk: &Trunk,
+    bound: SocketAddr,
+    rng: &mut (dyn rand::RngCore + Send),
+) -> Result<Resolved, SettingsError> {
     let host = trunk.proxy.host.to_string();
-    let port = trunk.proxy.port;
-    let text = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut addrs =
-        tokio::net::lookup_host(text.clone())
-            .await
-            .map_err(|e| SettingsError::Resolve {
-                trunk: trunk.name.clone(),
-                host: text.clone(),
-                reason: e.to_string(),
-            })?;
-    let first = addrs.next();
-    first.ok_or_else(|| SettingsError::Resolve {
+    // An IP literal keeps the configured port (5060 when the file gives none).
+    let port =
+        (trunk.proxy_port_given || trunk.proxy.host.ip().is_some()).then_some(trunk.proxy.port);
+    let usable = reachable_from(bound);
+    let fail = |reason: String| SettingsError::Resolve {
         trunk: trunk.name.clone(),
-        host: text,
-        reason: "no address".into(),
-    })
+        host: trunk.proxy.host.to_string(),
+        reason,
+    };
+    let resolved = dns
+        .locate(&host, port, transport(trunk.transport), &usable, rng)
+        .await
+        .map_err(fail)?;
+    if resolved.is_empty() {
+        return Err(fail("no usable NAPTR, SRV, A or AAAA record".into()));
+    }
+    Ok(resolved)
+}
+
+/// The address families a socket bound at `bound` sends to: IPv4 from an IPv4 address,
+/// IPv6 from a specific IPv6 one, both from `[::]` (dual stack).
+pub fn reachable_from(bound: SocketAddr) -> impl Fn(IpAddr) -> bool + Sync {
+    move |ip: IpAddr| match bound.ip() {
+        IpAddr::V4(_) => ip.is_ipv4(),
+        IpAddr::V6(v6) if v6.is_unspecified() => true,
+        IpAddr::V6(_) => ip.is_ipv6(),
+    }
 }
 
 /// The address of ours a peer sees: the configured listen IP, or, when listening on every

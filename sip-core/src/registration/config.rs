@@ -44,6 +44,9 @@ pub struct RegistrationConfig {
     pub aor: Uri,
     /// Where requests go: the outbound proxy (resolved by the runtime; no DNS here).
     pub proxy: SocketAddr,
+    /// The next targets of the proxy's name, in order (RFC 3263 §4.3): a REGISTER that
+    /// times out or gets a 503 is sent to the next one at once; empty for an IP literal.
+    pub failover: Vec<SocketAddr>,
     /// The transport to the proxy.
     pub transport: Transport,
     /// The user part of our Contact; `None` uses the AOR's user.
@@ -89,6 +92,7 @@ impl RegistrationConfig {
             registrar_uri,
             aor,
             proxy,
+            failover: Vec::new(),
             transport: Transport::Udp,
             contact_user: None,
             contact_host: Host::from(contact.ip()),

@@ -28,6 +28,13 @@
 //!   runtime as [`Action::SendKeepaliveCrlf`] (RFC 5626 §3.5.1), or an OPTIONS sent through
 //!   the endpoint (its own Call-ID). A timed-out OPTIONS triggers a re-REGISTER.
 //! - Un-registers with `Expires: 0` and `;expires=0` on the Contact.
+//! - Failover (RFC 3263 §4.3): a REGISTER that times out (Timer F) or gets a 503 is sent at
+//!   once to the next target of [`RegistrationConfig::failover`], as a new transaction with
+//!   the same Call-ID and the next CSeq (RFC 3261 §10.2.4 numbers every REGISTER of a
+//!   Call-ID); the registration stays on the target that answered. When every target has
+//!   failed, the usual backoff applies and the next attempt starts over from the first.
+//!   [`Registration::set_targets`] takes a new list when the runtime looked the name up
+//!   again.
 //!
 //! # Drive loop
 //! ```text
@@ -51,7 +58,7 @@
 //! endpoint's output is drained again after them (the `while let` above does that).
 //!
 //! # What it does not do
-//! No DNS (the runtime resolves the proxy and passes a [`std::net::SocketAddr`]), no
+//! No DNS (the runtime resolves the proxy and passes [`std::net::SocketAddr`]s), no
 //! sockets, no clock: time is an argument. No RFC 5626 outbound (`+sip.instance`, `reg-id`,
 //! flow tokens), no GRUU, no Service-Route or Path handling, no 3xx redirect following (a 3xx
 //! fails the registration). Responses to a request the registration has given up on (a
@@ -296,6 +303,15 @@ pub enum RegistrationEvent {
     },
     /// The keepalive OPTIONS got no response; a re-REGISTER was sent.
     KeepaliveTimeout,
+    /// A REGISTER failed at one target and was sent to the next (RFC 3263 §4.3).
+    FailedOver {
+        /// The target that failed.
+        from: std::net::SocketAddr,
+        /// The target now used.
+        to: std::net::SocketAddr,
+        /// Why.
+        reason: RetryReason,
+    },
     /// Un-registered (the un-REGISTER got a final response or timed out, or there was
     /// nothing to remove).
     Unregistered,
@@ -358,6 +374,12 @@ pub struct Registration {
     options: OptionsKeepalive,
     attempts: u32,
     challenges_in_a_row: u32,
+    /// Which target requests go to: 0 is [`RegistrationConfig::proxy`], `i` is
+    /// `failover[i - 1]`.
+    target_index: usize,
+    /// Targets failed in a row since one last answered: at most every target once before
+    /// backing off.
+    failed_over: usize,
     events: VecDeque<RegistrationEvent>,
     actions: VecDeque<Action>,
 }
@@ -417,6 +439,8 @@ impl Registration {
             options,
             attempts: 0,
             challenges_in_a_row: 0,
+            target_index: 0,
+            failed_over: 0,
             events: VecDeque::new(),
             actions: VecDeque::new(),
         })
@@ -455,6 +479,7 @@ impl Registration {
     /// Sends the first REGISTER (or starts over from any state).
     pub fn start(&mut self, now: Time, endpoint: &mut Endpoint) {
         self.attempts = 0;
+        self.failed_over = 0;
         self.challenges_in_a_row = 0;
         self.register_at = None;
         self.keepalive_at = None;
@@ -577,7 +602,11 @@ impl Registration {
                 if let Some(sent) = self.in_flight.take() {
                     match sent.purpose {
                         Purpose::Unregister => self.unregistered(),
-                        Purpose::Register => self.retry(now, RetryReason::Timeout, None),
+                        Purpose::Register => {
+                            if !self.fail_over(now, RetryReason::Timeout, endpoint) {
+                                self.retry(now, RetryReason::Timeout, None)
+                            }
+                        }
                     }
                 }
                 true
@@ -596,11 +625,62 @@ impl Registration {
         self.actions.pop_front()
     }
 
-    fn target(&self) -> Target {
+    /// Where requests go now: the proxy, or the failover target a failure moved to.
+    pub fn target(&self) -> Target {
+        let addr = match self.target_index {
+            0 => self.config.proxy,
+            i => self
+                .config
+                .failover
+                .get(i - 1)
+                .copied()
+                .unwrap_or(self.config.proxy),
+        };
         Target {
-            addr: self.config.proxy,
+            addr,
             transport: self.config.transport,
         }
+    }
+
+    /// Every target in order: the proxy, then the failover ones.
+    fn target_count(&self) -> usize {
+        1 + self.config.failover.len()
+    }
+
+    /// A new list of targets for the proxy's name (looked up again when its TTL ran out).
+    /// The registration stays on its current target if the new list still has it, and
+    /// otherwise starts over from the new first one with its next REGISTER.
+    pub fn set_targets(
+        &mut self,
+        proxy: std::net::SocketAddr,
+        failover: Vec<std::net::SocketAddr>,
+    ) {
+        let current = self.target().addr;
+        self.config.proxy = proxy;
+        self.config.failover = failover;
+        self.target_index = std::iter::once(proxy)
+            .chain(self.config.failover.iter().copied())
+            .position(|a| a == current)
+            .unwrap_or(0);
+    }
+
+    /// After a timeout or a 503 on a REGISTER: the next target, if one is left untried
+    /// (RFC 3263 §4.3). Returns false when every target has failed.
+    fn fail_over(&mut self, now: Time, reason: RetryReason, endpoint: &mut Endpoint) -> bool {
+        if self.failed_over + 1 >= self.target_count() {
+            return false;
+        }
+        let from = self.target().addr;
+        self.failed_over += 1;
+        self.target_index = (self.target_index + 1) % self.target_count();
+        let to = self.target().addr;
+        self.events
+            .push_back(RegistrationEvent::FailedOver { from, to, reason });
+        if !self.is_registered() {
+            self.state = RegistrationState::Registering;
+        }
+        self.send_register(now, endpoint, Purpose::Register, None);
+        true
     }
 
     fn contact_uri(&self, address: &ContactAddress) -> String {
@@ -795,15 +875,16 @@ impl Registration {
                     .get(HeaderKind::RetryAfter)
                     .and_then(retry_after_seconds)
                     .map(|s| Duration::from_secs(u64::from(s)));
-                self.retry(
-                    now,
-                    RetryReason::Status {
-                        status,
-                        reason: response.reason.clone(),
-                        retry_after,
-                    },
+                let reason = RetryReason::Status {
+                    status,
+                    reason: response.reason.clone(),
                     retry_after,
-                );
+                };
+                if !(crate::locate::fails_over(status)
+                    && self.fail_over(now, reason.clone(), endpoint))
+                {
+                    self.retry(now, reason, retry_after);
+                }
             }
             _ => match sent.purpose {
                 Purpose::Unregister => self.unregistered(),
@@ -936,6 +1017,7 @@ impl Registration {
             }
         }
         let expires = Duration::from_secs(u64::from(granted));
+        self.failed_over = 0;
         let was_registered = self.is_registered();
         self.state = RegistrationState::Registered {
             expires_at: sent.sent_at + expires,
@@ -966,6 +1048,10 @@ impl Registration {
 
     fn retry(&mut self, now: Time, reason: RetryReason, retry_after: Option<Duration>) {
         self.attempts = self.attempts.saturating_add(1);
+        // Every target failed (or the one there is): the next attempt starts over from the
+        // first (RFC 3263 §4.3 orders them best first).
+        self.failed_over = 0;
+        self.target_index = 0;
         let mut delay = backoff_delay(
             self.attempts,
             self.config.retry_min,

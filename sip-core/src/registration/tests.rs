@@ -711,3 +711,121 @@ fn after_recovering_from_an_outage_the_backoff_starts_again_from_the_minimum() {
         other => panic!("{other:?}"),
     }
 }
+
+const SECOND: &str = "198.51.100.6:5060";
+const THIRD: &str = "198.51.100.7:5060";
+
+#[test]
+fn a_register_that_times_out_goes_to_the_next_target_at_timer_f_as_a_new_transaction() {
+    let mut c = config();
+    c.failover = vec![addr(SECOND)];
+    let mut h = Harness::new(c);
+    let (mut events, mut branches) = (vec![], vec![]);
+    h.reg.start(h.now, &mut h.ep);
+    let (t0, first) = h
+        .next_register(h.now, &mut events, &mut branches)
+        .expect("the first REGISTER");
+    assert_eq!(h.reg.target().addr, addr(PROXY));
+    // Nobody answers: Timer F (64*T1 = 32 s) ends the transaction, and the next target gets
+    // the REGISTER at that instant, not after a backoff.
+    let (t1, second) = h
+        .next_register(t0 + Duration::from_secs(60), &mut events, &mut branches)
+        .expect("a REGISTER to the next target");
+    assert_eq!(t1, t0 + Duration::from_secs(32));
+    assert_eq!(h.reg.target().addr, addr(SECOND));
+    assert_eq!(second.call_id().unwrap(), first.call_id().unwrap());
+    assert_eq!(second.cseq().unwrap().seq, first.cseq().unwrap().seq + 1);
+    assert_ne!(branches[0], branches[1], "a new transaction");
+    assert!(events.iter().any(|(t, e)| *t == t1
+        && *e
+            == RegistrationEvent::FailedOver {
+                from: addr(PROXY),
+                to: addr(SECOND),
+                reason: RetryReason::Timeout,
+            }));
+    h.answer(
+        &second,
+        200,
+        &[(
+            HeaderKind::Contact,
+            "<sip:dialer@192.168.1.10:5060>;expires=60",
+        )],
+    );
+    h.sent();
+    assert!(h.reg.is_registered());
+    assert_eq!(
+        h.reg.target().addr,
+        addr(SECOND),
+        "the target that answered keeps the registration"
+    );
+}
+
+#[test]
+fn a_503_moves_to_the_next_target_and_when_all_fail_the_backoff_starts_from_the_first() {
+    let mut c = config();
+    c.failover = vec![addr(SECOND), addr(THIRD)];
+    let mut h = Harness::new(c);
+    let (mut events, mut branches) = (vec![], vec![]);
+    h.reg.start(h.now, &mut h.ep);
+    let mut targets = vec![];
+    for _ in 0..3 {
+        let (_, r) = h
+            .next_register(h.now, &mut events, &mut branches)
+            .expect("a REGISTER at once");
+        targets.push(h.reg.target().addr);
+        h.answer(&r, 503, &[]);
+    }
+    assert_eq!(targets, [addr(PROXY), addr(SECOND), addr(THIRD)]);
+    h.sent();
+    let kinds: Vec<String> = h
+        .events()
+        .into_iter()
+        .chain(events.into_iter().map(|(_, e)| e))
+        .map(|e| match e {
+            RegistrationEvent::FailedOver { to, .. } => format!("to {to}"),
+            RegistrationEvent::RetryScheduled { attempt, .. } => format!("retry {attempt}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"retry 1".to_owned()),
+        "every target failed: back off: {kinds:?}"
+    );
+    assert!(matches!(h.reg.state(), RegistrationState::Backoff { .. }));
+    assert_eq!(h.reg.target().addr, addr(PROXY), "the retry starts over");
+    let (_, _) = h
+        .next_register(h.now + Duration::from_secs(10), &mut vec![], &mut branches)
+        .expect("the retry after the backoff");
+    assert_eq!(h.reg.target().addr, addr(PROXY));
+}
+
+#[test]
+fn a_500_is_retried_after_a_backoff_on_the_same_target_not_failed_over() {
+    let mut c = config();
+    c.failover = vec![addr(SECOND)];
+    let mut h = Harness::new(c);
+    let (mut events, mut branches) = (vec![], vec![]);
+    h.reg.start(h.now, &mut h.ep);
+    let (_, r) = h.next_register(h.now, &mut events, &mut branches).unwrap();
+    h.answer(&r, 500, &[]);
+    h.sent();
+    assert!(matches!(h.reg.state(), RegistrationState::Backoff { .. }));
+    assert_eq!(h.reg.target().addr, addr(PROXY));
+}
+
+#[test]
+fn new_targets_keep_the_registration_where_it_is_when_that_target_is_still_listed() {
+    let mut c = config();
+    c.failover = vec![addr(SECOND)];
+    let mut h = Harness::new(c);
+    let (mut events, mut branches) = (vec![], vec![]);
+    h.reg.start(h.now, &mut h.ep);
+    let (_, r) = h.next_register(h.now, &mut events, &mut branches).unwrap();
+    h.answer(&r, 503, &[]);
+    h.sent();
+    assert_eq!(h.reg.target().addr, addr(SECOND));
+    h.reg.set_targets(addr(THIRD), vec![addr(SECOND)]);
+    assert_eq!(h.reg.target().addr, addr(SECOND));
+    h.reg.set_targets(addr(THIRD), vec![]);
+    assert_eq!(h.reg.target().addr, addr(THIRD));
+}

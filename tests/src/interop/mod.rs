@@ -95,6 +95,7 @@ fn debian_package(tool: &str) -> &'static str {
         "ip" => "iproute2",
         "iptables" => "iptables",
         "svwar" | "svcrack" | "sipvicious_svwar" | "sipvicious_svcrack" => "sipvicious",
+        "dnsmasq" => "dnsmasq",
         _ => "unknown",
     }
 }

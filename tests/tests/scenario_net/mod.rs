@@ -150,6 +150,9 @@ pub struct Net {
     pub dropped: usize,
     /// What the agent is offered.
     pub agent_codecs: Vec<Codec>,
+    /// Addresses where nobody answers (a carrier edge that is down): what the dialer sends
+    /// there is recorded in `sent` and goes no further.
+    pub silent: Vec<SocketAddr>,
 }
 
 /// National numbers become `+1...` (the carrier wants E.164).
@@ -245,6 +248,7 @@ impl Net {
             loss_rng: ChaCha8Rng::seed_from_u64(0),
             dropped: 0,
             agent_codecs: vec![Codec::Pcmu, Codec::Pcma],
+            silent: vec![],
         }
     }
 
@@ -580,6 +584,9 @@ impl Net {
         let msg = Message::parse(&t.bytes).expect("the dialer sends parseable SIP");
         self.sent.push((t.to, msg.clone()));
         self.sent_at.push(self.now);
+        if self.silent.contains(&t.to) {
+            return;
+        }
         let now = self.now;
         let peer = if is_carrier(t.to) {
             &mut self.carrier
