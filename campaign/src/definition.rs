@@ -62,6 +62,7 @@
 //! abandon_window = "30d"          # "30d" (US TSR, FCC), "24h" or "calendar_day" (Ofcom)
 //! min_agents = 1                  # fewer agents logged in: progressive
 //! max_lines_per_agent = 3.0       # default 3.0, at least 1.0
+//! drop_group = "floor-1"          # campaigns naming one group share one abandon budget
 //! ```
 //!
 //! These keys are refused with any other pacing, so that a file never carries a setting that
@@ -135,7 +136,7 @@ pub struct CampaignDef {
 }
 
 /// How the number of lines follows the agents.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Pacing {
     /// One line per ready agent.
     Progressive,
@@ -149,7 +150,7 @@ pub enum Pacing {
 }
 
 /// The settings of predictive pacing.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PredictiveDef {
     /// Abandoned over live-answered calls, in percent, over `abandon_window` (0 to 3.0).
     pub max_abandon_pct: f64,
@@ -159,6 +160,9 @@ pub struct PredictiveDef {
     pub min_agents: u32,
     /// Never more lines than this many per logged-in agent.
     pub max_lines_per_agent: f64,
+    /// The drop-rate group: the campaigns naming it share one abandon budget, each paced so
+    /// that the group's abandoned over its live answers stays under the cap.
+    pub drop_group: Option<String>,
 }
 
 impl Default for PredictiveDef {
@@ -168,6 +172,7 @@ impl Default for PredictiveDef {
             abandon_window: AbandonWindow::Days30,
             min_agents: 1,
             max_lines_per_agent: 3.0,
+            drop_group: None,
         }
     }
 }
@@ -455,6 +460,7 @@ struct RawDef {
     abandon_window: Option<S<String>>,
     min_agents: Option<S<i64>>,
     max_lines_per_agent: Option<S<f64>>,
+    drop_group: Option<S<String>>,
     max_lines: Option<S<i64>>,
     ring_timeout_s: Option<S<i64>>,
     time_zone: Option<S<String>>,
@@ -805,6 +811,10 @@ impl Check<'_> {
                     "max_lines_per_agent",
                     raw.max_lines_per_agent.as_ref().map(|v| v.span().start),
                 ),
+                (
+                    "drop_group",
+                    raw.drop_group.as_ref().map(|v| v.span().start),
+                ),
             ];
             for (key, at) in keys {
                 if let Some(at) = at {
@@ -854,6 +864,7 @@ impl Check<'_> {
                 def.max_lines_per_agent = n;
             }
         }
+        def.drop_group = raw.drop_group.as_ref().map(|v| self.text(v, "drop_group"));
         Some(def)
     }
 

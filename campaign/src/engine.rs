@@ -13,7 +13,7 @@
 use crate::definition::{CampaignDef, DispositionAction, Pacing, PredictiveDef};
 use crate::hours;
 use crate::pacing::ledger::Counts;
-use crate::pacing::{Lines, Pacer};
+use crate::pacing::{GroupCounts, Lines, Pacer};
 use crate::types::{AttemptOutcome, LeadGroup, LeadNext, OpenGroup};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -426,8 +426,8 @@ impl Engine {
     /// running resumes dialling.
     pub fn add_campaign(&mut self, def: CampaignDef, state: CampaignState) {
         let name = def.name.clone();
-        let predictive = match def.pacing {
-            Pacing::Predictive(p) => p,
+        let predictive = match &def.pacing {
+            Pacing::Predictive(p) => p.clone(),
             _ => PredictiveDef::default(),
         };
         let pacer = Pacer::new(predictive, def.time_zone);
@@ -685,7 +685,9 @@ impl Engine {
             }
             Pacing::Predictive(_) => {
                 let lines = self.pacing_lines(secs, name, agents, waiting);
+                let others = self.group_others(name);
                 let c = self.campaigns.get_mut(name).expect("paced campaigns exist");
+                c.pacer.set_group_counts(others);
                 c.pacer.lines_to_add(&lines, progressive as u32) as usize
             }
         }
@@ -744,6 +746,38 @@ impl Engine {
         self.campaigns
             .get(campaign)
             .map(|c| c.pacer.window_counts())
+    }
+
+    /// The drop-rate group of `campaign` (its predictive `drop_group`), and the group's
+    /// counts over the legal window: every member's.
+    pub fn group_counts(&self, campaign: &str) -> Option<(String, Counts)> {
+        let group = drop_group(&self.campaigns.get(campaign)?.def)?;
+        let counts = self
+            .campaigns
+            .values()
+            .filter(|c| drop_group(&c.def) == Some(group))
+            .fold(Counts::default(), |sum, c| {
+                sum.plus(&c.pacer.window_counts())
+            });
+        Some((group.to_owned(), counts))
+    }
+
+    /// What the other members of `campaign`'s drop-rate group have counted.
+    fn group_others(&self, campaign: &str) -> GroupCounts {
+        let Some(group) = self
+            .campaigns
+            .get(campaign)
+            .and_then(|c| drop_group(&c.def))
+        else {
+            return GroupCounts::default();
+        };
+        self.campaigns
+            .iter()
+            .filter(|(name, c)| name.as_str() != campaign && drop_group(&c.def) == Some(group))
+            .fold(GroupCounts::default(), |sum, (_, c)| GroupCounts {
+                window: sum.window.plus(&c.pacer.window_counts()),
+                hour: sum.hour.plus(&c.pacer.hour_counts()),
+            })
     }
 
     /// Counts an answered call of `campaign` from before this engine started (the store's
@@ -1500,3 +1534,11 @@ fn call_request(
 
 /// Longest lead field value sent in a header (the call engine's limit).
 pub const MAX_HEADER_VALUE: usize = 256;
+
+/// A campaign's drop-rate group, when its pacing is predictive and names one.
+fn drop_group(def: &CampaignDef) -> Option<&str> {
+    match &def.pacing {
+        Pacing::Predictive(p) => p.drop_group.as_deref(),
+        _ => None,
+    }
+}

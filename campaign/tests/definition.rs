@@ -358,11 +358,12 @@ fn predictive_pacing_reads_its_keys_and_defaults_to_the_3_pct_cap_over_30_days()
             abandon_window: AbandonWindow::Days30,
             min_agents: 1,
             max_lines_per_agent: 3.0,
+            drop_group: None,
         })
     );
     let text = predictive(
         "\nmax_abandon_pct = 0\nabandon_window = \"calendar_day\"\nmin_agents = 4\n\
-         max_lines_per_agent = 2.5",
+         max_lines_per_agent = 2.5\ndrop_group = \"floor-1\"",
     );
     let def = CampaignDef::parse("p.toml", &text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -372,6 +373,7 @@ fn predictive_pacing_reads_its_keys_and_defaults_to_the_3_pct_cap_over_30_days()
             abandon_window: AbandonWindow::CalendarDay,
             min_agents: 4,
             max_lines_per_agent: 2.5,
+            drop_group: Some("floor-1".into()),
         })
     );
 }
@@ -397,6 +399,10 @@ fn predictive_keys_are_checked_at_their_line_and_column() {
     one_error(
         &predictive("\nmax_lines_per_agent = 0.5"),
         "6:23: max_lines_per_agent: 0.5 is below 1.0",
+    );
+    one_error(
+        &predictive("\ndrop_group = \" \""),
+        "6:14: drop_group: empty, expected a name",
     );
     one_error(
         &predictive("\nlines_per_agent = 2"),

@@ -1123,3 +1123,30 @@ fn abandon_window_counts_bridged_abandoned_and_agent_marked_machines() {
     assert!((counts.abandon_rate() - 0.5 / 1.5).abs() < 1e-9);
     sim.assert_clean();
 }
+
+#[test]
+fn a_drop_group_counts_every_member_and_a_campaign_outside_it_has_none() {
+    let def = |name: &str, group: Option<&str>| {
+        let group = group.map_or(String::new(), |g| format!("drop_group = \"{g}\"\n"));
+        campaign::definition::CampaignDef::parse(
+            "g.toml",
+            &format!("name = \"{name}\"\npool = \"sales\"\npacing = \"predictive\"\n{group}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut engine = campaign::engine::Engine::new();
+    engine.add_campaign(def("a", Some("floor")), CampaignState::Paused);
+    engine.add_campaign(def("b", Some("floor")), CampaignState::Paused);
+    engine.add_campaign(def("c", None), CampaignState::Paused);
+    let now = 1_796_000_000;
+    for i in 0..10 {
+        engine.count_answered("a", now - i, i != 0);
+        engine.count_answered("b", now - i, i > 2);
+        engine.count_answered("c", now - i, false);
+    }
+    let (group, counts) = engine.group_counts("a").expect("a is in a group");
+    assert_eq!(group, "floor");
+    assert_eq!((counts.bridged, counts.abandoned), (16, 4), "{counts:?}");
+    assert_eq!(engine.group_counts("b").map(|(_, c)| c), Some(counts));
+    assert_eq!(engine.group_counts("c"), None);
+}

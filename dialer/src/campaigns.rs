@@ -150,6 +150,13 @@ pub struct CampaignStatus {
     pub window_abandon_rate: f64,
     /// The window `window_abandon_rate` is counted over (`30d`, `24h`, `calendar_day`).
     pub abandon_window: String,
+    /// The drop-rate group whose abandon budget the campaign shares (`drop_group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_group: Option<String>,
+    /// The group's abandoned over its live answers, in percent, over the window: every
+    /// member's calls counted, as the group's budget is paced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_window_abandon_rate: Option<f64>,
     /// Calls of the campaign in flight.
     pub lines_in_use: u32,
     /// Of those, waiting for an agent (not yet bridged).

@@ -11,6 +11,7 @@
 //! | `dialer_campaign_leads` | gauge | `campaign`, `state` (`new`, `retry`, `done` ...) | the campaign's leads |
 //! | `dialer_campaign_abandon_rate_percent` | gauge | `campaign` | abandoned over live answers, in percent |
 //! | `dialer_campaign_window_abandon_rate_percent` | gauge | `campaign` | the same over the campaign's abandon window (`30d`, `24h`, `calendar_day`) |
+//! | `dialer_campaign_group_window_abandon_rate_percent` | gauge | `group` | a drop-rate group's abandoned over its live answers over the window, every member's calls counted |
 //! | `dialer_campaign_live_answers` | gauge | `campaign` | attempts answered by a person |
 //! | `dialer_campaign_abandoned` | gauge | `campaign` | attempts abandoned (answered, not connected) |
 //! | `dialer_sip_requests_total` | counter | `direction` (`in`, `out`), `method` | every SIP datagram |
@@ -173,6 +174,11 @@ struct TrunkLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CampaignLabels {
     campaign: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -388,7 +394,17 @@ impl Metrics {
         let window_abandon = Family::<CampaignLabels, Gauge<f64, AtomicU64>>::default();
         let live_answers = Family::<CampaignLabels, Gauge>::default();
         let abandoned = Family::<CampaignLabels, Gauge>::default();
+        let group_abandon = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
         for campaign in &snapshot.campaigns {
+            if let (Some(group), Some(rate)) =
+                (&campaign.drop_group, campaign.group_window_abandon_rate)
+            {
+                group_abandon
+                    .get_or_create(&GroupLabels {
+                        group: group.clone(),
+                    })
+                    .set(rate);
+            }
             let labels = CampaignLabels {
                 campaign: campaign.name.clone(),
             };
@@ -433,6 +449,11 @@ impl Metrics {
             "dialer_campaign_window_abandon_rate_percent",
             "Abandoned over live-answered calls in the campaign's abandon window, in percent",
             window_abandon,
+        );
+        registry.register(
+            "dialer_campaign_group_window_abandon_rate_percent",
+            "Abandoned over live-answered calls of a drop-rate group's campaigns in the abandon window, in percent",
+            group_abandon,
         );
         registry.register(
             "dialer_campaign_live_answers",
@@ -727,6 +748,30 @@ mod tests {
         ] {
             assert!(has(&text, line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn a_drop_group_has_one_series_whatever_its_members() {
+        let metrics = Metrics::new();
+        let member = |name: &str| CampaignStatus {
+            name: name.into(),
+            drop_group: Some("floor".into()),
+            group_window_abandon_rate: Some(1.5),
+            ..CampaignStatus::default()
+        };
+        let text = metrics.render(&Snapshot {
+            campaigns: vec![member("a"), member("b"), CampaignStatus::default()],
+            ..Snapshot::default()
+        });
+        let series: Vec<&str> = samples(&text)
+            .into_iter()
+            .filter(|l| l.starts_with("dialer_campaign_group_window_abandon_rate_percent"))
+            .collect();
+        assert_eq!(
+            series,
+            [r#"dialer_campaign_group_window_abandon_rate_percent{group="floor"} 1.5"#],
+            "{text}"
+        );
     }
 
     #[test]

@@ -51,6 +51,13 @@ impl Counts {
         }
     }
 
+    /// These counts and `o`'s together.
+    pub fn plus(&self, o: &Counts) -> Counts {
+        let mut c = *self;
+        c.add(o);
+        c
+    }
+
     fn add(&mut self, o: &Counts) {
         self.bridged += o.bridged;
         self.machines += o.machines;

@@ -77,6 +77,17 @@ pub struct Pacer {
     /// decayed with [`CALIBRATION_HALF_LIFE_S`].
     expected: f64,
     counted: f64,
+    /// The other campaigns of its drop-rate group.
+    group: GroupCounts,
+}
+
+/// The counts of the other campaigns of a drop-rate group, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GroupCounts {
+    /// Over their legal windows.
+    pub window: Counts,
+    /// Over the trailing hour.
+    pub hour: Counts,
 }
 
 /// What the engine knows of the lines and agents of a campaign at one tick.
@@ -111,7 +122,29 @@ impl Pacer {
             hour: Rolling::new(HOUR_BUCKET_S),
             expected: 0.0,
             counted: 0.0,
+            group: GroupCounts::default(),
         }
+    }
+
+    /// The counts of the other campaigns of its drop-rate group (`drop_group`), which share
+    /// its budget: they count in every window it paces to.
+    pub fn set_group_counts(&mut self, others: GroupCounts) {
+        self.group = others;
+    }
+
+    /// Counts of the trailing hour.
+    pub fn hour_counts(&self) -> Counts {
+        self.hour.total()
+    }
+
+    /// The legal window's counts with the rest of its group's.
+    fn window_total(&self) -> Counts {
+        self.window.total().plus(&self.group.window)
+    }
+
+    /// The trailing hour's counts with the rest of its group's.
+    fn hour_total(&self) -> Counts {
+        self.hour.total().plus(&self.group.hour)
     }
 
     /// A call answered at `answered_at` (Unix seconds) ended: bridged or abandoned.
@@ -163,7 +196,7 @@ impl Pacer {
 
     /// How much of the trailing hour's allowance is left, 0 to 1.
     fn slack(&self, cap: f64) -> f64 {
-        let h = self.hour.total();
+        let h = self.hour_total();
         let allowed = cap * HOUR_TARGET_SHARE * h.live_answered();
         if allowed <= 0.0 {
             return 0.0;
@@ -206,12 +239,12 @@ impl Pacer {
         };
         let windows = [
             Allowance {
-                counts: self.window.total(),
+                counts: self.window_total(),
                 rate: cap * WINDOW_SHARE,
             },
             Allowance {
-                counts: self.hour.total(),
-                rate: hour_rate(cap, self.hour.total().live_answered()),
+                counts: self.hour_total(),
+                rate: hour_rate(cap, self.hour_total().live_answered()),
             },
         ];
         let marginal = MARGINAL_MAX * self.slack(cap);
@@ -227,7 +260,7 @@ impl Pacer {
 /// unlucky abandon from the lines already ringing when its count turned; the headroom of
 /// one keeps that abandon inside the cap, and costs a large team almost nothing (100
 /// agents: 2600 live answers an hour, 0.04 points).
-/// Abandons of headroom the trailing hour keeps below its share of the cap ([`hour_rate`]).
+/// Abandons of headroom the trailing hour keeps below its share of the cap.
 pub const HOUR_HEADROOM_ABANDONS: f64 = 1.0;
 
 fn hour_rate(cap: f64, live_in_hour: f64) -> f64 {
@@ -319,6 +352,36 @@ mod tests {
         }
         assert_eq!(spent.window_counts().abandoned, 10);
         assert_eq!(spent.lines_to_add(&idle_agents(10), 10), 10);
+    }
+
+    #[test]
+    fn a_drop_group_whose_other_campaigns_spent_the_budget_dials_progressive() {
+        let mut clean = trained(PredictiveDef::default());
+        for t in 0..300 {
+            clean.count(t, true);
+        }
+        let alone = clean.lines_to_add(&idle_agents(10), 10);
+        assert!(alone > 10, "its own window is clean: {alone}");
+        // The other member answered 300 and abandoned 30 (10 %): the group is over the cap.
+        let others = Counts {
+            bridged: 270,
+            machines: 0,
+            abandoned: 30,
+        };
+        clean.set_group_counts(GroupCounts {
+            window: others,
+            hour: others,
+        });
+        assert_eq!(clean.lines_to_add(&idle_agents(10), 10), 10);
+        // A clean partner leaves it dialling ahead.
+        clean.set_group_counts(GroupCounts {
+            window: Counts {
+                bridged: 300,
+                ..Counts::default()
+            },
+            hour: Counts::default(),
+        });
+        assert!(clean.lines_to_add(&idle_agents(10), 10) > 10);
     }
 
     #[test]

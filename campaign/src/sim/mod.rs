@@ -193,7 +193,7 @@ enum Agent {
 /// The campaign definition a mode runs: the file's, its pacing replaced, open all day.
 pub fn definition_for(file: &CampaignDef, mode: Mode) -> CampaignDef {
     let mut def = file.clone();
-    def.pacing = match (mode, file.pacing) {
+    def.pacing = match (mode, file.pacing.clone()) {
         (Mode::Progressive | Mode::VicidialAdaptive, _) => Pacing::Progressive,
         (Mode::Ratio, Pacing::Ratio { lines_per_agent }) => Pacing::Ratio { lines_per_agent },
         (Mode::Ratio, _) => Pacing::Ratio {

@@ -461,7 +461,7 @@ pub fn summary(s: &CampaignStatus) -> String {
     format!(
         "{} {}: {}/{} leads finished (done {}, failed {}, dnc {}), dialled {}, answered {}, \
          bridged {}, abandoned {:.1}% ({:.1}% over {}), lines {} ({} waiting), agents ready {} \
-         talking {} wrap-up {}{}",
+         talking {} wrap-up {}{}{}",
         s.name,
         s.state,
         s.finished,
@@ -480,6 +480,11 @@ pub fn summary(s: &CampaignStatus) -> String {
         s.agents.ready,
         s.agents.talking,
         s.agents.wrap_up,
+        match (&s.drop_group, s.group_window_abandon_rate) {
+            (Some(g), Some(rate)) =>
+                format!(", drop group {g} {rate:.1}% over {}", s.abandon_window),
+            _ => String::new(),
+        },
         s.next_retry
             .as_ref()
             .map(|t| format!(", next retry {t}"))

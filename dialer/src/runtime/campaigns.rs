@@ -180,7 +180,7 @@ impl Runner {
                             let state =
                                 CampaignState::parse(&c.state).unwrap_or(CampaignState::Stopped);
                             let name = def.name.clone();
-                            let window = match def.pacing {
+                            let window = match &def.pacing {
                                 Pacing::Predictive(p) => p.abandon_window,
                                 _ => AbandonWindow::Days30,
                             };
@@ -771,6 +771,7 @@ impl Runner {
         let def = self.engine.definition(name);
         let (lines, waiting) = self.engine.lines(name);
         let window = self.engine.abandon_counts(name);
+        let group = self.engine.group_counts(name);
         let leads: BTreeMap<String, u64> = counts
             .leads
             .iter()
@@ -789,7 +790,7 @@ impl Runner {
                 .state(name)
                 .map_or("unknown", CampaignState::as_str)
                 .to_string(),
-            pacing: def.map_or(String::new(), |d| match d.pacing {
+            pacing: def.map_or(String::new(), |d| match &d.pacing {
                 Pacing::Progressive => "progressive".into(),
                 Pacing::Ratio { lines_per_agent } => format!("ratio {lines_per_agent}"),
                 Pacing::Predictive(p) => format!(
@@ -810,10 +811,14 @@ impl Runner {
             live_answers: counts.answered,
             abandon_rate: percent(counts.abandoned, counts.answered),
             window_abandon_rate: window.map_or(0.0, |w| (w.abandon_rate() * 1000.0).round() / 10.0),
-            abandon_window: def.map_or(String::new(), |d| match d.pacing {
+            abandon_window: def.map_or(String::new(), |d| match &d.pacing {
                 Pacing::Predictive(p) => p.abandon_window.as_str().to_string(),
                 _ => AbandonWindow::Days30.as_str().to_string(),
             }),
+            group_window_abandon_rate: group
+                .as_ref()
+                .map(|(_, c)| (c.abandon_rate() * 1000.0).round() / 10.0),
+            drop_group: group.map(|(g, _)| g),
             lines_in_use: lines as u32,
             lines_waiting: waiting as u32,
             next_retry: counts
