@@ -755,3 +755,26 @@ fn query_escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_the_drop_group_and_its_rate_only_when_there_is_one() {
+        let mut s = CampaignStatus {
+            name: "spring".into(),
+            state: "running".into(),
+            abandon_window: "30d".into(),
+            ..CampaignStatus::default()
+        };
+        assert!(!summary(&s).contains("drop group"), "{}", summary(&s));
+        s.drop_group = Some("floor".into());
+        s.group_window_abandon_rate = Some(1.25);
+        assert!(
+            summary(&s).ends_with(", drop group floor 1.2% over 30d"),
+            "{}",
+            summary(&s)
+        );
+    }
+}
