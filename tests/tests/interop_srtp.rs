@@ -112,7 +112,8 @@ fn srtp_agent_call(name: &str, policy: &str, mediaenc: &str) {
         )
         .replacen(
             "[[agent]]\n",
-            &format!("[[agent]]\nsrtp = \"{policy}\"\n"),
+            // Held to TLS: its SDES keys never travel in clear.
+            &format!("[[agent]]\nsrtp = \"{policy}\"\ntransport = \"tls\"\n"),
             1,
         )
         .replacen(

@@ -191,6 +191,15 @@ pub(crate) fn render(c: &Config) -> String {
         line("codecs", codecs(&a.codecs));
         line("dtmf", quoted(a.dtmf.name()));
         line("srtp", quoted(a.srtp.name()));
+        if a.contact.is_none() {
+            line(
+                "transport",
+                a.transport
+                    .map_or("(not set: registers over any listener)".into(), |t| {
+                        quoted(t.name())
+                    }),
+            );
+        }
         line(
             "contact",
             a.contact

@@ -328,6 +328,8 @@ pub struct Agent {
     pub dtmf: DtmfMode,
     /// SRTP on the agent leg.
     pub srtp: SrtpMode,
+    /// The one transport the agent may register over; `None`: any of the listeners.
+    pub transport: Option<Transport>,
     /// Fixed contact for an agent that does not REGISTER.
     pub contact: Option<StaticContact>,
     /// Longest registration granted to this agent (overrides the registrar's `max_expires`).

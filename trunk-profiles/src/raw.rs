@@ -104,6 +104,7 @@ pub(crate) struct RawAgent {
     pub(crate) codecs: Option<S<Vec<S<String>>>>,
     pub(crate) dtmf: Option<S<String>>,
     pub(crate) srtp: Option<S<String>>,
+    pub(crate) transport: Option<S<String>>,
     pub(crate) contact: Option<S<String>>,
     pub(crate) max_expires: Option<S<u32>>,
 }

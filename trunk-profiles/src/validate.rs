@@ -939,6 +939,7 @@ impl<'a> Checker<'a> {
         at: Anchor,
         p: &str,
         registrar: &Registrar,
+        tls_listen: bool,
     ) -> Option<Agent> {
         let k = |f: &str| format!("{p}.{f}");
         let extension = self.text(
@@ -1011,6 +1012,27 @@ impl<'a> Checker<'a> {
         let codecs = self.codecs(&raw.codecs, &k("codecs"));
         let dtmf = self.choice_or(&raw.dtmf, &k("dtmf"), DTMF, DtmfMode::Rfc4733);
         let srtp = self.choice_or(&raw.srtp, &k("srtp"), SRTP, SrtpMode::Off);
+        let transport = raw
+            .transport
+            .as_ref()
+            .and_then(|v| self.choice(v, &k("transport"), TRANSPORTS));
+        if let Some(v) = &raw.transport {
+            if raw.contact.is_some() {
+                self.err(
+                    v.span(),
+                    k("transport"),
+                    "with a static contact, expected no transport key: the contact names its \
+                     transport (;transport=tcp, or a sips: URI for TLS)",
+                );
+            } else if transport == Some(Transport::Tls) && !tls_listen {
+                self.err(
+                    v.span(),
+                    k("transport"),
+                    "\"tls\" without sip.tls_listen, expected sip.tls_listen (with tls_cert and \
+                     tls_key) for the agent to register over",
+                );
+            }
+        }
         let contact = raw
             .contact
             .as_ref()
@@ -1036,6 +1058,7 @@ impl<'a> Checker<'a> {
             codecs,
             dtmf,
             srtp,
+            transport,
             contact,
             max_expires: secs(max_expires),
         })
@@ -1534,7 +1557,8 @@ pub(crate) fn build(
         } else {
             extensions.insert(ext, i);
         }
-        if let Some(agent) = c.agent(a.get_ref(), a.span(), &p, &registrar) {
+        let tls = sip.tls.listen.is_some();
+        if let Some(agent) = c.agent(a.get_ref(), a.span(), &p, &registrar, tls) {
             agents.push(agent);
         }
     }

@@ -93,6 +93,8 @@ pub struct AgentEntry {
     pub max_expires: Option<Duration>,
     /// A fixed contact for an agent that does not REGISTER.
     pub static_contact: Option<StaticContact>,
+    /// The one transport it may register over (`[[agent]] transport`); `None`: any.
+    pub transport: Option<Transport>,
 }
 
 impl AgentEntry {
@@ -108,7 +110,13 @@ impl AgentEntry {
             allow,
             max_expires: None,
             static_contact: None,
+            transport: None,
         }
+    }
+
+    /// Whether a REGISTER over `transport` may bind this agent.
+    pub fn takes(&self, transport: Transport) -> bool {
+        self.transport.is_none_or(|t| t == transport)
     }
 
     /// Whether `ip` lies in one of the `allow` networks. An IPv4-mapped IPv6 address
@@ -245,6 +253,11 @@ impl RegistrarConfig {
                 allow: agent.allow.clone(),
                 max_expires: Some(agent.max_expires),
                 static_contact,
+                transport: agent.transport.map(|t| match t {
+                    trunk_profiles::Transport::Udp => Transport::Udp,
+                    trunk_profiles::Transport::Tcp => Transport::Tcp,
+                    trunk_profiles::Transport::Tls => Transport::Tls,
+                }),
             });
         }
         Ok(out)

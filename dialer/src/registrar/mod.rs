@@ -139,6 +139,8 @@ pub enum FailureReason {
     WrongPassword,
     /// The source is outside the agent's `allow` networks.
     DisallowedNetwork,
+    /// The REGISTER came over another transport than the agent's `transport`.
+    WrongTransport,
     /// A nonce already spent by a wrong answer, or a nonce count already used (a replay).
     StaleNonce,
     /// The credentials name another user than the address-of-record (§10.3 step 4).
@@ -155,6 +157,7 @@ impl FailureReason {
             FailureReason::UnknownExtension => "unknown_extension",
             FailureReason::WrongPassword => "wrong_password",
             FailureReason::DisallowedNetwork => "disallowed_network",
+            FailureReason::WrongTransport => "wrong_transport",
             FailureReason::StaleNonce => "stale_nonce",
             FailureReason::UsernameMismatch => "username_mismatch",
             FailureReason::BadCredentials => "bad_credentials",
@@ -639,10 +642,12 @@ impl Registrar {
             None => (&self.decoy, false),
         };
         let allowed = known && entry.allows(source.ip());
+        let transported = known && entry.takes(transport);
         // §10.3 steps 3 and 4.
         let failed = match self.auth.authenticate(now, request, entry, !known) {
-            Ok(()) if allowed => None,
-            // Right credentials from the wrong place (or the decoy's, which nobody knows).
+            Ok(()) if allowed && transported => None,
+            // Right credentials from the wrong place or over the wrong transport (or the
+            // decoy's, which nobody knows).
             Ok(()) => Some((
                 FailureReason::DisallowedNetwork,
                 self.auth.refuse(now, request, entry),
@@ -655,6 +660,8 @@ impl Registrar {
                 FailureReason::UnknownExtension
             } else if !allowed {
                 FailureReason::DisallowedNetwork
+            } else if !transported {
+                FailureReason::WrongTransport
             } else {
                 reason
             };

@@ -46,6 +46,11 @@ fn config() -> RegistrarConfig {
             allow: vec![net("192.168.1.0/24")],
             max_expires: None,
             static_contact: None,
+            transport: None,
+        },
+        AgentEntry {
+            transport: Some(Transport::Tls),
+            ..AgentEntry::with_password("1002", "pw-1002", vec![net("192.168.1.0/24")])
         },
     ];
     config
@@ -493,6 +498,16 @@ fn every_failure_gets_the_same_401_as_a_first_register() {
             "disallowed_network",
         ),
     ];
+    // Right password, over UDP for an agent that registers over TLS only.
+    cases.push((
+        Phone::new(
+            "1002",
+            "pw-1002",
+            "<sip:1002@192.168.1.20>",
+            "192.168.1.20:5060",
+        ),
+        "wrong_transport",
+    ));
     // Right password of 1000, for 1001's address-of-record.
     let mut other = Phone::new(
         "1001",
@@ -1488,4 +1503,35 @@ fn an_agent_registered_over_tcp_is_bound_to_its_connection_and_unbound_when_it_c
     );
     assert!(registrar.lookup("1000", secs(2)).is_none());
     assert!(registrar.lookup("1001", secs(2)).is_some());
+}
+
+#[test]
+fn an_agent_held_to_tls_registers_over_tls_and_is_refused_over_udp_and_tcp() {
+    let mut registrar = registrar();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let mut phone = Phone::new(
+            "1002",
+            "pw-1002",
+            "<sip:1002@192.168.1.20;transport=tls>",
+            "192.168.1.20:5061",
+        );
+        phone.transport = transport;
+        let outcome = phone.register_final(&mut registrar, secs(1));
+        assert_eq!(outcome.response.status, 401, "{transport:?}");
+        assert_eq!(
+            outcome.failure.map(|f| f.reason.as_str()),
+            Some("wrong_transport")
+        );
+    }
+    assert!(registrar.lookup("1002", secs(1)).is_none());
+    let mut phone = Phone::new(
+        "1002",
+        "pw-1002",
+        "<sip:1002@192.168.1.20;transport=tls>",
+        "192.168.1.20:5061",
+    );
+    phone.transport = Transport::Tls;
+    let outcome = phone.register_final(&mut registrar, secs(2));
+    assert_eq!(outcome.response.status, 200);
+    assert!(registrar.lookup("1002", secs(2)).is_some());
 }
