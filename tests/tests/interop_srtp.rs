@@ -5,7 +5,9 @@
 //! RTP (PCMA, 440 Hz). The relay decrypts what the agent sends and encrypts what it gets.
 //!
 //! The same call with `srtp = "optional"` and baresip's `mediaenc=srtp` (`RTP/AVP` offers with
-//! `a=crypto`, answered with a key) is encrypted as well.
+//! `a=crypto`, answered with a key) is encrypted as well; and with SRTP on both legs (a
+//! second baresip as the carrier, called by an unregistered trunk with `srtp = "required"`)
+//! each side hears the other and neither side's packets decode.
 //!
 //! - Audio both ways: baresip, which decrypts with the key the dialer put in its SDP, hears
 //!   the carrier's 440 Hz; the carrier, which gets the plain RTP the relay decrypted, hears
@@ -277,4 +279,208 @@ fn srtp_agent_call(name: &str, policy: &str, mediaenc: &str) {
         to_agent.len(),
         to_carrier.len()
     );
+}
+
+/// SRTP on both legs: the carrier is a second baresip (SIPp has no SRTP), called directly
+/// by an unregistered trunk with `srtp = "required"`, playing 440 Hz; agent 1000 is baresip
+/// over TLS with SRTP required, playing 1000 Hz. Each hears the other through the relay,
+/// which decrypts each leg with its peer's key and encrypts with its own, and neither side's
+/// packets on the wire decode as G.711.
+#[test]
+fn srtp_on_both_legs_between_two_baresips_is_heard_both_ways_and_encrypted_on_each_side() {
+    let test = CallTest::new("srtp-both", &["baresip", "sox", "tshark", "openssl"]).expect("setup");
+    let certs = certs::make(
+        test.dir.path(),
+        "dialer",
+        &["DNS:dialer.test", "IP:127.0.0.1"],
+    )
+    .expect("certificates");
+    let carrier_rtp = free_udp_range(LOOPBACK, 20).expect("carrier RTP ports");
+    let agent_rtp = free_udp_range(LOOPBACK, 20).expect("agent RTP ports");
+    let tap = |name: &str, base: u16| {
+        Tap::start(
+            name,
+            &format!(
+                "udp and dst host 127.0.0.1 and dst portrange {base}-{}",
+                base + 19
+            ),
+            test.dir.path(),
+        )
+        .expect("tshark taps a side")
+    };
+    let carrier_tap = tap("carrier-rtp", carrier_rtp);
+    let agent_tap = tap("agent-rtp", agent_rtp);
+
+    // The carrier: baresip answering calls for +15551234 with SRTP required, playing 440 Hz.
+    let carrier_wav = test.dir.join("carrier440.wav");
+    audio::tone_wav(&carrier_wav, 440, 30, 8000).expect("carrier tone");
+    let carrier_sip = SocketAddr::new(
+        LOOPBACK,
+        free_baresip_port(LOOPBACK).expect("carrier SIP port"),
+    );
+    let carrier = Baresip::start_over_with_srtp(
+        scenario_tests::interop::baresip::BaresipConfig {
+            name: "carrier".into(),
+            user: "+15551234".into(),
+            sip_listen: carrier_sip,
+            registrar: None,
+            answer: AnswerMode::Auto,
+            codecs: vec!["PCMA".into()],
+            source_wav: carrier_wav,
+            rtp_base: carrier_rtp,
+            ctrl: SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("carrier ctrl")),
+        },
+        test.dir.path(),
+        "udp",
+        None,
+        "srtp-mand",
+    )
+    .expect("baresip as an SRTP carrier");
+
+    let config = test
+        .config(carrier_sip, &CallOptions::default())
+        .expect("config");
+    let tls = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("TLS port"));
+    let original = std::fs::read_to_string(&config).expect("config written");
+    let patched = original
+        .replacen(
+            "[sip]\n",
+            &format!(
+                "[sip]\ntls_listen = \"{tls}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                certs.cert.display(),
+                certs.key.display()
+            ),
+            1,
+        )
+        // A trunk that calls the carrier directly: no registration, no domain, SRTP.
+        .replacen(
+            "register = true\n",
+            "register = false\nsrtp = \"required\"\n",
+            1,
+        )
+        .replacen("domain = \"carrier.test\"\n", "", 1)
+        .replacen(
+            "[[agent]]\n",
+            "[[agent]]\nsrtp = \"required\"\ntransport = \"tls\"\n",
+            1,
+        );
+    assert!(
+        patched.contains("register = false") && patched.contains("tls_listen"),
+        "the template has what the test changes"
+    );
+    std::fs::write(&config, patched).expect("config patched");
+    dialer_bin::check_config(&test.dialer, &config).expect("dialer config check accepts it");
+    let run = test.run(&config).expect("dialer run");
+
+    let mut agent_config = test
+        .agent_config(
+            AnswerMode::Auto,
+            &["PCMA"],
+            SocketAddr::new(
+                LOOPBACK,
+                free_baresip_port(LOOPBACK).expect("agent SIP port"),
+            ),
+            agent_rtp,
+            SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent ctrl")),
+        )
+        .expect("agent settings");
+    agent_config.registrar = Some((tls, AGENT_PASSWORD.into()));
+    let agent = Baresip::start_over_with_srtp(
+        agent_config,
+        test.dir.path(),
+        "tls",
+        Some(&certs.ca),
+        "srtp-mand",
+    )
+    .expect("baresip agent with SRTP");
+    agent
+        .wait_registered(Duration::from_secs(10))
+        .expect("agent 1000 registers over TLS");
+
+    let mut command = test.command(&["call", "+15551234", "--agent", "1000", "--api"]);
+    command.arg(test.api_url());
+    let call = Peer::spawn("dialer-call", command, test.dir.path()).expect("dialer call");
+    let srtp_on = Regex::new(r"SRTP is Enabled").unwrap();
+    for (who, phone) in [("carrier", &carrier), ("agent", &agent)] {
+        phone
+            .wait_established(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("the {who} answers: {e}"));
+        phone
+            .peer()
+            .wait_for_line(&srtp_on, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("the {who} keys SRTP: {e}"));
+    }
+    for (who, phone) in [("carrier", &carrier), ("agent", &agent)] {
+        poll_until(
+            &format!("3 s of audio heard by the {who}"),
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            || (phone.heard_seconds() >= 3.0).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    agent_tap
+        .wait_packets(100, Duration::from_secs(10))
+        .expect("RTP reaches the agent's ports");
+    carrier_tap
+        .wait_packets(100, Duration::from_secs(10))
+        .expect("RTP reaches the carrier's ports");
+    agent.hangup().expect("agent hangs up");
+    agent
+        .wait_terminated(Duration::from_secs(5))
+        .expect("agent call ends");
+    carrier
+        .wait_terminated(Duration::from_secs(10))
+        .expect("the carrier gets the BYE");
+    let status = call
+        .wait_exit(Duration::from_secs(15))
+        .expect("dialer call ends");
+    let cdr = wait_cdr(&run, Duration::from_secs(5)).expect("CDR");
+    let carrier_pcap = carrier_tap.stop().expect("carrier capture stops");
+    let agent_pcap = agent_tap.stop().expect("agent capture stops");
+    run.stop("TERM", Duration::from_secs(10))
+        .expect("dialer run stops");
+    assert!(status.success(), "bridged call exits 0:\n{}", call.tail());
+    assert_eq!(text(&cdr, "outcome"), "bridged", "CDR: {cdr}");
+
+    // Each side heard the other's tone, decrypted by its own SRTP stack.
+    for (who, phone, tone) in [("agent", &agent, 440.0), ("carrier", &carrier, 1000.0)] {
+        let heard = audio::Pcm::read_wav(&phone.heard().expect("recording")).unwrap();
+        assert!(
+            audio::tone_present_in(&heard, tone, 0.5, heard.duration_s() - 0.5),
+            "the {who} did not hear {tone} Hz; timeline {:?}",
+            audio::tone_timeline(&heard, &TONES)
+        );
+    }
+    // On the wire towards each: SRTP, not G.711.
+    for (who, pcap, base) in [
+        ("agent", &agent_pcap, agent_rtp),
+        ("carrier", &carrier_pcap, carrier_rtp),
+    ] {
+        let packets: Vec<RtpPacket> = (base..base + 20)
+            .step_by(2)
+            .map(|port| tshark::rtp_to_port(pcap, port).expect("RTP"))
+            .max_by_key(Vec::len)
+            .unwrap_or_default();
+        assert!(
+            packets.len() >= 100,
+            "only {} RTP packets to the {who}",
+            packets.len()
+        );
+        let as_g711 = tshark::g711_timeline(&packets);
+        for tone in TONES {
+            assert!(
+                !audio::tone_present_in(&as_g711, tone, 0.0, as_g711.duration_s()),
+                "{tone} Hz decodable from the packets to the {who}: not encrypted"
+            );
+        }
+        let bits = entropy(&payload_bytes(&packets));
+        assert!(bits > 7.9, "{who}-side payload entropy {bits:.3} bits/byte");
+        eprintln!(
+            "srtp-both: {who} side {bits:.3} bits/byte over {} packets",
+            packets.len()
+        );
+    }
+    agent.stop().expect("agent stops");
+    carrier.stop().expect("carrier stops");
 }

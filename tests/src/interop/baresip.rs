@@ -154,6 +154,12 @@ impl Baresip {
             format!("audio_codecs={}", config.codecs.join(",")),
         ];
         let mut extra = String::new();
+        if config.registrar.is_none() && config.sip_listen.ip().is_loopback() {
+            // A phone called directly (a carrier's, a static contact) advertises the address
+            // it sends from: a host address in its SDP while its RTP leaves from loopback
+            // would be another source, which the dialer's strict latching drops.
+            extra.push_str(&format!("net_interface\t\t{}\n", config.sip_listen.ip()));
+        }
         if let Some(ca) = over.and_then(|(_, ca)| ca) {
             extra.push_str(&format!("sip_cafile\t\t{}\n", ca.display()));
         }
