@@ -78,9 +78,15 @@ pub async fn locate(
     rng: &mut (dyn rand::RngCore + Send),
 ) -> Result<Resolved, SettingsError> {
     let host = trunk.proxy.host.to_string();
-    // An IP literal keeps the configured port (5060 when the file gives none).
-    let port =
-        (trunk.proxy_port_given || trunk.proxy.host.ip().is_some()).then_some(trunk.proxy.port);
+    // An IP literal keeps the configured port, or takes the transport's default when the
+    // file gives none (RFC 3263 §4.2: 5061 for TLS, 5060 otherwise).
+    let port = if trunk.proxy_port_given {
+        Some(trunk.proxy.port)
+    } else if trunk.proxy.host.ip().is_some() {
+        Some(sip_core::locate::default_port(transport(trunk.transport)))
+    } else {
+        None
+    };
     let usable = reachable_from(bound);
     let fail = |reason: String| SettingsError::Resolve {
         trunk: trunk.name.clone(),
@@ -306,6 +312,33 @@ mod tests {
         let core = core_config(&c, &[proxy], (IpAddr::V4(Ipv4Addr::LOCALHOST), 5060));
         assert_eq!(core.originate_timeout.as_secs(), 4);
         assert_eq!(core.agent_ring_timeout.as_secs(), 9);
+    }
+
+    #[tokio::test]
+    async fn an_ip_literal_proxy_without_a_port_takes_its_transports_default_port() {
+        let dns = super::super::dns::Dns::new(&["127.0.0.1:9".parse().unwrap()]).expect("dns");
+        let bound: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        for (proxy, transport, port) in [
+            ("192.0.2.7", "tls", 5061),
+            ("192.0.2.7", "tcp", 5060),
+            ("192.0.2.7", "udp", 5060),
+            ("192.0.2.7:5071", "tls", 5071),
+        ] {
+            let text = format!(
+                "[[trunk]]\nname = \"carrier\"\nproxy = \"{proxy}\"\ndomain = \"carrier.example\"\n\
+                 register = false\ntransport = \"{transport}\"\n"
+            );
+            let c = Config::from_str_named(&text, "dialer.toml", &|_| None).expect("config");
+            let found = locate(&dns, &c.trunks()[0], bound, &mut rng)
+                .await
+                .expect("a literal needs no lookup");
+            assert_eq!(
+                found.targets()[0].addr,
+                SocketAddr::new("192.0.2.7".parse().unwrap(), port),
+                "{proxy} over {transport}"
+            );
+        }
     }
 
     #[test]
