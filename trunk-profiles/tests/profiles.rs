@@ -266,6 +266,11 @@ fn the_pbx_profile_dials_over_tcp_with_its_connection_limits() {
     assert_eq!(tcp.keepalive.map(|d| d.as_secs()), Some(60));
     assert_eq!(tcp.connections_per_source, 4);
     assert_eq!(tcp.idle_timeout.map(|d| d.as_secs()), Some(600));
+    assert_eq!(
+        c.agents()[0].transport,
+        Some(trunk_profiles::Transport::Tcp),
+        "its phone is held to TCP"
+    );
 }
 
 #[test]
