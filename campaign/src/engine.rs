@@ -762,6 +762,32 @@ impl Engine {
         Some((group.to_owned(), counts))
     }
 
+    /// Why `def` cannot join its drop-rate group: a member counts over another window or
+    /// to another cap, so one budget would mean two things. `None` when it can.
+    pub fn group_conflict(&self, def: &CampaignDef) -> Option<String> {
+        let Pacing::Predictive(p) = &def.pacing else {
+            return None;
+        };
+        let group = p.drop_group.as_deref()?;
+        self.campaigns.values().find_map(|c| match &c.def.pacing {
+            Pacing::Predictive(q)
+                if q.drop_group.as_deref() == Some(group) && c.def.name != def.name =>
+            {
+                (q.abandon_window != p.abandon_window || q.max_abandon_pct != p.max_abandon_pct)
+                    .then(|| {
+                        format!(
+                            "campaign {:?} of group {group:?} counts {}% over {}, expected the \
+                             same max_abandon_pct and abandon_window for every member",
+                            c.def.name,
+                            q.max_abandon_pct,
+                            q.abandon_window.as_str()
+                        )
+                    })
+            }
+            _ => None,
+        })
+    }
+
     /// What the other members of `campaign`'s drop-rate group have counted.
     fn group_others(&self, campaign: &str) -> GroupCounts {
         let Some(group) = self

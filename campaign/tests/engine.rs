@@ -1149,4 +1149,15 @@ fn a_drop_group_counts_every_member_and_a_campaign_outside_it_has_none() {
     assert_eq!((counts.bridged, counts.abandoned), (16, 4), "{counts:?}");
     assert_eq!(engine.group_counts("b").map(|(_, c)| c), Some(counts));
     assert_eq!(engine.group_counts("c"), None);
+    // A member counting over another window (or to another cap) cannot join.
+    let other = campaign::definition::CampaignDef::parse(
+        "g.toml",
+        "name = \"d\"\npool = \"sales\"\npacing = \"predictive\"\ndrop_group = \"floor\"\n\
+         abandon_window = \"24h\"\n",
+    )
+    .unwrap();
+    let why = engine.group_conflict(&other).expect("a conflict");
+    assert!(why.contains("counts 3% over 30d"), "{why}");
+    assert_eq!(engine.group_conflict(&def("e", Some("floor"))), None);
+    assert_eq!(engine.group_conflict(&def("f", Some("other"))), None);
 }

@@ -569,6 +569,11 @@ impl Runner {
                 if let Err(e) = self.check_abandon_after(&def, &file) {
                     return Err(CampaignError::InvalidDefinition(vec![e]));
                 }
+                if let Some(e) = self.engine.group_conflict(&def) {
+                    return Err(CampaignError::InvalidDefinition(vec![format!(
+                        "{file}: drop_group: {e}"
+                    )]));
+                }
                 if def.record && self.record_dir.is_none() {
                     return Err(CampaignError::InvalidDefinition(vec![format!(
                         "{file}: record: the dialer's configuration has no [media] record_dir \
