@@ -806,6 +806,22 @@ impl Engine {
             })
     }
 
+    /// Counts a bridged call of `campaign` from before this engine started, answered at
+    /// `answered_at`, that its agent marked with `disposition`: a machine when the
+    /// campaign's definition says that code is one (Ofcom's adjusted drops).
+    pub fn count_disposition(&mut self, campaign: &str, answered_at: i64, disposition: &str) {
+        if let Some(c) = self.campaigns.get_mut(campaign) {
+            let machine = c
+                .def
+                .dispositions
+                .iter()
+                .any(|d| d.code == disposition && d.machine);
+            if machine {
+                c.pacer.machine(answered_at);
+            }
+        }
+    }
+
     /// Counts an answered call of `campaign` from before this engine started (the store's
     /// history), so the abandon window survives a restart.
     pub fn count_answered(&mut self, campaign: &str, answered_at: i64, bridged: bool) {

@@ -1161,3 +1161,31 @@ fn a_drop_group_counts_every_member_and_a_campaign_outside_it_has_none() {
     assert_eq!(engine.group_conflict(&def("e", Some("floor"))), None);
     assert_eq!(engine.group_conflict(&def("f", Some("other"))), None);
 }
+
+#[test]
+fn a_restart_counts_the_machines_agents_marked_before_it() {
+    let def = campaign::definition::CampaignDef::parse(
+        "m.toml",
+        "name = \"m\"\npool = \"sales\"\npacing = \"predictive\"\n\
+         [[disposition]]\ncode = \"machine\"\naction = \"final\"\nmachine = true\n\
+         [[disposition]]\ncode = \"sale\"\naction = \"final\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut engine = campaign::engine::Engine::new();
+    engine.add_campaign(def, CampaignState::Paused);
+    let now = 1_796_000_000;
+    engine.count_answered("m", now, true);
+    engine.count_answered("m", now, true);
+    engine.count_answered("m", now, false);
+    engine.count_disposition("m", now, "machine");
+    engine.count_disposition("m", now, "sale");
+    engine.count_disposition("m", now, "unknown");
+    let counts = engine.abandon_counts("m").expect("loaded");
+    assert_eq!(
+        (counts.bridged, counts.machines, counts.abandoned),
+        (2, 1, 1),
+        "{counts:?}"
+    );
+    // Ofcom: 1 drop x (1 - 1 machine / (1 + 1 live person)) = 0.5 over 1.5 live calls.
+    assert!((counts.abandon_rate() - 0.5 / 1.5).abs() < 1e-9);
+}

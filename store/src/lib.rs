@@ -108,6 +108,17 @@ pub struct ClaimedLead {
     pub callback_agent: Option<String>,
 }
 
+/// An answered attempt, as the abandon window counts it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AnsweredAttempt {
+    /// When it ended (Unix seconds).
+    pub ended: i64,
+    /// Bridged to an agent (else abandoned).
+    pub bridged: bool,
+    /// The agent's disposition code, when one was set.
+    pub disposition: Option<String>,
+}
+
 /// An attempt that was open when the dialer last stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenAttempt {
@@ -281,9 +292,13 @@ pub trait Store {
     /// Status counts.
     fn counts(&self, campaign: &str) -> Result<CampaignCounts, StoreError>;
     /// The answered attempts of `campaign` that ended at or after `since` (Unix seconds),
-    /// oldest first: (ended, bridged). A restarted dialer counts its abandon window from
-    /// them, so a restart does not refill the abandon budget.
-    fn answered_since(&self, campaign: &str, since: i64) -> Result<Vec<(i64, bool)>, StoreError>;
+    /// oldest first. A restarted dialer counts its abandon window from them, machines its
+    /// agents marked included, so a restart does not refill the abandon budget.
+    fn answered_since(
+        &self,
+        campaign: &str,
+        since: i64,
+    ) -> Result<Vec<AnsweredAttempt>, StoreError>;
     /// Every lead with its attempts, optionally of one state, by lead id.
     fn export(
         &self,

@@ -12,8 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::schema::MIGRATIONS;
 use crate::{
-    AttemptEnd, AttemptRecord, CampaignCounts, CampaignRecord, ClaimedLead, ImportReport,
-    JournalWrite, LeadRecord, OpenAttempt, Store, StoreError,
+    AnsweredAttempt, AttemptEnd, AttemptRecord, CampaignCounts, CampaignRecord, ClaimedLead,
+    ImportReport, JournalWrite, LeadRecord, OpenAttempt, Store, StoreError,
 };
 
 /// How long a write waits for another connection's write transaction to end.
@@ -702,15 +702,23 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn answered_since(&self, campaign: &str, since: i64) -> Result<Vec<(i64, bool)>, StoreError> {
+    fn answered_since(
+        &self,
+        campaign: &str,
+        since: i64,
+    ) -> Result<Vec<AnsweredAttempt>, StoreError> {
         self.read(|conn| {
             let campaign = campaign_id(conn, campaign)?;
             let mut stmt = conn.prepare_cached(
-                "SELECT ended, outcome = 'bridged' FROM attempts
+                "SELECT ended, outcome = 'bridged', disposition FROM attempts
                  WHERE campaign_id = ?1 AND answered = 1 AND ended >= ?2 ORDER BY ended",
             )?;
             let rows = stmt.query_map(rusqlite::params![campaign, since], |row| {
-                Ok((row.get(0)?, row.get(1)?))
+                Ok(AnsweredAttempt {
+                    ended: row.get(0)?,
+                    bridged: row.get(1)?,
+                    disposition: row.get(2)?,
+                })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

@@ -617,10 +617,27 @@ fn counts_cover_every_state_and_follow_claims_and_finishes() {
     assert_eq!(counts.abandoned, 1);
     assert_eq!(counts.next_retry, Some(NOW + 300));
     // The abandon window a restart counts again: answered attempts, bridged or not.
-    let mut answered = store.answered_since("c", NOW).unwrap();
+    let mut answered: Vec<(i64, bool)> = store
+        .answered_since("c", NOW)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.ended, a.bridged))
+        .collect();
     answered.sort_unstable();
     assert_eq!(answered, vec![(NOW + 1, false), (NOW + 1, true)]);
     assert!(store.answered_since("c", NOW + 2).unwrap().is_empty());
+    // An agent's disposition comes with it: a restart counts the machines it marked.
+    store
+        .set_disposition(claimed[0].attempt, "machine", None, None, None, NOW + 2)
+        .unwrap();
+    let marked: Vec<Option<String>> = store
+        .answered_since("c", NOW)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.bridged)
+        .map(|a| a.disposition)
+        .collect();
+    assert_eq!(marked, vec![Some("machine".to_owned())]);
 
     // The counters agree with the rows they count.
     let leads = store.export("c", None).unwrap();

@@ -763,8 +763,11 @@ impl Runner {
     fn restore_abandon_window(&mut self, name: &str, since: i64) {
         match self.store.answered_since(name, since) {
             Ok(rows) => {
-                for (ended, bridged) in rows {
-                    self.engine.count_answered(name, ended, bridged);
+                for row in rows {
+                    self.engine.count_answered(name, row.ended, row.bridged);
+                    if let (true, Some(code)) = (row.bridged, &row.disposition) {
+                        self.engine.count_disposition(name, row.ended, code);
+                    }
                 }
             }
             Err(e) => tracing::error!(target: "dialer::campaign", "campaign {name}: {e}"),
