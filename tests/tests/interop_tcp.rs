@@ -81,6 +81,7 @@ codecs = ["PCMA"]
 [media]
 rtp_ports = "{rtp}-{rtp_last}"
 media_timeout_s = 0
+pcap_dir = "{pcaps}"
 
 [api]
 listen = "127.0.0.1:{api}"
@@ -89,6 +90,7 @@ listen = "127.0.0.1:{api}"
         contact = agent.map_or(String::new(), |a| format!("contact = \"sip:1000@{a}\"")),
         rtp_last = rtp + 19,
         api = test.api_port,
+        pcaps = test.dir.path().display(),
     );
     let path = test.dir.join("dialer.toml");
     std::fs::write(&path, text).expect("write dialer.toml");
@@ -149,6 +151,7 @@ fn a_tcp_trunk_registers_calls_and_hangs_up_over_one_tcp_connection_and_never_ov
         .originate(&OriginateRequest {
             number: "+15551234".into(),
             agent: Some("1000".into()),
+            pcap: Some("tcp-call.pcap".into()),
             ..OriginateRequest::default()
         })
         .expect("the dialer accepts the call");
@@ -166,6 +169,39 @@ fn a_tcp_trunk_registers_calls_and_hangs_up_over_one_tcp_connection_and_never_ov
     client.hangup(info.id).expect("hang up");
     let cdr = wait_cdr(&run, Duration::from_secs(10)).expect("a CDR");
     assert_eq!(text(&cdr, "id"), info.id.to_string(), "{cdr}");
+    // The call's --pcap holds the trunk's SIP as TCP, reassembled by the capture reader
+    // into the messages that went over the connection; the agent's as UDP.
+    let pcap = test.dir.join("tcp-call.pcap");
+    let cap = poll_until(
+        "the call's capture closed",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let cap = capture::read_file(&pcap).ok()?;
+            let byes = cap
+                .packets
+                .iter()
+                .filter(|p| String::from_utf8_lossy(&p.payload).contains("BYE sip:"))
+                .count();
+            (byes > 0).then_some(cap)
+        },
+    )
+    .expect("the capture holds the BYE");
+    let tcp_sip: String = cap
+        .packets
+        .iter()
+        .filter(|p| p.transport == capture::Transport::Tcp)
+        .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+        .collect();
+    for start in ["INVITE sip:+15551234@", "SIP/2.0 200 OK", "BYE sip:"] {
+        assert!(tcp_sip.contains(start), "{start} over TCP in the capture");
+    }
+    assert!(
+        cap.packets
+            .iter()
+            .any(|p| p.transport == capture::Transport::Udp && p.payload.starts_with(b"INVITE ")),
+        "the agent's INVITE is there as UDP"
+    );
 
     let outcome = carrier
         .expect_success(Duration::from_secs(15))

@@ -214,6 +214,8 @@ struct State {
     shutting_down: bool,
     /// Our SIP address as peers see it, for captures.
     sip_local: SocketAddr,
+    /// The TLS listener's address as peers see it, for captures.
+    tls_local: Option<SocketAddr>,
     /// The campaign runner, fed the events of campaign calls.
     campaigns: Option<super::campaigns::RunnerHandle>,
     /// What `GET /metrics` counts: SIP datagrams and ended calls.
@@ -450,6 +452,11 @@ pub async fn start(config: Config, options: RunOptions) -> Result<Running, RunEr
         output,
         shutting_down: false,
         sip_local: local,
+        tls_local: config
+            .sip()
+            .tls
+            .listen
+            .map(|a| SocketAddr::new(local_ip, a.port())),
         campaigns: None,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         journal: None,
@@ -958,18 +965,25 @@ impl State {
                 line.call = self.core.call_for_sip_call_id(id);
             }
         }
-        // The capture synthesises UDP datagrams; SIP carried over TCP is left out of it
-        // rather than written as if it had been UDP.
-        let tappable = transport == Transport::Udp;
         if let Some(tap) = line
             .call
-            .filter(|_| tappable)
             .and_then(|c| self.media.get(&c))
             .and_then(|m| m.tap.as_ref())
         {
-            let local = self.sip_local;
+            // Our side is the listener the transport uses (an outbound connection's own
+            // port is not kept): UDP and TCP on [sip] listen, TLS on tls_listen.
+            let local = match (transport, self.tls_local) {
+                (Transport::Tls, Some(tls)) => tls,
+                _ => self.sip_local,
+            };
             let (from, to) = if out { (local, peer) } else { (peer, local) };
-            super::tap::write_shared(tap, from, to, &super::tap::without_sdes_keys(bytes));
+            let bytes = super::tap::without_sdes_keys(bytes);
+            match transport {
+                Transport::Udp => super::tap::write_shared(tap, from, to, &bytes),
+                Transport::Tcp | Transport::Tls => {
+                    super::tap::write_shared_stream(tap, from, to, &bytes)
+                }
+            }
         }
         if self.options.ladder {
             self.output.err(ladder::format(&line, self.options.colour));
