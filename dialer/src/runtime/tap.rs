@@ -79,7 +79,7 @@ impl PcapTap {
     }
 
     /// Appends `payload` to the TCP stream `from -> to`, in segments of at most
-    /// [`SEGMENT`] bytes, each acknowledging nothing of the other direction it does not know.
+    /// 16 KiB each, acknowledging what the other direction has written so far.
     pub fn write_stream(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
         for chunk in payload.chunks(SEGMENT) {
             let seq = self.streams.entry((from, to)).or_insert(FIRST_SEQ);
