@@ -1237,6 +1237,23 @@ pub fn response_destination(top: &Via) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// Where a response goes over a reliable transport when the connection its request came on
+/// has closed (RFC 3261 §18.2.2): a new connection to the `received` address (else the
+/// sent-by host, when it is an IP address) at the sent-by port, or the transport's default
+/// (5060 for TCP, 5061 for TLS). `None` for a sent-by name without `received`: resolving it
+/// (RFC 3263 §5) is left to the client, whose transaction times out and retries.
+pub fn reliable_fallback(top: &Via, transport: Transport) -> Option<SocketAddr> {
+    let ip: IpAddr = match top.received().and_then(|r| r.parse().ok()) {
+        Some(ip) => ip,
+        None => top.host.ip()?,
+    };
+    let default = match transport {
+        Transport::Tls => 5061,
+        Transport::Udp | Transport::Tcp => 5060,
+    };
+    Some(SocketAddr::new(ip, top.port.unwrap_or(default)))
+}
+
 /// A response to `request` per RFC 3261 §8.2.6.2: Via, From, To, Call-ID and CSeq copied,
 /// the To tag added (when given and the request had none), Content-Length 0.
 pub fn make_response(request: &Request, status: u16, to_tag: Option<&str>) -> Response {

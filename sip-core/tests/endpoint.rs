@@ -1020,3 +1020,39 @@ fn server_transactions_beyond_the_bound_get_one_stateless_503_each() {
     assert_eq!(tx.iter().map(label).collect::<Vec<_>>(), vec!["100"]);
     assert!(matches!(ev.as_slice(), [Event::Request { .. }]));
 }
+
+#[test]
+fn a_response_whose_connection_closed_goes_to_received_at_the_sent_by_port() {
+    use sip_core::endpoint::reliable_fallback;
+    let via = |text: &str| {
+        let r = Message::parse(
+            format!(
+                "SIP/2.0 200 OK\r\nVia: {text}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\n\
+                 Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        r.top_via().unwrap()
+    };
+    // RFC 3261 §18.2.2: the received address, the sent-by port (rport is for UDP).
+    let v = via("SIP/2.0/TCP phone.lan:5070;branch=z9hG4bK1;received=192.0.2.9;rport=40000");
+    assert_eq!(
+        reliable_fallback(&v, Transport::Tcp),
+        Some(addr("192.0.2.9:5070"))
+    );
+    // No port: the transport's default.
+    let v = via("SIP/2.0/TLS 192.0.2.10;branch=z9hG4bK2");
+    assert_eq!(
+        reliable_fallback(&v, Transport::Tls),
+        Some(addr("192.0.2.10:5061"))
+    );
+    let v = via("SIP/2.0/TCP 192.0.2.10;branch=z9hG4bK3");
+    assert_eq!(
+        reliable_fallback(&v, Transport::Tcp),
+        Some(addr("192.0.2.10:5060"))
+    );
+    // A name and no received: nothing to connect to without a lookup.
+    let v = via("SIP/2.0/TCP phone.lan:5070;branch=z9hG4bK4");
+    assert_eq!(reliable_fallback(&v, Transport::Tcp), None);
+}

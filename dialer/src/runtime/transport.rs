@@ -11,9 +11,10 @@
 //! §18.3, sip-core's [`StreamDeframer`]), answers CRLF keep-alive pings and, on connections
 //! we open, sends them (RFC 5626 §4.4.1).
 //!
-//! What it does not do: a response for a connection that has closed is dropped rather than
-//! sent over a new connection to the Via's sent-by (the RFC 3261 §18.2.2 fallback): the
-//! client's transaction times out on Timer B/F and it retries.
+//! A response whose request's connection has closed goes over a new connection to the
+//! address its top Via names (RFC 3261 §18.2.2, [`sip_core::endpoint::reliable_fallback`]);
+//! a Via naming a host without `received` is not looked up (RFC 3263 §5): that response is
+//! dropped, and the client's transaction times out and retries.
 
 use sip_core::endpoint::{Target, Transmit};
 use sip_core::framing::{RawFrame, StreamDeframer};
@@ -245,8 +246,29 @@ impl Transports {
             return c.to_peer.send(bytes).is_ok();
         }
         if bytes.starts_with(b"SIP/") {
-            tracing::debug!(target: "dialer::transport", "{} {}: connection closed, response dropped", name(flow.transport), flow.addr);
-            return false;
+            // RFC 3261 §18.2.2: the request's connection has closed; a new one to where its
+            // Via says the client listens.
+            use sip_core::message::SipMessage;
+            let fallback = sip_core::message::Message::parse(&bytes)
+                .ok()
+                .and_then(|m| m.top_via().ok())
+                .and_then(|v| sip_core::endpoint::reliable_fallback(&v, flow.transport));
+            let Some(addr) = fallback else {
+                tracing::debug!(target: "dialer::transport", "{} {}: connection closed, response dropped (no address in its Via)", name(flow.transport), flow.addr);
+                return false;
+            };
+            let flow = Target {
+                addr,
+                transport: flow.transport,
+            };
+            if let Some(c) = self.connections.get(&flow) {
+                return c.to_peer.send(bytes).is_ok();
+            }
+            self.connect(flow);
+            return self
+                .connections
+                .get(&flow)
+                .is_some_and(|c| c.to_peer.send(bytes).is_ok());
         }
         self.connect(flow);
         self.connections
@@ -627,7 +649,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_response_for_a_closed_connection_opens_none() {
+    async fn a_response_for_a_closed_connection_goes_over_a_new_one_to_its_via() {
+        let (mut t, mut rx) = transports(TcpSettings::default()).await;
+        let client = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listens = client.local_addr().unwrap();
+        // The request came from an ephemeral port whose connection is gone; the Via names
+        // where the client listens (RFC 3261 §18.2.2).
+        let gone: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let response = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP client.invalid:{};branch=z9hG4bK1;received=127.0.0.1\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n",
+            listens.port()
+        );
+        assert!(t.send(&Transmit {
+            transport: Transport::Tcp,
+            to: gone,
+            bytes: response.clone().into_bytes(),
+        }));
+        let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), client.accept())
+            .await
+            .expect("a connection within 5 s")
+            .unwrap();
+        assert!(
+            matches!(next(&mut rx).await, TransportEvent::Connected { peer, .. } if peer.addr == listens)
+        );
+        let mut got = vec![0u8; response.len()];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, response.as_bytes());
+        assert!(!t.has_connection(tcp(gone)));
+    }
+
+    #[tokio::test]
+    async fn a_response_whose_via_names_no_address_is_dropped_and_opens_no_connection() {
         let (mut t, _rx) = transports(TcpSettings::default()).await;
         let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert!(!t.send(&Transmit {
