@@ -54,6 +54,45 @@ fn payload_bytes(packets: &[RtpPacket]) -> Vec<u8> {
     packets.iter().flat_map(|p| p.payload.clone()).collect()
 }
 
+/// `[sip]` with a TLS listener at `tls` presenting the test CA's certificate for the dialer.
+fn tls_listener(tls: SocketAddr, certs: &certs::Certs) -> String {
+    format!(
+        "[sip]\ntls_listen = \"{tls}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        certs.cert.display(),
+        certs.key.display()
+    )
+}
+
+/// Agent 1000: baresip registered over TLS to `tls` (trusting `ca`), auto-answering with
+/// SRTP media `mediaenc`, RTP from `rtp`, playing 1000 Hz.
+fn tls_srtp_agent(
+    test: &CallTest,
+    tls: SocketAddr,
+    ca: &std::path::Path,
+    rtp: u16,
+    mediaenc: &str,
+) -> Baresip {
+    let mut config = test
+        .agent_config(
+            AnswerMode::Auto,
+            &["PCMA"],
+            SocketAddr::new(
+                LOOPBACK,
+                free_baresip_port(LOOPBACK).expect("agent SIP port"),
+            ),
+            rtp,
+            SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent ctrl")),
+        )
+        .expect("agent settings");
+    config.registrar = Some((tls, AGENT_PASSWORD.into()));
+    let agent = Baresip::start_over_with_srtp(config, test.dir.path(), "tls", Some(ca), mediaenc)
+        .expect("baresip agent with SRTP");
+    agent
+        .wait_registered(Duration::from_secs(10))
+        .expect("agent 1000 registers over TLS");
+    agent
+}
+
 #[test]
 fn an_srtp_agent_over_tls_and_a_plain_carrier_hear_each_other_and_the_agent_side_is_encrypted() {
     srtp_agent_call("srtp-agent", "required", "srtp-mand");
@@ -103,15 +142,7 @@ fn srtp_agent_call(name: &str, policy: &str, mediaenc: &str) {
     std::fs::create_dir_all(&pcap_dir).expect("pcap_dir");
     let original = std::fs::read_to_string(&config).expect("config written");
     let patched = original
-        .replacen(
-            "[sip]\n",
-            &format!(
-                "[sip]\ntls_listen = \"{tls}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-                certs.cert.display(),
-                certs.key.display()
-            ),
-            1,
-        )
+        .replacen("[sip]\n", &tls_listener(tls, &certs), 1)
         .replacen(
             "[[agent]]\n",
             // Held to TLS: its SDES keys never travel in clear.
@@ -128,30 +159,7 @@ fn srtp_agent_call(name: &str, policy: &str, mediaenc: &str) {
     dialer_bin::check_config(&test.dialer, &config).expect("dialer config check accepts it");
     let run = test.run(&config).expect("dialer run");
 
-    let mut agent_config = test
-        .agent_config(
-            AnswerMode::Auto,
-            &["PCMA"],
-            SocketAddr::new(
-                LOOPBACK,
-                free_baresip_port(LOOPBACK).expect("agent SIP port"),
-            ),
-            agent_rtp,
-            SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent ctrl")),
-        )
-        .expect("agent settings");
-    agent_config.registrar = Some((tls, AGENT_PASSWORD.into()));
-    let agent = Baresip::start_over_with_srtp(
-        agent_config,
-        test.dir.path(),
-        "tls",
-        Some(&certs.ca),
-        mediaenc,
-    )
-    .expect("baresip with SRTP");
-    agent
-        .wait_registered(Duration::from_secs(10))
-        .expect("agent 1000 registers over TLS");
+    let agent = tls_srtp_agent(&test, tls, &certs.ca, agent_rtp, mediaenc);
 
     // `dialer call --pcap`: the dialer's own capture of the call.
     let mut command = test.command(&["call", "+15551234", "--agent", "1000", "--pcap"]);
@@ -343,15 +351,7 @@ fn srtp_on_both_legs_between_two_baresips_is_heard_both_ways_and_encrypted_on_ea
     let tls = SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("TLS port"));
     let original = std::fs::read_to_string(&config).expect("config written");
     let patched = original
-        .replacen(
-            "[sip]\n",
-            &format!(
-                "[sip]\ntls_listen = \"{tls}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-                certs.cert.display(),
-                certs.key.display()
-            ),
-            1,
-        )
+        .replacen("[sip]\n", &tls_listener(tls, &certs), 1)
         // A trunk that calls the carrier directly: no registration, no domain, SRTP.
         .replacen(
             "register = true\n",
@@ -372,30 +372,7 @@ fn srtp_on_both_legs_between_two_baresips_is_heard_both_ways_and_encrypted_on_ea
     dialer_bin::check_config(&test.dialer, &config).expect("dialer config check accepts it");
     let run = test.run(&config).expect("dialer run");
 
-    let mut agent_config = test
-        .agent_config(
-            AnswerMode::Auto,
-            &["PCMA"],
-            SocketAddr::new(
-                LOOPBACK,
-                free_baresip_port(LOOPBACK).expect("agent SIP port"),
-            ),
-            agent_rtp,
-            SocketAddr::new(LOOPBACK, free_port(LOOPBACK).expect("agent ctrl")),
-        )
-        .expect("agent settings");
-    agent_config.registrar = Some((tls, AGENT_PASSWORD.into()));
-    let agent = Baresip::start_over_with_srtp(
-        agent_config,
-        test.dir.path(),
-        "tls",
-        Some(&certs.ca),
-        "srtp-mand",
-    )
-    .expect("baresip agent with SRTP");
-    agent
-        .wait_registered(Duration::from_secs(10))
-        .expect("agent 1000 registers over TLS");
+    let agent = tls_srtp_agent(&test, tls, &certs.ca, agent_rtp, "srtp-mand");
 
     let mut command = test.command(&["call", "+15551234", "--agent", "1000", "--api"]);
     command.arg(test.api_url());
