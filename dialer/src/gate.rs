@@ -142,12 +142,20 @@ impl Gate {
     /// Whether requests from `ip` are taken at all (before any rate).
     pub fn is_known(&self, now: Time, ip: IpAddr) -> bool {
         let ip = canonical(ip);
+        self.trusted(now, ip) || self.in_networks(ip)
+    }
+
+    /// A trunk, or a peer called within [`PEER_TRUST`]: never rate limited.
+    fn trusted(&self, now: Time, ip: IpAddr) -> bool {
         self.trunks.contains(&ip)
             || self
                 .peers
                 .get(&ip)
                 .is_some_and(|at| now.since(*at) < PEER_TRUST)
-            || self.networks.iter().any(|n| n.contains(&ip))
+    }
+
+    fn in_networks(&self, ip: IpAddr) -> bool {
+        self.networks.iter().any(|n| n.contains(&ip))
     }
 
     /// Decides on one datagram from `ip`; `request` is false for a response (and for a
@@ -157,14 +165,10 @@ impl Gate {
             return Verdict::Admit;
         }
         let ip = canonical(ip);
-        let called = self
-            .peers
-            .get(&ip)
-            .is_some_and(|at| now.since(*at) < PEER_TRUST);
-        if self.trunks.contains(&ip) || called {
+        if self.trusted(now, ip) {
             return Verdict::Admit;
         }
-        if !self.is_known(now, ip) {
+        if !self.in_networks(ip) {
             self.dropped.unknown_source += 1;
             return Verdict::UnknownSource;
         }
