@@ -241,7 +241,7 @@ impl Transports {
         }
     }
 
-    fn send_stream(&mut self, flow: Target, bytes: Vec<u8>) -> bool {
+    fn send_stream(&mut self, mut flow: Target, bytes: Vec<u8>) -> bool {
         if let Some(c) = self.connections.get(&flow) {
             return c.to_peer.send(bytes).is_ok();
         }
@@ -257,19 +257,9 @@ impl Transports {
                 tracing::debug!(target: "dialer::transport", "{} {}: connection closed, response dropped (no address in its Via)", name(flow.transport), flow.addr);
                 return false;
             };
-            let flow = Target {
-                addr,
-                transport: flow.transport,
-            };
-            if let Some(c) = self.connections.get(&flow) {
-                return c.to_peer.send(bytes).is_ok();
-            }
-            self.connect(flow);
-            return self
-                .connections
-                .get(&flow)
-                .is_some_and(|c| c.to_peer.send(bytes).is_ok());
+            flow.addr = addr;
         }
+        // A no-op when the flow has a connection open or opening.
         self.connect(flow);
         self.connections
             .get(&flow)
